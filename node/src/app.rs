@@ -1,0 +1,127 @@
+//! [E] The one place that knows every edge: binds sockets, starts the DNS server, owns
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Loaded;
+use crate::dns::handler::DnsHandler;
+use crate::snapshot::Snapshot;
+
+/// Buffer of outgoing responses per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// Attempts at finding a port free for both UDP and TCP when asked for port 0.
+const SAME_PORT_ATTEMPTS: usize = 16;
+
+/// A UDP socket and a TCP listener on the same address.
+#[derive(Debug)]
+pub struct DnsSockets {
+    /// UDP side.
+    pub udp: UdpSocket,
+    /// TCP side.
+    pub tcp: TcpListener,
+}
+
+impl DnsSockets {
+    /// The address both sockets are bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+}
+
+/// Binds UDP and TCP on `addr`. With port 0, both get the same (free) port.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<DnsSockets> {
+    let attempts = if addr.port() == 0 {
+        SAME_PORT_ATTEMPTS
+    } else {
+        1
+    };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind UDP {addr}"))?;
+        let bound = udp
+            .local_addr()
+            .context("UDP socket has no local address")?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok(DnsSockets { udp, tcp }),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let e = last_err.map_or_else(|| anyhow::anyhow!("no attempt made"), anyhow::Error::from);
+    Err(e.context(format!("cannot bind TCP beside UDP on {addr}")))
+}
+
+/// Serves DNS on `sockets` from `snapshot` until `shutdown` is cancelled.
+pub async fn serve(
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    sockets: Vec<DnsSockets>,
+    tcp_idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut server = Server::new(DnsHandler::new(snapshot));
+    for s in sockets {
+        server.register_socket(s.udp);
+        server.register_listener(s.tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+    }
+    tokio::select! {
+        result = server.block_until_done() => {
+            result.context("DNS server stopped")?;
+            anyhow::bail!("DNS server stopped on its own");
+        }
+        () = shutdown.cancelled() => {
+            info!("shutting down");
+            server.shutdown_gracefully().await.context("graceful shutdown")?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a node from a loaded config until `shutdown` is cancelled.
+pub async fn run(
+    loaded: Loaded,
+    listen_override: &[SocketAddr],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let config = loaded.config;
+    let listen = if listen_override.is_empty() {
+        config.node.listen.clone()
+    } else {
+        listen_override.to_vec()
+    };
+    let mut sockets = Vec::new();
+    for addr in listen {
+        let s = bind(addr).await?;
+        info!(udp = %s.local_addr()?, tcp = %s.tcp.local_addr()?, "serving DNS");
+        sockets.push(s);
+    }
+    let routes: usize = config
+        .pops
+        .iter()
+        .filter_map(|p| p.route_view.as_ref().map(|v| v.len()))
+        .sum();
+    info!(
+        zone = %config.zone.origin_name(),
+        pop = %config.own_pop().name,
+        pops = config.pops.len(),
+        geo_names = config.geo.len(),
+        routes,
+        static_records = config.zone.record_count(),
+        "node started"
+    );
+    let timeout = config.node.tcp_idle_timeout;
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+    serve(snapshot, sockets, timeout, shutdown).await
+}

@@ -1,0 +1,224 @@
+//! [E] The `sparrow` command line.
+
+pub mod render;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::LowerName;
+use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use crate::config::{self, ConfigError};
+use crate::snapshot::Snapshot;
+
+/// Exit code: the run failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the configuration (or the command line) was refused.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Sparrow: geo-DNS that answers with the POP nearest the client in BGP AS hops.
+#[derive(Debug, Parser)]
+#[command(name = "sparrow", version, about)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less logging (warnings and errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Node {
+        /// The node's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Serve on these addresses instead of the config's `node.listen` (port 0: any free
+        /// port, the same for UDP and TCP; the log says which).
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check a config file and print what it holds.
+    Check {
+        /// The config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Explain which POP a client gets and why.
+    Explain {
+        /// The node's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The geo name (default: the first one in the config).
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Client address or subnet (as sent in EDNS Client Subnet).
+        client: String,
+    },
+}
+
+/// Runs the parsed command line and maps the outcome to an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Node {
+            config,
+            listen,
+            threads,
+        } => run_node(&config, &listen, threads),
+        Command::Check { config } => with_config(&config, |loaded| {
+            let c = &loaded.config;
+            for w in &loaded.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{}: ok: zone {} ({} static records), {} POPs, {} geo names, own POP {}",
+                c.origin.display(),
+                c.zone.origin_name(),
+                c.zone.record_count(),
+                c.pops.len(),
+                c.geo.len(),
+                c.own_pop().name
+            );
+            ExitCode::SUCCESS
+        }),
+        Command::Explain {
+            config,
+            name,
+            json,
+            client,
+        } => with_config(&config, |loaded| {
+            explain(
+                Snapshot::from_config(loaded.config),
+                name.as_deref(),
+                json,
+                &client,
+            )
+        }),
+    }
+}
+
+fn with_config(path: &std::path::Path, f: impl FnOnce(config::Loaded) -> ExitCode) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => f(loaded),
+        Err(e) => config_refused(&e),
+    }
+}
+
+fn config_refused(e: &ConfigError) -> ExitCode {
+    eprintln!("error: config refused: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn explain(snap: Snapshot, name: Option<&str>, json: bool, client: &str) -> ExitCode {
+    let Ok(addr) = client
+        .parse::<IpAddr>()
+        .or_else(|_| client.parse::<IpNet>().map(|n| n.network()))
+    else {
+        eprintln!("error: `{client}` is not an IP address or subnet");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let geo = match name {
+        None if snap.config.geo.is_empty() => {
+            eprintln!("error: the config has no geo name");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        None => 0,
+        Some(n) => {
+            let found = config::parse_name(n, snap.config.zone.origin_name())
+                .ok()
+                .and_then(|name| snap.geo_index(&LowerName::from(&name)));
+            match found {
+                Some(i) => i,
+                None => {
+                    eprintln!("error: `{n}` is not a geo name of this config");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+    };
+    let e = crate::explain::explain(&snap, geo, addr);
+    if json {
+        match serde_json::to_string_pretty(&e) {
+            Ok(s) => println!("{s}"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    } else {
+        print!("{}", render::explanation(&e));
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_node(path: &std::path::Path, listen: &[SocketAddr], threads: Option<usize>) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return config_refused(&e),
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        crate::app::run(loaded, listen, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    token.cancel();
+}

@@ -1,0 +1,196 @@
+//! [P] The node's configuration: a strict TOML file, validated into [`Config`], a type that
+//! cannot hold invalid values.
+//!
+//! Loading has two phases: `raw` mirrors the file (unknown keys refused), `validate` checks
+//! meaning and reads the files the config names (zone file, route views, static map) through
+//! a [`FileSource`], so everything here stays testable without a disk. [`load`] is the one
+//! function that touches the file system. Every error renders as `file:line:col: reason`.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use validate::parse_name;
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+
+use crate::dns::zone::Zone;
+use crate::routes::{RouteView, StaticMap};
+
+/// TTL of static records that do not give one. An hour, as most zone files default to.
+pub const DEFAULT_TTL: u32 = 3600;
+/// TTL of geo answers: short, so that a changed answer reaches clients within half a minute.
+pub const DEFAULT_GEO_TTL: u32 = 30;
+/// POPs returned per geo answer (Super Sparrow's `--result_count`).
+pub const DEFAULT_ANSWERS: u8 = 1;
+/// Preference of a POP that does not set one; lower is preferred, as with MX.
+pub const DEFAULT_PREFERENCE: u16 = 100;
+/// Weight of a POP among equally near POPs; shares of clients are proportional to it.
+pub const DEFAULT_WEIGHT: u32 = 100;
+/// Idle time after which a TCP client connection is closed (RFC 7766 suggests seconds).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest UDP response we send: 1232 bytes avoids IP fragmentation (DNS Flag Day 2020).
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+/// SOA timers when the config gives none (RIPE-203 recommendations).
+pub const DEFAULT_SOA_REFRESH: u32 = 86_400;
+/// See [`DEFAULT_SOA_REFRESH`].
+pub const DEFAULT_SOA_RETRY: u32 = 7_200;
+/// See [`DEFAULT_SOA_REFRESH`].
+pub const DEFAULT_SOA_EXPIRE: u32 = 3_600_000;
+/// Negative-caching TTL (RFC 2308): how long resolvers remember NXDOMAIN and NODATA.
+pub const DEFAULT_SOA_MINIMUM: u32 = 60;
+
+/// A validated node configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub origin: PathBuf,
+    /// How this node runs.
+    pub node: NodeSettings,
+    /// The zone served: SOA, NS and static records.
+    pub zone: Zone,
+    /// The POPs, in config order; a POP's index is its identity everywhere else.
+    pub pops: Vec<Pop>,
+    /// Geo-balanced names.
+    pub geo: Vec<GeoName>,
+    /// Operator overrides: prefix -> POP index.
+    pub static_map: Option<Arc<StaticMap>>,
+}
+
+/// Settings of this node.
+#[derive(Debug)]
+pub struct NodeSettings {
+    /// Index of this node's own POP in [`Config::pops`].
+    pub pop: usize,
+    /// Addresses served over both UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// Idle timeout of TCP connections.
+    pub tcp_idle_timeout: Duration,
+    /// Largest UDP response sent, whatever the client offers.
+    pub max_udp_payload: u16,
+}
+
+/// Whether the operator lets a POP be handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Handed out normally.
+    Active,
+    /// Never handed out while any other POP can be.
+    Drained,
+}
+
+/// A point of presence.
+#[derive(Debug)]
+pub struct Pop {
+    /// Short name (`ams`).
+    pub name: String,
+    /// The POP's AS number (names it in the static map).
+    pub asn: u32,
+    /// IPv4 answer addresses.
+    pub v4: Vec<Ipv4Addr>,
+    /// IPv6 answer addresses.
+    pub v6: Vec<Ipv6Addr>,
+    /// Tie-break among equally near POPs: lower wins.
+    pub preference: u16,
+    /// Share of clients among equally near POPs of equal preference.
+    pub weight: u32,
+    /// Operator state from the config.
+    pub admin: AdminState,
+    /// The POP's route view, when this node has one for it.
+    pub route_view: Option<Arc<RouteView>>,
+}
+
+/// A geo-balanced name.
+#[derive(Debug)]
+pub struct GeoName {
+    /// Fully qualified name.
+    pub name: Name,
+    /// TTL of its answers.
+    pub ttl: u32,
+    /// How many POPs an answer lists.
+    pub answers: u8,
+    /// Indexes of the POPs that may serve it, in config order.
+    pub pops: Vec<usize>,
+}
+
+/// A configuration that was accepted, and what was noticed while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Partial loads (skipped lines in route files) to log at `warn`.
+    pub warnings: Vec<String>,
+}
+
+/// A refused configuration: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a place.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the files a config names come from: the disk in production, a map in tests.
+pub trait FileSource {
+    /// Reads a whole file as UTF-8 text.
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Disk;
+
+impl FileSource for Disk {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        position: None,
+        reason: format!("cannot read config: {e}"),
+    })?;
+    Config::from_str(&text, path, &Disk)
+}
+
+impl Config {
+    /// Parses and validates config `text` read from `origin`. Relative paths in it resolve
+    /// against `origin`'s folder and are read through `files`.
+    pub fn from_str(
+        text: &str,
+        origin: &Path,
+        files: &dyn FileSource,
+    ) -> Result<Loaded, ConfigError> {
+        validate::validate(text, origin, files)
+    }
+
+    /// The node's own POP.
+    pub fn own_pop(&self) -> &Pop {
+        &self.pops[self.node.pop]
+    }
+}

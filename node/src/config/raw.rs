@@ -1,0 +1,108 @@
+//! [P] `RawConfig`: the serde mirror of the TOML file. Unknown keys are refused; fields that
+//! get semantic checks keep their source span so errors can name the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) node: RawNode,
+    pub(crate) zone: RawZone,
+    #[serde(default, rename = "pop")]
+    pub(crate) pops: Vec<Spanned<RawPop>>,
+    #[serde(default, rename = "geo")]
+    pub(crate) geo: Vec<Spanned<RawGeo>>,
+    #[serde(default)]
+    pub(crate) static_map: Option<RawStaticMap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub(crate) pop: Spanned<String>,
+    pub(crate) listen: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) tcp_idle_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) max_udp_payload: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawZone {
+    pub(crate) origin: Spanned<String>,
+    #[serde(default)]
+    pub(crate) ttl: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) soa: Option<Spanned<RawSoa>>,
+    #[serde(default)]
+    pub(crate) ns: Vec<Spanned<String>>,
+    #[serde(default, rename = "record")]
+    pub(crate) records: Vec<Spanned<RawRecord>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSoa {
+    pub(crate) mname: String,
+    pub(crate) rname: String,
+    pub(crate) serial: u32,
+    #[serde(default)]
+    pub(crate) refresh: Option<u32>,
+    #[serde(default)]
+    pub(crate) retry: Option<u32>,
+    #[serde(default)]
+    pub(crate) expire: Option<u32>,
+    #[serde(default)]
+    pub(crate) minimum: Option<u32>,
+    #[serde(default)]
+    pub(crate) ttl: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRecord {
+    pub(crate) name: String,
+    #[serde(rename = "type")]
+    pub(crate) rtype: String,
+    #[serde(default)]
+    pub(crate) ttl: Option<u32>,
+    pub(crate) data: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPop {
+    pub(crate) name: Spanned<String>,
+    pub(crate) asn: Spanned<u32>,
+    pub(crate) addresses: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) preference: Option<u16>,
+    #[serde(default)]
+    pub(crate) weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) admin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) route_view: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeo {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) ttl: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) answers: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(crate) pops: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStaticMap {
+    pub(crate) file: Spanned<String>,
+}

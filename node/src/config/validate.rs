@@ -1,0 +1,464 @@
+//! [P] `RawConfig` -> `Config`: every semantic check, each error with file, line and reason.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+use hickory_proto::serialize::txt::Parser;
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawGeo, RawPop, RawZone};
+use super::*;
+use crate::dns::zone::ZoneBuilder;
+use crate::routes::{self, describe_skipped};
+
+pub(super) fn validate(
+    text: &str,
+    origin: &Path,
+    files: &dyn FileSource,
+) -> Result<Loaded, ConfigError> {
+    let cx = Cx {
+        text,
+        origin,
+        dir: origin.parent().unwrap_or(Path::new("")).to_owned(),
+        files,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: origin.to_owned(),
+        position: e.span().map(|s| cx.position(s.start)),
+        reason: e.message().trim_end().to_owned(),
+    })?;
+    let mut warnings = Vec::new();
+
+    let pops = raw
+        .pops
+        .iter()
+        .map(|p| cx.pop(p, &mut warnings))
+        .collect::<Result<Vec<_>, _>>()?;
+    if pops.is_empty() {
+        return Err(cx.error(None, "no POP is configured (add a [[pop]] table)"));
+    }
+    cx.check_unique(&raw.pops, |p| &p.name, "POP name")?;
+    cx.check_unique(&raw.pops, |p| &p.asn, "POP ASN")?;
+    let pop_index = |name: &Spanned<String>| {
+        pops.iter()
+            .position(|p| p.name == *name.get_ref())
+            .ok_or_else(|| {
+                cx.error(
+                    Some(name.span()),
+                    format!("no POP is named `{}`", name.get_ref()),
+                )
+            })
+    };
+
+    let node = NodeSettings {
+        pop: pop_index(&raw.node.pop)?,
+        listen: cx.listen(&raw.node.listen)?,
+        tcp_idle_timeout: raw
+            .node
+            .tcp_idle_timeout_secs
+            .as_ref()
+            .map_or(DEFAULT_TCP_IDLE_TIMEOUT, |s| {
+                Duration::from_secs(*s.get_ref())
+            }),
+        max_udp_payload: match &raw.node.max_udp_payload {
+            None => DEFAULT_MAX_UDP_PAYLOAD,
+            Some(p) if *p.get_ref() < 512 => {
+                return Err(cx.error(Some(p.span()), "max_udp_payload must be at least 512"));
+            }
+            Some(p) => *p.get_ref(),
+        },
+    };
+
+    let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
+    let mut zone = cx.zone(&raw.zone, &origin_name)?;
+    let geo = raw
+        .geo
+        .iter()
+        .map(|g| cx.geo(g, &origin_name, &mut zone, pops.len(), &pop_index))
+        .collect::<Result<Vec<_>, _>>()?;
+    cx.check_unique(&raw.geo, |g| &g.name, "geo name")?;
+    let zone = zone
+        .build()
+        .map_err(|reason| cx.error(Some(raw.zone.origin.span()), reason))?;
+
+    let static_map = match &raw.static_map {
+        None => None,
+        Some(sm) => {
+            let (path, text) = cx.read(&sm.file, "static map")?;
+            let (map, skipped) =
+                routes::parse_static_map(&text, |asn| pops.iter().position(|p| p.asn == asn));
+            if !skipped.is_empty() {
+                warnings.push(format!(
+                    "{}: static map loaded partially: {} lines loaded, {}",
+                    path.display(),
+                    map.len(),
+                    describe_skipped(&skipped)
+                ));
+            }
+            Some(Arc::new(map))
+        }
+    };
+
+    Ok(Loaded {
+        config: Config {
+            origin: origin.to_owned(),
+            node,
+            zone,
+            pops,
+            geo,
+            static_map,
+        },
+        warnings,
+    })
+}
+
+/// The validation context: the source text (for line numbers) and where files come from.
+struct Cx<'a> {
+    text: &'a str,
+    origin: &'a Path,
+    dir: PathBuf,
+    files: &'a dyn FileSource,
+}
+
+impl Cx<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    }
+
+    fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.origin.to_owned(),
+            position: span.map(|s| self.position(s.start)),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads a file named in the config, relative to the config's folder.
+    fn read(&self, name: &Spanned<String>, what: &str) -> Result<(PathBuf, String), ConfigError> {
+        let path = self.dir.join(name.get_ref());
+        let text = self.files.read(&path).map_err(|e| {
+            self.error(
+                Some(name.span()),
+                format!("cannot read {what} {}: {e}", path.display()),
+            )
+        })?;
+        Ok((path, text))
+    }
+
+    fn check_unique<T, K: PartialEq + fmt::Display>(
+        &self,
+        items: &[Spanned<T>],
+        key: impl Fn(&T) -> &Spanned<K>,
+        what: &str,
+    ) -> Result<(), ConfigError> {
+        for (i, item) in items.iter().enumerate() {
+            let k = key(item.get_ref());
+            if let Some(first) = items[..i]
+                .iter()
+                .find(|other| key(other.get_ref()).get_ref() == k.get_ref())
+            {
+                let (line, _) = self.position(key(first.get_ref()).span().start);
+                return Err(self.error(
+                    Some(k.span()),
+                    format!("{what} `{}` is already used on line {line}", k.get_ref()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A domain name: absolute if it ends with a dot, `@` for `base`, else relative to `base`.
+    fn name(&self, s: &Spanned<String>, base: &Name) -> Result<Name, ConfigError> {
+        parse_name(s.get_ref(), base).map_err(|reason| self.error(Some(s.span()), reason))
+    }
+
+    fn listen(
+        &self,
+        listen: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
+        if listen.get_ref().is_empty() {
+            return Err(self.error(
+                Some(listen.span()),
+                "node.listen needs at least one address",
+            ));
+        }
+        listen
+            .get_ref()
+            .iter()
+            .map(|a| {
+                a.get_ref().parse().map_err(|_| {
+                    self.error(
+                        Some(a.span()),
+                        format!(
+                            "`{}` is not an ADDRESS:PORT (IPv6 as [::1]:53)",
+                            a.get_ref()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn pop(&self, raw: &Spanned<RawPop>, warnings: &mut Vec<String>) -> Result<Pop, ConfigError> {
+        let p = raw.get_ref();
+        let name = p.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.error(
+                Some(p.name.span()),
+                format!("POP name `{name}` must be letters, digits, `-` or `_`"),
+            ));
+        }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for a in p.addresses.get_ref() {
+            match a.get_ref().parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => v4.push(ip),
+                Ok(IpAddr::V6(ip)) => v6.push(ip),
+                Err(_) => {
+                    return Err(self.error(
+                        Some(a.span()),
+                        format!("`{}` is not an IP address", a.get_ref()),
+                    ));
+                }
+            }
+        }
+        if v4.is_empty() && v6.is_empty() {
+            return Err(self.error(
+                Some(p.addresses.span()),
+                format!("POP `{name}` has no answer address"),
+            ));
+        }
+        let weight = match &p.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) if *w.get_ref() == 0 => {
+                return Err(self.error(
+                    Some(w.span()),
+                    "weight must be at least 1 (drain a POP with admin = \"drained\")",
+                ));
+            }
+            Some(w) => *w.get_ref(),
+        };
+        let admin = match p.admin.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            None | Some(("active", _)) => AdminState::Active,
+            Some(("drained", _)) => AdminState::Drained,
+            Some((other, span)) => {
+                return Err(self.error(
+                    Some(span),
+                    format!("admin must be \"active\" or \"drained\", not \"{other}\""),
+                ));
+            }
+        };
+        let route_view = match &p.route_view {
+            None => None,
+            Some(file) => {
+                let (path, text) = self.read(file, "route view")?;
+                let (view, skipped) = routes::parse_route_view(&text);
+                if !skipped.is_empty() {
+                    warnings.push(format!(
+                        "{}: route view of POP {name} loaded partially: {} routes loaded, {}",
+                        path.display(),
+                        view.len(),
+                        describe_skipped(&skipped)
+                    ));
+                }
+                Some(Arc::new(view))
+            }
+        };
+        Ok(Pop {
+            name: name.clone(),
+            asn: *p.asn.get_ref(),
+            v4,
+            v6,
+            preference: p.preference.unwrap_or(DEFAULT_PREFERENCE),
+            weight,
+            admin,
+            route_view,
+        })
+    }
+
+    fn zone(&self, raw: &RawZone, origin: &Name) -> Result<ZoneBuilder, ConfigError> {
+        let ttl = raw.ttl.as_ref().map_or(DEFAULT_TTL, |t| *t.get_ref());
+        let mut zone = ZoneBuilder::new(origin.clone());
+        if let Some(file) = &raw.file {
+            let (path, text) = self.read(file, "zone file")?;
+            for record in parse_zone_file(&text, &path, origin).map_err(|reason| {
+                self.error(Some(file.span()), format!("{}: {reason}", path.display()))
+            })? {
+                let owner = record.name.clone();
+                zone.add(record).map_err(|reason| {
+                    self.error(
+                        Some(file.span()),
+                        format!("{}: {owner}: {reason}", path.display()),
+                    )
+                })?;
+            }
+        }
+        if let Some(soa) = &raw.soa {
+            let s = soa.get_ref();
+            let at = |name: &str| {
+                parse_name(name, origin).map_err(|reason| self.error(Some(soa.span()), reason))
+            };
+            let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+            let record = Record::from_rdata(
+                origin.clone(),
+                s.ttl.unwrap_or(ttl),
+                RData::SOA(SOA::new(
+                    at(&s.mname)?,
+                    at(&s.rname)?,
+                    s.serial,
+                    to_i32(s.refresh.unwrap_or(DEFAULT_SOA_REFRESH)),
+                    to_i32(s.retry.unwrap_or(DEFAULT_SOA_RETRY)),
+                    to_i32(s.expire.unwrap_or(DEFAULT_SOA_EXPIRE)),
+                    s.minimum.unwrap_or(DEFAULT_SOA_MINIMUM),
+                )),
+            );
+            zone.add(record)
+                .map_err(|reason| self.error(Some(soa.span()), reason))?;
+        }
+        for ns in &raw.ns {
+            let target = self.name(ns, origin)?;
+            let record = Record::from_rdata(
+                origin.clone(),
+                ttl,
+                RData::NS(hickory_proto::rr::rdata::NS(target)),
+            );
+            zone.add(record)
+                .map_err(|reason| self.error(Some(ns.span()), reason))?;
+        }
+        for rec in &raw.records {
+            let r = rec.get_ref();
+            let err = |reason: String| self.error(Some(rec.span()), reason);
+            let owner = parse_name(&r.name, origin).map_err(err)?;
+            let line = format!(
+                "{owner} {} IN {} {}\n",
+                r.ttl.unwrap_or(ttl),
+                r.rtype,
+                r.data
+            );
+            let records = parse_zone_text(&line, None, origin)
+                .map_err(|e| err(format!("record {} {} `{}`: {e}", r.name, r.rtype, r.data)))?;
+            for record in records {
+                zone.add(record).map_err(err)?;
+            }
+        }
+        Ok(zone)
+    }
+
+    fn geo(
+        &self,
+        raw: &Spanned<RawGeo>,
+        origin: &Name,
+        zone: &mut ZoneBuilder,
+        pop_count: usize,
+        pop_index: &dyn Fn(&Spanned<String>) -> Result<usize, ConfigError>,
+    ) -> Result<GeoName, ConfigError> {
+        let g = raw.get_ref();
+        let name = self.name(&g.name, origin)?;
+        let lower = LowerName::from(&name);
+        if !origin.zone_of(&name) {
+            return Err(self.error(
+                Some(g.name.span()),
+                format!("geo name {name} is outside the zone {origin}"),
+            ));
+        }
+        if zone.has_address_records(&lower) {
+            return Err(self.error(
+                Some(g.name.span()),
+                format!("{name} is a geo name and also has static A, AAAA or CNAME records"),
+            ));
+        }
+        zone.reserve_name(&lower);
+        let answers = match &g.answers {
+            None => DEFAULT_ANSWERS,
+            Some(a) if *a.get_ref() == 0 => {
+                return Err(self.error(Some(a.span()), "answers must be at least 1"));
+            }
+            Some(a) => *a.get_ref(),
+        };
+        let pops = match &g.pops {
+            None => (0..pop_count).collect(),
+            Some(list) if list.is_empty() => {
+                return Err(
+                    self.error(Some(g.name.span()), format!("geo name {name} lists no POP"))
+                );
+            }
+            Some(list) => {
+                let mut pops = list.iter().map(pop_index).collect::<Result<Vec<_>, _>>()?;
+                pops.sort_unstable();
+                pops.dedup();
+                pops
+            }
+        };
+        Ok(GeoName {
+            name,
+            ttl: g.ttl.as_ref().map_or(DEFAULT_GEO_TTL, |t| *t.get_ref()),
+            answers,
+            pops,
+        })
+    }
+}
+
+/// Parses a name relative to `base`; `@` is `base`, a trailing dot makes it absolute.
+pub fn parse_name(s: &str, base: &Name) -> Result<Name, String> {
+    if s == "@" {
+        return Ok(base.clone());
+    }
+    let name = Name::from_str(s).map_err(|e| format!("`{s}` is not a domain name: {e}"))?;
+    if name.is_fqdn() {
+        Ok(name)
+    } else if base.is_root() {
+        // A zone origin written without its final dot.
+        let mut name = name;
+        name.set_fqdn(true);
+        Ok(name)
+    } else {
+        name.append_domain(base)
+            .map_err(|e| format!("`{s}` is too long under {base}: {e}"))
+    }
+}
+
+fn parse_zone_text(text: &str, path: Option<&Path>, origin: &Name) -> Result<Vec<Record>, String> {
+    let (_, sets) = Parser::new(text, path.map(Path::to_owned), Some(origin.clone()))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    Ok(sets
+        .into_values()
+        .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+        .collect())
+}
+
+/// Parses an RFC 1035 zone file. On error, finds the first line at which the file stops
+/// parsing, so the message can name it (the zone parser does not report lines).
+fn parse_zone_file(text: &str, path: &Path, origin: &Name) -> Result<Vec<Record>, String> {
+    parse_zone_text(text, Some(path), origin).map_err(|reason| {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut depth = 0i32;
+        for n in 1..=lines.len() {
+            depth += lines[n - 1].split(';').next().map_or(0, |code| {
+                code.matches('(').count() as i32 - code.matches(')').count() as i32
+            });
+            // A prefix that ends inside parentheses is incomplete, not wrong.
+            if depth == 0 {
+                let prefix = lines[..n].join("\n") + "\n";
+                if parse_zone_text(&prefix, Some(path), origin).is_err() {
+                    return format!("line {n}: {reason}");
+                }
+            }
+        }
+        reason
+    })
+}

@@ -1,0 +1,132 @@
+//! [P] `sparrow explain`: the decision for one client as data, built by the same code path as
+//! the DNS answer (`Snapshot::gather` + `policy::explain`).
+
+use std::net::IpAddr;
+
+use sparrow_proto::api::{Explanation, PopVerdict, RouteMatch, StaticMatch};
+
+use crate::policy::{self, Exclusion, Reason};
+use crate::routes::RouteView;
+use crate::snapshot::Snapshot;
+
+/// Explains the answer to `client` for geo name `geo`.
+pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
+    let cfg = &snap.config;
+    let g = snap.gather(geo, client);
+    let e = policy::explain(&snap.policy_input(&g));
+    let pop_name = |i: usize| cfg.pops[i].name.clone();
+    let pops = e
+        .verdicts
+        .iter()
+        .zip(&g.routes)
+        .map(|(v, route)| {
+            let pop = &cfg.pops[v.pop];
+            PopVerdict {
+                pop: pop.name.clone(),
+                asn: pop.asn,
+                route: route.map(|(prefix, path)| RouteMatch {
+                    prefix: prefix.to_string(),
+                    as_path: path.to_vec(),
+                    hops: RouteView::hops_of(path),
+                }),
+                eligible: v.excluded.is_empty(),
+                excluded: v
+                    .excluded
+                    .iter()
+                    .map(|x| exclusion_name(*x).to_owned())
+                    .collect(),
+                rank: v.rank.map(|r| r + 1),
+                preference: pop.preference,
+                weight: pop.weight,
+            }
+        })
+        .collect();
+    let geo_name = &cfg.geo[geo];
+    let count = usize::from(geo_name.answers);
+    let mut addresses = Vec::new();
+    for rtype in [
+        hickory_proto::rr::RecordType::A,
+        hickory_proto::rr::RecordType::AAAA,
+    ] {
+        addresses.extend(
+            e.ranking
+                .order
+                .iter()
+                .map(|&pop| snap.geo_records(geo, pop, rtype))
+                .filter(|r| !r.is_empty())
+                .take(count)
+                .flatten()
+                .map(|r| format!("{} {}", r.record_type(), r.data)),
+        );
+    }
+    let winner = e.ranking.order.first().map(|&i| pop_name(i));
+    let reason = match (&winner, e.reason) {
+        (Some(w), Some(r)) => format!("{w} wins: {}", sentence(r, &g, snap)),
+        _ => "no POP can serve this name".to_owned(),
+    };
+    Explanation {
+        name: geo_name.name.to_string(),
+        client: client.to_canonical().to_string(),
+        block: g.block.to_string(),
+        static_map: g.static_hit.map(|(prefix, pop)| StaticMatch {
+            prefix: prefix.to_string(),
+            pop: pop_name(*pop),
+        }),
+        pops,
+        ranking: e.ranking.order.iter().map(|&i| pop_name(i)).collect(),
+        answers: geo_name.answers,
+        rule: e.reason.map(|r| rule_name(r).to_owned()),
+        reason: if e.ranking.failed_open {
+            format!("{reason} (no POP is eligible: failing open, all POPs considered)")
+        } else {
+            reason
+        },
+        failed_open: e.ranking.failed_open,
+        addresses,
+    }
+}
+
+fn exclusion_name(x: Exclusion) -> &'static str {
+    match x {
+        Exclusion::Drained => "drained",
+        Exclusion::Down => "down",
+        Exclusion::Unhealthy => "unhealthy",
+    }
+}
+
+fn rule_name(r: Reason) -> &'static str {
+    match r {
+        Reason::OnlyCandidate => "only_candidate",
+        Reason::StaticMap => "static_map",
+        Reason::OnlyRoute => "only_route",
+        Reason::FewerHops { .. } => "fewer_hops",
+        Reason::OwnPop => "own_pop",
+        Reason::Preference { .. } => "preference",
+        Reason::ClientHash => "client_hash",
+    }
+}
+
+fn sentence(r: Reason, g: &crate::snapshot::Gathered<'_>, snap: &Snapshot) -> String {
+    match r {
+        Reason::OnlyCandidate => "it is the only POP that can serve this name".to_owned(),
+        Reason::StaticMap => match g.static_hit {
+            Some((prefix, _)) => format!("the static map sends {prefix} to it"),
+            None => "the static map names it".to_owned(),
+        },
+        Reason::OnlyRoute => "it has a route to the client and the next POP has none".to_owned(),
+        Reason::FewerHops { winner, runner_up } => {
+            format!("fewest AS hops ({winner} against {runner_up} for the next POP)")
+        }
+        Reason::OwnPop => format!(
+            "no POP has a route to the client, and {} is this node's own POP",
+            snap.config.own_pop().name
+        ),
+        Reason::Preference { winner, runner_up } => format!(
+            "as near as the next POP, and a lower preference ({winner} against {runner_up})"
+        ),
+        Reason::ClientHash => format!(
+            "as near and as preferred as the next POP; the hash of the client block {} picks it",
+            g.block
+        ),
+    }
+}

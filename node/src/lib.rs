@@ -1,0 +1,22 @@
+//! Sparrow node: an authoritative DNS server that answers geo-balanced names with the POP
+//! nearest the client in BGP AS hops.
+//!
+//! Modules marked [P] are pure (no sockets, clocks or tokio; `tests/tidy.rs` checks); [E] are
+//! edges.
+//! - [`config`] [P]: strict TOML config, validated into `Config`.
+//! - [`routes`] [P]: route views and the static map (longest-prefix-match tables).
+//! - [`policy`] [P]: which POPs a client gets, best first, and why.
+//! - [`snapshot`] [P]: the immutable state answers are computed from.
+//! - [`dns`]: `answer`, `ecs`, `zone` [P]; `handler` [E] (hickory-server).
+//! - [`explain`] [P]: a decision as data for `sparrow explain`.
+//! - [`cli`] [E]: the `sparrow` command line; `cli::render` [P].
+//! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod explain;
+pub mod policy;
+pub mod routes;
+pub mod snapshot;

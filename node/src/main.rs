@@ -1,0 +1,24 @@
+//! The `sparrow` binary. Exit codes: 0 success, 1 runtime failure, 2 config or command line
+//! refused.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sparrow_node::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    cli::main(cli)
+}

@@ -1,0 +1,306 @@
+//! [P] Answer policy: which POPs a client is sent to, best first.
+//!
+//! `rank` is a total, deterministic function of its input: no clock, no randomness, no I/O.
+//! Everything the decision depends on is a field of [`PolicyInput`].
+//!
+//! # The algorithm
+//!
+//! 1. **Eligibility.** A candidate POP is eligible when it is live, healthy and not drained.
+//!    If no candidate is eligible, all of them are treated as eligible ("fail open"): a DNS
+//!    answer pointing at a possibly degraded POP beats no answer, and it is what operators of
+//!    gdnsd and Route 53 expect. The ranking says so ([`Ranking::failed_open`]).
+//! 2. **Order.** Eligible POPs are sorted by this key, first difference wins:
+//!    1. the POP named by the static map for the client's prefix (operator override);
+//!    2. POPs with a route to the client before POPs without one;
+//!    3. fewer AS hops;
+//!    4. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
+//!       client that reaches this DNS server can probably reach this POP);
+//!    5. lower preference;
+//!    6. weighted rendezvous hashing of the client's block: each POP scores
+//!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
+//!       the lowest score wins. Equal POPs share clients in proportion to their weights, a
+//!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
+//!       only its own clients;
+//!    7. the POP index, so the order is total even on a hash collision.
+//!
+//! [`explain`] runs the same code and keeps its intermediate results as data.
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Ordering;
+
+use crate::config::AdminState;
+
+/// One POP as the policy sees it for one client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Index of the POP (its identity in the config).
+    pub pop: usize,
+    /// Stable hash of the POP's name (see [`stable_hash`]), for rendezvous hashing.
+    pub name_hash: u64,
+    /// AS hops from the POP to the client, if the POP's view has a route.
+    pub hops: Option<u8>,
+    /// Operator state.
+    pub admin: AdminState,
+    /// Whether the node believes the POP is up.
+    pub live: bool,
+    /// Whether the POP passes its health checks.
+    pub healthy: bool,
+    /// Lower wins among equally near POPs.
+    pub preference: u16,
+    /// Share among equally near POPs of equal preference.
+    pub weight: u32,
+}
+
+/// Everything one decision depends on.
+#[derive(Clone, Debug)]
+pub struct PolicyInput<'a> {
+    /// POPs that may serve the name.
+    pub candidates: &'a [Candidate],
+    /// The node's own POP.
+    pub own_pop: usize,
+    /// The POP the static map names for the client, if any.
+    pub static_pop: Option<usize>,
+    /// Stable hash of the client's block (see [`stable_hash`]).
+    pub client_hash: u64,
+}
+
+/// POPs in the order they should be handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ranking {
+    /// POP indexes, best first. Empty only when there is no candidate at all.
+    pub order: Vec<usize>,
+    /// True when no candidate was eligible and all were ranked anyway.
+    pub failed_open: bool,
+}
+
+/// Why a candidate was not eligible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusion {
+    /// The operator drained it.
+    Drained,
+    /// The node believes it is down.
+    Down,
+    /// It fails its health checks.
+    Unhealthy,
+}
+
+/// Why the winner beat the runner-up: the first criterion on which they differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum Reason {
+    /// It was the only POP ranked.
+    OnlyCandidate,
+    /// The static map names it for this client.
+    StaticMap,
+    /// It has a route to the client and the runner-up has none.
+    OnlyRoute,
+    /// Fewer AS hops.
+    FewerHops {
+        /// Winner's hops.
+        winner: u8,
+        /// Runner-up's hops.
+        runner_up: u8,
+    },
+    /// No POP has a route, and it is the node's own POP.
+    OwnPop,
+    /// Equally near, lower preference.
+    Preference {
+        /// Winner's preference.
+        winner: u16,
+        /// Runner-up's preference.
+        runner_up: u16,
+    },
+    /// Equally near and preferred: the client's block hashes to it.
+    ClientHash,
+}
+
+/// One candidate's verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The POP.
+    pub pop: usize,
+    /// Why it was not eligible (empty when eligible).
+    pub excluded: Vec<Exclusion>,
+    /// Its position in the ranking (0 = winner), if ranked.
+    pub rank: Option<usize>,
+    /// Its rendezvous score for this client (lower wins among equals).
+    pub score: f64,
+}
+
+/// The decision, kept as data (feeds `sparrow explain`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    /// The ranking `rank` returns for the same input.
+    pub ranking: Ranking,
+    /// One verdict per candidate, in input order.
+    pub verdicts: Vec<Verdict>,
+    /// Why the first POP won, if any POP was ranked.
+    pub reason: Option<Reason>,
+}
+
+/// Ranks the candidates. See the module documentation for the rules.
+pub fn rank(input: &PolicyInput<'_>) -> Ranking {
+    let (keys, failed_open) = ranked_keys(input);
+    Ranking {
+        order: keys.iter().map(|k| k.pop).collect(),
+        failed_open,
+    }
+}
+
+/// Ranks the candidates and says why, with the same code as [`rank`].
+pub fn explain(input: &PolicyInput<'_>) -> Explanation {
+    let (keys, failed_open) = ranked_keys(input);
+    let verdicts = input
+        .candidates
+        .iter()
+        .map(|c| Verdict {
+            pop: c.pop,
+            excluded: exclusions(c),
+            rank: keys.iter().position(|k| k.pop == c.pop),
+            score: score(input.client_hash, c),
+        })
+        .collect();
+    let reason = match keys.as_slice() {
+        [] => None,
+        [_] => Some(Reason::OnlyCandidate),
+        [winner, runner_up, ..] => Some(winner.reason_over(runner_up)),
+    };
+    Explanation {
+        ranking: Ranking {
+            order: keys.iter().map(|k| k.pop).collect(),
+            failed_open,
+        },
+        verdicts,
+        reason,
+    }
+}
+
+fn exclusions(c: &Candidate) -> Vec<Exclusion> {
+    let mut out = Vec::new();
+    if c.admin == AdminState::Drained {
+        out.push(Exclusion::Drained);
+    }
+    if !c.live {
+        out.push(Exclusion::Down);
+    }
+    if !c.healthy {
+        out.push(Exclusion::Unhealthy);
+    }
+    out
+}
+
+fn is_eligible(c: &Candidate) -> bool {
+    c.admin == AdminState::Active && c.live && c.healthy
+}
+
+fn ranked_keys(input: &PolicyInput<'_>) -> (Vec<SortKey>, bool) {
+    let any_eligible = input.candidates.iter().any(is_eligible);
+    let mut keys: Vec<SortKey> = input
+        .candidates
+        .iter()
+        .filter(|c| !any_eligible || is_eligible(c))
+        .map(|c| SortKey::new(input, c))
+        .collect();
+    keys.sort_unstable_by(SortKey::cmp);
+    (keys, !any_eligible && !input.candidates.is_empty())
+}
+
+/// The ordering key of a candidate; fields compare in declaration order.
+#[derive(Clone, Copy, Debug)]
+struct SortKey {
+    not_static: bool,
+    no_route: bool,
+    hops: u8,
+    not_own: bool,
+    preference: u16,
+    score: f64,
+    pop: usize,
+}
+
+impl SortKey {
+    fn new(input: &PolicyInput<'_>, c: &Candidate) -> Self {
+        Self {
+            // The static map overrides only while its POP is eligible, not when failing open.
+            not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
+            no_route: c.hops.is_none(),
+            hops: c.hops.unwrap_or(0),
+            // The own-POP rule applies only among POPs that have no route.
+            not_own: c.hops.is_none() && c.pop != input.own_pop,
+            preference: c.preference,
+            score: score(input.client_hash, c),
+            pop: c.pop,
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        (
+            self.not_static,
+            self.no_route,
+            self.hops,
+            self.not_own,
+            self.preference,
+        )
+            .cmp(&(
+                other.not_static,
+                other.no_route,
+                other.hops,
+                other.not_own,
+                other.preference,
+            ))
+            .then_with(|| self.score.total_cmp(&other.score))
+            .then_with(|| self.pop.cmp(&other.pop))
+    }
+
+    fn reason_over(&self, other: &Self) -> Reason {
+        if self.not_static != other.not_static {
+            Reason::StaticMap
+        } else if self.no_route != other.no_route {
+            Reason::OnlyRoute
+        } else if self.hops != other.hops {
+            Reason::FewerHops {
+                winner: self.hops,
+                runner_up: other.hops,
+            }
+        } else if self.not_own != other.not_own {
+            Reason::OwnPop
+        } else if self.preference != other.preference {
+            Reason::Preference {
+                winner: self.preference,
+                runner_up: other.preference,
+            }
+        } else {
+            Reason::ClientHash
+        }
+    }
+}
+
+/// Weighted rendezvous score of a candidate for a client: `-ln(u) / weight`, lower wins.
+fn score(client_hash: u64, c: &Candidate) -> f64 {
+    let h = mix64(client_hash ^ c.name_hash);
+    // 53 random bits as a float in (0, 1): never 0, so ln is finite.
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -u.ln() / f64::from(c.weight.max(1))
+}
+
+/// A hash that is the same on every node, build and platform (FNV-1a, then a 64-bit
+/// finaliser). Used for the POP names and the client blocks that rendezvous hashing mixes.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+/// The MurmurHash3 64-bit finaliser: spreads every input bit over the output.
+fn mix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}

@@ -1,0 +1,322 @@
+//! [P] Longest-prefix match over an immutable set of prefixes, flattened into ranges.
+//!
+//! A route view never changes in place: a new view is built whole and swapped in. That lets
+//! us trade the pointer-chasing of a trie for a sorted array of range starts: the prefixes
+//! (which nest but never partially overlap) are flattened into disjoint address ranges, each
+//! carrying the index of the most specific prefix that covers it. A lookup is one binary
+//! search, and it also yields the range around the address in which the answer is constant,
+//! which is exactly what the EDNS Client Subnet scope needs.
+//!
+//! Memory is two `u32`-sized words per range boundary (IPv4) and at most two boundaries per
+//! prefix, before adjacent ranges with the same value are merged.
+
+/// An address as an unsigned integer of its width (`u32` for IPv4, `u128` for IPv6).
+pub trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
+    /// Address width in bits.
+    const BITS: u8;
+    /// The all-zero address.
+    const ZERO: Self;
+    /// The all-ones address.
+    const MAX: Self;
+    /// `self + 1`, or `None` at `MAX`.
+    fn succ(self) -> Option<Self>;
+    /// The last address of the prefix starting at `self` with length `len`.
+    fn last_of(self, len: u8) -> Self;
+    /// Widens to `u128` (the form ranges are reported in).
+    fn widen(self) -> u128;
+}
+
+macro_rules! impl_key {
+    ($t:ty, $bits:expr) => {
+        impl Key for $t {
+            const BITS: u8 = $bits;
+            const ZERO: Self = 0;
+            const MAX: Self = <$t>::MAX;
+            fn succ(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn last_of(self, len: u8) -> Self {
+                if len == 0 {
+                    Self::MAX
+                } else {
+                    self | (Self::MAX >> len)
+                }
+            }
+            fn widen(self) -> u128 {
+                u128::from(self)
+            }
+        }
+    };
+}
+impl_key!(u32, 32);
+impl_key!(u128, 128);
+
+/// Value stored for addresses that no prefix covers.
+pub const NONE: u32 = u32::MAX;
+
+/// The result of a lookup: the covering prefix's value (or [`NONE`]) and the inclusive range
+/// of addresses around the queried one that share this value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Index given to the most specific covering prefix, or [`NONE`].
+    pub value: u32,
+    /// First address of the constant range (widened to `u128`).
+    pub lo: u128,
+    /// Last address of the constant range (widened to `u128`).
+    pub hi: u128,
+}
+
+/// A flattened longest-prefix-match table.
+#[derive(Clone, Debug)]
+pub struct RangeTable<K: Key> {
+    /// Range starts, strictly increasing, `starts[0] == 0`.
+    starts: Box<[K]>,
+    /// `values[i]` applies to `starts[i] ..= starts[i + 1] - 1`.
+    values: Box<[u32]>,
+}
+
+impl<K: Key> Default for RangeTable<K> {
+    fn default() -> Self {
+        Self {
+            starts: vec![K::ZERO].into(),
+            values: vec![NONE].into(),
+        }
+    }
+}
+
+impl<K: Key> RangeTable<K> {
+    /// Builds the table from `(network, prefix_len, value)` triples.
+    ///
+    /// The network must have no bits set past `prefix_len` and the prefixes must be distinct;
+    /// callers (the route file parsers) guarantee both and report what they dropped. `value`
+    /// must not be [`NONE`].
+    pub fn build(mut prefixes: Vec<(K, u8, u32)>) -> Self {
+        // Parents sort before their children: same start, shorter length first.
+        prefixes.sort_unstable_by_key(|&(start, len, _)| (start, len));
+        let mut out = Builder::default();
+        // Open prefixes, outermost first: (last address, value).
+        let mut open: Vec<(K, u32)> = Vec::new();
+        for (start, len, value) in prefixes {
+            debug_assert_ne!(value, NONE);
+            close_until(&mut open, &mut out, Some(start));
+            out.push(start, value);
+            open.push((start.last_of(len), value));
+        }
+        close_until(&mut open, &mut out, None);
+        out.finish()
+    }
+
+    /// Finds the most specific prefix covering `addr` and the range sharing its answer.
+    pub fn lookup(&self, addr: K) -> Hit {
+        // INVARIANT: starts[0] == ZERO, so at least one start is <= addr.
+        let i = self.starts.partition_point(|&s| s <= addr) - 1;
+        let hi = match self.starts.get(i + 1) {
+            Some(next) => next.widen() - 1,
+            None => K::MAX.widen(),
+        };
+        Hit {
+            value: self.values[i],
+            lo: self.starts[i].widen(),
+            hi,
+        }
+    }
+
+    /// Number of ranges (a measure of memory use).
+    pub fn ranges(&self) -> usize {
+        self.starts.len()
+    }
+}
+
+/// Pops every open prefix that ends before `next` (all of them for `None`), starting the range
+/// that follows each one with the value of the prefix that encloses it.
+fn close_until<K: Key>(open: &mut Vec<(K, u32)>, out: &mut Builder<K>, next: Option<K>) {
+    while let Some(&(last, _)) = open.last() {
+        if next.is_some_and(|n| n <= last) {
+            break;
+        }
+        open.pop();
+        if let Some(after) = last.succ() {
+            let outer = open.last().map_or(NONE, |&(_, v)| v);
+            out.push(after, outer);
+        }
+    }
+}
+
+struct Builder<K: Key> {
+    starts: Vec<K>,
+    values: Vec<u32>,
+}
+
+impl<K: Key> Default for Builder<K> {
+    fn default() -> Self {
+        Self {
+            starts: vec![K::ZERO],
+            values: vec![NONE],
+        }
+    }
+}
+
+impl<K: Key> Builder<K> {
+    fn push(&mut self, start: K, value: u32) {
+        // INVARIANT: the builder always holds the range starting at zero.
+        let last = self.starts.len() - 1;
+        if self.starts[last] == start {
+            // A more specific prefix (or the end of one) at the same address wins.
+            self.values[last] = value;
+            // Merging with the range before may now be possible.
+            if last > 0 && self.values[last - 1] == value {
+                self.starts.pop();
+                self.values.pop();
+            }
+        } else if self.values[last] != value {
+            self.starts.push(start);
+            self.values.push(value);
+        }
+    }
+
+    fn finish(self) -> RangeTable<K> {
+        RangeTable {
+            starts: self.starts.into(),
+            values: self.values.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> u32 {
+        u32::from(s.parse::<std::net::Ipv4Addr>().unwrap())
+    }
+
+    fn table(prefixes: &[(&str, u8)]) -> RangeTable<u32> {
+        RangeTable::build(
+            prefixes
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, l))| (v4(a), l, i as u32))
+                .collect(),
+        )
+    }
+
+    /// Reference: scan every prefix, keep the longest that covers the address.
+    fn naive(prefixes: &[(u32, u8)], addr: u32) -> u32 {
+        let mut best: Option<(u8, u32)> = None;
+        for (i, &(net, len)) in prefixes.iter().enumerate() {
+            if addr >= net && addr <= net.last_of(len) && best.is_none_or(|(bl, _)| len > bl) {
+                best = Some((len, i as u32));
+            }
+        }
+        best.map_or(NONE, |(_, i)| i)
+    }
+
+    #[test]
+    fn empty_table_covers_everything_with_none() {
+        let t = RangeTable::<u32>::build(vec![]);
+        assert_eq!(
+            t.lookup(v4("10.0.0.1")),
+            Hit {
+                value: NONE,
+                lo: 0,
+                hi: u128::from(u32::MAX)
+            }
+        );
+    }
+
+    #[test]
+    fn most_specific_prefix_wins_and_range_is_tight() {
+        let t = table(&[("10.0.0.0", 8), ("10.1.0.0", 16), ("10.1.2.0", 24)]);
+        let hit = t.lookup(v4("10.1.2.3"));
+        assert_eq!(hit.value, 2);
+        assert_eq!(
+            (hit.lo, hit.hi),
+            (v4("10.1.2.0").into(), v4("10.1.2.255").into())
+        );
+        let hit = t.lookup(v4("10.1.3.0"));
+        assert_eq!(hit.value, 1);
+        assert_eq!(
+            (hit.lo, hit.hi),
+            (v4("10.1.3.0").into(), v4("10.1.255.255").into())
+        );
+        let hit = t.lookup(v4("10.0.0.0"));
+        assert_eq!(hit.value, 0);
+        assert_eq!(
+            (hit.lo, hit.hi),
+            (v4("10.0.0.0").into(), v4("10.0.255.255").into())
+        );
+        assert_eq!(t.lookup(v4("11.0.0.0")).value, NONE);
+        assert_eq!(t.lookup(v4("9.255.255.255")).value, NONE);
+    }
+
+    #[test]
+    fn default_route_and_host_route_at_the_edges() {
+        let t = table(&[("0.0.0.0", 0), ("255.255.255.255", 32), ("0.0.0.0", 32)]);
+        assert_eq!(t.lookup(0).value, 2);
+        assert_eq!(t.lookup(1).value, 0);
+        assert_eq!(t.lookup(u32::MAX).value, 1);
+        assert_eq!(t.lookup(u32::MAX - 1).value, 0);
+    }
+
+    #[test]
+    fn children_ending_with_their_parent_close_cleanly() {
+        let t = table(&[("10.0.0.0", 8), ("10.255.0.0", 16), ("10.255.255.0", 24)]);
+        assert_eq!(t.lookup(v4("10.255.255.255")).value, 2);
+        assert_eq!(t.lookup(v4("11.0.0.0")).value, NONE);
+        assert_eq!(t.lookup(v4("10.255.254.0")).value, 1);
+    }
+
+    #[test]
+    fn matches_naive_scan_on_pseudo_random_tables() {
+        // A fixed xorshift sequence: reproducible, no external randomness.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let mut prefixes: Vec<(u32, u8)> = Vec::new();
+            for _ in 0..(next() % 40) {
+                // Cluster addresses in a small space so that prefixes nest often.
+                let len = (next() % 33) as u8;
+                let addr = (next() as u32) & 0xFF00_0000 | (next() as u32 & 0x0003_0F0F);
+                let net = if len == 0 {
+                    0
+                } else {
+                    addr & !(u32::MAX >> len)
+                };
+                if !prefixes.contains(&(net, len)) {
+                    prefixes.push((net, len));
+                }
+            }
+            let t = RangeTable::build(
+                prefixes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(n, l))| (n, l, i as u32))
+                    .collect(),
+            );
+            for &(net, len) in &prefixes {
+                for addr in [
+                    net,
+                    net.last_of(len),
+                    net.wrapping_sub(1),
+                    net.last_of(len).wrapping_add(1),
+                ] {
+                    let hit = t.lookup(addr);
+                    assert_eq!(
+                        hit.value,
+                        naive(&prefixes, addr),
+                        "addr {addr:#x} in {prefixes:?}"
+                    );
+                    // Every address of the reported range has the same answer.
+                    for probe in [hit.lo, hit.hi, (hit.lo + hit.hi) / 2] {
+                        assert_eq!(naive(&prefixes, probe as u32), hit.value);
+                    }
+                }
+            }
+        }
+    }
+}

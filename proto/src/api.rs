@@ -1,0 +1,71 @@
+//! Operator API types. `sparrow explain --json` prints an [`Explanation`].
+
+use serde::{Deserialize, Serialize};
+
+/// Why a client gets the answer it gets, for one geo name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The geo name, fully qualified.
+    pub name: String,
+    /// The address the decision was made for.
+    pub client: String,
+    /// The block of clients sure to get the same decision; its length is the ECS scope.
+    pub block: String,
+    /// The static map entry covering the client, if any.
+    pub static_map: Option<StaticMatch>,
+    /// Every candidate POP, in config order.
+    pub pops: Vec<PopVerdict>,
+    /// POP names in answer order, best first (as many as the answer holds first).
+    pub ranking: Vec<String>,
+    /// How many POPs an answer lists.
+    pub answers: u8,
+    /// The machine-readable rule that made the winner win (`fewer_hops`, `static_map`, ...).
+    pub rule: Option<String>,
+    /// The same, as a sentence.
+    pub reason: String,
+    /// True when no POP was eligible and all were ranked anyway.
+    pub failed_open: bool,
+    /// The A and AAAA records an answer would hold.
+    pub addresses: Vec<String>,
+}
+
+/// The static map entry that covers a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticMatch {
+    /// The prefix in the static map.
+    pub prefix: String,
+    /// The POP it names.
+    pub pop: String,
+}
+
+/// One candidate POP's part in a decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopVerdict {
+    /// POP name.
+    pub pop: String,
+    /// POP ASN.
+    pub asn: u32,
+    /// The route in the POP's view that covers the client, if any.
+    pub route: Option<RouteMatch>,
+    /// Whether the POP could be chosen.
+    pub eligible: bool,
+    /// Why not (`drained`, `down`, `unhealthy`).
+    pub excluded: Vec<String>,
+    /// Position in the ranking (1 = winner).
+    pub rank: Option<usize>,
+    /// Configured preference (lower wins among equally near POPs).
+    pub preference: u16,
+    /// Configured weight (share among equals).
+    pub weight: u32,
+}
+
+/// A route that matched a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMatch {
+    /// The matched prefix (longest match).
+    pub prefix: String,
+    /// Its AS path, nearest first.
+    pub as_path: Vec<u32>,
+    /// AS hops (path length).
+    pub hops: u8,
+}
