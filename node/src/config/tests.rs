@@ -1,1 +1,320 @@
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
 
+use super::*;
+
+/// Files served from memory.
+#[derive(Default)]
+struct Files(HashMap<PathBuf, String>);
+
+impl Files {
+    fn with(mut self, path: &str, text: &str) -> Self {
+        self.0.insert(PathBuf::from(path), text.to_owned());
+        self
+    }
+}
+
+impl FileSource for Files {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    }
+}
+
+const MINIMAL: &str = r#"
+[node]
+pop = "ams"
+listen = ["127.0.0.1:5301"]
+
+[zone]
+origin = "example.net"
+ns = ["ns1.example.net."]
+
+[zone.soa]
+mname = "ns1"
+rname = "hostmaster"
+serial = 1
+
+[[pop]]
+name = "ams"
+asn = 64501
+addresses = ["192.0.2.10"]
+
+[[geo]]
+name = "www"
+"#;
+
+fn load_text(text: &str, files: &Files) -> Result<Loaded, ConfigError> {
+    Config::from_str(text, Path::new("/etc/sparrow/sparrow.toml"), files)
+}
+
+/// Loads MINIMAL with `from` replaced by `to`, expecting a refusal; returns its message.
+#[track_caller]
+fn refused(from: &str, to: &str) -> String {
+    assert!(MINIMAL.contains(from), "{from} not in MINIMAL");
+    let text = MINIMAL.replacen(from, to, 1);
+    match load_text(&text, &Files::default()) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn minimal_config_loads_with_documented_defaults() {
+    let loaded = load_text(MINIMAL, &Files::default()).unwrap();
+    let c = loaded.config;
+    assert!(loaded.warnings.is_empty());
+    assert_eq!(c.zone.origin_name().to_string(), "example.net.");
+    assert_eq!(c.geo[0].name.to_string(), "www.example.net.");
+    assert_eq!(c.geo[0].ttl, DEFAULT_GEO_TTL);
+    assert_eq!(c.geo[0].answers, DEFAULT_ANSWERS);
+    assert_eq!(c.geo[0].pops, [0]);
+    assert_eq!(c.pops[0].preference, DEFAULT_PREFERENCE);
+    assert_eq!(c.pops[0].weight, DEFAULT_WEIGHT);
+    assert_eq!(c.pops[0].admin, AdminState::Active);
+    assert_eq!(c.node.max_udp_payload, DEFAULT_MAX_UDP_PAYLOAD);
+    assert_eq!(c.node.tcp_idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(c.zone.negative_soa().ttl, DEFAULT_SOA_MINIMUM);
+}
+
+#[test]
+fn errors_name_file_line_column_and_reason() {
+    let cases = [
+        (
+            "pop = \"ams\"",
+            "pop = \"lhr\"",
+            "/etc/sparrow/sparrow.toml:3:7: no POP is named `lhr`",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = [\"localhost\"]",
+            "/etc/sparrow/sparrow.toml:4:11: `localhost` is not an ADDRESS:PORT (IPv6 as [::1]:53)",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = []",
+            "/etc/sparrow/sparrow.toml:4:10: node.listen needs at least one address",
+        ),
+        (
+            "addresses = [\"192.0.2.10\"]",
+            "addresses = [\"192.0.2.300\"]",
+            "/etc/sparrow/sparrow.toml:18:14: `192.0.2.300` is not an IP address",
+        ),
+        (
+            "addresses = [\"192.0.2.10\"]",
+            "addresses = []",
+            "/etc/sparrow/sparrow.toml:18:13: POP `ams` has no answer address",
+        ),
+        (
+            "name = \"www\"",
+            "name = \"www.example.org.\"",
+            "/etc/sparrow/sparrow.toml:21:8: geo name www.example.org. is outside the zone example.net.",
+        ),
+        (
+            "name = \"ams\"",
+            "name = \"ams pop\"",
+            "/etc/sparrow/sparrow.toml:16:8: POP name `ams pop` must be letters, digits, `-` or `_`",
+        ),
+        (
+            "serial = 1",
+            "serial = \"one\"",
+            "/etc/sparrow/sparrow.toml:13:10: invalid type: string \"one\", expected u32",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert_eq!(refused(from, to), want);
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let e = refused("serial = 1", "serial = 1\nserail = 2");
+    assert!(
+        e.starts_with("/etc/sparrow/sparrow.toml:14:1: unknown field `serail`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn semantic_refusals() {
+    let with_geo = |geo: &str| refused("[[geo]]\nname = \"www\"", geo);
+    assert!(
+        with_geo("[[geo]]\nname = \"www\"\nanswers = 0").contains("answers must be at least 1")
+    );
+    assert!(
+        with_geo("[[geo]]\nname = \"www\"\npops = [\"lhr\"]").contains("no POP is named `lhr`")
+    );
+    assert!(with_geo("[[geo]]\nname = \"www\"\npops = []").contains("lists no POP"));
+    let e = with_geo("[[geo]]\nname = \"www\"\n[[geo]]\nname = \"WWW.example.net.\"");
+    assert!(
+        e.to_lowercase()
+            .contains(":23:8: geo name www.example.net. is already used on line 21"),
+        "{e}"
+    );
+    let dup_pop = "[[pop]]\nname = \"ams\"\nasn = 64502\naddresses = [\"192.0.2.11\"]\n\n[[geo]]";
+    assert!(refused("[[geo]]", dup_pop).contains("POP name `ams` is already used on line 16"));
+    let dup_asn = "[[pop]]\nname = \"nyc\"\nasn = 64501\naddresses = [\"192.0.2.11\"]\n\n[[geo]]";
+    assert!(refused("[[geo]]", dup_asn).contains("POP ASN `64501` is already used"));
+    assert!(
+        refused("asn = 64501", "asn = 64501\nweight = 0").contains("weight must be at least 1")
+    );
+    assert!(refused("asn = 64501", "asn = 64501\nadmin = \"off\"").contains("admin must be"));
+    assert!(
+        refused(
+            "[zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n",
+            ""
+        )
+        .contains("the zone has no SOA record")
+    );
+    assert!(refused("ns = [\"ns1.example.net.\"]", "").contains("no NS record at the apex"));
+    let static_a = "[[zone.record]]\nname = \"www\"\ntype = \"A\"\ndata = \"192.0.2.1\"\n\n[[pop]]";
+    assert!(refused("[[pop]]", static_a).contains("is a geo name and also has static"));
+    let bad_rdata = "[[zone.record]]\nname = \"mail\"\ntype = \"MX\"\ndata = \"mail\"\n\n[[pop]]";
+    let e = refused("[[pop]]", bad_rdata);
+    assert!(
+        e.starts_with("/etc/sparrow/sparrow.toml:15:1: record mail MX `mail`"),
+        "{e}"
+    );
+    let delegation =
+        "[[zone.record]]\nname = \"sub\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n[[pop]]";
+    assert!(refused("[[pop]]", delegation).contains("delegations are not supported"));
+    let outside =
+        "[[zone.record]]\nname = \"www.example.org.\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
+    assert!(refused("[[pop]]", outside).contains("outside the zone"));
+    let cname = "[[zone.record]]\nname = \"mail\"\ntype = \"CNAME\"\ndata = \"www\"\n\n[[zone.record]]\nname = \"mail\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
+    assert!(refused("[[pop]]", cname).contains("CNAME cannot stand beside other records"));
+}
+
+#[test]
+fn unreadable_files_refuse_the_config_at_the_line_naming_them() {
+    let e = refused(
+        "addresses = [\"192.0.2.10\"]",
+        "addresses = [\"192.0.2.10\"]\nroute_view = \"views/ams.routes\"",
+    );
+    assert_eq!(
+        e,
+        "/etc/sparrow/sparrow.toml:19:14: cannot read route view /etc/sparrow/views/ams.routes: No such file or directory"
+    );
+    let e = refused("[[geo]]", "[static_map]\nfile = \"ssrs.routes\"\n\n[[geo]]");
+    assert!(
+        e.contains(":21:8: cannot read static map /etc/sparrow/ssrs.routes"),
+        "{e}"
+    );
+    let e = refused(
+        "origin = \"example.net\"",
+        "origin = \"example.net\"\nfile = \"zone.db\"",
+    );
+    assert!(
+        e.contains(":8:8: cannot read zone file /etc/sparrow/zone.db"),
+        "{e}"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder_and_bad_lines_warn() {
+    let text = MINIMAL
+        .replacen(
+            "addresses = [\"192.0.2.10\"]",
+            "addresses = [\"192.0.2.10\"]\nroute_view = \"views/ams.routes\"",
+            1,
+        )
+        .replacen(
+            "[[geo]]",
+            "[static_map]\nfile = \"ssrs.routes\"\n\n[[geo]]",
+            1,
+        );
+    let files = Files::default()
+        .with(
+            "/etc/sparrow/views/ams.routes",
+            "100.64.1.0/24 64496\nbogus line\n",
+        )
+        .with(
+            "/etc/sparrow/ssrs.routes",
+            "100.64.5.0/24 64501\n100.64.6.0/24 1\n",
+        );
+    let loaded = load_text(&text, &files).unwrap();
+    assert_eq!(loaded.config.pops[0].route_view.as_ref().unwrap().len(), 1);
+    assert_eq!(loaded.config.static_map.as_ref().unwrap().len(), 1);
+    assert_eq!(
+        loaded.warnings,
+        [
+            "/etc/sparrow/views/ams.routes: route view of POP ams loaded partially: 1 routes loaded, 1 skipped (line 2: `bogus` is not a prefix (want ADDRESS/LENGTH))",
+            "/etc/sparrow/ssrs.routes: static map loaded partially: 1 lines loaded, 1 skipped (line 2: AS1 is not the ASN of any POP)",
+        ]
+    );
+}
+
+#[test]
+fn zone_file_errors_name_the_bad_line() {
+    let text = MINIMAL.replacen(
+        "origin = \"example.net\"",
+        "origin = \"example.net\"\nfile = \"zone.db\"",
+        1,
+    );
+    let zone = "$TTL 300\nmail IN A 192.0.2.25\nbad IN A not-an-address\n";
+    let e = load_text(&text, &Files::default().with("/etc/sparrow/zone.db", zone)).unwrap_err();
+    assert!(
+        e.to_string().contains("/etc/sparrow/zone.db: line 3:"),
+        "{e}"
+    );
+}
+
+/// Every config shipped in deploy/ (found by walking the folder).
+fn deploy_configs() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy"),
+        &mut out,
+    );
+    assert!(!out.is_empty(), "no config found under deploy/");
+    out
+}
+
+#[test]
+fn every_deploy_config_loads_without_warnings() {
+    for path in deploy_configs() {
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.warnings, Vec::<String>::new(), "{}", path.display());
+    }
+}
+
+#[test]
+fn an_unknown_key_in_any_table_of_any_deploy_config_is_refused() {
+    for path in deploy_configs() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // After every table header, and at the very top.
+        let mut spots = vec![0];
+        spots.extend(
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.trim_start().starts_with('['))
+                .map(|(i, _)| i + 1),
+        );
+        for at in spots {
+            let mut injected = lines.clone();
+            injected.insert(at, "sparrow_unknown_key = 1");
+            let e = Config::from_str(&injected.join("\n"), &path, &Disk).unwrap_err();
+            let want = format!("{}:{}:", path.display(), at + 1);
+            assert!(
+                e.to_string().starts_with(&want) && e.reason.contains("unknown field"),
+                "injected at line {}: {e}",
+                at + 1
+            );
+        }
+    }
+}

@@ -83,7 +83,15 @@ pub(super) fn validate(
         .iter()
         .map(|g| cx.geo(g, &origin_name, &mut zone, pops.len(), &pop_index))
         .collect::<Result<Vec<_>, _>>()?;
-    cx.check_unique(&raw.geo, |g| &g.name, "geo name")?;
+    for (i, g) in geo.iter().enumerate() {
+        if let Some(first) = geo[..i].iter().position(|other| other.name == g.name) {
+            let (line, _) = cx.position(raw.geo[first].get_ref().name.span().start);
+            return Err(cx.error(
+                Some(raw.geo[i].get_ref().name.span()),
+                format!("geo name {} is already used on line {line}", g.name),
+            ));
+        }
+    }
     let zone = zone
         .build()
         .map_err(|reason| cx.error(Some(raw.zone.origin.span()), reason))?;

@@ -1,1 +1,334 @@
+//! Table tests of the answer policy: one case per rule and tie-break.
+//!
+//! A case is a line of text: candidates `NAME:HOPS[:FLAG...]` (HOPS `-` = no route; flags
+//! `drained`, `down`, `unhealthy`, `pref=N`, `w=N`) and settings `own=NAME`, `static=NAME`,
+//! `client=N` (the client hash). The result renders as the ranked names, the winner's reason,
+//! and `failed-open` when it applies.
 
+use super::*;
+
+const NAMES: [&str; 6] = ["ams", "nyc", "syd", "fra", "sin", "gru"];
+
+fn pop_index(name: &str) -> usize {
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or_else(|| panic!("unknown POP {name} in test"))
+}
+
+fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
+    let mut candidates = Vec::new();
+    let (mut own, mut stat, mut client) = (0, None, 0);
+    for token in case.split_whitespace() {
+        if let Some(v) = token.strip_prefix("own=") {
+            own = pop_index(v);
+        } else if let Some(v) = token.strip_prefix("static=") {
+            stat = Some(pop_index(v));
+        } else if let Some(v) = token.strip_prefix("client=") {
+            client = v.parse().unwrap();
+        } else {
+            let mut parts = token.split(':');
+            let name = parts.next().unwrap();
+            let hops = parts.next().unwrap();
+            let mut c = Candidate {
+                pop: pop_index(name),
+                name_hash: stable_hash(name.as_bytes()),
+                hops: (hops != "-").then(|| hops.parse().unwrap()),
+                admin: AdminState::Active,
+                live: true,
+                healthy: true,
+                preference: 100,
+                weight: 100,
+            };
+            for flag in parts {
+                match flag {
+                    "drained" => c.admin = AdminState::Drained,
+                    "down" => c.live = false,
+                    "unhealthy" => c.healthy = false,
+                    f if f.starts_with("pref=") => c.preference = f[5..].parse().unwrap(),
+                    f if f.starts_with("w=") => c.weight = f[2..].parse().unwrap(),
+                    f => panic!("unknown flag {f}"),
+                }
+            }
+            candidates.push(c);
+        }
+    }
+    (candidates, own, stat, client)
+}
+
+fn run(case: &str) -> String {
+    let (candidates, own_pop, static_pop, client_hash) = parse(case);
+    let input = PolicyInput {
+        candidates: &candidates,
+        own_pop,
+        static_pop,
+        client_hash,
+    };
+    let e = explain(&input);
+    // `rank` and `explain` must never disagree.
+    assert_eq!(
+        rank(&input),
+        e.ranking,
+        "rank and explain disagree on {case}"
+    );
+    let order: Vec<&str> = e.ranking.order.iter().map(|&i| NAMES[i]).collect();
+    let mut out = format!("{} | {:?}", order.join(" "), e.reason);
+    if e.ranking.failed_open {
+        out.push_str(" | failed-open");
+    }
+    out
+}
+
+#[track_caller]
+fn check(case: &str, want: &str) {
+    assert_eq!(run(case), want, "case: {case}");
+}
+
+#[test]
+fn fewest_hops_wins() {
+    check(
+        "ams:3 nyc:1 syd:5",
+        "nyc ams syd | Some(FewerHops { winner: 1, runner_up: 3 })",
+    );
+    check(
+        "ams:0 nyc:1",
+        "ams nyc | Some(FewerHops { winner: 0, runner_up: 1 })",
+    );
+}
+
+#[test]
+fn static_map_beats_hops_while_its_pop_is_eligible() {
+    check(
+        "ams:1 nyc:3 syd:4 static=syd",
+        "syd ams nyc | Some(StaticMap)",
+    );
+    check(
+        "ams:1 nyc:- syd:- static=nyc",
+        "nyc ams syd | Some(StaticMap)",
+    );
+    for flag in ["drained", "down", "unhealthy"] {
+        check(
+            &format!("ams:1 nyc:3 syd:4:{flag} static=syd"),
+            "ams nyc | Some(FewerHops { winner: 1, runner_up: 3 })",
+        );
+    }
+}
+
+#[test]
+fn a_pop_with_a_route_beats_pops_without() {
+    check("ams:- nyc:9 syd:- own=ams", "nyc ams syd | Some(OnlyRoute)");
+}
+
+#[test]
+fn no_route_anywhere_means_own_pop() {
+    check("ams:- nyc:- syd:- own=nyc", "nyc ams syd | Some(OwnPop)");
+    check("ams:- nyc:- syd:- own=syd", "syd ams nyc | Some(OwnPop)");
+}
+
+#[test]
+fn no_route_and_own_pop_ineligible_falls_to_preference() {
+    check(
+        "ams:-:drained nyc:-:pref=50 syd:- own=ams",
+        "nyc syd | Some(Preference { winner: 50, runner_up: 100 })",
+    );
+}
+
+#[test]
+fn own_pop_does_not_break_ties_between_routed_pops() {
+    // Equally near with a route: preference decides, not being the own POP.
+    check(
+        "ams:2:pref=200 nyc:2 own=ams",
+        "nyc ams | Some(Preference { winner: 100, runner_up: 200 })",
+    );
+}
+
+#[test]
+fn equal_hops_then_lower_preference() {
+    check(
+        "ams:2:pref=20 nyc:2:pref=10 syd:4",
+        "nyc ams syd | Some(Preference { winner: 10, runner_up: 20 })",
+    );
+}
+
+#[test]
+fn equal_hops_and_preference_then_client_hash() {
+    let winners: std::collections::BTreeSet<String> = (0..64)
+        .map(|client| run(&format!("ams:2 nyc:2 syd:4 client={client}")))
+        .collect();
+    // Both equal POPs win for some clients; the farther POP stays last; the reason is the hash.
+    assert_eq!(
+        winners.into_iter().collect::<Vec<_>>(),
+        [
+            "ams nyc syd | Some(ClientHash)",
+            "nyc ams syd | Some(ClientHash)"
+        ]
+    );
+}
+
+#[test]
+fn the_same_client_always_gets_the_same_pop() {
+    for client in 0..100 {
+        let case = format!("ams:2 nyc:2 syd:2 fra:2 client={client}");
+        assert_eq!(run(&case), run(&case));
+    }
+}
+
+/// Share of 20,000 clients that each POP wins among equals.
+fn shares(case: &str) -> Vec<(String, f64)> {
+    let mut wins = std::collections::BTreeMap::<String, usize>::new();
+    let n = 20_000u64;
+    for i in 0..n {
+        let client = stable_hash(&i.to_le_bytes());
+        let out = run(&format!("{case} client={client}"));
+        *wins
+            .entry(out.split(' ').next().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    wins.into_iter()
+        .map(|(k, v)| (k, v as f64 / n as f64))
+        .collect()
+}
+
+#[test]
+fn equal_pops_share_clients_in_proportion_to_weight() {
+    for (name, share) in shares("ams:2 nyc:2 syd:2") {
+        assert!((share - 1.0 / 3.0).abs() < 0.02, "{name} got {share}");
+    }
+    let s = shares("ams:2:w=300 nyc:2:w=100");
+    assert!((s[0].1 - 0.75).abs() < 0.02, "{s:?}");
+}
+
+#[test]
+fn removing_a_pop_moves_only_its_own_clients() {
+    for i in 0..2_000u64 {
+        let client = stable_hash(&i.to_le_bytes());
+        let before = run(&format!("ams:2 nyc:2 syd:2 client={client}"));
+        let after = run(&format!("ams:2 nyc:2 syd:2:down client={client}"));
+        let (b, a) = (before.split(' ').next(), after.split(' ').next());
+        if b != Some("syd") {
+            assert_eq!(b, a, "client {client} moved though its POP stayed");
+        }
+    }
+}
+
+#[test]
+fn ineligible_pops_are_never_ranked() {
+    check(
+        "ams:1:drained nyc:2:down syd:3:unhealthy fra:4",
+        "fra | Some(OnlyCandidate)",
+    );
+    check(
+        "ams:1:drained nyc:2 syd:3",
+        "nyc syd | Some(FewerHops { winner: 2, runner_up: 3 })",
+    );
+}
+
+#[test]
+fn all_ineligible_fails_open_by_the_usual_rules() {
+    check(
+        "ams:3:drained nyc:1:down syd:2:unhealthy static=ams",
+        "nyc syd ams | Some(FewerHops { winner: 1, runner_up: 2 }) | failed-open",
+    );
+}
+
+#[test]
+fn no_candidates_gives_an_empty_ranking() {
+    check("", " | None");
+}
+
+#[test]
+fn single_candidate() {
+    check("syd:-", "syd | Some(OnlyCandidate)");
+}
+
+#[test]
+fn explain_reports_every_candidate_with_its_exclusions() {
+    let (candidates, own_pop, static_pop, client_hash) = parse("ams:1:drained:down nyc:2");
+    let e = explain(&PolicyInput {
+        candidates: &candidates,
+        own_pop,
+        static_pop,
+        client_hash,
+    });
+    assert_eq!(e.verdicts.len(), 2);
+    assert_eq!(
+        e.verdicts[0].excluded,
+        [Exclusion::Drained, Exclusion::Down]
+    );
+    assert_eq!(e.verdicts[0].rank, None);
+    assert_eq!(e.verdicts[1].excluded, []);
+    assert_eq!(e.verdicts[1].rank, Some(0));
+}
+
+/// Every combination of states, hops and settings over three POPs: the ranking is a
+/// permutation of the eligible POPs, sorted by the documented key.
+#[test]
+fn exhaustive_small_space_respects_the_key() {
+    let hops = ["-", "1", "2"];
+    let flags = ["", ":drained", ":down", ":pref=50"];
+    let mut cases = 0;
+    for h in 0..27 {
+        for f in 0..64 {
+            for own in ["ams", "nyc"] {
+                for stat in ["", "static=syd", "static=ams"] {
+                    let pops: Vec<String> = ["ams", "nyc", "syd"]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            let hop = hops[(h / 3usize.pow(i as u32)) % 3];
+                            let flag = flags[(f / 4usize.pow(i as u32)) % 4];
+                            format!("{n}:{hop}{flag}")
+                        })
+                        .collect();
+                    let case = format!("{} own={own} {stat} client=42", pops.join(" "));
+                    check_invariants(&case);
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 27 * 64 * 2 * 3);
+}
+
+fn check_invariants(case: &str) {
+    let (candidates, own_pop, static_pop, client_hash) = parse(case);
+    let input = PolicyInput {
+        candidates: &candidates,
+        own_pop,
+        static_pop,
+        client_hash,
+    };
+    let r = rank(&input);
+    let eligible: Vec<usize> = candidates
+        .iter()
+        .filter(|c| is_eligible(c))
+        .map(|c| c.pop)
+        .collect();
+    let mut ranked = r.order.clone();
+    ranked.sort_unstable();
+    if eligible.is_empty() {
+        assert!(r.failed_open, "{case}");
+        assert_eq!(ranked.len(), candidates.len(), "{case}");
+    } else {
+        assert!(!r.failed_open, "{case}");
+        assert_eq!(ranked, eligible, "{case}");
+    }
+    let by_pop = |p: usize| candidates.iter().find(|c| c.pop == p).unwrap();
+    // Consecutive POPs never violate the documented order.
+    for w in r.order.windows(2) {
+        let (a, b) = (by_pop(w[0]), by_pop(w[1]));
+        let static_ok = |c: &Candidate| static_pop == Some(c.pop) && is_eligible(c);
+        if static_ok(b) {
+            panic!("static POP ranked after another: {case}");
+        }
+        if static_ok(a) {
+            continue;
+        }
+        match (a.hops, b.hops) {
+            (None, Some(_)) => panic!("unrouted before routed: {case}"),
+            (Some(x), Some(y)) => assert!(x <= y, "more hops first: {case}"),
+            (None, None) => assert!(b.pop != own_pop, "own POP not first among unrouted: {case}"),
+            (Some(_), None) => {}
+        }
+    }
+}

@@ -36,11 +36,10 @@ macro_rules! impl_key {
                 self.checked_add(1)
             }
             fn last_of(self, len: u8) -> Self {
-                if len == 0 {
-                    Self::MAX
-                } else {
-                    self | (Self::MAX >> len)
-                }
+                // No host bits at full length (the shift would overflow).
+                <$t>::MAX
+                    .checked_shr(u32::from(len))
+                    .map_or(self, |host| self | host)
             }
             fn widen(self) -> u128 {
                 u128::from(self)
@@ -282,11 +281,7 @@ mod tests {
                 // Cluster addresses in a small space so that prefixes nest often.
                 let len = (next() % 33) as u8;
                 let addr = (next() as u32) & 0xFF00_0000 | (next() as u32 & 0x0003_0F0F);
-                let net = if len == 0 {
-                    0
-                } else {
-                    addr & !(u32::MAX >> len)
-                };
+                let net = addr & !u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
                 if !prefixes.contains(&(net, len)) {
                     prefixes.push((net, len));
                 }

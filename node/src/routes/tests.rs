@@ -1,1 +1,156 @@
+use std::net::IpAddr;
 
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn hops(view: &RouteView, addr: &str) -> Option<u8> {
+    view.lookup(ip(addr))
+        .entry
+        .map(|(_, path)| RouteView::hops_of(path))
+}
+
+#[test]
+fn route_view_parses_both_families_comments_and_empty_paths() {
+    let text = "\
+# a comment
+100.64.0.0/16    64510 64520        # trailing comment
+100.64.1.0/24    64496
+
+2001:db8::/32    64510 64511 64512
+10.0.0.0/8
+";
+    let (view, skipped) = parse_route_view(text);
+    assert_eq!(skipped, []);
+    assert_eq!(view.len(), 4);
+    assert_eq!(hops(&view, "100.64.1.77"), Some(1));
+    assert_eq!(hops(&view, "100.64.9.1"), Some(2));
+    assert_eq!(hops(&view, "2001:db8:1::1"), Some(3));
+    assert_eq!(
+        hops(&view, "10.1.1.1"),
+        Some(0),
+        "an empty path is the POP's own network"
+    );
+    assert_eq!(hops(&view, "192.0.2.1"), None);
+    let hit = view.lookup(ip("100.64.1.77"));
+    assert_eq!(
+        hit.entry.unwrap().0,
+        "100.64.1.0/24".parse::<IpNet>().unwrap()
+    );
+    assert_eq!(&*hit.entry.unwrap().1, &[64496]);
+}
+
+#[test]
+fn route_view_skips_bad_lines_with_reasons_and_keeps_the_rest() {
+    let text = "\
+100.64.1.0/24 64496
+100.64.2.1/24 64497
+not-a-prefix 64498
+100.64.3.0/24 64498 sixty
+100.64.1.0/24 64499
+100.64.4.0/33 1
+100.64.5.0/24 AS64500
+";
+    let (view, skipped) = parse_route_view(text);
+    assert_eq!(view.len(), 2);
+    let lines: Vec<usize> = skipped.iter().map(|s| s.line).collect();
+    assert_eq!(lines, [2, 3, 4, 5, 6]);
+    assert!(skipped[0].reason.contains("host bits"), "{:?}", skipped[0]);
+    assert!(
+        skipped[0].reason.contains("100.64.2.0/24"),
+        "{:?}",
+        skipped[0]
+    );
+    assert!(skipped[2].reason.contains("`sixty` is not an AS number"));
+    assert!(skipped[3].reason.contains("listed already on line 1"));
+    // The first of two duplicates stays.
+    assert_eq!(hops(&view, "100.64.1.1"), Some(1));
+    assert_eq!(hops(&view, "100.64.5.1"), Some(1), "AS prefix accepted");
+    let summary = describe_skipped(&skipped);
+    assert!(summary.starts_with("5 skipped (line 2: "), "{summary}");
+}
+
+#[test]
+fn describe_skipped_caps_the_list() {
+    let skipped: Vec<Skipped> = (1..=8)
+        .map(|line| Skipped {
+            line,
+            reason: "bad".into(),
+        })
+        .collect();
+    assert_eq!(
+        describe_skipped(&skipped),
+        "8 skipped (line 1: bad; line 2: bad; line 3: bad; line 4: bad; line 5: bad; and 3 more)"
+    );
+}
+
+#[test]
+fn static_map_names_pops_by_asn() {
+    let text = "\
+212.124.87.0/24 1234
+212.124.0.0/16  5678
+10.0.0.0/8      9999
+10.1.0.0/16
+";
+    let pop_of = |asn| match asn {
+        1234 => Some(0),
+        5678 => Some(1),
+        _ => None,
+    };
+    let (map, skipped) = parse_static_map(text, pop_of);
+    assert_eq!(map.len(), 2);
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped[0]
+            .reason
+            .contains("AS9999 is not the ASN of any POP")
+    );
+    assert!(skipped[1].reason.contains("expected `PREFIX ASN`"));
+    // Most specific prefix wins.
+    assert_eq!(map.lookup(ip("212.124.87.9")).entry.unwrap().1, 0);
+    assert_eq!(map.lookup(ip("212.124.1.9")).entry.unwrap().1, 1);
+    assert!(map.lookup(ip("10.0.0.1")).entry.is_none());
+}
+
+#[test]
+fn enclosing_block_is_the_largest_aligned_prefix_inside_the_span() {
+    let v4 = |s: &str| u128::from(u32::from(s.parse::<std::net::Ipv4Addr>().unwrap()));
+    let block = |addr, lo, hi| enclosing_block(v4(addr), v4(lo), v4(hi), 32);
+    assert_eq!(block("100.64.2.9", "100.64.2.0", "100.64.2.255"), 24);
+    assert_eq!(block("100.64.2.9", "0.0.0.0", "255.255.255.255"), 0);
+    // A span that is not a prefix: the block stays inside it.
+    assert_eq!(block("100.64.6.1", "100.64.6.0", "100.64.255.255"), 23);
+    assert_eq!(block("100.64.7.1", "100.64.6.0", "100.64.255.255"), 23);
+    assert_eq!(block("100.64.200.1", "100.64.6.0", "100.64.255.255"), 17);
+    assert_eq!(block("100.64.6.0", "100.64.6.0", "100.64.6.0"), 32);
+    let v6 = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(
+        enclosing_block(
+            v6("2001:db8:ff02::1"),
+            v6("2001:db8:ff02::"),
+            v6("2001:db8:ff02:ffff:ffff:ffff:ffff:ffff"),
+            128
+        ),
+        48
+    );
+    assert_eq!(enclosing_block(5, 0, u128::MAX, 128), 0);
+}
+
+#[test]
+fn lookup_span_never_crosses_a_more_specific_prefix() {
+    let (view, _) = parse_route_view("10.0.0.0/8 1\n10.5.0.0/16 1 2\n");
+    let hit = view.lookup(ip("10.1.2.3"));
+    let len = enclosing_block(
+        u128::from(u32::from("10.1.2.3".parse::<std::net::Ipv4Addr>().unwrap())),
+        hit.span.lo,
+        hit.span.hi,
+        32,
+    );
+    // 10.0.0.0/8 matched, but the whole /8 is not one decision: 10.5/16 differs.
+    assert_eq!(
+        len, 14,
+        "10.0.0.0/14 is the largest block around 10.1.2.3 without 10.5/16"
+    );
+}

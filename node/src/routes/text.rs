@@ -19,7 +19,7 @@ use super::{RouteView, Skipped, StaticMap};
 pub fn parse_route_view(text: &str) -> (RouteView, Vec<Skipped>) {
     let mut parser = LineParser::default();
     for (line, fields) in lines(text) {
-        let result = parse_path(&fields[1..]).and_then(|path| Ok((prefix(fields[0])?, path)));
+        let result = prefix(fields[0]).and_then(|net| Ok((net, parse_path(&fields[1..])?)));
         parser.accept(line, result);
     }
     let (entries, skipped) = parser.finish();
