@@ -1,0 +1,31 @@
+//! Integration tests: real nodes on loopback, real DNS clients.
+
+mod dig;
+mod dns;
+
+use hickory_proto::op::DnsResponse;
+use hickory_proto::rr::RData;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+
+/// The A/AAAA/CNAME data of the answer section, as text.
+pub(crate) fn answers(r: &DnsResponse) -> Vec<String> {
+    r.answers
+        .iter()
+        .map(|rec| match &rec.data {
+            RData::A(a) => a.to_string(),
+            RData::AAAA(a) => a.to_string(),
+            other => format!("{} {other}", rec.record_type()),
+        })
+        .collect()
+}
+
+/// The ECS option of a response: (source subnet, scope prefix length).
+pub(crate) fn ecs(r: &DnsResponse) -> Option<(String, u8)> {
+    match r.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((
+            format!("{}/{}", s.addr(), s.source_prefix()),
+            s.scope_prefix(),
+        )),
+        _ => None,
+    }
+}
