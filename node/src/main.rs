@@ -1,6 +1,7 @@
 //! The `sparrow` binary. Exit codes: 0 success, 1 runtime failure, 2 config or command line
 //! refused.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     cli::main(cli)
 }

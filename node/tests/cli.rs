@@ -1,0 +1,204 @@
+//! The `sparrow` binary as operators run it: exit codes, messages, `explain`, and a node
+//! started and stopped the way systemd does.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sparrow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sparrow"))
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml")
+}
+
+/// A copy of the example folder in a temporary folder, with the config replaced by `text`.
+fn example_copy(text: &str) -> PathBuf {
+    let src = example();
+    let dir = std::env::temp_dir().join(format!("sparrow-cli-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("views")).unwrap();
+    for file in [
+        "example.net.zone",
+        "ssrs.routes",
+        "views/ams.routes",
+        "views/nyc.routes",
+        "views/syd.routes",
+    ] {
+        std::fs::copy(src.parent().unwrap().join(file), dir.join(file)).unwrap();
+    }
+    let path = dir.join("sparrow.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn refused_config_exits_2_naming_file_line_and_reason() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("pop = \"ams\"", "pop = \"lhr\"");
+    let path = example_copy(&text);
+    for sub in ["node", "check", "explain"] {
+        let mut cmd = sparrow();
+        cmd.args([sub, "--config"]).arg(&path);
+        if sub == "explain" {
+            cmd.arg("100.64.1.1");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!("error: config refused: {}:", path.display());
+        assert!(stderr.starts_with(&want), "{sub}: {stderr}");
+        assert!(
+            stderr.contains(": no POP is named `lhr`"),
+            "{sub}: {stderr}"
+        );
+    }
+    let out = sparrow()
+        .args(["check", "--config", "/nonexistent/sparrow.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/sparrow.toml: cannot read config")
+    );
+}
+
+#[test]
+fn check_summarises_a_good_config() {
+    let out = sparrow()
+        .arg("check")
+        .arg("--config")
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "ok: zone example.net. (12 static records), 3 POPs, 1 geo names, own POP ams"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_names_every_pop_and_why_the_winner_won() {
+    let out = sparrow()
+        .args(["explain", "--config"])
+        .arg(example())
+        .arg("100.64.2.0/24")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want = "\
+www.example.net. for client 100.64.2.0 (decision block 100.64.2.0/24)
+rank  pop      asn      hops  route                  as path                        state
+1     nyc      AS64502  1     100.64.2.0/24          64497                          eligible
+2     ams      AS64501  3     100.64.2.0/24          64510 64520 64497              eligible
+3     syd      AS64503  4     100.64.2.0/24          64540 64530 64520 64497        eligible
+nyc wins: fewest AS hops (1 against 3 for the next POP)
+answer (1 POP): A 198.51.100.10, AAAA 2001:db8:b::10
+";
+    assert_eq!(text, want);
+}
+
+#[test]
+fn explain_json_is_machine_readable() {
+    let out = sparrow()
+        .args(["explain", "--json", "--name", "www", "--config"])
+        .arg(example())
+        .arg("100.64.5.9")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let e: sparrow_proto::api::Explanation = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e.ranking, ["syd", "ams", "nyc"]);
+    assert_eq!(e.rule.as_deref(), Some("static_map"));
+    assert_eq!(e.static_map.as_ref().unwrap().pop, "syd");
+    assert_eq!(e.block, "100.64.5.0/24");
+    let ams = e.pops.iter().find(|p| p.pop == "ams").unwrap();
+    assert_eq!(ams.route.as_ref().unwrap().hops, 1);
+    assert_eq!(ams.rank, Some(2));
+    let out = sparrow()
+        .args(["explain", "--name", "ftp", "--config"])
+        .arg(example())
+        .arg("100.64.5.9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
+    let mut child = sparrow()
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(example())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the log on a thread so a silent node cannot hang the test.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    let mut log = String::new();
+    while addr.is_none() {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            break;
+        };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("serving DNS") {
+            // `udp=127.0.0.1:PORT tcp=127.0.0.1:PORT`
+            addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("udp="))
+                .map(|a| a.parse::<std::net::SocketAddr>().unwrap());
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no `serving DNS` line in:\n{log}"));
+    // A real query through the real binary.
+    let out = Command::new("dig")
+        .arg(format!("@{}", addr.ip()))
+        .args([
+            "-p",
+            &addr.port().to_string(),
+            "+short",
+            "+time=5",
+            "www.example.net",
+            "A",
+            "+subnet=100.64.3.0/24",
+        ])
+        .output()
+        .expect("dig must be installed (scripts/test installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "203.0.113.10");
+    // SIGTERM, as systemd stops it.
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit}");
+}
