@@ -78,9 +78,14 @@ pub struct TestNode {
 impl TestNode {
     /// Loads `config` and serves it on 127.0.0.1, port 0.
     pub async fn start(config: &Path) -> anyhow::Result<Self> {
+        Self::start_on(config, "127.0.0.1:0".parse()?).await
+    }
+
+    /// Loads `config` and serves it on `listen` (port 0: any free port).
+    pub async fn start_on(config: &Path, listen: SocketAddr) -> anyhow::Result<Self> {
         let loaded = sparrow_node::config::load(config)?;
         let timeout = loaded.config.node.tcp_idle_timeout;
-        let sockets = app::bind("127.0.0.1:0".parse()?).await?;
+        let sockets = app::bind(listen).await?;
         let addr = sockets.local_addr()?;
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
         let shutdown = CancellationToken::new();

@@ -74,6 +74,49 @@ async fn without_ecs_the_resolver_address_decides_and_no_option_is_returned() {
 }
 
 #[tokio::test]
+async fn without_ecs_the_resolver_address_decides_over_both_families() {
+    // Give nyc a 1-hop route to the IPv4 loopback and syd one to the IPv6 loopback.
+    let config = example_variant(|t| t);
+    let views = config.parent().unwrap().join("views");
+    let append = |file: &str, line: &str| {
+        let path = views.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}{line}\n")).unwrap();
+    };
+    append("nyc.routes", "127.0.0.0/8 64497");
+    append("syd.routes", "::1/128 64498");
+    for (listen, want) in [
+        ("127.0.0.1:0", "198.51.100.10"),
+        ("[::1]:0", "203.0.113.10"),
+    ] {
+        let node = TestNode::start_on(&config, listen.parse().unwrap())
+            .await
+            .unwrap();
+        for ask in [
+            Ask::new("www.example.net.", RecordType::A),
+            Ask::new("www.example.net.", RecordType::A).tcp(),
+        ] {
+            let r = ask.send(node.addr).await.unwrap();
+            assert_eq!(
+                answers(&r),
+                [want],
+                "resolver on {listen} over {:?}",
+                ask.transport
+            );
+            assert_eq!(ecs(&r), None);
+        }
+        // With ECS, the subnet decides, whatever the resolver's address.
+        let r = Ask::new("www.example.net.", RecordType::A)
+            .subnet("100.64.1.0/24")
+            .send(node.addr)
+            .await
+            .unwrap();
+        assert_eq!(answers(&r), ["192.0.2.10"]);
+        node.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn ecs_source_zero_means_no_tailoring_and_scope_zero() {
     let node = example().await;
     let r = Ask::new("www.example.net.", RecordType::A)
