@@ -177,3 +177,140 @@ fn geo_answer(
     }
     (records, routed.block.prefix_len())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::str::FromStr;
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::config::{Config, Disk};
+
+    /// The single-node example with `extra` TOML inserted before the first POP.
+    fn snapshot(extra: &str) -> Snapshot {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "[[pop]]",
+            &format!("{extra}\n[[pop]]"),
+            1,
+        );
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    fn ask(snap: &Snapshot, name: &str, qtype: RecordType, subnet: Option<&str>) -> String {
+        let client = Client {
+            resolver: "192.0.2.200".parse().unwrap(),
+            subnet: subnet.map(|s| s.parse().unwrap()),
+        };
+        let name = LowerName::from(&Name::from_str(name).unwrap());
+        let p = plan(snap, &name, qtype, client);
+        let records: Vec<String> = p
+            .answers
+            .iter()
+            .map(|r| format!("{} {}", r.record_type(), r.data))
+            .collect();
+        format!(
+            "{} aa={} [{}] auth={} scope={:?}",
+            p.rcode,
+            p.authoritative,
+            records.join(", "),
+            p.authority.len(),
+            p.ecs_scope
+        )
+    }
+
+    #[test]
+    fn cname_loops_end_with_the_chain_and_no_error() {
+        let snap = snapshot(
+            "[[zone.record]]\nname = \"a\"\ntype = \"CNAME\"\ndata = \"b\"\n\
+             [[zone.record]]\nname = \"b\"\ntype = \"CNAME\"\ndata = \"a\"\n",
+        );
+        let out = ask(&snap, "a.example.net.", RecordType::A, None);
+        assert!(
+            out.starts_with("No Error aa=true [CNAME b.example.net., CNAME a.example.net."),
+            "{out}"
+        );
+        assert!(out.ends_with("auth=1 scope=None"), "{out}");
+    }
+
+    #[test]
+    fn cnames_out_of_the_zone_are_left_to_the_resolver() {
+        let snap = snapshot(
+            "[[zone.record]]\nname = \"cdn\"\ntype = \"CNAME\"\ndata = \"edge.cdn.example.org.\"\n",
+        );
+        assert_eq!(
+            ask(
+                &snap,
+                "cdn.example.net.",
+                RecordType::A,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [CNAME edge.cdn.example.org.] auth=0 scope=Some(0)"
+        );
+    }
+
+    #[test]
+    fn cname_to_a_missing_name_is_nxdomain_with_the_chain() {
+        let snap = snapshot("[[zone.record]]\nname = \"old\"\ntype = \"CNAME\"\ndata = \"gone\"\n");
+        assert_eq!(
+            ask(&snap, "old.example.net.", RecordType::A, None),
+            "Non-Existent Domain aa=true [CNAME gone.example.net.] auth=1 scope=None"
+        );
+    }
+
+    #[test]
+    fn any_at_a_geo_name_gives_the_tailored_addresses_and_static_data() {
+        let snap = snapshot("[[zone.record]]\nname = \"www\"\ntype = \"TXT\"\ndata = \"hello\"\n");
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::ANY,
+                Some("100.64.3.0/24")
+            ),
+            "No Error aa=true [A 203.0.113.10, AAAA 2001:db8:c::10, TXT hello] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::TXT,
+                Some("100.64.3.0/24")
+            ),
+            "No Error aa=true [TXT hello] auth=0 scope=Some(0)"
+        );
+    }
+
+    #[test]
+    fn a_geo_name_without_addresses_of_the_family_is_nodata() {
+        // www served by ams alone, and ams has no IPv6 address.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[\"192.0.2.10\", \"2001:db8:a::10\"]", "[\"192.0.2.10\"]")
+            .replace("answers = 1 ", "answers = 1\npops = [\"ams\"] ");
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::AAAA,
+                Some("100.64.2.0/24")
+            ),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::A,
+                Some("100.64.2.0/24")
+            ),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+    }
+}
