@@ -3,24 +3,39 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use sparrow_proto::api::{Explanation, PopVerdict, RouteMatch, StaticMatch};
 
 use crate::policy::{self, Exclusion, Reason};
 use crate::routes::RouteView;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Gathered, Snapshot};
 
 /// Explains the answer to `client` for geo name `geo`.
 pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
     let cfg = &snap.config;
+    let client = client.to_canonical();
     let g = snap.gather(geo, client);
     let e = policy::explain(&snap.policy_input(&g));
+    // The decision came from the decision table; the routes behind it, for display, come
+    // from each POP's own view.
+    let route_of = |pop: usize| {
+        cfg.pops[pop]
+            .route_view
+            .as_deref()
+            .and_then(|view| view.lookup(client).entry)
+    };
+    let static_hit = cfg
+        .static_map
+        .as_deref()
+        .and_then(|map| map.lookup(client).entry);
     let pop_name = |i: usize| cfg.pops[i].name.clone();
     let pops = e
         .verdicts
         .iter()
-        .zip(&g.routes)
-        .map(|(v, route)| {
+        .map(|v| {
             let pop = &cfg.pops[v.pop];
+            let route = route_of(v.pop);
             PopVerdict {
                 pop: pop.name.clone(),
                 asn: pop.asn,
@@ -61,14 +76,14 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
     }
     let winner = e.ranking.order.first().map(|&i| pop_name(i));
     let reason = match (&winner, e.reason) {
-        (Some(w), Some(r)) => format!("{w} wins: {}", sentence(r, &g, snap)),
+        (Some(w), Some(r)) => format!("{w} wins: {}", sentence(r, &g, static_hit, snap)),
         _ => "no POP can serve this name".to_owned(),
     };
     Explanation {
         name: geo_name.name.to_string(),
-        client: client.to_canonical().to_string(),
+        client: client.to_string(),
         block: g.block.to_string(),
-        static_map: g.static_hit.map(|(prefix, pop)| StaticMatch {
+        static_map: static_hit.map(|(prefix, pop)| StaticMatch {
             prefix: prefix.to_string(),
             pop: pop_name(*pop),
         }),
@@ -106,10 +121,15 @@ fn rule_name(r: Reason) -> &'static str {
     }
 }
 
-fn sentence(r: Reason, g: &crate::snapshot::Gathered<'_>, snap: &Snapshot) -> String {
+fn sentence(
+    r: Reason,
+    g: &Gathered,
+    static_hit: Option<&(IpNet, usize)>,
+    snap: &Snapshot,
+) -> String {
     match r {
         Reason::OnlyCandidate => "it is the only POP that can serve this name".to_owned(),
-        Reason::StaticMap => match g.static_hit {
+        Reason::StaticMap => match static_hit {
             Some((prefix, _)) => format!("the static map sends {prefix} to it"),
             None => "the static map names it".to_owned(),
         },

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
@@ -10,10 +11,7 @@ use ipnet::IpNet;
 
 use crate::config::{AdminState, Config};
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
-use crate::routes::{self, RouteView};
-
-/// A route view entry: prefix and AS path.
-pub(crate) type RouteEntry = (IpNet, Box<[u32]>);
+use crate::routes::{self, DecisionTable, RouteView};
 
 /// What the node currently believes about a POP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +41,9 @@ pub struct Routed {
 }
 
 /// The routing inputs gathered for one client (shared by `route` and `explain`).
-pub(crate) struct Gathered<'s> {
+pub(crate) struct Gathered {
     pub(crate) candidates: Vec<Candidate>,
-    pub(crate) static_hit: Option<&'s (IpNet, usize)>,
-    pub(crate) routes: Vec<Option<&'s RouteEntry>>,
+    pub(crate) static_pop: Option<usize>,
     pub(crate) block: IpNet,
     pub(crate) client_hash: u64,
 }
@@ -59,6 +56,8 @@ pub struct Snapshot {
     /// Per POP (same index as `config.pops`).
     pub pop_status: Vec<PopStatus>,
     geo_records: Vec<GeoRecords>,
+    /// Per geo name (shared between names with the same POP list).
+    decisions: Vec<Arc<DecisionTable>>,
     geo_index: HashMap<LowerName, usize>,
     name_hashes: Vec<u64>,
 }
@@ -102,6 +101,17 @@ impl Snapshot {
                     .collect(),
             })
             .collect();
+        let mut by_pops: HashMap<&[usize], Arc<DecisionTable>> = HashMap::new();
+        let decisions = config
+            .geo
+            .iter()
+            .map(|g| {
+                by_pops
+                    .entry(&g.pops)
+                    .or_insert_with(|| Arc::new(decision_table(&config, &g.pops)))
+                    .clone()
+            })
+            .collect();
         let geo_index = config
             .geo
             .iter()
@@ -117,6 +127,7 @@ impl Snapshot {
             config,
             pop_status,
             geo_records,
+            decisions,
             geo_index,
             name_hashes,
         }
@@ -147,80 +158,74 @@ impl Snapshot {
         }
     }
 
-    pub(crate) fn policy_input<'a>(&self, g: &'a Gathered<'_>) -> PolicyInput<'a> {
+    pub(crate) fn policy_input<'a>(&self, g: &'a Gathered) -> PolicyInput<'a> {
         PolicyInput {
             candidates: &g.candidates,
             own_pop: self.config.node.pop,
-            static_pop: g.static_hit.map(|(_, pop)| *pop),
+            static_pop: g.static_pop,
             client_hash: g.client_hash,
         }
     }
 
-    /// Looks the client up in every candidate POP's view and the static map, and computes
-    /// the block of addresses for which all those lookups give the same results.
-    pub(crate) fn gather(&self, geo: usize, client: IpAddr) -> Gathered<'_> {
+    /// The decision table of geo name `geo`.
+    pub fn decision_table(&self, geo: usize) -> &DecisionTable {
+        &self.decisions[geo]
+    }
+
+    /// Gathers what the policy needs for this client from the geo name's decision table,
+    /// and the block of clients for which all of it is the same.
+    pub(crate) fn gather(&self, geo: usize, client: IpAddr) -> Gathered {
         let client = client.to_canonical();
+        let (row, span) = self.decisions[geo].lookup(client);
+        let pops = &self.config.geo[geo].pops;
+        let candidates = pops
+            .iter()
+            .enumerate()
+            .map(|(column, &i)| {
+                let (pop, status) = (&self.config.pops[i], self.pop_status[i]);
+                Candidate {
+                    pop: i,
+                    name_hash: self.name_hashes[i],
+                    hops: row.hops(column),
+                    admin: status.admin,
+                    live: status.live,
+                    healthy: status.healthy,
+                    preference: pop.preference,
+                    weight: pop.weight,
+                }
+            })
+            .collect();
         let (addr, bits) = match client {
             IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
             IpAddr::V6(a) => (u128::from(a), 128),
         };
-        let (mut lo, mut hi) = (
-            0u128,
-            if bits == 32 {
-                u128::from(u32::MAX)
-            } else {
-                u128::MAX
-            },
-        );
-        let mut narrow = |span: routes::Hit| {
-            lo = lo.max(span.lo);
-            hi = hi.min(span.hi);
-        };
-        let pops = &self.config.geo[geo].pops;
-        let mut candidates = Vec::with_capacity(pops.len());
-        let mut found = Vec::with_capacity(pops.len());
-        for &i in pops {
-            let pop = &self.config.pops[i];
-            let route = pop.route_view.as_deref().and_then(|view: &RouteView| {
-                let hit = view.lookup(client);
-                narrow(hit.span);
-                hit.entry
-            });
-            found.push(route);
-            let status = self.pop_status[i];
-            candidates.push(Candidate {
-                pop: i,
-                name_hash: self.name_hashes[i],
-                hops: route.map(|(_, path)| RouteView::hops_of(path)),
-                admin: status.admin,
-                live: status.live,
-                healthy: status.healthy,
-                preference: pop.preference,
-                weight: pop.weight,
-            });
-        }
-        let static_hit = self.config.static_map.as_deref().and_then(|map| {
-            let hit = map.lookup(client);
-            narrow(hit.span);
-            hit.entry
-        });
-        let len = routes::enclosing_block(addr, lo, hi, bits);
+        let len = routes::enclosing_block(addr, span.lo, span.hi, bits);
         // INVARIANT: enclosing_block returns a length within the family's width.
         let block = IpNet::new(client, len)
             .expect("block length within address width")
             .trunc();
-        let mut key = Vec::with_capacity(17);
+        let mut key = [0u8; 17];
         match block.network() {
-            IpAddr::V4(a) => key.extend(a.octets()),
-            IpAddr::V6(a) => key.extend(a.octets()),
+            IpAddr::V4(a) => key[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => key[..16].copy_from_slice(&a.octets()),
         }
-        key.push(len);
+        key[16] = len;
         Gathered {
             candidates,
-            static_hit,
-            routes: found,
+            static_pop: row.static_column().map(|column| pops[column]),
             block,
             client_hash: policy::stable_hash(&key),
         }
     }
+}
+
+/// The decision table over the views of `pops` and the static map.
+fn decision_table(config: &Config, pops: &[usize]) -> DecisionTable {
+    let views: Vec<Option<&RouteView>> = pops
+        .iter()
+        .map(|&i| config.pops[i].route_view.as_deref())
+        .collect();
+    DecisionTable::build(&views, config.static_map.as_deref(), |pop| {
+        pops.iter().position(|&p| p == pop)
+    })
 }

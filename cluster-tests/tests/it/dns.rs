@@ -25,7 +25,7 @@ async fn geo_answers_follow_as_hops_static_map_and_own_pop() {
         ("100.64.1.0/24", RecordType::A, "192.0.2.10", 24), // 1 hop from ams
         ("100.64.2.0/24", RecordType::A, "198.51.100.10", 24), // 1 hop from nyc
         ("100.64.3.0/24", RecordType::A, "203.0.113.10", 24), // 1 hop from syd
-        ("100.64.4.0/24", RecordType::A, "192.0.2.10", 24), // ams/nyc tie: the hash picks ams
+        ("100.64.4.0/24", RecordType::A, "198.51.100.10", 24), // ams/nyc tie: the hash picks nyc
         ("100.64.5.0/24", RecordType::A, "203.0.113.10", 24), // static map wins over ams
         ("100.99.0.0/16", RecordType::A, "192.0.2.10", 11), // no route: own POP
         ("100.64.2.0/24", RecordType::AAAA, "2001:db8:b::10", 24),

@@ -4,6 +4,7 @@
 //! A [`RouteView`] answers "how many AS hops from this POP to that client?" together with the
 //! route that decided it. It is immutable; a changed view is a new value.
 
+pub mod decision;
 pub mod lpm;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+pub use self::decision::{DecisionTable, Row};
 pub use self::lpm::Hit;
 use self::lpm::{NONE, RangeTable};
 pub use self::text::{parse_route_view, parse_static_map};

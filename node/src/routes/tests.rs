@@ -154,3 +154,96 @@ fn lookup_span_never_crosses_a_more_specific_prefix() {
         "10.0.0.0/14 is the largest block around 10.1.2.3 without 10.5/16"
     );
 }
+
+/// Random views over a small address space, so that prefixes of different views overlap.
+fn random_view(seed: u64, n: usize) -> String {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = String::new();
+    for _ in 0..n {
+        let len = 8 + (next() % 17) as u8;
+        let addr = 0x0A00_0000 | (next() as u32 & 0x00FF_FFFF);
+        let net = IpNet::new(IpAddr::from(addr.to_be_bytes()), len)
+            .unwrap()
+            .trunc();
+        let hops = next() % 6;
+        let path: Vec<String> = (0..hops).map(|h| (64500 + h).to_string()).collect();
+        text.push_str(&format!("{net} {}\n", path.join(" ")));
+    }
+    text
+}
+
+#[test]
+fn decision_table_agrees_with_each_view_and_its_spans_are_uniform() {
+    for seed in 1..20u64 {
+        let views: Vec<RouteView> = (0..3)
+            .map(|i| parse_route_view(&random_view(seed * 7 + i, 300)).0)
+            .collect();
+        let (map, _) = parse_static_map(
+            &random_view(seed * 13, 20)
+                .lines()
+                .map(|l| {
+                    let net = l.split_whitespace().next().unwrap();
+                    format!("{net} {}\n", 1 + seed % 3)
+                })
+                .collect::<String>(),
+            |asn| Some(asn as usize - 1),
+        );
+        let refs: Vec<Option<&RouteView>> =
+            vec![Some(&views[0]), None, Some(&views[1]), Some(&views[2])];
+        // Candidate columns: POP 0 -> 0, (no view) -> 1, POP 1 -> 2, POP 2 -> 3.
+        let table = DecisionTable::build(&refs, Some(&map), |pop| [0, 2, 3].get(pop).copied());
+        let expect = |addr: IpAddr| {
+            let hops: Vec<Option<u8>> = refs
+                .iter()
+                .map(|v| v.and_then(|v| v.lookup(addr).entry.map(|(_, p)| RouteView::hops_of(p))))
+                .collect();
+            let stat = map.lookup(addr).entry.map(|(_, pop)| [0, 2, 3][*pop]);
+            (hops, stat)
+        };
+        let got = |addr: IpAddr| {
+            let (row, span) = table.lookup(addr);
+            (
+                (0..4).map(|c| row.hops(c)).collect::<Vec<_>>(),
+                row.static_column(),
+                span,
+            )
+        };
+        let mut state = seed;
+        for _ in 0..500 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let addr =
+                IpAddr::from((0x0A00_0000 | ((state >> 33) as u32 & 0x00FF_FFFF)).to_be_bytes());
+            let (hops, stat, span) = got(addr);
+            assert_eq!(
+                (hops.clone(), stat),
+                expect(addr),
+                "seed {seed} addr {addr}"
+            );
+            // The whole span shares the row: check both ends.
+            for edge in [span.lo, span.hi] {
+                let a = IpAddr::from((edge as u32).to_be_bytes());
+                assert_eq!(expect(a), (hops.clone(), stat), "seed {seed} span edge {a}");
+            }
+        }
+    }
+}
+
+#[test]
+fn decision_table_with_no_views_has_one_empty_row() {
+    let table = DecisionTable::build(&[None, None], None, |_| None);
+    let (row, span) = table.lookup(ip("192.0.2.1"));
+    assert_eq!(
+        (row.hops(0), row.hops(1), row.static_column()),
+        (None, None, None)
+    );
+    assert_eq!((span.lo, span.hi), (0, u128::from(u32::MAX)));
+    assert_eq!(table.row_count(), 1);
+}
