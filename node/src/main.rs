@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
+        // hickory-server logs every query at info: a query log is for -v, not the default.
+        (false, 0) => "info,hickory_server=warn",
         (false, 1) => "debug",
         (false, _) => "trace",
     };

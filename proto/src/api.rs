@@ -69,3 +69,44 @@ pub struct RouteMatch {
     /// AS hops (path length).
     pub hops: u8,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explanation_round_trips_through_json() {
+        let e = Explanation {
+            name: "www.example.net.".into(),
+            client: "100.64.2.0".into(),
+            block: "100.64.2.0/24".into(),
+            static_map: Some(StaticMatch {
+                prefix: "100.64.0.0/16".into(),
+                pop: "syd".into(),
+            }),
+            pops: vec![PopVerdict {
+                pop: "nyc".into(),
+                asn: 64502,
+                route: Some(RouteMatch {
+                    prefix: "100.64.2.0/24".into(),
+                    as_path: vec![64497],
+                    hops: 1,
+                }),
+                eligible: true,
+                excluded: vec![],
+                rank: Some(1),
+                preference: 100,
+                weight: 100,
+            }],
+            ranking: vec!["nyc".into()],
+            answers: 1,
+            rule: Some("fewer_hops".into()),
+            reason: "nyc wins".into(),
+            failed_open: false,
+            addresses: vec!["A 198.51.100.10".into()],
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains(r#""as_path":[64497]"#), "{text}");
+        assert_eq!(serde_json::from_str::<Explanation>(&text).unwrap(), e);
+    }
+}
