@@ -10,6 +10,8 @@
 //! - [`dns`]: `answer`, `ecs`, `zone` [P]; `handler` [E] (hickory-server).
 //! - [`explain`] [P]: a decision as data for `sparrow explain`.
 //! - [`cli`] [E]: the `sparrow` command line; `cli::render` [P].
+//! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
+//!   `sparrow://` identities peers check.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
 pub mod app;
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod explain;
+pub mod pki;
 pub mod policy;
 pub mod routes;
 pub mod snapshot;

@@ -202,3 +202,50 @@ fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
     };
     assert!(exit.success(), "exit status {exit}");
 }
+
+#[test]
+fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
+    let dir = std::env::temp_dir().join(format!("sparrow-cli-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        let out = sparrow()
+            .arg("cert")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(&["node", "ams"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("run `sparrow cert ca` first"), "{text}");
+    let (code, text) = run(&["ca", "--cluster", "example"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["node", "ams", "--san", "127.0.0.1"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(sparrow://example/node/ams)"), "{text}");
+    let (code, text) = run(&["operator", "alice"]);
+    assert!(
+        text.contains("(sparrow://example/operator/alice)"),
+        "{text}"
+    );
+    assert_eq!(code, Some(0));
+    let (code, text) = run(&["ca", "--cluster", "example"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("exists; not overwriting it"), "{text}");
+    for f in [
+        "ca.pem",
+        "ca.key",
+        "ams.pem",
+        "ams.key",
+        "alice.pem",
+        "alice.key",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+}

@@ -57,6 +57,12 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Create the cluster's PKI: a CA, node and operator certificates.
+    Cert {
+        /// What to create.
+        #[command(subcommand)]
+        what: CertCommand,
+    },
     /// Explain which POP a client gets and why.
     Explain {
         /// The node's config file.
@@ -71,6 +77,118 @@ pub enum Command {
         /// Client address or subnet (as sent in EDNS Client Subnet).
         client: String,
     },
+}
+
+/// `sparrow cert` subcommands. Files go to `--dir` as `NAME.pem` and `NAME.key` (mode 0600);
+/// existing files are never overwritten.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create the cluster CA (`ca.pem`, `ca.key`).
+    Ca {
+        /// Cluster id, written into every certificate (lower-case letters, digits, `-`).
+        #[arg(long)]
+        cluster: String,
+        /// Folder of the PKI files.
+        #[arg(long, default_value = "sparrow-pki")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = crate::pki::DEFAULT_CA_DAYS)]
+        days: u32,
+    },
+    /// Issue a node certificate (TLS server and client) signed by the CA in `--dir`.
+    Node {
+        /// Node (POP) name, e.g. `ams`.
+        name: String,
+        /// Extra DNS names or IP addresses the node is reached at.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Folder of the PKI files (holds `ca.pem` and `ca.key`).
+        #[arg(long, default_value = "sparrow-pki")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = crate::pki::DEFAULT_CERT_DAYS)]
+        days: u32,
+    },
+    /// Issue an operator certificate (TLS client only) signed by the CA in `--dir`.
+    Operator {
+        /// Operator name, e.g. `alice`.
+        name: String,
+        /// Folder of the PKI files (holds `ca.pem` and `ca.key`).
+        #[arg(long, default_value = "sparrow-pki")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = crate::pki::DEFAULT_CERT_DAYS)]
+        days: u32,
+    },
+}
+
+fn cert(what: CertCommand) -> ExitCode {
+    use crate::pki::{self, Identity, Role};
+    let now = time::OffsetDateTime::now_utc();
+    let (dir, stem, made) = match what {
+        CertCommand::Ca { cluster, dir, days } => {
+            let made = pki::new_ca(&cluster, now, days).map_err(anyhow::Error::from);
+            (dir, "ca".to_owned(), made)
+        }
+        CertCommand::Node {
+            name,
+            sans,
+            dir,
+            days,
+        } => {
+            let made = issue_from(&dir, Role::Node, &name, &sans, days, now);
+            (dir, name, made)
+        }
+        CertCommand::Operator { name, dir, days } => {
+            let made = issue_from(&dir, Role::Operator, &name, &[], days, now);
+            (dir, name, made)
+        }
+    };
+    let pem = match made {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match pki::write_pair(&dir, &stem, &pem) {
+        Ok((cert, key)) => {
+            let id = pki::cert_der(&pem.cert)
+                .ok()
+                .and_then(|der| pki::identity_of(&der).ok())
+                .map_or_else(|| "cluster CA".to_owned(), |id: Identity| id.uri());
+            println!("wrote {} and {} ({id})", cert.display(), key.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn issue_from(
+    dir: &std::path::Path,
+    role: crate::pki::Role,
+    name: &str,
+    sans: &[String],
+    days: u32,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<crate::pki::Pem> {
+    use anyhow::Context as _;
+    let ca = crate::pki::read_pair(dir, "ca").with_context(|| {
+        format!(
+            "cannot read the CA in {} (run `sparrow cert ca` first)",
+            dir.display()
+        )
+    })?;
+    let cluster = crate::pki::ca_cluster(&ca.cert)?;
+    let id = crate::pki::Identity {
+        cluster,
+        role,
+        name: name.to_owned(),
+    };
+    Ok(crate::pki::issue(&ca, &id, sans, now, days)?)
 }
 
 /// Runs the parsed command line and maps the outcome to an exit code.
@@ -97,6 +215,7 @@ pub fn main(cli: Cli) -> ExitCode {
             );
             ExitCode::SUCCESS
         }),
+        Command::Cert { what } => cert(what),
         Command::Explain {
             config,
             name,
