@@ -205,3 +205,141 @@ impl Ask {
         Ok(response)
     }
 }
+
+/// A cluster PKI made with `sparrow cert`'s code, in memory.
+pub struct TestPki {
+    /// The cluster id.
+    pub cluster: String,
+    /// The CA.
+    pub ca: sparrow_node::pki::Pem,
+}
+
+impl TestPki {
+    /// A new CA for `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        Self {
+            cluster: cluster.to_owned(),
+            ca: sparrow_node::pki::new_ca(cluster, now, 30).expect("test CA"),
+        }
+    }
+
+    /// A certificate for `name` in `role`, claiming cluster `cluster`, signed by this CA.
+    pub fn issue_as(
+        &self,
+        cluster: &str,
+        role: sparrow_node::pki::Role,
+        name: &str,
+    ) -> sparrow_node::pki::Pem {
+        let id = sparrow_node::pki::Identity {
+            cluster: cluster.to_owned(),
+            role,
+            name: name.to_owned(),
+        };
+        let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        sparrow_node::pki::issue(&self.ca, &id, &[], now, 30).expect("test certificate")
+    }
+
+    /// A node certificate of this cluster.
+    pub fn node(&self, name: &str) -> sparrow_node::pki::Pem {
+        self.issue_as(&self.cluster, sparrow_node::pki::Role::Node, name)
+    }
+
+    /// TLS settings of a node holding `cert`, trusting this CA, in cluster `self.cluster`.
+    pub fn tls(&self, cert: &sparrow_node::pki::Pem) -> sparrow_node::cluster::tls::ClusterTls {
+        sparrow_node::cluster::tls::ClusterTls::from_pem(
+            &self.cluster,
+            &self.ca.cert,
+            &cert.cert,
+            &cert.key,
+        )
+        .expect("test TLS settings")
+    }
+}
+
+/// A chitchat instance gossiping over the QUIC transport on 127.0.0.1.
+pub struct GossipNode {
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// The running chitchat.
+    pub handle: chitchat::ChitchatHandle,
+    /// Transport counters.
+    pub stats: Arc<sparrow_node::cluster::transport::TransportStats>,
+}
+
+impl GossipNode {
+    /// Starts node `name` with `tls`, seeded with `seeds`, publishing `pop = name`.
+    pub async fn start(
+        name: &str,
+        tls: sparrow_node::cluster::tls::ClusterTls,
+        seeds: &[SocketAddr],
+    ) -> anyhow::Result<Self> {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let addr = socket.local_addr()?;
+        let cluster = tls.cluster.clone();
+        let transport = sparrow_node::cluster::transport::QuicTransport::new(tls, socket);
+        let stats = transport.stats();
+        let config = chitchat::ChitchatConfig {
+            chitchat_id: chitchat::ChitchatId::new(name, 0, addr),
+            cluster_id: cluster,
+            gossip_interval: Duration::from_millis(100),
+            listen_addr: addr,
+            seed_nodes: seeds.iter().map(ToString::to_string).collect(),
+            failure_detector_config: chitchat::FailureDetectorConfig {
+                initial_interval: Duration::from_millis(100),
+                ..Default::default()
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+        };
+        let handle =
+            chitchat::spawn_chitchat(config, vec![("pop".into(), name.into())], &transport).await?;
+        Ok(Self {
+            addr,
+            handle,
+            stats,
+        })
+    }
+
+    /// Names of the nodes this node believes alive (itself included), sorted.
+    pub async fn live(&self) -> Vec<String> {
+        let chitchat = self.handle.chitchat();
+        let guard = chitchat.lock().await;
+        let mut names: Vec<String> = guard
+            .live_nodes()
+            .map(|id| id.node_id.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The value of `key` that this node has from node `name`, if any.
+    pub async fn value_from(&self, name: &str, key: &str) -> Option<String> {
+        let chitchat = self.handle.chitchat();
+        let guard = chitchat.lock().await;
+        guard
+            .node_states()
+            .iter()
+            .find(|(id, _)| &*id.node_id == name)
+            .and_then(|(_, state)| state.get(key).map(str::to_owned))
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -10,12 +10,14 @@
 //! - [`dns`]: `answer`, `ecs`, `zone` [P]; `handler` [E] (hickory-server).
 //! - [`explain`] [P]: a decision as data for `sparrow explain`.
 //! - [`cli`] [E]: the `sparrow` command line; `cli::render` [P].
+//! - [`cluster`] [E]: chitchat gossip over QUIC with mutual TLS.
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod explain;

@@ -2,6 +2,7 @@
 
 mod dig;
 mod dns;
+mod gossip;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;

@@ -1,0 +1,172 @@
+//! [E] TLS for cluster traffic: QUIC with mutual authentication, trusting only the cluster CA,
+//! and accepting only peers whose certificate names a node of this cluster
+//! (`sparrow://CLUSTER/node/NAME`, see [`crate::pki`]).
+//!
+//! Both directions check the chain with webpki and then the identity. The client side does
+//! not check a DNS name (peers are dialled by address): the `sparrow://` identity takes its
+//! place.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::pki::{self, Identity, Role};
+
+/// ALPN of Sparrow's gossip over QUIC.
+pub const ALPN_GOSSIP: &[u8] = b"sparrow-gossip/1";
+
+/// This node's credentials and what it trusts.
+#[derive(Debug)]
+pub struct ClusterTls {
+    /// The cluster id peers must carry.
+    pub cluster: String,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClusterTls {
+    /// From PEM text: the cluster CA, this node's certificate (chain) and key.
+    pub fn from_pem(cluster: &str, ca: &str, cert: &str, key: &str) -> anyhow::Result<Self> {
+        let mut roots = RootCertStore::empty();
+        for der in pem_certs(ca).context("cluster CA")? {
+            roots.add(der).context("cluster CA certificate")?;
+        }
+        let chain = pem_certs(cert).context("node certificate")?;
+        let key = PrivateKeyDer::try_from(pem_block(key, "PRIVATE KEY").context("node key")?)
+            .map_err(|e| anyhow::anyhow!("node key: {e}"))?;
+        Ok(Self {
+            cluster: cluster.to_owned(),
+            roots: Arc::new(roots),
+            chain,
+            key,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+
+    /// Server side: client certificates must chain to the cluster CA.
+    pub fn server_config(&self) -> anyhow::Result<quinn::ServerConfig> {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
+                .build()?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec()];
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    }
+
+    /// Client side: the server's certificate must chain to the cluster CA and name a node of
+    /// this cluster.
+    pub fn client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
+        let verifier = Arc::new(NodeVerifier {
+            roots: self.roots.clone(),
+            cluster: self.cluster.clone(),
+            algs: self.provider.signature_verification_algorithms,
+        });
+        let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))?;
+        Ok(quinn::ClientConfig::new(Arc::new(quic)))
+    }
+
+    /// Checks that a peer's certificate (already chained to the CA by rustls) names a node of
+    /// this cluster; returns its identity.
+    pub fn check_peer(&self, chain: &[CertificateDer<'_>]) -> anyhow::Result<Identity> {
+        check_identity(&self.cluster, chain)
+    }
+}
+
+fn check_identity(cluster: &str, chain: &[CertificateDer<'_>]) -> anyhow::Result<Identity> {
+    let leaf = chain.first().context("peer sent no certificate")?;
+    let id = pki::identity_of(leaf)?;
+    anyhow::ensure!(
+        id.cluster == cluster,
+        "peer {id} belongs to another cluster than {cluster}"
+    );
+    anyhow::ensure!(id.role == Role::Node, "peer {id} is not a node");
+    Ok(id)
+}
+
+/// Verifies a server certificate by chain and `sparrow://` identity instead of DNS name.
+#[derive(Debug)]
+struct NodeVerifier {
+    roots: Arc<RootCertStore>,
+    cluster: String,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for NodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algs.all,
+        )?;
+        check_identity(&self.cluster, std::slice::from_ref(end_entity))
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+fn pem_certs(pem: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| CertificateDer::from(p.contents))
+        .collect();
+    anyhow::ensure!(!certs.is_empty(), "no CERTIFICATE block in the PEM text");
+    Ok(certs)
+}
+
+fn pem_block(pem: &str, label_suffix: &str) -> anyhow::Result<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|p| p.label.ends_with(label_suffix))
+        .map(|p| p.contents)
+        .with_context(|| format!("no {label_suffix} block in the PEM text"))
+}

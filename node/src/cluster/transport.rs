@@ -1,0 +1,296 @@
+//! [E] chitchat's `Transport` over QUIC: every gossip message travels in a mutually
+//! authenticated QUIC connection (see [`super::tls`]), one unidirectional stream per message.
+//!
+//! Gossip is built for lossy datagrams, and this transport keeps that contract: `send`
+//! never waits for a peer. Each peer gets a task with a small queue that dials, reconnects
+//! with backoff and drops messages when the peer is slow or unreachable, as the network
+//! would. A node's outgoing connections leave from the endpoint bound to its gossip address,
+//! so the address a message arrives from is the sender's gossip address, which is what
+//! chitchat replies to.
+//!
+//! A peer that fails the handshake (another CA, an expired certificate, another cluster, an
+//! operator certificate) or sends a message that does not decode or is too large is
+//! disconnected and logged; nothing it sent reaches chitchat.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use tokio::sync::{Mutex, mpsc};
+use tracing::{debug, warn};
+
+use super::tls::ClusterTls;
+
+/// Largest gossip message accepted (chitchat's own bound for a UDP datagram).
+pub const MAX_MESSAGE: usize = 65_507;
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 64;
+/// Messages received and not yet taken by chitchat before new ones are dropped.
+const RECV_QUEUE: usize = 1024;
+/// Server name sent in the handshake; peers are checked by identity, not by name.
+const SERVER_NAME: &str = "sparrow-node";
+/// Connection error code for a peer refused after the handshake.
+const REFUSED: u32 = 1;
+/// Connection error code for a peer that sent a bad message.
+const BAD_MESSAGE: u32 = 2;
+
+/// Counters of what the transport moved (for metrics).
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Bytes of gossip sent.
+    pub bytes_sent: std::sync::atomic::AtomicU64,
+    /// Bytes of gossip received and accepted.
+    pub bytes_received: std::sync::atomic::AtomicU64,
+    /// Peers refused at or after the handshake.
+    pub peers_refused: std::sync::atomic::AtomicU64,
+}
+
+/// Gossip over QUIC on a socket the caller bound.
+pub struct QuicTransport {
+    tls: Arc<ClusterTls>,
+    socket: Mutex<Option<std::net::UdpSocket>>,
+    stats: Arc<TransportStats>,
+}
+
+impl QuicTransport {
+    /// A transport that will serve on `socket` (bound by the caller, so tests and the
+    /// daemon choose the port) with `tls`.
+    pub fn new(tls: ClusterTls, socket: std::net::UdpSocket) -> Self {
+        Self {
+            tls: Arc::new(tls),
+            socket: Mutex::new(Some(socket)),
+            stats: Arc::default(),
+        }
+    }
+
+    /// What the transport has moved so far.
+    pub fn stats(&self) -> Arc<TransportStats> {
+        self.stats.clone()
+    }
+}
+
+#[async_trait]
+impl Transport for QuicTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let socket = self
+            .socket
+            .lock()
+            .await
+            .take()
+            .context("the gossip socket was opened already")?;
+        let local = socket.local_addr()?;
+        anyhow::ensure!(
+            local == listen_addr,
+            "gossip socket is bound to {local}, chitchat listens on {listen_addr}"
+        );
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(self.tls.server_config()?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        endpoint.set_default_client_config(self.tls.client_config()?);
+        let (tx, rx) = mpsc::channel(RECV_QUEUE);
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            self.tls.clone(),
+            tx,
+            self.stats.clone(),
+        ));
+        Ok(Box::new(QuicSocket {
+            endpoint,
+            local,
+            peers: HashMap::new(),
+            incoming: rx,
+            stats: self.stats.clone(),
+        }))
+    }
+}
+
+struct QuicSocket {
+    endpoint: quinn::Endpoint,
+    local: SocketAddr,
+    peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    incoming: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
+    stats: Arc<TransportStats>,
+}
+
+impl Drop for QuicSocket {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+#[async_trait]
+impl Socket for QuicSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        let mut bytes = Vec::with_capacity(msg.serialized_len());
+        msg.serialize(&mut bytes);
+        let queue = self.peers.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            tokio::spawn(peer_sender(
+                self.endpoint.clone(),
+                to,
+                rx,
+                self.stats.clone(),
+            ));
+            tx
+        });
+        if queue.try_send(bytes).is_err() {
+            debug!(peer = %to, "gossip queue full, message dropped");
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        self.incoming
+            .recv()
+            .await
+            .with_context(|| format!("gossip endpoint {} closed", self.local))
+    }
+}
+
+/// Sends the messages queued for one peer, one uni stream each, over a connection it keeps.
+async fn peer_sender(
+    endpoint: quinn::Endpoint,
+    peer: SocketAddr,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    stats: Arc<TransportStats>,
+) {
+    let mut conn: Option<quinn::Connection> = None;
+    let mut backoff = Duration::from_millis(100);
+    let mut retry_at = tokio::time::Instant::now();
+    while let Some(bytes) = queue.recv().await {
+        if conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
+            conn = None;
+        }
+        if conn.is_none() {
+            if tokio::time::Instant::now() < retry_at {
+                continue; // Still backing off: drop, as a lossy network would.
+            }
+            match connect(&endpoint, peer).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    debug!(peer = %peer, error = %e, "cannot reach gossip peer");
+                    retry_at = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = &conn else { continue };
+        let sent = async {
+            let mut stream = c.open_uni().await?;
+            stream.write_all(&bytes).await?;
+            stream.finish()?;
+            anyhow::Ok(())
+        };
+        match sent.await {
+            Ok(()) => {
+                stats
+                    .bytes_sent
+                    .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                debug!(peer = %peer, error = %e, "gossip send failed; reconnecting");
+                conn = None;
+            }
+        }
+    }
+}
+
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    peer: SocketAddr,
+) -> anyhow::Result<quinn::Connection> {
+    let connecting = endpoint.connect(peer, SERVER_NAME)?;
+    Ok(tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .context("handshake timed out")??)
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    tls: Arc<ClusterTls>,
+    tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    stats: Arc<TransportStats>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(serve_peer(incoming, tls.clone(), tx.clone(), stats.clone()));
+    }
+}
+
+/// Checks an incoming peer and hands its messages to chitchat until it goes away.
+async fn serve_peer(
+    incoming: quinn::Incoming,
+    tls: Arc<ClusterTls>,
+    tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    stats: Arc<TransportStats>,
+) {
+    let from = incoming.remote_address();
+    let refused = || {
+        stats
+            .peers_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            refused();
+            warn!(peer = %from, error = %e, "gossip handshake failed; peer refused");
+            return;
+        }
+    };
+    let identity = conn
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .context("peer sent no certificate")
+        .and_then(|chain| tls.check_peer(&chain));
+    let id = match identity {
+        Ok(id) => id,
+        Err(e) => {
+            refused();
+            warn!(peer = %from, error = %e, "gossip peer refused");
+            conn.close(REFUSED.into(), b"refused");
+            return;
+        }
+    };
+    debug!(peer = %from, identity = %id, "gossip peer connected");
+    while let Ok(mut stream) = conn.accept_uni().await {
+        let bytes = match stream.read_to_end(MAX_MESSAGE).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(peer = %from, identity = %id, error = %e, "oversized or broken gossip message; peer disconnected");
+                conn.close(BAD_MESSAGE.into(), b"bad message");
+                return;
+            }
+        };
+        let mut buf = bytes.as_slice();
+        match ChitchatMessage::deserialize(&mut buf) {
+            Ok(msg) if buf.is_empty() => {
+                stats
+                    .bytes_received
+                    .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                if tx.try_send((from, msg)).is_err() {
+                    debug!(peer = %from, "gossip receive queue full, message dropped");
+                }
+            }
+            Ok(_) | Err(_) => {
+                warn!(peer = %from, identity = %id, len = bytes.len(), "malformed gossip message; peer disconnected");
+                conn.close(BAD_MESSAGE.into(), b"bad message");
+                return;
+            }
+        }
+    }
+}
