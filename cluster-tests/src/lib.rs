@@ -89,6 +89,7 @@ impl TestNode {
         let addr = sockets.local_addr()?;
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
         let shutdown = CancellationToken::new();
+        app::spawn_health(&snapshot, &shutdown);
         let task = tokio::spawn(app::serve(
             snapshot.clone(),
             vec![sockets],

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Loaded;
 use crate::dns::handler::DnsHandler;
+use crate::health;
 use crate::snapshot::Snapshot;
 
 /// Buffer of outgoing responses per TCP connection.
@@ -86,6 +87,30 @@ pub async fn serve(
     Ok(())
 }
 
+/// Starts the probes of the node's own POP, if any; their verdict is applied to the
+/// snapshot, so answers stop handing out the POP while it is unhealthy.
+pub fn spawn_health(snapshot: &Arc<ArcSwap<Snapshot>>, shutdown: &CancellationToken) {
+    let config = snapshot.load().config.clone();
+    if config.node.probes.is_empty() {
+        return;
+    }
+    let own = config.node.pop;
+    let pop = config.own_pop().name.clone();
+    let snapshot = snapshot.clone();
+    tokio::spawn(health::monitor(
+        config.node.probes.clone(),
+        move |healthy| {
+            if healthy {
+                info!(pop = %pop, "own POP healthy again: handed out");
+            } else {
+                warn!(pop = %pop, "own POP unhealthy: withdrawn from answers");
+            }
+            snapshot.rcu(|s| s.with_health(own, healthy));
+        },
+        shutdown.clone(),
+    ));
+}
+
 /// Runs a node from a loaded config until `shutdown` is cancelled.
 pub async fn run(
     loaded: Loaded,
@@ -123,5 +148,6 @@ pub async fn run(
     );
     let timeout = config.node.tcp_idle_timeout;
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+    spawn_health(&snapshot, &shutdown);
     serve(snapshot, sockets, timeout, shutdown).await
 }

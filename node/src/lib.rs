@@ -11,6 +11,7 @@
 //! - [`explain`] [P]: a decision as data for `sparrow explain`.
 //! - [`cli`] [E]: the `sparrow` command line; `cli::render` [P].
 //! - [`cluster`] [E]: chitchat gossip over QUIC with mutual TLS.
+//! - [`health`]: probes [E] of the own POP's services, rise/fall hysteresis [P].
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
@@ -21,6 +22,7 @@ pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod explain;
+pub mod health;
 pub mod pki;
 pub mod policy;
 pub mod routes;

@@ -48,18 +48,18 @@ pub(crate) struct Gathered {
     pub(crate) client_hash: u64,
 }
 
-/// An immutable view of everything answers depend on.
-#[derive(Debug)]
+/// An immutable view of everything answers depend on. Cloning shares the heavy parts.
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     /// The configuration.
-    pub config: Config,
+    pub config: Arc<Config>,
     /// Per POP (same index as `config.pops`).
     pub pop_status: Vec<PopStatus>,
-    geo_records: Vec<GeoRecords>,
+    geo_records: Arc<[GeoRecords]>,
     /// Per geo name (shared between names with the same POP list).
     decisions: Vec<Arc<DecisionTable>>,
-    geo_index: HashMap<LowerName, usize>,
-    name_hashes: Vec<u64>,
+    geo_index: Arc<HashMap<LowerName, usize>>,
+    name_hashes: Arc<[u64]>,
 }
 
 impl Snapshot {
@@ -124,13 +124,20 @@ impl Snapshot {
             .map(|p| policy::stable_hash(p.name.as_bytes()))
             .collect();
         Self {
-            config,
+            config: Arc::new(config),
             pop_status,
             geo_records,
             decisions,
-            geo_index,
+            geo_index: Arc::new(geo_index),
             name_hashes,
         }
+    }
+
+    /// The same snapshot with POP `pop`'s health set to `healthy`.
+    pub fn with_health(&self, pop: usize, healthy: bool) -> Self {
+        let mut next = self.clone();
+        next.pop_status[pop].healthy = healthy;
+        next
     }
 
     /// The geo name at `name`, if it is one (index into `config.geo`).

@@ -15,6 +15,8 @@ const PURE: &[&str] = &[
     "dns/ecs.rs",
     "dns/zone.rs",
     "cli/render.rs",
+    "health/spec.rs",
+    "health/state.rs",
 ];
 
 /// Patterns that mark I/O, time or randomness.

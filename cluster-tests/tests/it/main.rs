@@ -3,6 +3,7 @@
 mod dig;
 mod dns;
 mod gossip;
+mod health;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;

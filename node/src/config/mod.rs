@@ -75,6 +75,8 @@ pub struct NodeSettings {
     pub tcp_idle_timeout: Duration,
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,
+    /// Probes of this node's own POP; it is healthy while all are up.
+    pub probes: Vec<crate::health::Probe>,
 }
 
 /// Whether the operator lets a POP be handed out.

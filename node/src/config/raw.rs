@@ -26,6 +26,34 @@ pub(crate) struct RawNode {
     pub(crate) tcp_idle_timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub(crate) max_udp_payload: Option<Spanned<u16>>,
+    #[serde(default, rename = "probe")]
+    pub(crate) probes: Vec<Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    pub(crate) kind: Spanned<String>,
+    #[serde(default)]
+    pub(crate) target: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(crate) expect_status: Option<u16>,
+    #[serde(default)]
+    pub(crate) body_contains: Option<String>,
+    #[serde(default)]
+    pub(crate) interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) rise: Option<u32>,
+    #[serde(default)]
+    pub(crate) fall: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -318,3 +318,67 @@ fn an_unknown_key_in_any_table_of_any_deploy_config_is_refused() {
         }
     }
 }
+
+#[test]
+fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
+    let with = |probe: &str| MINIMAL.replacen("[zone]", &format!("{probe}\n[zone]"), 1);
+    let text = with(
+        "[[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:80\"\n\
+         [[node.probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://www.internal/health?full=1\"\nbody_contains = \"ok\"\ninterval_ms = 1000\nrise = 1\n\
+         [[node.probe]]\nkind = \"exec\"\ncommand = [\"/usr/lib/nagios/plugins/check_load\", \"-w\", \"5\"]\ntimeout_ms = 500\n",
+    );
+    let c = load_text(&text, &Files::default()).unwrap().config;
+    let p = &c.node.probes;
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].name, "tcp#1");
+    assert_eq!(
+        p[0].kind,
+        crate::health::ProbeKind::Tcp {
+            target: "127.0.0.1:80".into()
+        }
+    );
+    assert_eq!(
+        (p[0].interval, p[0].timeout, p[0].rise, p[0].fall),
+        (
+            crate::health::spec::DEFAULT_INTERVAL,
+            crate::health::spec::DEFAULT_TIMEOUT,
+            crate::health::spec::DEFAULT_RISE,
+            crate::health::spec::DEFAULT_FALL,
+        )
+    );
+    assert_eq!(
+        p[1].kind,
+        crate::health::ProbeKind::Http {
+            authority: "www.internal:80".into(),
+            host: "www.internal".into(),
+            path: "/health?full=1".into(),
+            expect_status: 200,
+            body_contains: Some("ok".into()),
+        }
+    );
+    assert_eq!(
+        (p[1].name.as_str(), p[1].rise, p[1].timeout.as_millis()),
+        ("web", 1, 1000)
+    );
+    assert!(matches!(&p[2].kind, crate::health::ProbeKind::Exec { argv } if argv.len() == 3));
+    let refused = |probe: &str| {
+        load_text(&with(probe), &Files::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refused("[[node.probe]]\nkind = \"tcp\"").contains("a tcp probe needs `target`"));
+    assert!(refused("[[node.probe]]\nkind = \"icmp\"").contains("probe kind must be"));
+    assert!(refused("[[node.probe]]\nkind = \"exec\"\ncommand = []").contains("command is empty"));
+    assert!(
+        refused("[[node.probe]]\nkind = \"http\"\nurl = \"https://x/\"")
+            .contains("https probes are not supported yet")
+    );
+    assert!(
+        refused(
+            "[[node.probe]]\nkind = \"tcp\"\ntarget = \"a:1\"\ninterval_ms = 100\ntimeout_ms = 200"
+        )
+        .contains("0 < timeout_ms <= interval_ms")
+    );
+    let e = refused("[[node.probe]]\nkind = \"tcp\"\ntarget = \"a:1\"\nport = 1");
+    assert!(e.contains("unknown field `port`"), "{e}");
+}

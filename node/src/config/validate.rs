@@ -13,9 +13,10 @@ use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawGeo, RawPop, RawZone};
+use super::raw::{RawConfig, RawGeo, RawPop, RawProbe, RawZone};
 use super::*;
 use crate::dns::zone::ZoneBuilder;
+use crate::health::{self, Probe, ProbeKind};
 use crate::routes::{self, describe_skipped};
 
 pub(super) fn validate(
@@ -74,6 +75,13 @@ pub(super) fn validate(
             }
             Some(p) => *p.get_ref(),
         },
+        probes: raw
+            .node
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| cx.probe(i, p))
+            .collect::<Result<_, _>>()?,
     };
 
     let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
@@ -298,6 +306,78 @@ impl Cx<'_> {
         })
     }
 
+    fn probe(&self, index: usize, raw: &Spanned<RawProbe>) -> Result<Probe, ConfigError> {
+        let p = raw.get_ref();
+        let at = |span: Range<usize>, reason: String| self.error(Some(span), reason);
+        let need = |field: &Option<Spanned<String>>, name: &str| {
+            field.as_ref().map(|f| f.get_ref().clone()).ok_or_else(|| {
+                at(
+                    raw.span(),
+                    format!("a {} probe needs `{name}`", p.kind.get_ref()),
+                )
+            })
+        };
+        let kind = match p.kind.get_ref().as_str() {
+            "tcp" => ProbeKind::Tcp {
+                target: need(&p.target, "target")?,
+            },
+            "http" => {
+                let url = need(&p.url, "url")?;
+                let span = p.url.as_ref().map_or(raw.span(), Spanned::span);
+                let (authority, host, path) =
+                    parse_http_url(&url).map_err(|reason| at(span, reason))?;
+                ProbeKind::Http {
+                    authority,
+                    host,
+                    path,
+                    expect_status: p.expect_status.unwrap_or(200),
+                    body_contains: p.body_contains.clone(),
+                }
+            }
+            "exec" => match &p.command {
+                Some(c) if !c.get_ref().is_empty() => ProbeKind::Exec {
+                    argv: c.get_ref().clone(),
+                },
+                Some(c) => return Err(at(c.span(), "command is empty".to_owned())),
+                None => return Err(at(raw.span(), "an exec probe needs `command`".to_owned())),
+            },
+            other => {
+                return Err(at(
+                    p.kind.span(),
+                    format!("probe kind must be \"tcp\", \"http\" or \"exec\", not \"{other}\""),
+                ));
+            }
+        };
+        let ms = |v: &Option<Spanned<u64>>, default: Duration| {
+            v.as_ref()
+                .map_or(default, |v| Duration::from_millis(*v.get_ref()))
+        };
+        let interval = ms(&p.interval_ms, health::spec::DEFAULT_INTERVAL);
+        let timeout = ms(&p.timeout_ms, health::spec::DEFAULT_TIMEOUT.min(interval));
+        if interval.is_zero() || timeout.is_zero() || timeout > interval {
+            let span = p
+                .timeout_ms
+                .as_ref()
+                .or(p.interval_ms.as_ref())
+                .map_or(raw.span(), Spanned::span);
+            return Err(at(
+                span,
+                "a probe needs 0 < timeout_ms <= interval_ms".to_owned(),
+            ));
+        }
+        Ok(Probe {
+            name: p
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", p.kind.get_ref(), index + 1)),
+            kind,
+            interval,
+            timeout,
+            rise: p.rise.unwrap_or(health::spec::DEFAULT_RISE).max(1),
+            fall: p.fall.unwrap_or(health::spec::DEFAULT_FALL).max(1),
+        })
+    }
+
     fn zone(&self, raw: &RawZone, origin: &Name) -> Result<ZoneBuilder, ConfigError> {
         let ttl = raw.ttl.as_ref().map_or(DEFAULT_TTL, |t| *t.get_ref());
         let mut zone = ZoneBuilder::new(origin.clone());
@@ -418,6 +498,35 @@ impl Cx<'_> {
             pops,
         })
     }
+}
+
+/// Splits `http://HOST[:PORT][/PATH]` into (`HOST:PORT` to dial, Host header, path).
+fn parse_http_url(url: &str) -> Result<(String, String, String), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "`{url}`: https probes are not supported yet; use an exec probe (check_http -S)"
+        ));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    let has_port = match authority.rfind(':') {
+        Some(i) => !authority[i..].contains(']'),
+        None => false,
+    };
+    let dial = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok((dial, authority.to_owned(), path.to_owned()))
 }
 
 /// Parses a name relative to `base`; `@` is `base`, a trailing dot makes it absolute.

@@ -1,0 +1,68 @@
+//! Health of this node's own POP: probes [E] of its services and rise/fall hysteresis [P].
+//!
+//! The POP is healthy while every probe is up. A change is logged and handed to the caller,
+//! which publishes it (today: into the node's snapshot, so answers stop or resume handing
+//! out the POP).
+
+pub mod probe;
+pub mod spec;
+pub mod state;
+
+pub use self::spec::{Probe, ProbeKind};
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::state::{Health, Hysteresis, Outcome};
+
+/// Runs every probe until `shutdown`; calls `on_change(healthy)` whenever the POP's health
+/// (all probes up) changes.
+pub async fn monitor(
+    probes: Vec<Probe>,
+    on_change: impl Fn(bool) + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) {
+    let health = Arc::new(Mutex::new(vec![Health::Up; probes.len()]));
+    let on_change = Arc::new(on_change);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (slot, probe) in probes.into_iter().enumerate() {
+        let (health, on_change, shutdown) = (health.clone(), on_change.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut hysteresis = Hysteresis::new(probe.rise, probe.fall);
+            let mut ticker = tokio::time::interval(probe.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let outcome = probe::check(&probe.kind, probe.timeout).await;
+                if let Outcome::Warning(message) = &outcome {
+                    info!(probe = %probe.name, message = %message, "probe warning");
+                }
+                let Some(changed) = hysteresis.record(&outcome) else {
+                    continue;
+                };
+                match (changed, &outcome) {
+                    (Health::Down, Outcome::Failed(reason)) => {
+                        warn!(probe = %probe.name, reason = %reason, "probe down");
+                    }
+                    _ => info!(probe = %probe.name, "probe up"),
+                }
+                let (before, after) = {
+                    // INVARIANT: the lock is never held across an await or a panic.
+                    let mut h = health.lock().expect("health lock poisoned");
+                    let before = h.iter().all(|s| *s == Health::Up);
+                    h[slot] = changed;
+                    (before, h.iter().all(|s| *s == Health::Up))
+                };
+                if before != after {
+                    on_change(after);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}

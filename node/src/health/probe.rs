@@ -1,0 +1,252 @@
+//! [E] Probes of the POP's own services: TCP connect, HTTP status (and body), and exec with
+//! Nagios plugin exit codes. Every probe runs under a timeout; a probe that hangs fails.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::spec::ProbeKind;
+use super::state::Outcome;
+
+/// Most bytes of an HTTP response or plugin output read.
+const MAX_READ: usize = 64 * 1024;
+
+/// Runs one check of `kind`, giving up after `timeout`.
+pub async fn check(kind: &ProbeKind, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, check_inner(kind)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Failed(format!("no result within {} ms", timeout.as_millis())),
+    }
+}
+
+async fn check_inner(kind: &ProbeKind) -> Outcome {
+    match kind {
+        ProbeKind::Tcp { target } => match TcpStream::connect(target.as_str()).await {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("connect {target}: {e}")),
+        },
+        ProbeKind::Http {
+            authority,
+            host,
+            path,
+            expect_status,
+            body_contains,
+        } => {
+            http(
+                authority,
+                host,
+                path,
+                *expect_status,
+                body_contains.as_deref(),
+            )
+            .await
+        }
+        ProbeKind::Exec { argv } => exec(argv).await,
+    }
+}
+
+async fn http(
+    authority: &str,
+    host: &str,
+    path: &str,
+    expect_status: u16,
+    body_contains: Option<&str>,
+) -> Outcome {
+    let result = async {
+        let mut stream = TcpStream::connect(authority).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sparrow-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream
+            .take(MAX_READ as u64)
+            .read_to_end(&mut response)
+            .await?;
+        std::io::Result::Ok(response)
+    }
+    .await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("GET http://{authority}{path}: {e}")),
+    };
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        None => Outcome::Failed("response is not HTTP".to_owned()),
+        Some(code) if code != expect_status => {
+            Outcome::Failed(format!("status {code}, expected {expect_status}"))
+        }
+        Some(_) => {
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            match body_contains {
+                Some(want) if !body.contains(want) => {
+                    Outcome::Failed(format!("body does not contain {want:?}"))
+                }
+                _ => Outcome::Ok,
+            }
+        }
+    }
+}
+
+async fn exec(argv: &[String]) -> Outcome {
+    let Some((program, args)) = argv.split_first() else {
+        return Outcome::Failed("empty command".to_owned());
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot run {program}: {e}")),
+    };
+    let mut output = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = stdout.take(MAX_READ as u64).read_to_end(&mut output).await;
+    }
+    let status = match child.wait().await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(format!("{program}: {e}")),
+    };
+    // Plugins print one status line first.
+    let message = String::from_utf8_lossy(&output)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    match status.code() {
+        Some(0) => Outcome::Ok,
+        Some(1) => Outcome::Warning(message),
+        Some(2) => Outcome::Failed(format!("CRITICAL: {message}")),
+        Some(code) => Outcome::Failed(format!("UNKNOWN (exit {code}): {message}")),
+        None => Outcome::Failed(format!("{program} killed by a signal")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn sh(script: &str) -> ProbeKind {
+        ProbeKind::Exec {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_maps_nagios_exit_codes() {
+        assert_eq!(check(&sh("echo fine; exit 0"), T).await, Outcome::Ok);
+        assert_eq!(
+            check(&sh("echo 'DISK WARNING - 85% used'; exit 1"), T).await,
+            Outcome::Warning("DISK WARNING - 85% used".into())
+        );
+        assert_eq!(
+            check(&sh("echo 'HTTP CRITICAL'; exit 2"), T).await,
+            Outcome::Failed("CRITICAL: HTTP CRITICAL".into())
+        );
+        assert_eq!(
+            check(&sh("echo what; exit 3"), T).await,
+            Outcome::Failed("UNKNOWN (exit 3): what".into())
+        );
+        let missing = ProbeKind::Exec {
+            argv: vec!["/nonexistent/check".into()],
+        };
+        assert!(matches!(check(&missing, T).await, Outcome::Failed(m) if m.contains("cannot run")));
+    }
+
+    #[tokio::test]
+    async fn a_hanging_probe_fails_at_its_timeout() {
+        let started = std::time::Instant::now();
+        let outcome = check(&sh("sleep 30"), Duration::from_millis(200)).await;
+        assert_eq!(outcome, Outcome::Failed("no result within 200 ms".into()));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn tcp_connects_or_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        assert_eq!(
+            check(
+                &ProbeKind::Tcp {
+                    target: target.clone()
+                },
+                T
+            )
+            .await,
+            Outcome::Ok
+        );
+        drop(listener);
+        assert!(matches!(
+            check(&ProbeKind::Tcp { target }, T).await,
+            Outcome::Failed(m) if m.contains("connect")
+        ));
+    }
+
+    /// A one-shot HTTP server answering `response` to every connection.
+    async fn http_server(response: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(response.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    fn http(authority: &str, status: u16, body: Option<&str>) -> ProbeKind {
+        ProbeKind::Http {
+            authority: authority.into(),
+            host: authority.into(),
+            path: "/health".into(),
+            expect_status: status,
+            body_contains: body.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_checks_status_and_body() {
+        let ok = http_server("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nstatus:up").await;
+        assert_eq!(check(&http(&ok, 200, None), T).await, Outcome::Ok);
+        assert_eq!(
+            check(&http(&ok, 200, Some("status:up")), T).await,
+            Outcome::Ok
+        );
+        assert_eq!(
+            check(&http(&ok, 200, Some("status:down")), T).await,
+            Outcome::Failed("body does not contain \"status:down\"".into())
+        );
+        assert_eq!(
+            check(&http(&ok, 204, None), T).await,
+            Outcome::Failed("status 200, expected 204".into())
+        );
+        let err = http_server("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
+        assert_eq!(
+            check(&http(&err, 200, None), T).await,
+            Outcome::Failed("status 503, expected 200".into())
+        );
+        let junk = http_server("SSH-2.0-OpenSSH\r\n").await;
+        assert_eq!(
+            check(&http(&junk, 200, None), T).await,
+            Outcome::Failed("response is not HTTP".into())
+        );
+    }
+}
