@@ -71,6 +71,8 @@ pub struct TestNode {
     pub addr: SocketAddr,
     /// The state it answers from.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Its cluster membership, when it has one.
+    pub cluster: Option<Arc<sparrow_node::cluster::node::ClusterHandle>>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -83,13 +85,29 @@ impl TestNode {
 
     /// Loads `config` and serves it on `listen` (port 0: any free port).
     pub async fn start_on(config: &Path, listen: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_full(config, listen, None).await
+    }
+
+    /// Loads a clustered `config` and joins the cluster on `gossip` (bound by the caller).
+    pub async fn start_clustered(
+        config: &Path,
+        gossip: std::net::UdpSocket,
+    ) -> anyhow::Result<Self> {
+        Self::start_full(config, "127.0.0.1:0".parse()?, Some(gossip)).await
+    }
+
+    async fn start_full(
+        config: &Path,
+        listen: SocketAddr,
+        gossip: Option<std::net::UdpSocket>,
+    ) -> anyhow::Result<Self> {
         let loaded = sparrow_node::config::load(config)?;
         let timeout = loaded.config.node.tcp_idle_timeout;
         let sockets = app::bind(listen).await?;
         let addr = sockets.local_addr()?;
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
         let shutdown = CancellationToken::new();
-        app::spawn_health(&snapshot, &shutdown);
+        let cluster = app::start_state(&snapshot, gossip, &shutdown).await?;
         let task = tokio::spawn(app::serve(
             snapshot.clone(),
             vec![sockets],
@@ -99,14 +117,18 @@ impl TestNode {
         Ok(Self {
             addr,
             snapshot,
+            cluster,
             shutdown,
             task,
         })
     }
 
-    /// Stops the node and reports how its server ended.
+    /// Stops the node (DNS and gossip) and reports how its server ended.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        if let Some(c) = &self.cluster {
+            c.shutdown().await;
+        }
         self.task.await.context("node task panicked")?
     }
 }
@@ -343,4 +365,41 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Configs for a cluster of the example's three POPs (ams, nyc, syd), one node each, with a
+/// fresh PKI and gossip sockets bound on 127.0.0.1. `edit(pop, text)` may change each node's
+/// config. Returns (config path, gossip socket) per node, ams first; ams is everyone's seed.
+pub fn example_cluster(
+    edit: impl Fn(&str, String) -> String,
+) -> Vec<(PathBuf, std::net::UdpSocket)> {
+    let pki = TestPki::new("test");
+    let sockets: Vec<std::net::UdpSocket> = (0..3)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind gossip socket"))
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr().expect("gossip address"))
+        .collect();
+    ["ams", "nyc", "syd"]
+        .iter()
+        .zip(sockets)
+        .enumerate()
+        .map(|(i, (pop, socket))| {
+            let cert = pki.node(pop);
+            let config = example_variant(|text| {
+                let text = text.replace("pop = \"ams\"", &format!("pop = \"{pop}\""));
+                let section = format!(
+                    "\n[cluster]\nid = \"test\"\nlisten = \"{}\"\nseeds = [\"{}\"]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\ngossip_interval_ms = 100\n",
+                    addrs[i], addrs[0]
+                );
+                edit(pop, text + &section)
+            });
+            let dir = config.parent().expect("config folder");
+            std::fs::write(dir.join("ca.pem"), &pki.ca.cert).expect("write CA");
+            std::fs::write(dir.join("node.pem"), &cert.cert).expect("write cert");
+            std::fs::write(dir.join("node.key"), &cert.key).expect("write key");
+            (config, socket)
+        })
+        .collect()
 }

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::cluster::{self, node::ClusterHandle};
 use crate::config::Loaded;
 use crate::dns::handler::DnsHandler;
 use crate::health;
@@ -87,16 +88,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// Starts the probes of the node's own POP, if any; their verdict is applied to the
-/// snapshot, so answers stop handing out the POP while it is unhealthy.
-pub fn spawn_health(snapshot: &Arc<ArcSwap<Snapshot>>, shutdown: &CancellationToken) {
+/// Starts the probes of the node's own POP, if any; `on_change(healthy)` receives their
+/// verdict.
+pub fn spawn_health(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    on_change: impl Fn(bool) + Send + Sync + 'static,
+    shutdown: &CancellationToken,
+) {
     let config = snapshot.load().config.clone();
     if config.node.probes.is_empty() {
         return;
     }
-    let own = config.node.pop;
     let pop = config.own_pop().name.clone();
-    let snapshot = snapshot.clone();
     tokio::spawn(health::monitor(
         config.node.probes.clone(),
         move |healthy| {
@@ -105,10 +108,43 @@ pub fn spawn_health(snapshot: &Arc<ArcSwap<Snapshot>>, shutdown: &CancellationTo
             } else {
                 warn!(pop = %pop, "own POP unhealthy: withdrawn from answers");
             }
-            snapshot.rcu(|s| s.with_health(own, healthy));
+            on_change(healthy);
         },
         shutdown.clone(),
     ));
+}
+
+/// Starts what keeps the snapshot current: the own POP's probes and, with a `[cluster]`,
+/// the gossip membership (on `gossip_socket`, bound by the caller). The probes' verdict goes
+/// to the cluster when there is one, else straight into the snapshot.
+pub async fn start_state(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    gossip_socket: Option<std::net::UdpSocket>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<ClusterHandle>>> {
+    let config = snapshot.load().config.clone();
+    let own = config.node.pop;
+    match (&config.cluster, gossip_socket) {
+        (Some(_), Some(socket)) => {
+            let handle =
+                Arc::new(cluster::node::start(snapshot.clone(), socket, shutdown.clone()).await?);
+            let h = handle.clone();
+            spawn_health(snapshot, move |healthy| h.set_health(healthy), shutdown);
+            Ok(Some(handle))
+        }
+        (Some(c), None) => anyhow::bail!("no gossip socket bound for {}", c.listen),
+        (None, _) => {
+            let snap = snapshot.clone();
+            spawn_health(
+                snapshot,
+                move |healthy| {
+                    snap.rcu(|s| s.with_health(own, healthy));
+                },
+                shutdown,
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Runs a node from a loaded config until `shutdown` is cancelled.
@@ -147,7 +183,18 @@ pub async fn run(
         "node started"
     );
     let timeout = config.node.tcp_idle_timeout;
+    let gossip_socket = match &config.cluster {
+        Some(c) => Some(
+            std::net::UdpSocket::bind(c.listen)
+                .with_context(|| format!("cannot bind gossip {}", c.listen))?,
+        ),
+        None => None,
+    };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
-    spawn_health(&snapshot, &shutdown);
-    serve(snapshot, sockets, timeout, shutdown).await
+    let cluster = start_state(&snapshot, gossip_socket, &shutdown).await?;
+    let result = serve(snapshot, sockets, timeout, shutdown).await;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
+    result
 }

@@ -9,7 +9,8 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use ipnet::IpNet;
 
-use crate::config::{AdminState, Config};
+use crate::cluster::state::Mode;
+use crate::config::{AdminState, Config, GeoName};
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
 use crate::routes::{self, DecisionTable, RouteView};
 
@@ -55,7 +56,11 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Per POP (same index as `config.pops`).
     pub pop_status: Vec<PopStatus>,
+    /// Standalone, cluster or local-only.
+    pub mode: Mode,
     geo_records: Arc<[GeoRecords]>,
+    /// The same with the local-only TTL.
+    local_records: Arc<[GeoRecords]>,
     /// Per geo name (shared between names with the same POP list).
     decisions: Vec<Arc<DecisionTable>>,
     geo_index: Arc<HashMap<LowerName, usize>>,
@@ -75,32 +80,11 @@ impl Snapshot {
                 admin: p.admin,
             })
             .collect();
-        let geo_records = config
-            .geo
-            .iter()
-            .map(|g| GeoRecords {
-                a: config
-                    .pops
-                    .iter()
-                    .map(|p| {
-                        p.v4.iter()
-                            .map(|ip| Record::from_rdata(g.name.clone(), g.ttl, RData::A(A(*ip))))
-                            .collect()
-                    })
-                    .collect(),
-                aaaa: config
-                    .pops
-                    .iter()
-                    .map(|p| {
-                        p.v6.iter()
-                            .map(|ip| {
-                                Record::from_rdata(g.name.clone(), g.ttl, RData::AAAA(AAAA(*ip)))
-                            })
-                            .collect()
-                    })
-                    .collect(),
-            })
-            .collect();
+        let geo_records = build_geo_records(&config, |g| g.ttl);
+        let local_records = match &config.cluster {
+            Some(c) => build_geo_records(&config, |g| g.ttl.min(c.local_only_ttl)),
+            None => geo_records.clone(),
+        };
         let mut by_pops: HashMap<&[usize], Arc<DecisionTable>> = HashMap::new();
         let decisions = config
             .geo
@@ -126,11 +110,21 @@ impl Snapshot {
         Self {
             config: Arc::new(config),
             pop_status,
+            mode: Mode::Standalone,
             geo_records,
+            local_records,
             decisions,
             geo_index: Arc::new(geo_index),
             name_hashes,
         }
+    }
+
+    /// The same snapshot with the cluster's view of every POP and the node's mode.
+    pub fn with_cluster(&self, pop_status: Vec<PopStatus>, mode: Mode) -> Self {
+        let mut next = self.clone();
+        next.pop_status = pop_status;
+        next.mode = mode;
+        next
     }
 
     /// The same snapshot with POP `pop`'s health set to `healthy`.
@@ -147,7 +141,11 @@ impl Snapshot {
 
     /// The answer records of `pop` for geo name `geo` and type A or AAAA.
     pub fn geo_records(&self, geo: usize, pop: usize, rtype: RecordType) -> &[Record] {
-        let g = &self.geo_records[geo];
+        let g = if self.mode.is_local_only() {
+            &self.local_records[geo]
+        } else {
+            &self.geo_records[geo]
+        };
         match rtype {
             RecordType::A => &g.a[pop],
             RecordType::AAAA => &g.aaaa[pop],
@@ -224,6 +222,33 @@ impl Snapshot {
             client_hash: policy::stable_hash(&key),
         }
     }
+}
+
+/// The A and AAAA records of every POP for every geo name, with TTLs from `ttl`.
+fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[GeoRecords]> {
+    let records =
+        |g: &GeoName, rdata: &dyn Fn(&crate::config::Pop) -> Vec<RData>| -> Vec<Vec<Record>> {
+            config
+                .pops
+                .iter()
+                .map(|p| {
+                    rdata(p)
+                        .into_iter()
+                        .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+                        .collect()
+                })
+                .collect()
+        };
+    config
+        .geo
+        .iter()
+        .map(|g| GeoRecords {
+            a: records(g, &|p| p.v4.iter().map(|ip| RData::A(A(*ip))).collect()),
+            aaaa: records(g, &|p| {
+                p.v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect()
+            }),
+        })
+        .collect()
 }
 
 /// The decision table over the views of `pops` and the static map.

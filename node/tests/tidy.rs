@@ -16,6 +16,7 @@ const PURE: &[&str] = &[
     "dns/zone.rs",
     "cli/render.rs",
     "health/spec.rs",
+    "cluster/state.rs",
     "health/state.rs",
 ];
 

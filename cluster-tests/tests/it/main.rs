@@ -1,5 +1,6 @@
 //! Integration tests: real nodes on loopback, real DNS clients.
 
+mod cluster;
 mod dig;
 mod dns;
 mod gossip;

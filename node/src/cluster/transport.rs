@@ -50,11 +50,37 @@ pub struct TransportStats {
     pub peers_refused: std::sync::atomic::AtomicU64,
 }
 
+/// Peers cut off by fault injection: messages to and from them are dropped, as a network
+/// partition would. Empty unless a test or a simulation fills it.
+#[derive(Clone, Debug, Default)]
+pub struct Faults(Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>);
+
+impl Faults {
+    /// Cuts (or, with `false`, restores) traffic with `peer`, both ways.
+    pub fn cut(&self, peer: SocketAddr, cut: bool) {
+        // INVARIANT: the lock is never held across an await or a panic.
+        let mut set = self.0.lock().expect("fault set lock poisoned");
+        if cut {
+            set.insert(peer);
+        } else {
+            set.remove(&peer);
+        }
+    }
+
+    fn is_cut(&self, peer: SocketAddr) -> bool {
+        self.0
+            .lock()
+            .expect("fault set lock poisoned")
+            .contains(&peer)
+    }
+}
+
 /// Gossip over QUIC on a socket the caller bound.
 pub struct QuicTransport {
     tls: Arc<ClusterTls>,
     socket: Mutex<Option<std::net::UdpSocket>>,
     stats: Arc<TransportStats>,
+    faults: Faults,
 }
 
 impl QuicTransport {
@@ -65,7 +91,13 @@ impl QuicTransport {
             tls: Arc::new(tls),
             socket: Mutex::new(Some(socket)),
             stats: Arc::default(),
+            faults: Faults::default(),
         }
+    }
+
+    /// The fault-injection handle of this transport.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
     }
 
     /// What the transport has moved so far.
@@ -108,6 +140,7 @@ impl Transport for QuicTransport {
             peers: HashMap::new(),
             incoming: rx,
             stats: self.stats.clone(),
+            faults: self.faults.clone(),
         }))
     }
 }
@@ -118,6 +151,7 @@ struct QuicSocket {
     peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     incoming: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
     stats: Arc<TransportStats>,
+    faults: Faults,
 }
 
 impl Drop for QuicSocket {
@@ -129,6 +163,9 @@ impl Drop for QuicSocket {
 #[async_trait]
 impl Socket for QuicSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        if self.faults.is_cut(to) {
+            return Ok(());
+        }
         let mut bytes = Vec::with_capacity(msg.serialized_len());
         msg.serialize(&mut bytes);
         let queue = self.peers.entry(to).or_insert_with(|| {
@@ -148,10 +185,16 @@ impl Socket for QuicSocket {
     }
 
     async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
-        self.incoming
-            .recv()
-            .await
-            .with_context(|| format!("gossip endpoint {} closed", self.local))
+        loop {
+            let (from, msg) = self
+                .incoming
+                .recv()
+                .await
+                .with_context(|| format!("gossip endpoint {} closed", self.local))?;
+            if !self.faults.is_cut(from) {
+                return Ok((from, msg));
+            }
+        }
     }
 }
 

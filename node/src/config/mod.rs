@@ -62,6 +62,37 @@ pub struct Config {
     pub geo: Vec<GeoName>,
     /// Operator overrides: prefix -> POP index.
     pub static_map: Option<Arc<StaticMap>>,
+    /// The cluster this node belongs to; `None` runs it standalone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// TTL of geo answers while partitioned (local-only): short, so clients return to the best
+/// POP soon after the partition heals.
+pub const DEFAULT_LOCAL_ONLY_TTL: u32 = 10;
+/// Gossip interval: a few rounds fit in the failure-detection budget of about two seconds.
+pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How this node joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Cluster id; certificates must name it.
+    pub id: String,
+    /// Gossip address (QUIC over UDP).
+    pub listen: SocketAddr,
+    /// Addresses of nodes to join through.
+    pub seeds: Vec<String>,
+    /// The cluster CA (PEM).
+    pub ca_pem: String,
+    /// This node's certificate (PEM); names `sparrow://ID/node/OWN_POP`.
+    pub cert_pem: String,
+    /// Its private key (PEM).
+    pub key_pem: String,
+    /// Nodes (self included) needed to answer from the cluster.
+    pub quorum: usize,
+    /// TTL of geo answers while local-only.
+    pub local_only_ttl: u32,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
 }
 
 /// Settings of this node.

@@ -15,6 +15,26 @@ pub(crate) struct RawConfig {
     pub(crate) geo: Vec<Spanned<RawGeo>>,
     #[serde(default)]
     pub(crate) static_map: Option<RawStaticMap>,
+    #[serde(default)]
+    pub(crate) cluster: Option<Spanned<RawCluster>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub(crate) id: Spanned<String>,
+    pub(crate) listen: Spanned<String>,
+    #[serde(default)]
+    pub(crate) seeds: Vec<Spanned<String>>,
+    pub(crate) ca: Spanned<String>,
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
+    #[serde(default)]
+    pub(crate) quorum: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub(crate) local_only_ttl: Option<u32>,
+    #[serde(default)]
+    pub(crate) gossip_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,10 +13,11 @@ use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawGeo, RawPop, RawProbe, RawZone};
+use super::raw::{RawCluster, RawConfig, RawGeo, RawPop, RawProbe, RawZone};
 use super::*;
 use crate::dns::zone::ZoneBuilder;
 use crate::health::{self, Probe, ProbeKind};
+use crate::pki;
 use crate::routes::{self, describe_skipped};
 
 pub(super) fn validate(
@@ -122,6 +123,11 @@ pub(super) fn validate(
         }
     };
 
+    let cluster = match &raw.cluster {
+        None => None,
+        Some(c) => Some(cx.cluster(c, &pops[node.pop].name, pops.len())?),
+    };
+
     Ok(Loaded {
         config: Config {
             origin: origin.to_owned(),
@@ -130,6 +136,7 @@ pub(super) fn validate(
             pops,
             geo,
             static_map,
+            cluster,
         },
         warnings,
     })
@@ -303,6 +310,73 @@ impl Cx<'_> {
             weight,
             admin,
             route_view,
+        })
+    }
+
+    fn cluster(
+        &self,
+        raw: &Spanned<RawCluster>,
+        own_pop: &str,
+        pops: usize,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let c = raw.get_ref();
+        let listen = c.listen.get_ref().parse().map_err(|_| {
+            self.error(
+                Some(c.listen.span()),
+                format!("`{}` is not an ADDRESS:PORT", c.listen.get_ref()),
+            )
+        })?;
+        let (_, ca_pem) = self.read(&c.ca, "cluster CA")?;
+        let (cert_path, cert_pem) = self.read(&c.cert, "node certificate")?;
+        let (_, key_pem) = self.read(&c.key, "node key")?;
+        // The certificate must name this node of this cluster, or peers will refuse it.
+        let want = pki::Identity {
+            cluster: c.id.get_ref().clone(),
+            role: pki::Role::Node,
+            name: own_pop.to_owned(),
+        };
+        let found = pki::cert_der(&cert_pem).and_then(|der| pki::identity_of(&der));
+        match found {
+            Ok(id) if id == want => {}
+            Ok(id) => {
+                return Err(self.error(
+                    Some(c.cert.span()),
+                    format!("{} names {id}, this node is {want}", cert_path.display()),
+                ));
+            }
+            Err(e) => {
+                return Err(
+                    self.error(Some(c.cert.span()), format!("{}: {e}", cert_path.display()))
+                );
+            }
+        }
+        let quorum = match &c.quorum {
+            None => crate::cluster::state::default_quorum(pops),
+            Some(q) if *q.get_ref() == 0 || *q.get_ref() > pops => {
+                return Err(self.error(
+                    Some(q.span()),
+                    format!("quorum must be between 1 and the number of POPs ({pops})"),
+                ));
+            }
+            Some(q) => *q.get_ref(),
+        };
+        let gossip_interval = match &c.gossip_interval_ms {
+            None => DEFAULT_GOSSIP_INTERVAL,
+            Some(ms) if *ms.get_ref() == 0 => {
+                return Err(self.error(Some(ms.span()), "gossip_interval_ms must be positive"));
+            }
+            Some(ms) => Duration::from_millis(*ms.get_ref()),
+        };
+        Ok(ClusterConfig {
+            id: c.id.get_ref().clone(),
+            listen,
+            seeds: c.seeds.iter().map(|s| s.get_ref().clone()).collect(),
+            ca_pem,
+            cert_pem,
+            key_pem,
+            quorum,
+            local_only_ttl: c.local_only_ttl.unwrap_or(DEFAULT_LOCAL_ONLY_TTL),
+            gossip_interval,
         })
     }
 

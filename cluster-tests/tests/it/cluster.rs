@@ -1,0 +1,209 @@
+//! Real nodes forming a cluster over QUIC gossip: shared health and admin state, failure
+//! detection, and partitions.
+
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use sparrow_cluster_tests::{Ask, TestNode, eventually, example_cluster};
+use sparrow_node::cluster::state::Mode;
+
+use crate::{answers, ecs};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+async fn start(edit: impl Fn(&str, String) -> String) -> Vec<TestNode> {
+    let mut nodes = Vec::new();
+    for (config, socket) in example_cluster(edit) {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+    }
+    nodes
+}
+
+/// What `node` answers for `subnet`'s A query: (addresses, TTL).
+async fn answer(node: &TestNode, subnet: &str) -> (Vec<String>, u32) {
+    let r = Ask::new("www.example.net.", RecordType::A)
+        .subnet(subnet)
+        .send(node.addr)
+        .await
+        .unwrap();
+    assert_eq!(
+        ecs(&r).map(|(s, _)| s),
+        Some(subnet.parse::<ipnet::IpNet>().unwrap().to_string())
+    );
+    (answers(&r), r.answers.first().map_or(0, |a| a.ttl))
+}
+
+async fn all_in_cluster(nodes: &[&TestNode], alive: usize) -> bool {
+    nodes
+        .iter()
+        .all(|n| n.snapshot.load().mode == Mode::Cluster { alive })
+}
+
+#[tokio::test]
+async fn every_node_gives_the_same_answer_and_a_killed_node_leaves_every_answer() {
+    let mut nodes = start(|_, t| t).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        eventually(SETTLE, || all_in_cluster(&refs, 3)).await,
+        "cluster did not form"
+    );
+    for subnet in [
+        "100.64.1.0/24",
+        "100.64.2.0/24",
+        "100.64.3.0/24",
+        "100.64.4.0/24",
+        "100.64.5.0/24",
+    ] {
+        let first = answer(&nodes[0], subnet).await;
+        for n in &nodes[1..] {
+            assert_eq!(answer(n, subnet).await, first, "{subnet}");
+        }
+    }
+    assert_eq!(
+        answer(&nodes[0], "100.64.2.0/24").await.0,
+        ["198.51.100.10"]
+    );
+    // Kill nyc: the survivors keep a quorum (2 of 3) and stop handing nyc out.
+    let nyc = nodes.remove(1);
+    nyc.stop().await.unwrap();
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        eventually(SETTLE, || async {
+            let mut ok = true;
+            for n in &nodes {
+                ok &= answer(n, "100.64.2.0/24").await.0 == ["192.0.2.10"];
+            }
+            ok
+        })
+        .await,
+        "a node still hands out the dead POP"
+    );
+    assert!(all_in_cluster(&refs, 2).await);
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_pop_drained_on_its_node_is_drained_everywhere() {
+    let nodes = start(|pop, t| {
+        if pop == "nyc" {
+            t.replace(
+                "route_view = \"views/nyc.routes\"",
+                "route_view = \"views/nyc.routes\"\nadmin = \"drained\"",
+            )
+        } else {
+            t
+        }
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    assert!(
+        eventually(SETTLE, || async {
+            answer(&nodes[0], "100.64.2.0/24").await.0 == ["192.0.2.10"]
+                && answer(&nodes[2], "100.64.2.0/24").await.0 == ["192.0.2.10"]
+        })
+        .await,
+        "nyc is still handed out by other nodes"
+    );
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_probe_on_one_node_withdraws_its_pop_everywhere() {
+    let flag = std::env::temp_dir().join(format!("sparrow-cluster-probe-{}", std::process::id()));
+    std::fs::write(&flag, "up").unwrap();
+    let probe = format!(
+        "[[node.probe]]\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"test -e {} || exit 2\"]\ninterval_ms = 300\ntimeout_ms = 300\nrise = 2\nfall = 2\n\n[zone]",
+        flag.display()
+    );
+    let nodes = start(|pop, t| {
+        if pop == "syd" {
+            t.replacen("[zone]", &probe, 1)
+        } else {
+            t
+        }
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    assert_eq!(answer(&nodes[0], "100.64.3.0/24").await.0, ["203.0.113.10"]);
+    std::fs::remove_file(&flag).unwrap();
+    // syd's clients go to nyc (4 hops), from every node.
+    assert!(
+        eventually(SETTLE, || async {
+            answer(&nodes[0], "100.64.3.0/24").await.0 == ["198.51.100.10"]
+                && answer(&nodes[1], "100.64.3.0/24").await.0 == ["198.51.100.10"]
+        })
+        .await,
+        "syd still handed out while its probe fails"
+    );
+    std::fs::write(&flag, "up").unwrap();
+    assert!(
+        eventually(SETTLE, || async {
+            answer(&nodes[0], "100.64.3.0/24").await.0 == ["203.0.113.10"]
+        })
+        .await,
+        "syd not handed out again after recovery"
+    );
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_cut_off_node_answers_local_only_and_rejoins_when_the_partition_heals() {
+    let nodes = start(|_, t| t).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    let gossip = |n: &TestNode| n.snapshot.load().config.cluster.as_ref().unwrap().listen;
+    let (ams, nyc, syd) = (&nodes[0], &nodes[1], &nodes[2]);
+    // Cut ams off from both others, both ways, at the transport.
+    let cut = |on: bool| {
+        for (a, b) in [(ams, nyc), (ams, syd)] {
+            a.cluster.as_ref().unwrap().faults.cut(gossip(b), on);
+            b.cluster.as_ref().unwrap().faults.cut(gossip(a), on);
+        }
+    };
+    cut(true);
+    assert!(
+        eventually(SETTLE, || async {
+            ams.snapshot.load().mode
+                == Mode::LocalOnly {
+                    alive: 1,
+                    quorum: 2,
+                }
+        })
+        .await,
+        "ams did not notice the partition"
+    );
+    // Local-only: ams hands out only itself, with the short TTL, even for nyc's clients.
+    assert_eq!(
+        answer(ams, "100.64.2.0/24").await,
+        (vec!["192.0.2.10".to_owned()], 10)
+    );
+    assert_eq!(
+        answer(ams, "100.64.3.0/24").await,
+        (vec!["192.0.2.10".to_owned()], 10)
+    );
+    // The majority side keeps answering from the cluster and drops ams.
+    let majority = [nyc, syd];
+    assert!(eventually(SETTLE, || all_in_cluster(&majority, 2)).await);
+    assert_eq!(answer(nyc, "100.64.1.0/24").await.0, ["198.51.100.10"]);
+    cut(false);
+    assert!(
+        eventually(SETTLE, || all_in_cluster(&refs, 3)).await,
+        "the cluster did not heal by itself"
+    );
+    assert_eq!(
+        answer(ams, "100.64.2.0/24").await,
+        (vec!["198.51.100.10".to_owned()], 30)
+    );
+    assert_eq!(answer(nyc, "100.64.1.0/24").await.0, ["192.0.2.10"]);
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

@@ -1,0 +1,324 @@
+//! [P] From gossip to answers: each node's hot state as published in chitchat, and the rules
+//! that turn "who is alive and what do they say" into per-POP status and the node's mode.
+//!
+//! # Keys (one place for the schema)
+//!
+//! | key      | value                    | meaning                                    |
+//! |----------|--------------------------|--------------------------------------------|
+//! | `proto`  | `1`                      | protocol version of these keys             |
+//! | `health` | `up` / `down`            | the POP's probes (all up = `up`)           |
+//! | `admin`  | `active` / `drained`     | operator state, cluster-wide               |
+//!
+//! A chitchat node id is the POP name. A peer whose keys do not parse is treated as down
+//! (and logged by the edge): bad input never changes answers silently.
+//!
+//! # Partition rule
+//!
+//! A node counts itself plus the peers the failure detector says are alive. While that count
+//! is below the quorum (default: a majority of the configured POPs, `N / 2 + 1`), the node is
+//! *partitioned* and answers local-only:
+//!
+//! - its own POP healthy: only its own POP is handed out (Super Sparrow's rule: a client that
+//!   reaches this DNS server can probably reach this POP), with the shorter local-only TTL;
+//! - its own POP unhealthy: the other POPs are ranked as usual from their last known state
+//!   (health and admin as last gossiped; never heard of = unhealthy), and if none of them is
+//!   eligible the policy fails open. A geo name is never left without an answer.
+//!
+//! With a quorum, every POP is answered from gossip: live (failure detector), healthy and
+//! admin state as its node publishes them; the own POP from local knowledge.
+
+use crate::config::AdminState;
+use crate::snapshot::PopStatus;
+
+/// Version of the key schema.
+pub const PROTO: &str = "1";
+/// Key: schema version.
+pub const KEY_PROTO: &str = "proto";
+/// Key: the POP's health.
+pub const KEY_HEALTH: &str = "health";
+/// Key: the POP's admin state.
+pub const KEY_ADMIN: &str = "admin";
+
+/// What a node publishes about its own POP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HotState {
+    /// All probes up.
+    pub healthy: bool,
+    /// Operator state.
+    pub admin: AdminState,
+}
+
+impl HotState {
+    /// The key-value pairs to publish.
+    pub fn to_keys(self) -> [(&'static str, &'static str); 3] {
+        [
+            (KEY_PROTO, PROTO),
+            (KEY_HEALTH, if self.healthy { "up" } else { "down" }),
+            (
+                KEY_ADMIN,
+                match self.admin {
+                    AdminState::Active => "active",
+                    AdminState::Drained => "drained",
+                },
+            ),
+        ]
+    }
+
+    /// Reads a peer's published state through `get` (a key lookup).
+    pub fn from_keys<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, String> {
+        match get(KEY_PROTO) {
+            Some(PROTO) => {}
+            Some(other) => return Err(format!("unknown key schema `{other}`")),
+            None => return Err("no `proto` key".to_owned()),
+        }
+        let healthy = match get(KEY_HEALTH) {
+            Some("up") => true,
+            Some("down") => false,
+            other => return Err(format!("bad `health` value {other:?}")),
+        };
+        let admin = match get(KEY_ADMIN) {
+            Some("active") => AdminState::Active,
+            Some("drained") => AdminState::Drained,
+            other => return Err(format!("bad `admin` value {other:?}")),
+        };
+        Ok(Self { healthy, admin })
+    }
+}
+
+/// How a node answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Single node: no cluster configured.
+    Standalone,
+    /// With a quorum: answers from the whole cluster.
+    Cluster {
+        /// Nodes seen alive, itself included.
+        alive: usize,
+    },
+    /// Partitioned: local-only answers.
+    LocalOnly {
+        /// Nodes seen alive, itself included.
+        alive: usize,
+        /// Nodes needed for a quorum.
+        quorum: usize,
+    },
+}
+
+impl Mode {
+    /// Whether answers are local-only (and take the local-only TTL).
+    pub fn is_local_only(self) -> bool {
+        matches!(self, Self::LocalOnly { .. })
+    }
+}
+
+/// Everything the derivation needs, for one moment.
+#[derive(Clone, Debug)]
+pub struct ClusterInput<'a> {
+    /// Number of POPs (all run a node).
+    pub pops: usize,
+    /// This node's POP.
+    pub own: usize,
+    /// This node's own state.
+    pub own_state: HotState,
+    /// The last state heard from each POP (any liveness), `None` if never heard.
+    pub last_known: &'a [Option<HotState>],
+    /// Whether the failure detector believes each POP's node is alive (own ignored).
+    pub alive: &'a [bool],
+    /// Nodes (self included) needed to answer from the cluster.
+    pub quorum: usize,
+}
+
+/// The default quorum: a majority of the configured POPs.
+pub fn default_quorum(pops: usize) -> usize {
+    pops / 2 + 1
+}
+
+/// Per-POP status and mode from the cluster's state. Total: never fails, never leaves a
+/// POP out of the result.
+pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
+    let alive_peers = (0..input.pops)
+        .filter(|&i| i != input.own && input.alive.get(i).copied().unwrap_or(false))
+        .count();
+    let alive = alive_peers + 1;
+    let mode = if alive >= input.quorum {
+        Mode::Cluster { alive }
+    } else {
+        Mode::LocalOnly {
+            alive,
+            quorum: input.quorum,
+        }
+    };
+    let status = (0..input.pops)
+        .map(|i| {
+            if i == input.own {
+                return PopStatus {
+                    live: true,
+                    healthy: input.own_state.healthy,
+                    admin: input.own_state.admin,
+                };
+            }
+            let known = input.last_known.get(i).copied().flatten();
+            let from_gossip = |live| PopStatus {
+                live,
+                healthy: known.is_some_and(|s| s.healthy),
+                admin: known.map_or(AdminState::Active, |s| s.admin),
+            };
+            match mode {
+                Mode::Cluster { .. } | Mode::Standalone => {
+                    from_gossip(input.alive.get(i).copied().unwrap_or(false) && known.is_some())
+                }
+                // Local-only with a healthy own POP: nobody else is handed out.
+                Mode::LocalOnly { .. } if input.own_state.healthy => PopStatus {
+                    live: false,
+                    ..from_gossip(false)
+                },
+                // Local-only with an unhealthy own POP: the others by their last known state.
+                Mode::LocalOnly { .. } => from_gossip(true),
+            }
+        })
+        .collect();
+    (status, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UP: HotState = HotState {
+        healthy: true,
+        admin: AdminState::Active,
+    };
+    const DOWN: HotState = HotState {
+        healthy: false,
+        admin: AdminState::Active,
+    };
+    const DRAINED: HotState = HotState {
+        healthy: true,
+        admin: AdminState::Drained,
+    };
+
+    /// Renders each POP as `L`ive/`-` + `H`ealthy/`-` + `D`rained/`-`, then the mode.
+    fn run(
+        own_state: HotState,
+        last_known: &[Option<HotState>],
+        alive: &[bool],
+        quorum: usize,
+    ) -> String {
+        let (status, mode) = derive(&ClusterInput {
+            pops: last_known.len(),
+            own: 0,
+            own_state,
+            last_known,
+            alive,
+            quorum,
+        });
+        let pops: Vec<String> = status
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}{}{}",
+                    if s.live { "L" } else { "-" },
+                    if s.healthy { "H" } else { "-" },
+                    if s.admin == AdminState::Drained {
+                        "D"
+                    } else {
+                        "-"
+                    }
+                )
+            })
+            .collect();
+        format!("{} {mode:?}", pops.join(" "))
+    }
+
+    #[test]
+    fn keys_round_trip_and_bad_values_are_refused() {
+        for state in [UP, DOWN, DRAINED] {
+            let keys = state.to_keys();
+            let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+            assert_eq!(HotState::from_keys(get), Ok(state));
+        }
+        let get = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
+        };
+        assert!(
+            HotState::from_keys(get(&[("proto", "2")]))
+                .unwrap_err()
+                .contains("schema")
+        );
+        assert!(HotState::from_keys(get(&[])).is_err());
+        assert!(
+            HotState::from_keys(get(&[
+                ("proto", "1"),
+                ("health", "maybe"),
+                ("admin", "active")
+            ]))
+            .unwrap_err()
+            .contains("health")
+        );
+    }
+
+    #[test]
+    fn default_quorum_is_a_majority_of_the_pops() {
+        assert_eq!([1, 2, 3, 4, 5].map(default_quorum), [1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn with_a_quorum_every_pop_is_answered_from_gossip() {
+        assert_eq!(
+            run(
+                UP,
+                &[Some(UP), Some(DOWN), Some(DRAINED), None],
+                &[true, true, true, true],
+                3
+            ),
+            "LH- L-- LHD --- Cluster { alive: 4 }"
+        );
+        // A dead node's POP is not live, whatever it last said.
+        assert_eq!(
+            run(UP, &[Some(UP), Some(UP), Some(UP)], &[true, false, true], 2),
+            "LH- -H- LH- Cluster { alive: 2 }"
+        );
+    }
+
+    #[test]
+    fn below_quorum_with_a_healthy_own_pop_is_local_only() {
+        assert_eq!(
+            run(
+                UP,
+                &[Some(UP), Some(UP), Some(UP)],
+                &[true, false, false],
+                2
+            ),
+            "LH- -H- -H- LocalOnly { alive: 1, quorum: 2 }"
+        );
+    }
+
+    #[test]
+    fn below_quorum_with_an_unhealthy_own_pop_uses_the_last_known_state() {
+        assert_eq!(
+            run(
+                DOWN,
+                &[Some(DOWN), Some(UP), Some(DRAINED), None],
+                &[true, false, false, false],
+                3
+            ),
+            "L-- LH- LHD L-- LocalOnly { alive: 1, quorum: 3 }"
+        );
+    }
+
+    #[test]
+    fn a_single_pop_is_never_partitioned() {
+        assert_eq!(
+            run(UP, &[Some(UP)], &[true], default_quorum(1)),
+            "LH- Cluster { alive: 1 }"
+        );
+    }
+
+    #[test]
+    fn own_state_comes_from_local_knowledge_not_gossip() {
+        assert_eq!(
+            run(DRAINED, &[Some(UP), Some(UP)], &[true, true], 2),
+            "LHD LH- Cluster { alive: 2 }"
+        );
+    }
+}
