@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::cluster::{self, node::ClusterHandle};
 use crate::config::Loaded;
@@ -100,18 +100,21 @@ pub fn spawn_health(
         return;
     }
     let pop = config.own_pop().name.clone();
-    tokio::spawn(health::monitor(
-        config.node.probes.clone(),
-        move |healthy| {
-            if healthy {
-                info!(pop = %pop, "own POP healthy again: handed out");
-            } else {
-                warn!(pop = %pop, "own POP unhealthy: withdrawn from answers");
-            }
-            on_change(healthy);
-        },
-        shutdown.clone(),
-    ));
+    tokio::spawn(
+        health::monitor(
+            config.node.probes.clone(),
+            move |healthy| {
+                if healthy {
+                    info!(pop = %pop, "own POP healthy again: handed out");
+                } else {
+                    warn!(pop = %pop, "own POP unhealthy: withdrawn from answers");
+                }
+                on_change(healthy);
+            },
+            shutdown.clone(),
+        )
+        .instrument(tracing::Span::current()),
+    );
 }
 
 /// Starts what keeps the snapshot current: the own POP's probes and, with a `[cluster]`,

@@ -14,12 +14,14 @@
 //! - [`health`]: probes [E] of the own POP's services, rise/fall hysteresis [P].
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
+//! - [`demo`] [E]: `sparrow demo`, a three-node cluster in one process, no files.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
 pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;

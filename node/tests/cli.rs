@@ -249,3 +249,64 @@ fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
         assert!(dir.join(f).exists(), "{f}");
     }
 }
+
+#[test]
+fn demo_runs_a_three_node_cluster_that_answers_alike() {
+    let mut child = sparrow()
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The printed dig commands name the three nodes' ports.
+    let mut ports: Vec<u16> = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        if line.starts_with("Stop with") {
+            break;
+        }
+        if let Some(port) = line.split("-p ").nth(1).and_then(|r| r.split(' ').next()) {
+            let port: u16 = port.parse().unwrap();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+    }
+    assert_eq!(ports.len(), 3, "demo did not print three nodes");
+    let ask = |port: u16, subnet: &str| {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=5"])
+            .args(["www.example.net", "A", &format!("+subnet={subnet}")])
+            .output()
+            .expect("dig must be installed (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // Once the cluster has formed, every node answers alike, from the whole cluster.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = [
+        ("100.64.1.0/24", "192.0.2.10"),
+        ("100.64.2.0/24", "198.51.100.10"),
+        ("100.64.3.0/24", "203.0.113.10"),
+        ("100.64.5.0/24", "203.0.113.10"),
+    ];
+    loop {
+        let all = want
+            .iter()
+            .all(|(subnet, ip)| ports.iter().all(|&p| ask(p, subnet) == *ip));
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo nodes never agreed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

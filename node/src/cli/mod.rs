@@ -51,6 +51,12 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a three-node demo cluster (ams, nyc, syd) on 127.0.0.1; needs no files.
+    Demo {
+        /// DNS port of the first node; the others take the next two.
+        #[arg(long, default_value_t = 5301)]
+        port: u16,
+    },
     /// Check a config file and print what it holds.
     Check {
         /// The config file.
@@ -216,6 +222,7 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Cert { what } => cert(what),
+        Command::Demo { port } => run_async(None, |shutdown| crate::demo::run(port, shutdown)),
         Command::Explain {
             config,
             name,
@@ -291,6 +298,16 @@ fn run_node(path: &std::path::Path, listen: &[SocketAddr], threads: Option<usize
         Ok(l) => l,
         Err(e) => return config_refused(&e),
     };
+    run_async(threads, |shutdown| {
+        crate::app::run(loaded, listen, shutdown)
+    })
+}
+
+/// Runs `main` on a tokio runtime until it ends or a signal cancels it.
+fn run_async<F>(threads: Option<usize>, main: impl FnOnce(CancellationToken) -> F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = threads {
         builder.worker_threads(n.max(1));
@@ -305,7 +322,7 @@ fn run_node(path: &std::path::Path, listen: &[SocketAddr], threads: Option<usize
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        crate::app::run(loaded, listen, shutdown).await
+        main(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

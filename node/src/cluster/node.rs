@@ -11,7 +11,7 @@ use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use super::state::{self, ClusterInput, HotState, Mode};
 use super::tls::ClusterTls;
@@ -109,7 +109,10 @@ pub async fn start(
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &transport).await?;
     info!(cluster = %cluster.id, gossip = %listen, seeds = ?cluster.seeds, "joined gossip");
     let (own, own_rx) = watch::channel(own_state);
-    let task = tokio::spawn(follow(chitchat.chitchat(), snapshot, own_rx, shutdown));
+    let task = tokio::spawn(
+        follow(chitchat.chitchat(), snapshot, own_rx, shutdown)
+            .instrument(tracing::Span::current()),
+    );
     Ok(ClusterHandle {
         chitchat: tokio::sync::Mutex::new(Some(chitchat)),
         own,
@@ -200,6 +203,20 @@ async fn follow(
 }
 
 fn log_mode_change(before: Mode, after: Mode) {
+    match (before, after) {
+        (Mode::Standalone, Mode::LocalOnly { alive, quorum }) => {
+            info!(
+                alive,
+                quorum, "waiting for peers: answering local-only until a quorum is seen"
+            );
+            return;
+        }
+        (Mode::Standalone, Mode::Cluster { alive }) => {
+            info!(alive, "answering from the whole cluster");
+            return;
+        }
+        _ => {}
+    }
     match (before.is_local_only(), after) {
         (false, Mode::LocalOnly { alive, quorum }) => warn!(
             alive,
