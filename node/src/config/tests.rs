@@ -382,3 +382,60 @@ fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
     let e = refused("[[node.probe]]\nkind = \"tcp\"\ntarget = \"a:1\"\nport = 1");
     assert!(e.contains("unknown field `port`"), "{e}");
 }
+
+#[test]
+fn cluster_section_checks_the_certificate_names_this_node() {
+    let now = time::OffsetDateTime::now_utc();
+    let ca = crate::pki::new_ca("prod", now, 1).unwrap();
+    let issue = |cluster: &str, name: &str| {
+        let id = crate::pki::Identity {
+            cluster: cluster.into(),
+            role: crate::pki::Role::Node,
+            name: name.into(),
+        };
+        crate::pki::issue(&ca, &id, &[], now, 1).unwrap()
+    };
+    let section = |extra: &str| {
+        format!(
+            "{MINIMAL}\n[cluster]\nid = \"prod\"\nlisten = \"127.0.0.1:7300\"\nseeds = [\"127.0.0.1:7301\"]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n{extra}"
+        )
+    };
+    let files = |cert: &crate::pki::Pem| {
+        Files::default()
+            .with("/etc/sparrow/ca.pem", &ca.cert)
+            .with("/etc/sparrow/node.pem", &cert.cert)
+            .with("/etc/sparrow/node.key", &cert.key)
+    };
+    let good = issue("prod", "ams");
+    let c = load_text(&section(""), &files(&good)).unwrap().config;
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.quorum, 1, "a majority of one POP");
+    assert_eq!(cluster.local_only_ttl, DEFAULT_LOCAL_ONLY_TTL);
+    assert_eq!(cluster.gossip_interval, DEFAULT_GOSSIP_INTERVAL);
+    assert_eq!(cluster.seeds, ["127.0.0.1:7301"]);
+    let e = load_text(&section(""), &files(&issue("prod", "nyc")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("names sparrow://prod/node/nyc, this node is sparrow://prod/node/ams"),
+        "{e}"
+    );
+    let e = load_text(&section(""), &files(&issue("test", "ams")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("names sparrow://test/node/ams"), "{e}");
+    let e = load_text(&section("quorum = 2\n"), &files(&good))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("quorum must be between 1 and the number of POPs (1)"),
+        "{e}"
+    );
+    let e = load_text(&section(""), &Files::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot read cluster CA /etc/sparrow/ca.pem"),
+        "{e}"
+    );
+}
