@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
+use crate::api;
 use crate::cluster::{self, node::ClusterHandle};
 use crate::config::Loaded;
 use crate::dns::handler::DnsHandler;
@@ -150,6 +151,23 @@ pub async fn start_state(
     }
 }
 
+/// Serves the operator API on the Unix socket `path` until `shutdown`.
+pub async fn start_api(
+    path: &std::path::Path,
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    cluster: Option<Arc<ClusterHandle>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = api::bind(path).await?;
+    info!(socket = %path.display(), "operator API");
+    let cx = api::ApiContext {
+        snapshot: snapshot.clone(),
+        cluster,
+    };
+    tokio::spawn(api::serve(listener, cx, shutdown.clone()).instrument(tracing::Span::current()));
+    Ok(())
+}
+
 /// Runs a node from a loaded config until `shutdown` is cancelled.
 pub async fn run(
     loaded: Loaded,
@@ -195,7 +213,16 @@ pub async fn run(
     };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
     let cluster = start_state(&snapshot, gossip_socket, &shutdown).await?;
+    let api_path = snapshot
+        .load()
+        .config
+        .node
+        .api_socket
+        .clone()
+        .unwrap_or_else(api::default_socket);
+    start_api(&api_path, &snapshot, cluster.clone(), &shutdown).await?;
     let result = serve(snapshot, sockets, timeout, shutdown).await;
+    let _ = std::fs::remove_file(&api_path);
     if let Some(c) = cluster {
         c.shutdown().await;
     }

@@ -97,7 +97,11 @@ pub fn configs(dns_base: u16, gossip: &[SocketAddr]) -> anyhow::Result<Vec<Confi
 }
 
 /// Runs the demo until `shutdown`.
-pub async fn run(dns_base: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    dns_base: u16,
+    api_socket: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let sockets = POPS
         .iter()
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
@@ -110,6 +114,7 @@ pub async fn run(dns_base: u16, shutdown: CancellationToken) -> anyhow::Result<(
     let mut servers = tokio::task::JoinSet::new();
     let mut members: Vec<Arc<cluster::node::ClusterHandle>> = Vec::new();
     let mut ports = Vec::new();
+    let mut api_paths = Vec::new();
     for (config, socket) in configs(dns_base, &gossip)?.into_iter().zip(sockets) {
         let span = tracing::info_span!("node", pop = %config.own_pop().name);
         let dns = app::bind(config.node.listen[0]).await?;
@@ -119,6 +124,17 @@ pub async fn run(dns_base: u16, shutdown: CancellationToken) -> anyhow::Result<(
         let member = app::start_state(&snapshot, Some(socket), &shutdown)
             .instrument(span.clone())
             .await?;
+        // ams answers `sparrow status` with no flags; the others sit beside it.
+        let pop = snapshot.load().config.own_pop().name.clone();
+        let api_path = if pop == POPS[0] {
+            api_socket.clone()
+        } else {
+            api_socket.with_file_name(format!("api-{pop}.sock"))
+        };
+        app::start_api(&api_path, &snapshot, member.clone(), &shutdown)
+            .instrument(span.clone())
+            .await?;
+        api_paths.push(api_path);
         members.extend(member);
         servers.spawn(app::serve(snapshot, vec![dns], timeout, shutdown.clone()).instrument(span));
     }
@@ -137,6 +153,14 @@ pub async fn run(dns_base: u16, shutdown: CancellationToken) -> anyhow::Result<(
             println!("  dig @127.0.0.1 -p {port} www.example.net A +subnet={subnet}   # {note}");
         }
     }
+    println!(
+        "Operate it (the ams node; --socket {} for nyc):",
+        api_paths[1].display()
+    );
+    println!("  sparrow status");
+    println!("  sparrow explain 100.64.2.0/24");
+    println!("  sparrow drain nyc      # then dig again: nyc's clients go elsewhere");
+    println!("  sparrow undrain nyc");
     println!("Stop with Ctrl-C.");
     // Let a caller reading stdout through a pipe see the commands now.
     let _ = io::Write::flush(&mut io::stdout());
@@ -145,6 +169,9 @@ pub async fn run(dns_base: u16, shutdown: CancellationToken) -> anyhow::Result<(
     }
     for m in members {
         m.shutdown().await;
+    }
+    for p in api_paths {
+        let _ = std::fs::remove_file(p);
     }
     Ok(())
 }

@@ -15,8 +15,10 @@
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
 //! - [`demo`] [E]: `sparrow demo`, a three-node cluster in one process, no files.
+//! - [`api`] [E]: the operator API (JSON lines over a Unix socket).
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod cluster;

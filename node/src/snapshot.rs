@@ -127,6 +127,13 @@ impl Snapshot {
         next
     }
 
+    /// The same snapshot with POP `pop`'s admin state set (standalone drain).
+    pub fn with_admin(&self, pop: usize, admin: AdminState) -> Self {
+        let mut next = self.clone();
+        next.pop_status[pop].admin = admin;
+        next
+    }
+
     /// The same snapshot with POP `pop`'s health set to `healthy`.
     pub fn with_health(&self, pop: usize, healthy: bool) -> Self {
         let mut next = self.clone();

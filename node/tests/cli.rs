@@ -17,7 +17,9 @@ fn example() -> PathBuf {
 /// A copy of the example folder in a temporary folder, with the config replaced by `text`.
 fn example_copy(text: &str) -> PathBuf {
     let src = example();
-    let dir = std::env::temp_dir().join(format!("sparrow-cli-{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sparrow-cli-{}-{n}", std::process::id()));
     std::fs::create_dir_all(dir.join("views")).unwrap();
     for file in [
         "example.net.zone",
@@ -134,9 +136,13 @@ fn explain_json_is_machine_readable() {
 
 #[test]
 fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("[zone]", "api_socket = \"api.sock\"\n\n[zone]");
+    let config = example_copy(&text);
     let mut child = sparrow()
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
-        .arg(example())
+        .arg(&config)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -145,9 +151,7 @@ fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut addr = None;
@@ -252,8 +256,10 @@ fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
 
 #[test]
 fn demo_runs_a_three_node_cluster_that_answers_alike() {
+    let api = std::env::temp_dir().join(format!("sparrow-demo-{}/api.sock", std::process::id()));
     let mut child = sparrow()
-        .args(["demo", "--port", "0"])
+        .args(["demo", "--port", "0", "--api-socket"])
+        .arg(&api)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -262,9 +268,7 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     // The printed dig commands name the three nodes' ports.
@@ -307,6 +311,129 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
         assert!(Instant::now() < deadline, "demo nodes never agreed");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The operator commands reach the demo's ams node.
+    let out = sparrow()
+        .args(["status", "--socket"])
+        .arg(&api)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.starts_with("node ams of cluster demo: cluster (3 of 2 needed alive)"),
+        "{status}"
+    );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Starts `sparrow node` on `config` with a free DNS port; returns the child and its port.
+fn start_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = sparrow()
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading after start-up: a closed pipe would break the node's logging.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut api = false;
+    while addr.is_none() || !api {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node did not start");
+        api |= line.contains("operator API");
+        if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("udp=")) {
+            addr = Some(a.parse().unwrap());
+        }
+    }
+    (child, addr.unwrap())
+}
+
+#[test]
+fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("[zone]", "api_socket = \"api/sparrow.sock\"\n\n[zone]");
+    let config = example_copy(&text);
+    let socket = config.parent().unwrap().join("api/sparrow.sock");
+    let (mut child, addr) = start_node(&config);
+    let cli = |args: &[&str]| {
+        let out = sparrow()
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dig = |subnet: &str| {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+                "+short",
+                "+time=5",
+            ])
+            .args(["www.example.net", "A", &format!("+subnet={subnet}")])
+            .output()
+            .expect("dig must be installed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let status = cli(&["status"]);
+    assert!(status.starts_with("node ams: standalone"), "{status}");
+    assert!(
+        status.contains("nyc      up    healthy   active"),
+        "{status}"
+    );
+    assert_eq!(dig("100.64.2.0/24"), "198.51.100.10");
+    assert_eq!(cli(&["drain", "nyc"]).trim(), "nyc drained");
+    assert_eq!(dig("100.64.2.0/24"), "192.0.2.10");
+    let explained = cli(&["explain", "100.64.2.0/24"]);
+    assert!(
+        explained.contains("AS64502  1     100.64.2.0/24"),
+        "{explained}"
+    );
+    assert!(explained.contains("drained"), "{explained}");
+    let json: sparrow_proto::api::StatusReport =
+        serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    assert_eq!(json.pops[1].admin, "drained");
+    assert_eq!(cli(&["undrain", "nyc"]).trim(), "nyc undrained");
+    assert_eq!(dig("100.64.2.0/24"), "198.51.100.10");
+    // Mistakes are refused with a reason.
+    let out = sparrow()
+        .args(["drain", "lhr", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no POP is named `lhr`"));
+    // The socket is the node's own: owner-only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let out = sparrow()
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the node running?"));
 }

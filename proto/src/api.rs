@@ -110,3 +110,83 @@ mod tests {
         assert_eq!(serde_json::from_str::<Explanation>(&text).unwrap(), e);
     }
 }
+
+/// A request to a node's operator API (one JSON object per line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The node's view of the cluster.
+    Status,
+    /// Why a client gets its answer, from the node's live state.
+    Explain {
+        /// Client address or subnet.
+        client: String,
+        /// Geo name (default: the first).
+        name: Option<String>,
+    },
+    /// Drain or undrain a POP, cluster-wide.
+    SetAdmin {
+        /// The POP.
+        pop: String,
+        /// `true` to drain, `false` to undrain.
+        drained: bool,
+    },
+}
+
+/// A response of the operator API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// Answer to [`Request::Explain`].
+    Explanation(Explanation),
+    /// The request was carried out.
+    Done {
+        /// What happened.
+        message: String,
+    },
+    /// The request was refused.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A node's view of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node's POP.
+    pub pop: String,
+    /// Cluster id, if clustered.
+    pub cluster: Option<String>,
+    /// `standalone`, `cluster` or `local-only`.
+    pub mode: String,
+    /// Nodes seen alive, this one included.
+    pub alive: usize,
+    /// Nodes needed for a quorum.
+    pub quorum: usize,
+    /// Every POP.
+    pub pops: Vec<PopReport>,
+    /// Gossip bytes sent since start.
+    pub gossip_bytes_sent: u64,
+    /// Gossip bytes received since start.
+    pub gossip_bytes_received: u64,
+}
+
+/// One POP in a [`StatusReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopReport {
+    /// POP name.
+    pub name: String,
+    /// Whether this node is that POP's node.
+    pub this_node: bool,
+    /// Up, as far as this node can tell.
+    pub live: bool,
+    /// Passing its probes.
+    pub healthy: bool,
+    /// `active` or `drained`.
+    pub admin: String,
+    /// Answer addresses.
+    pub addresses: Vec<String>,
+}

@@ -207,3 +207,41 @@ async fn a_cut_off_node_answers_local_only_and_rejoins_when_the_partition_heals(
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_operator_drain_sent_to_any_node_applies_cluster_wide_until_undrained() {
+    let nodes = start(|_, t| t).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    let everywhere = |want: &'static str| {
+        let nodes = &nodes;
+        move || async move {
+            let mut ok = true;
+            for n in nodes {
+                ok &= answer(n, "100.64.2.0/24").await.0 == [want];
+            }
+            ok
+        }
+    };
+    assert!(eventually(SETTLE, everywhere("198.51.100.10")).await);
+    // The operator talks to ams's node about nyc.
+    let ams = nodes[0].cluster.as_ref().unwrap();
+    ams.set_admin("nyc", sparrow_node::config::AdminState::Drained)
+        .await;
+    assert!(
+        eventually(SETTLE, everywhere("192.0.2.10")).await,
+        "the drain did not reach every node"
+    );
+    // Undrained through another node: the newest directive wins.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let syd = nodes[2].cluster.as_ref().unwrap();
+    syd.set_admin("nyc", sparrow_node::config::AdminState::Active)
+        .await;
+    assert!(
+        eventually(SETTLE, everywhere("198.51.100.10")).await,
+        "the undrain did not reach every node"
+    );
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

@@ -2,13 +2,12 @@
 
 pub mod render;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hickory_proto::rr::LowerName;
-use ipnet::IpNet;
+use sparrow_proto::api::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
@@ -53,9 +52,12 @@ pub enum Command {
     },
     /// Run a three-node demo cluster (ams, nyc, syd) on 127.0.0.1; needs no files.
     Demo {
-        /// DNS port of the first node; the others take the next two.
+        /// DNS port of the first node; the others take the next two (0: any free ports).
         #[arg(long, default_value_t = 5301)]
         port: u16,
+        /// API socket of the ams node (the others sit beside it); default: the default path.
+        #[arg(long)]
+        api_socket: Option<PathBuf>,
     },
     /// Check a config file and print what it holds.
     Check {
@@ -69,11 +71,40 @@ pub enum Command {
         #[command(subcommand)]
         what: CertCommand,
     },
-    /// Explain which POP a client gets and why.
+    /// Show the running node's view of the cluster.
+    Status {
+        /// The node's API socket (default: the node's default path).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop handing out a POP, cluster-wide.
+    Drain {
+        /// The POP.
+        pop: String,
+        /// The node's API socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Hand out a drained POP again, cluster-wide.
+    Undrain {
+        /// The POP.
+        pop: String,
+        /// The node's API socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Explain which POP a client gets and why: from the running node (default), or from a
+    /// config file with `--config`.
     Explain {
-        /// The node's config file.
+        /// Explain from this config file instead of asking the running node.
         #[arg(short, long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// The node's API socket (when asking the running node).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// The geo name (default: the first one in the config).
         #[arg(short, long)]
         name: Option<String>,
@@ -222,20 +253,48 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Cert { what } => cert(what),
-        Command::Demo { port } => run_async(None, |shutdown| crate::demo::run(port, shutdown)),
+        Command::Demo { port, api_socket } => run_async(None, |shutdown| {
+            crate::demo::run(
+                port,
+                api_socket.unwrap_or_else(crate::api::default_socket),
+                shutdown,
+            )
+        }),
+        Command::Status { socket, json } => remote(socket, Request::Status, json),
+        Command::Drain { pop, socket } => {
+            remote(socket, Request::SetAdmin { pop, drained: true }, false)
+        }
+        Command::Undrain { pop, socket } => remote(
+            socket,
+            Request::SetAdmin {
+                pop,
+                drained: false,
+            },
+            false,
+        ),
         Command::Explain {
-            config,
+            config: Some(config),
             name,
             json,
             client,
+            ..
         } => with_config(&config, |loaded| {
-            explain(
-                Snapshot::from_config(loaded.config),
-                name.as_deref(),
-                json,
-                &client,
-            )
+            let snap = Snapshot::from_config(loaded.config);
+            match crate::api::explain(&snap, &client, name.as_deref()) {
+                Ok(e) => print_response(&Response::Explanation(e), json),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
         }),
+        Command::Explain {
+            config: None,
+            socket,
+            name,
+            json,
+            client,
+        } => remote(socket, Request::Explain { client, name }, json),
     }
 }
 
@@ -251,44 +310,53 @@ fn config_refused(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn explain(snap: Snapshot, name: Option<&str>, json: bool, client: &str) -> ExitCode {
-    let Ok(addr) = client
-        .parse::<IpAddr>()
-        .or_else(|_| client.parse::<IpNet>().map(|n| n.network()))
-    else {
-        eprintln!("error: `{client}` is not an IP address or subnet");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let geo = match name {
-        None if snap.config.geo.is_empty() => {
-            eprintln!("error: the config has no geo name");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        None => 0,
-        Some(n) => {
-            let found = config::parse_name(n, snap.config.zone.origin_name())
-                .ok()
-                .and_then(|name| snap.geo_index(&LowerName::from(&name)));
-            match found {
-                Some(i) => i,
-                None => {
-                    eprintln!("error: `{n}` is not a geo name of this config");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            }
+/// Sends `request` to the running node's API and prints the answer.
+fn remote(socket: Option<PathBuf>, request: Request, json: bool) -> ExitCode {
+    let path = socket.unwrap_or_else(crate::api::default_socket);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let e = crate::explain::explain(&snap, geo, addr);
+    match runtime.block_on(crate::api::call(&path, &request)) {
+        Ok(response) => print_response(&response, json),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn print_response(response: &Response, json: bool) -> ExitCode {
+    if let Response::Error { message } = response {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     if json {
-        match serde_json::to_string_pretty(&e) {
-            Ok(s) => println!("{s}"),
-            Err(err) => {
-                eprintln!("error: {err}");
+        let value = match response {
+            Response::Status(s) => serde_json::to_string_pretty(s),
+            Response::Explanation(e) => serde_json::to_string_pretty(e),
+            other => serde_json::to_string_pretty(other),
+        };
+        match value {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
                 return ExitCode::from(EXIT_FAILURE);
             }
         }
-    } else {
-        print!("{}", render::explanation(&e));
+        return ExitCode::SUCCESS;
+    }
+    match response {
+        Response::Status(s) => print!("{}", render::status(s)),
+        Response::Explanation(e) => print!("{}", render::explanation(e)),
+        Response::Done { message } => println!("{message}"),
+        Response::Error { .. } => {}
     }
     ExitCode::SUCCESS
 }

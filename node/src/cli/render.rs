@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use sparrow_proto::api::Explanation;
+use sparrow_proto::api::{Explanation, StatusReport};
 
 /// Renders an explanation as a table an operator reads at a glance.
 pub fn explanation(e: &Explanation) -> String {
@@ -55,5 +55,47 @@ pub fn explanation(e: &Explanation) -> String {
             e.addresses.join(", ")
         }
     );
+    out
+}
+
+/// Renders a node's status: its mode, then one line per POP.
+pub fn status(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let cluster = s
+        .cluster
+        .as_deref()
+        .map_or_else(String::new, |c| format!(" of cluster {c}"));
+    let _ = writeln!(
+        out,
+        "node {}{cluster}: {} ({} of {} needed alive)",
+        s.pop, s.mode, s.alive, s.quorum
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<5} {:<9} {:<8} addresses",
+        "pop", "live", "health", "admin"
+    );
+    for p in &s.pops {
+        let name = if p.this_node {
+            format!("{}*", p.name)
+        } else {
+            p.name.clone()
+        };
+        let _ = writeln!(
+            out,
+            "{name:<8} {:<5} {:<9} {:<8} {}",
+            if p.live { "up" } else { "down" },
+            if p.healthy { "healthy" } else { "failing" },
+            p.admin,
+            p.addresses.join(", ")
+        );
+    }
+    if s.cluster.is_some() {
+        let _ = writeln!(
+            out,
+            "gossip: {} bytes sent, {} received",
+            s.gossip_bytes_sent, s.gossip_bytes_received
+        );
+    }
     out
 }

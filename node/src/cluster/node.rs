@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
-use super::state::{self, ClusterInput, HotState, Mode};
+use super::state::{self, ADMIN_DIRECTIVE_PREFIX, AdminDirective, ClusterInput, HotState, Mode};
 use super::tls::ClusterTls;
 use super::transport::{Faults, QuicTransport, TransportStats};
 use crate::config::AdminState;
@@ -39,9 +39,23 @@ impl ClusterHandle {
         self.own.send_modify(|s| s.healthy = healthy);
     }
 
-    /// Publishes the own POP's admin state.
-    pub fn set_admin(&self, admin: AdminState) {
-        self.own.send_modify(|s| s.admin = admin);
+    /// Drains or undrains POP `pop` cluster-wide: publishes an operator directive stamped
+    /// with the current time (the newest directive from any node wins).
+    pub async fn set_admin(&self, pop: &str, admin: AdminState) {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let value = AdminDirective { admin, at_ms }.to_value();
+        if let Some(chitchat) = self.chitchat.lock().await.as_ref() {
+            chitchat
+                .with_chitchat(|c| {
+                    c.self_node_state()
+                        .set(format!("{ADMIN_DIRECTIVE_PREFIX}{pop}"), &value);
+                })
+                .await;
+        }
+        // Re-derive now rather than at the next tick.
+        self.own.send_modify(|_| {});
     }
 
     /// Leaves the cluster (once; later calls do nothing).
@@ -157,6 +171,7 @@ async fn follow(
         let pops = config.pops.len();
         let mut last_known: Vec<Option<(u64, HotState)>> = vec![None; pops];
         let mut alive = vec![false; pops];
+        let mut directives: Vec<Vec<(String, AdminDirective)>> = vec![Vec::new(); pops];
         {
             let guard = chitchat.lock().await;
             for (id, node_state) in guard.node_states() {
@@ -166,6 +181,14 @@ async fn follow(
                     }
                     continue;
                 };
+                for (key, value) in node_state.key_values() {
+                    let target = key
+                        .strip_prefix(ADMIN_DIRECTIVE_PREFIX)
+                        .and_then(|pop| config.pops.iter().position(|p| p.name == pop));
+                    if let (Some(t), Some(d)) = (target, AdminDirective::parse(value)) {
+                        directives[t].push((id.node_id.to_string(), d));
+                    }
+                }
                 match HotState::from_keys(|k| node_state.get(k)) {
                     Ok(s) if last_known[i].is_none_or(|(g, _)| g <= id.generation_id) => {
                         last_known[i] = Some((id.generation_id, s));
@@ -186,6 +209,10 @@ async fn follow(
         }
         let last_known: Vec<Option<HotState>> =
             last_known.into_iter().map(|k| k.map(|(_, s)| s)).collect();
+        let directives: Vec<Option<AdminDirective>> = directives
+            .iter()
+            .map(|ds| state::newest(ds.iter().map(|(n, d)| (n.as_str(), *d))))
+            .collect();
         let (status, mode) = state::derive(&ClusterInput {
             pops,
             own: config.node.pop,
@@ -193,6 +220,7 @@ async fn follow(
             last_known: &last_known,
             alive: &alive,
             quorum: cluster.quorum,
+            directives: &directives,
         });
         if status == current.pop_status && mode == current.mode {
             continue;

@@ -7,7 +7,14 @@
 //! |----------|--------------------------|--------------------------------------------|
 //! | `proto`  | `1`                      | protocol version of these keys             |
 //! | `health` | `up` / `down`            | the POP's probes (all up = `up`)           |
-//! | `admin`  | `active` / `drained`     | operator state, cluster-wide               |
+//! | `admin`  | `active` / `drained`     | the POP's admin state from its own config  |
+//! | `admin.POP` | `drained@MS` / `active@MS` | an operator's drain/undrain of POP, at unix time MS |
+//!
+//! `sparrow drain POP` may be sent to any node: that node publishes `admin.POP` with the
+//! time. The effective admin state of a POP is the newest such directive from any node
+//! (ties: the larger node name), else what the POP's node publishes from its config. The
+//! last operator action wins, wherever it was made, and survives the restart of the POP's
+//! own node.
 //!
 //! A chitchat node id is the POP name. A peer whose keys do not parse is treated as down
 //! (and logged by the edge): bad input never changes answers silently.
@@ -38,6 +45,54 @@ pub const KEY_PROTO: &str = "proto";
 pub const KEY_HEALTH: &str = "health";
 /// Key: the POP's admin state.
 pub const KEY_ADMIN: &str = "admin";
+
+/// Key prefix of operator admin directives (`admin.ams`).
+pub const ADMIN_DIRECTIVE_PREFIX: &str = "admin.";
+
+/// An operator's drain or undrain of a POP, as published by the node that received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminDirective {
+    /// The state asked for.
+    pub admin: AdminState,
+    /// When, in unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl AdminDirective {
+    /// The value to publish under `admin.POP`.
+    pub fn to_value(self) -> String {
+        let state = match self.admin {
+            AdminState::Active => "active",
+            AdminState::Drained => "drained",
+        };
+        format!("{state}@{}", self.at_ms)
+    }
+
+    /// Parses a published value.
+    pub fn parse(value: &str) -> Option<Self> {
+        let (state, at) = value.split_once('@')?;
+        let admin = match state {
+            "active" => AdminState::Active,
+            "drained" => AdminState::Drained,
+            _ => return None,
+        };
+        Some(Self {
+            admin,
+            at_ms: at.parse().ok()?,
+        })
+    }
+}
+
+/// The newest directive among `(node name, directive)` pairs: last operator action wins,
+/// ties broken by node name so every node picks the same one.
+pub fn newest<'a>(
+    directives: impl IntoIterator<Item = (&'a str, AdminDirective)>,
+) -> Option<AdminDirective> {
+    directives
+        .into_iter()
+        .max_by(|(an, a), (bn, b)| a.at_ms.cmp(&b.at_ms).then_with(|| an.cmp(bn)))
+        .map(|(_, d)| d)
+}
 
 /// What a node publishes about its own POP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +181,8 @@ pub struct ClusterInput<'a> {
     pub alive: &'a [bool],
     /// Nodes (self included) needed to answer from the cluster.
     pub quorum: usize,
+    /// The newest operator directive per POP, if any (overrides published admin states).
+    pub directives: &'a [Option<AdminDirective>],
 }
 
 /// The default quorum: a majority of the configured POPs.
@@ -148,20 +205,28 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
             quorum: input.quorum,
         }
     };
+    let directed = |i: usize, admin: AdminState| {
+        input
+            .directives
+            .get(i)
+            .copied()
+            .flatten()
+            .map_or(admin, |d| d.admin)
+    };
     let status = (0..input.pops)
         .map(|i| {
             if i == input.own {
                 return PopStatus {
                     live: true,
                     healthy: input.own_state.healthy,
-                    admin: input.own_state.admin,
+                    admin: directed(i, input.own_state.admin),
                 };
             }
             let known = input.last_known.get(i).copied().flatten();
             let from_gossip = |live| PopStatus {
                 live,
                 healthy: known.is_some_and(|s| s.healthy),
-                admin: known.map_or(AdminState::Active, |s| s.admin),
+                admin: directed(i, known.map_or(AdminState::Active, |s| s.admin)),
             };
             match mode {
                 Mode::Cluster { .. } | Mode::Standalone => {
@@ -204,6 +269,16 @@ mod tests {
         alive: &[bool],
         quorum: usize,
     ) -> String {
+        run_directed(own_state, last_known, alive, quorum, &[])
+    }
+
+    fn run_directed(
+        own_state: HotState,
+        last_known: &[Option<HotState>],
+        alive: &[bool],
+        quorum: usize,
+        directives: &[Option<AdminDirective>],
+    ) -> String {
         let (status, mode) = derive(&ClusterInput {
             pops: last_known.len(),
             own: 0,
@@ -211,6 +286,7 @@ mod tests {
             last_known,
             alive,
             quorum,
+            directives,
         });
         let pops: Vec<String> = status
             .iter()
@@ -312,6 +388,45 @@ mod tests {
             run(UP, &[Some(UP)], &[true], default_quorum(1)),
             "LH- Cluster { alive: 1 }"
         );
+    }
+
+    #[test]
+    fn the_newest_operator_directive_wins_over_published_admin_states() {
+        let drain = |at_ms| {
+            Some(AdminDirective {
+                admin: AdminState::Drained,
+                at_ms,
+            })
+        };
+        let undrain = Some(AdminDirective {
+            admin: AdminState::Active,
+            at_ms: 9,
+        });
+        assert_eq!(
+            run_directed(
+                UP,
+                &[Some(UP), Some(DRAINED), Some(UP)],
+                &[true; 3],
+                2,
+                &[drain(5), undrain, None]
+            ),
+            "LHD LH- LH- Cluster { alive: 3 }"
+        );
+        let d = |s: &str| AdminDirective::parse(s).unwrap();
+        assert_eq!(d("drained@17").to_value(), "drained@17");
+        assert_eq!(AdminDirective::parse("drained"), None);
+        assert_eq!(AdminDirective::parse("off@1"), None);
+        let got = newest([
+            ("nyc", d("drained@10")),
+            ("ams", d("active@12")),
+            ("syd", d("drained@12")),
+        ]);
+        assert_eq!(
+            got,
+            Some(d("drained@12")),
+            "same time: the larger node name wins"
+        );
+        assert_eq!(newest([]), None);
     }
 
     #[test]

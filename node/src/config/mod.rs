@@ -108,6 +108,8 @@ pub struct NodeSettings {
     pub max_udp_payload: u16,
     /// Probes of this node's own POP; it is healthy while all are up.
     pub probes: Vec<crate::health::Probe>,
+    /// The operator API's Unix socket (`None`: the default path).
+    pub api_socket: Option<PathBuf>,
 }
 
 /// Whether the operator lets a POP be handed out.

@@ -48,6 +48,8 @@ pub(crate) struct RawNode {
     pub(crate) max_udp_payload: Option<Spanned<u16>>,
     #[serde(default, rename = "probe")]
     pub(crate) probes: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    pub(crate) api_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,6 +83,7 @@ pub(super) fn validate(
             .enumerate()
             .map(|(i, p)| cx.probe(i, p))
             .collect::<Result<_, _>>()?,
+        api_socket: raw.node.api_socket.as_ref().map(|p| cx.dir.join(p)),
     };
 
     let origin_name = cx.name(&raw.zone.origin, &Name::root())?;

@@ -1,0 +1,246 @@
+//! [E] The operator API: newline-delimited JSON (`proto::api::Request` /
+//! `proto::api::Response`) over a Unix socket. The socket file is created with mode 0600:
+//! file permissions decide who may drive the node. It is not reachable from the network.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use hickory_proto::rr::LowerName;
+use ipnet::IpNet;
+use sparrow_proto::api::{PopReport, Request, Response, StatusReport};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cluster::node::ClusterHandle;
+use crate::cluster::state::Mode;
+use crate::config::{self, AdminState};
+use crate::snapshot::Snapshot;
+
+/// Largest request line accepted.
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// Where the API listens when the config does not say: `$XDG_RUNTIME_DIR/sparrow/api.sock`,
+/// else `/tmp/sparrow/api.sock`.
+pub fn default_socket() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join("sparrow")
+        .join("api.sock")
+}
+
+/// What the API acts on.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The node's state.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Its cluster membership, if clustered.
+    pub cluster: Option<Arc<ClusterHandle>>,
+}
+
+/// Binds the API socket at `path` (its folder created 0700), refusing to take over the
+/// socket of a node that is still running.
+pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!("{} is in use by a running node", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(listener)
+}
+
+/// Serves API requests on `listener` until `shutdown`.
+pub async fn serve(listener: UnixListener, cx: ApiContext, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "operator API accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        tokio::spawn(connection(stream, cx.clone()));
+    }
+}
+
+async fn connection(stream: UnixStream, cx: ApiContext) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => {
+                debug!(?request, "operator request");
+                handle(&cx, request).await
+            }
+            Err(e) if line.len() > MAX_REQUEST => Response::Error {
+                message: format!("request too large: {e}"),
+            },
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        let Ok(mut text) = serde_json::to_string(&response) else {
+            return;
+        };
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(cx: &ApiContext, request: Request) -> Response {
+    let snap = cx.snapshot.load_full();
+    match request {
+        Request::Status => Response::Status(status(&snap, cx.cluster.as_deref())),
+        Request::Explain { client, name } => match explain(&snap, &client, name.as_deref()) {
+            Ok(e) => Response::Explanation(e),
+            Err(message) => Response::Error { message },
+        },
+        Request::SetAdmin { pop, drained } => {
+            let Some(index) = snap.config.pops.iter().position(|p| p.name == pop) else {
+                return Response::Error {
+                    message: format!("no POP is named `{pop}`"),
+                };
+            };
+            let admin = if drained {
+                AdminState::Drained
+            } else {
+                AdminState::Active
+            };
+            match &cx.cluster {
+                Some(cluster) => cluster.set_admin(&pop, admin).await,
+                None => {
+                    cx.snapshot.rcu(|s| s.with_admin(index, admin));
+                }
+            }
+            let verb = if drained { "drained" } else { "undrained" };
+            info!(pop = %pop, "{verb} by an operator");
+            Response::Done {
+                message: if cx.cluster.is_some() {
+                    format!("{pop} {verb} cluster-wide")
+                } else {
+                    format!("{pop} {verb}")
+                },
+            }
+        }
+    }
+}
+
+/// The node's view of the cluster.
+pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport {
+    let cfg = &snap.config;
+    let (mode, alive, quorum) = match snap.mode {
+        Mode::Standalone => ("standalone", 1, 1),
+        Mode::Cluster { alive } => (
+            "cluster",
+            alive,
+            cfg.cluster.as_ref().map_or(1, |c| c.quorum),
+        ),
+        Mode::LocalOnly { alive, quorum } => ("local-only", alive, quorum),
+    };
+    let pops = cfg
+        .pops
+        .iter()
+        .zip(&snap.pop_status)
+        .enumerate()
+        .map(|(i, (p, s))| PopReport {
+            name: p.name.clone(),
+            this_node: i == cfg.node.pop,
+            live: s.live,
+            healthy: s.healthy,
+            admin: match s.admin {
+                AdminState::Active => "active".to_owned(),
+                AdminState::Drained => "drained".to_owned(),
+            },
+            addresses: p
+                .v4
+                .iter()
+                .map(ToString::to_string)
+                .chain(p.v6.iter().map(ToString::to_string))
+                .collect(),
+        })
+        .collect();
+    let (sent, received) = cluster.map_or((0, 0), |c| {
+        (
+            c.stats.bytes_sent.load(Ordering::Relaxed),
+            c.stats.bytes_received.load(Ordering::Relaxed),
+        )
+    });
+    StatusReport {
+        pop: cfg.own_pop().name.clone(),
+        cluster: cfg.cluster.as_ref().map(|c| c.id.clone()),
+        mode: mode.to_owned(),
+        alive,
+        quorum,
+        pops,
+        gossip_bytes_sent: sent,
+        gossip_bytes_received: received,
+    }
+}
+
+/// Explains the answer for `client` (an address or subnet) and geo name `name`.
+pub fn explain(
+    snap: &Snapshot,
+    client: &str,
+    name: Option<&str>,
+) -> Result<sparrow_proto::api::Explanation, String> {
+    let addr = client
+        .parse::<IpAddr>()
+        .or_else(|_| client.parse::<IpNet>().map(|n| n.network()))
+        .map_err(|_| format!("`{client}` is not an IP address or subnet"))?;
+    let geo = match name {
+        None if snap.config.geo.is_empty() => return Err("the config has no geo name".into()),
+        None => 0,
+        Some(n) => config::parse_name(n, snap.config.zone.origin_name())
+            .ok()
+            .and_then(|name| snap.geo_index(&LowerName::from(&name)))
+            .ok_or_else(|| format!("`{n}` is not a geo name of this node"))?,
+    };
+    Ok(crate::explain::explain(snap, geo, addr))
+}
+
+/// Sends one request to the API at `path` and reads the response.
+pub async fn call(path: &Path, request: &Request) -> anyhow::Result<Response> {
+    let stream = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "cannot reach the node's API at {} (is the node running? --socket sets the path)",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut lines = BufReader::new(read).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .context("the node closed the connection without answering")?;
+    Ok(serde_json::from_str(&line)?)
+}
