@@ -245,3 +245,57 @@ async fn an_operator_drain_sent_to_any_node_applies_cluster_wide_until_undrained
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_restarted_node_rejoins_and_is_handed_out_again() {
+    let mut nodes = Vec::new();
+    let mut configs = Vec::new();
+    for (config, socket) in example_cluster(|_, t| t) {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+        configs.push(config);
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    let gossip = nodes[1]
+        .snapshot
+        .load()
+        .config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .listen;
+    let nyc = nodes.remove(1);
+    nyc.stop().await.unwrap();
+    assert!(
+        eventually(SETTLE, || async {
+            answer(&nodes[0], "100.64.2.0/24").await.0 == ["192.0.2.10"]
+        })
+        .await,
+        "the stopped node is still handed out"
+    );
+    // Same config, same gossip address, a new process generation.
+    let socket = std::net::UdpSocket::bind(gossip).unwrap();
+    nodes.insert(
+        1,
+        TestNode::start_clustered(&configs[1], socket)
+            .await
+            .unwrap(),
+    );
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        eventually(SETTLE, || all_in_cluster(&refs, 3)).await,
+        "the restarted node did not rejoin"
+    );
+    for n in &nodes {
+        assert!(
+            eventually(SETTLE, || async {
+                answer(n, "100.64.2.0/24").await.0 == ["198.51.100.10"]
+            })
+            .await,
+            "nyc not handed out again"
+        );
+    }
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
