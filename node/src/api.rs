@@ -178,6 +178,7 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
                 AdminState::Active => "active".to_owned(),
                 AdminState::Drained => "drained".to_owned(),
             },
+            load: s.load,
             addresses: p
                 .v4
                 .iter()

@@ -118,6 +118,21 @@ pub fn spawn_health(
     );
 }
 
+/// Starts the own POP's load probe, if any; `on_change(load)` receives each new reading.
+pub fn spawn_load(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
+    shutdown: &CancellationToken,
+) {
+    let config = snapshot.load().config.clone();
+    if let Some(probe) = config.node.load.clone() {
+        tokio::spawn(
+            health::monitor_load(probe, on_change, shutdown.clone())
+                .instrument(tracing::Span::current()),
+        );
+    }
+}
+
 /// Starts what keeps the snapshot current: the own POP's probes and, with a `[cluster]`,
 /// the gossip membership (on `gossip_socket`, bound by the caller). The probes' verdict goes
 /// to the cluster when there is one, else straight into the snapshot.
@@ -134,6 +149,8 @@ pub async fn start_state(
                 Arc::new(cluster::node::start(snapshot.clone(), socket, shutdown.clone()).await?);
             let h = handle.clone();
             spawn_health(snapshot, move |healthy| h.set_health(healthy), shutdown);
+            let h = handle.clone();
+            spawn_load(snapshot, move |load| h.set_load(load), shutdown);
             Ok(Some(handle))
         }
         (Some(c), None) => anyhow::bail!("no gossip socket bound for {}", c.listen),
@@ -143,6 +160,14 @@ pub async fn start_state(
                 snapshot,
                 move |healthy| {
                     snap.rcu(|s| s.with_health(own, healthy));
+                },
+                shutdown,
+            );
+            let snap = snapshot.clone();
+            spawn_load(
+                snapshot,
+                move |load| {
+                    snap.rcu(|s| s.with_load(own, load));
                 },
                 shutdown,
             );

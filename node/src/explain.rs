@@ -106,6 +106,7 @@ fn exclusion_name(x: Exclusion) -> &'static str {
         Exclusion::Drained => "drained",
         Exclusion::Down => "down",
         Exclusion::Unhealthy => "unhealthy",
+        Exclusion::Overloaded => "overloaded",
     }
 }
 
@@ -115,6 +116,7 @@ fn rule_name(r: Reason) -> &'static str {
         Reason::StaticMap => "static_map",
         Reason::OnlyRoute => "only_route",
         Reason::FewerHops { .. } => "fewer_hops",
+        Reason::LessLoaded { .. } => "less_loaded",
         Reason::OwnPop => "own_pop",
         Reason::Preference { .. } => "preference",
         Reason::ClientHash => "client_hash",
@@ -137,6 +139,11 @@ fn sentence(
         Reason::FewerHops { winner, runner_up } => {
             format!("fewest AS hops ({winner} against {runner_up} for the next POP)")
         }
+        Reason::LessLoaded { winner, runner_up } => format!(
+            "as near as the next POP and less loaded ({}% against {}%, in steps of 10%)",
+            u32::from(winner) * 10,
+            u32::from(runner_up) * 10
+        ),
         Reason::OwnPop => format!(
             "no POP has a route to the client, and {} is this node's own POP",
             snap.config.own_pop().name

@@ -15,7 +15,7 @@ use crate::policy::{self, Candidate, PolicyInput, Ranking};
 use crate::routes::{self, DecisionTable, RouteView};
 
 /// What the node currently believes about a POP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PopStatus {
     /// Up, as far as this node can tell.
     pub live: bool,
@@ -23,6 +23,8 @@ pub struct PopStatus {
     pub healthy: bool,
     /// Operator state.
     pub admin: AdminState,
+    /// Load from 0.0 to 1.0, if known.
+    pub load: Option<f32>,
 }
 
 /// The answer records of one geo name, per POP and family, built once.
@@ -78,6 +80,7 @@ impl Snapshot {
                 live: true,
                 healthy: true,
                 admin: p.admin,
+                load: None,
             })
             .collect();
         let geo_records = build_geo_records(&config, |g| g.ttl);
@@ -134,6 +137,13 @@ impl Snapshot {
         next
     }
 
+    /// The same snapshot with POP `pop`'s load set (standalone load probe).
+    pub fn with_load(&self, pop: usize, load: Option<f32>) -> Self {
+        let mut next = self.clone();
+        next.pop_status[pop].load = load;
+        next
+    }
+
     /// The same snapshot with POP `pop`'s health set to `healthy`.
     pub fn with_health(&self, pop: usize, healthy: bool) -> Self {
         let mut next = self.clone();
@@ -176,6 +186,7 @@ impl Snapshot {
             own_pop: self.config.node.pop,
             static_pop: g.static_pop,
             client_hash: g.client_hash,
+            high_water: self.config.node.load_high_water,
         }
     }
 
@@ -204,6 +215,7 @@ impl Snapshot {
                     healthy: status.healthy,
                     preference: pop.preference,
                     weight: pop.weight,
+                    load: status.load,
                 }
             })
             .collect();

@@ -154,7 +154,7 @@ pub enum Response {
 }
 
 /// A node's view of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// This node's POP.
     pub pop: String,
@@ -175,7 +175,7 @@ pub struct StatusReport {
 }
 
 /// One POP in a [`StatusReport`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PopReport {
     /// POP name.
     pub name: String,
@@ -187,6 +187,8 @@ pub struct PopReport {
     pub healthy: bool,
     /// `active` or `drained`.
     pub admin: String,
+    /// Load from 0.0 to 1.0, if known.
+    pub load: Option<f32>,
     /// Answer addresses.
     pub addresses: Vec<String>,
 }

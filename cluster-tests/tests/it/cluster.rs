@@ -299,3 +299,58 @@ async fn a_restarted_node_rejoins_and_is_handed_out_again() {
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn load_shifts_answers_between_equally_near_pops_and_away_from_overloaded_ones() {
+    let dir = std::env::temp_dir().join(format!("sparrow-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |pop: &str| dir.join(format!("{pop}.load"));
+    let set = |pop: &str, load: &str| std::fs::write(file(pop), load).unwrap();
+    // Without load the hash gives 100.64.4.0/24 to nyc: start with nyc the busier.
+    set("ams", "0.1");
+    set("nyc", "0.8");
+    set("syd", "0.2");
+    let nodes = start(|pop, t| {
+        let load = format!(
+            "[node.load]\nkind = \"file\"\npath = \"{}\"\ninterval_ms = 100\ntimeout_ms = 100\n\n[zone]",
+            file(pop).display()
+        );
+        t.replacen("[zone]", &load, 1)
+    })
+    .await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
+    let agree = |subnet: &'static str, want: &'static str| {
+        let nodes = &nodes;
+        move || async move {
+            let mut ok = true;
+            for n in nodes {
+                ok &= answer(n, subnet).await.0 == [want];
+            }
+            ok
+        }
+    };
+    // ams and nyc are both 2 hops from 100.64.4.0/24: the less loaded wins.
+    assert!(
+        eventually(SETTLE, agree("100.64.4.0/24", "192.0.2.10")).await,
+        "ams (10%) should win"
+    );
+    set("ams", "0.8");
+    set("nyc", "0.1");
+    assert!(
+        eventually(SETTLE, agree("100.64.4.0/24", "198.51.100.10")).await,
+        "nyc (10%) should win"
+    );
+    // syd above the high-water mark: its own clients go to the next nearest, nyc.
+    assert!(eventually(SETTLE, agree("100.64.3.0/24", "203.0.113.10")).await);
+    set("syd", "0.95");
+    assert!(
+        eventually(SETTLE, agree("100.64.3.0/24", "198.51.100.10")).await,
+        "overloaded syd still handed out"
+    );
+    let status = sparrow_node::api::status(&nodes[0].snapshot.load(), None);
+    assert_eq!(status.pops[2].load, Some(0.95));
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

@@ -81,9 +81,12 @@ pub fn status(s: &StatusReport) -> String {
         } else {
             p.name.clone()
         };
+        let load = p
+            .load
+            .map_or_else(|| "-".to_owned(), |l| format!("{:.0}%", l * 100.0));
         let _ = writeln!(
             out,
-            "{name:<8} {:<5} {:<9} {:<8} {}",
+            "{name:<8} {:<5} {:<9} {:<8} {load:<5} {}",
             if p.live { "up" } else { "down" },
             if p.healthy { "healthy" } else { "failing" },
             p.admin,

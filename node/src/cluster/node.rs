@@ -39,6 +39,11 @@ impl ClusterHandle {
         self.own.send_modify(|s| s.healthy = healthy);
     }
 
+    /// Publishes the own POP's load (from its load probe).
+    pub fn set_load(&self, load: Option<f32>) {
+        self.own.send_modify(|s| s.load = load);
+    }
+
     /// Drains or undrains POP `pop` cluster-wide: publishes an operator directive stamped
     /// with the current time (the newest directive from any node wins).
     pub async fn set_admin(&self, pop: &str, admin: AdminState) {
@@ -96,6 +101,7 @@ pub async fn start(
         // Up until the probes say otherwise (they start up too).
         healthy: true,
         admin: own_pop.admin,
+        load: None,
     };
     // A restarted node is a new generation: peers drop what the old one said.
     let generation = SystemTime::now()
@@ -117,8 +123,8 @@ pub async fn start(
     };
     let keys = own_state
         .to_keys()
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
         .collect();
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &transport).await?;
     info!(cluster = %cluster.id, gossip = %listen, seeds = ?cluster.seeds, "joined gossip");

@@ -8,6 +8,7 @@
 //! | `proto`  | `1`                      | protocol version of these keys             |
 //! | `health` | `up` / `down`            | the POP's probes (all up = `up`)           |
 //! | `admin`  | `active` / `drained`     | the POP's admin state from its own config  |
+//! | `load`   | `0.42` (absent: unknown) | the POP's load probe, 0.0 to 1.0           |
 //! | `admin.POP` | `drained@MS` / `active@MS` | an operator's drain/undrain of POP, at unix time MS |
 //!
 //! `sparrow drain POP` may be sent to any node: that node publishes `admin.POP` with the
@@ -94,18 +95,36 @@ pub fn newest<'a>(
         .map(|(_, d)| d)
 }
 
+/// Key: the POP's load.
+pub const KEY_LOAD: &str = "load";
+
 /// What a node publishes about its own POP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HotState {
     /// All probes up.
     pub healthy: bool,
     /// Operator state.
     pub admin: AdminState,
+    /// Load from 0.0 to 1.0, if measured.
+    pub load: Option<f32>,
 }
 
 impl HotState {
-    /// The key-value pairs to publish.
-    pub fn to_keys(self) -> [(&'static str, &'static str); 3] {
+    /// The key-value pairs to publish (`load` empty when unknown).
+    pub fn to_keys(self) -> [(&'static str, String); 4] {
+        let [a, b, c] = self.fixed_keys();
+        [
+            (a.0, a.1.to_owned()),
+            (b.0, b.1.to_owned()),
+            (c.0, c.1.to_owned()),
+            (
+                KEY_LOAD,
+                self.load.map_or_else(String::new, |l| format!("{l:.3}")),
+            ),
+        ]
+    }
+
+    fn fixed_keys(self) -> [(&'static str, &'static str); 3] {
         [
             (KEY_PROTO, PROTO),
             (KEY_HEALTH, if self.healthy { "up" } else { "down" }),
@@ -136,7 +155,18 @@ impl HotState {
             Some("drained") => AdminState::Drained,
             other => return Err(format!("bad `admin` value {other:?}")),
         };
-        Ok(Self { healthy, admin })
+        let load = match get(KEY_LOAD) {
+            None | Some("") => None,
+            Some(v) => match v.parse::<f32>() {
+                Ok(l) if (0.0..=1.0).contains(&l) => Some(l),
+                _ => return Err(format!("bad `load` value {v:?}")),
+            },
+        };
+        Ok(Self {
+            healthy,
+            admin,
+            load,
+        })
     }
 }
 
@@ -220,6 +250,7 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
                     live: true,
                     healthy: input.own_state.healthy,
                     admin: directed(i, input.own_state.admin),
+                    load: input.own_state.load,
                 };
             }
             let known = input.last_known.get(i).copied().flatten();
@@ -227,6 +258,7 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
                 live,
                 healthy: known.is_some_and(|s| s.healthy),
                 admin: directed(i, known.map_or(AdminState::Active, |s| s.admin)),
+                load: known.and_then(|s| s.load),
             };
             match mode {
                 Mode::Cluster { .. } | Mode::Standalone => {
@@ -252,14 +284,17 @@ mod tests {
     const UP: HotState = HotState {
         healthy: true,
         admin: AdminState::Active,
+        load: None,
     };
     const DOWN: HotState = HotState {
         healthy: false,
         admin: AdminState::Active,
+        load: None,
     };
     const DRAINED: HotState = HotState {
         healthy: true,
         admin: AdminState::Drained,
+        load: Some(0.5),
     };
 
     /// Renders each POP as `L`ive/`-` + `H`ealthy/`-` + `D`rained/`-`, then the mode.
@@ -310,7 +345,11 @@ mod tests {
     fn keys_round_trip_and_bad_values_are_refused() {
         for state in [UP, DOWN, DRAINED] {
             let keys = state.to_keys();
-            let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+            let get = |k: &str| {
+                keys.iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.as_str())
+            };
             assert_eq!(HotState::from_keys(get), Ok(state));
         }
         let get = |pairs: &'static [(&'static str, &'static str)]| {
@@ -322,6 +361,18 @@ mod tests {
                 .contains("schema")
         );
         assert!(HotState::from_keys(get(&[])).is_err());
+        let with_load = |l: &'static str| {
+            HotState::from_keys(move |k: &str| match k {
+                "proto" => Some("1"),
+                "health" => Some("up"),
+                "admin" => Some("active"),
+                "load" => Some(l),
+                _ => None,
+            })
+        };
+        assert_eq!(with_load("0.250").unwrap().load, Some(0.25));
+        assert!(with_load("1.5").unwrap_err().contains("load"));
+        assert!(with_load("high").is_err());
         assert!(
             HotState::from_keys(get(&[
                 ("proto", "1"),

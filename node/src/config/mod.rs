@@ -110,6 +110,10 @@ pub struct NodeSettings {
     pub probes: Vec<crate::health::Probe>,
     /// The operator API's Unix socket (`None`: the default path).
     pub api_socket: Option<PathBuf>,
+    /// POPs loaded above this are skipped while others are not.
+    pub load_high_water: f32,
+    /// How this node measures its own POP's load, if it does.
+    pub load: Option<crate::health::LoadProbe>,
 }
 
 /// Whether the operator lets a POP be handed out.

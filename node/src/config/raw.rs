@@ -50,6 +50,28 @@ pub(crate) struct RawNode {
     pub(crate) probes: Vec<Spanned<RawProbe>>,
     #[serde(default)]
     pub(crate) api_socket: Option<String>,
+    #[serde(default)]
+    pub(crate) load_high_water: Option<Spanned<f32>>,
+    #[serde(default)]
+    pub(crate) load: Option<Spanned<RawLoad>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLoad {
+    pub(crate) kind: Spanned<String>,
+    #[serde(default)]
+    pub(crate) command: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) field: Option<String>,
+    #[serde(default)]
+    pub(crate) path: Option<String>,
+    #[serde(default)]
+    pub(crate) interval_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -439,3 +439,44 @@ fn cluster_section_checks_the_certificate_names_this_node() {
         "{e}"
     );
 }
+
+#[test]
+fn load_probes_and_the_high_water_mark_parse_and_refuse_nonsense() {
+    let with = |extra: &str| MINIMAL.replacen("[zone]", &format!("{extra}\n[zone]"), 1);
+    let c = load_text(
+        &with("load_high_water = 0.8\n[node.load]\nkind = \"http\"\nurl = \"http://lb:8080/stats\"\nfield = \"cpu.load\"\n"),
+        &Files::default(),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.node.load_high_water, 0.8);
+    assert_eq!(
+        c.node.load.unwrap().kind,
+        crate::health::LoadKind::Http {
+            authority: "lb:8080".into(),
+            host: "lb:8080".into(),
+            path: "/stats".into(),
+            field: "cpu.load".into(),
+        }
+    );
+    let c = load_text(
+        &with("[node.load]\nkind = \"file\"\npath = \"load\"\n"),
+        &Files::default(),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.node.load.unwrap().kind,
+        crate::health::LoadKind::File {
+            path: "/etc/sparrow/load".into()
+        }
+    );
+    let refused = |extra: &str| {
+        load_text(&with(extra), &Files::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refused("load_high_water = 1.5").contains("from 0.0 to 1.0"));
+    assert!(refused("[node.load]\nkind = \"http\"\nurl = \"http://x/\"").contains("needs `field`"));
+    assert!(refused("[node.load]\nkind = \"snmp\"").contains("load kind must be"));
+}

@@ -13,7 +13,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
-use super::raw::{RawCluster, RawConfig, RawGeo, RawPop, RawProbe, RawZone};
+use super::raw::{RawCluster, RawConfig, RawGeo, RawLoad, RawPop, RawProbe, RawZone};
 use super::*;
 use crate::dns::zone::ZoneBuilder;
 use crate::health::{self, Probe, ProbeKind};
@@ -84,6 +84,17 @@ pub(super) fn validate(
             .map(|(i, p)| cx.probe(i, p))
             .collect::<Result<_, _>>()?,
         api_socket: raw.node.api_socket.as_ref().map(|p| cx.dir.join(p)),
+        load_high_water: match &raw.node.load_high_water {
+            None => health::spec::DEFAULT_HIGH_WATER,
+            Some(h) if (0.0..=1.0).contains(h.get_ref()) => *h.get_ref(),
+            Some(h) => {
+                return Err(cx.error(Some(h.span()), "load_high_water must be from 0.0 to 1.0"));
+            }
+        },
+        load: match &raw.node.load {
+            None => None,
+            Some(l) => Some(cx.load(l)?),
+        },
     };
 
     let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
@@ -378,6 +389,62 @@ impl Cx<'_> {
             quorum,
             local_only_ttl: c.local_only_ttl.unwrap_or(DEFAULT_LOCAL_ONLY_TTL),
             gossip_interval,
+        })
+    }
+
+    fn load(&self, raw: &Spanned<RawLoad>) -> Result<health::LoadProbe, ConfigError> {
+        let l = raw.get_ref();
+        let missing = |what: &str| {
+            self.error(
+                Some(raw.span()),
+                format!("a {} load probe needs `{what}`", l.kind.get_ref()),
+            )
+        };
+        let kind = match l.kind.get_ref().as_str() {
+            "exec" => match &l.command {
+                Some(argv) if !argv.is_empty() => health::LoadKind::Exec { argv: argv.clone() },
+                _ => return Err(missing("command")),
+            },
+            "file" => health::LoadKind::File {
+                path: self
+                    .dir
+                    .join(l.path.as_ref().ok_or_else(|| missing("path"))?),
+            },
+            "http" => {
+                let url = l.url.as_ref().ok_or_else(|| missing("url"))?;
+                let (authority, host, path) = parse_http_url(url.get_ref())
+                    .map_err(|reason| self.error(Some(url.span()), reason))?;
+                health::LoadKind::Http {
+                    authority,
+                    host,
+                    path,
+                    field: l.field.clone().ok_or_else(|| missing("field"))?,
+                }
+            }
+            other => {
+                return Err(self.error(
+                    Some(l.kind.span()),
+                    format!("load kind must be \"exec\", \"http\" or \"file\", not \"{other}\""),
+                ));
+            }
+        };
+        let interval = l
+            .interval_ms
+            .map_or(health::spec::DEFAULT_INTERVAL, Duration::from_millis);
+        let timeout = l.timeout_ms.map_or(
+            health::spec::DEFAULT_TIMEOUT.min(interval),
+            Duration::from_millis,
+        );
+        if interval.is_zero() || timeout.is_zero() || timeout > interval {
+            return Err(self.error(
+                Some(raw.span()),
+                "a load probe needs 0 < timeout_ms <= interval_ms",
+            ));
+        }
+        Ok(health::LoadProbe {
+            kind,
+            interval,
+            timeout,
         })
     }
 

@@ -4,11 +4,12 @@
 //! which publishes it (today: into the node's snapshot, so answers stop or resume handing
 //! out the POP).
 
+pub mod load;
 pub mod probe;
 pub mod spec;
 pub mod state;
 
-pub use self::spec::{Probe, ProbeKind};
+pub use self::spec::{LoadKind, LoadProbe, Probe, ProbeKind};
 
 use std::sync::{Arc, Mutex};
 
@@ -65,4 +66,35 @@ pub async fn monitor(
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Reads the own POP's load every interval until `shutdown`; calls `on_change(load)` when the
+/// reading changes (`None` when it cannot be read).
+pub async fn monitor_load(
+    probe: LoadProbe,
+    on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<f32> = None;
+    let mut ticker = tokio::time::interval(probe.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let reading = match load::measure(&probe.kind, probe.timeout).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                if last.is_some() {
+                    warn!(error = %e, "load probe failed; load unknown");
+                }
+                None
+            }
+        };
+        if reading != last {
+            last = reading;
+            on_change(reading);
+        }
+    }
 }

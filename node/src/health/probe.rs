@@ -47,13 +47,12 @@ async fn check_inner(kind: &ProbeKind) -> Outcome {
     }
 }
 
-async fn http(
+/// `GET path` over HTTP/1.1; returns the status code and the body (at most 64 KiB read).
+pub(crate) async fn http_get(
     authority: &str,
     host: &str,
     path: &str,
-    expect_status: u16,
-    body_contains: Option<&str>,
-) -> Outcome {
+) -> Result<(u16, String), String> {
     let result = async {
         let mut stream = TcpStream::connect(authority).await?;
         let request = format!(
@@ -68,69 +67,77 @@ async fn http(
         std::io::Result::Ok(response)
     }
     .await;
-    let response = match result {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed(format!("GET http://{authority}{path}: {e}")),
-    };
+    let response = result.map_err(|e| format!("GET http://{authority}{path}: {e}"))?;
     let text = String::from_utf8_lossy(&response);
     let status = text
         .lines()
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    match status {
-        None => Outcome::Failed("response is not HTTP".to_owned()),
-        Some(code) if code != expect_status => {
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| "response is not HTTP".to_owned())?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+async fn http(
+    authority: &str,
+    host: &str,
+    path: &str,
+    expect_status: u16,
+    body_contains: Option<&str>,
+) -> Outcome {
+    match http_get(authority, host, path).await {
+        Err(e) => Outcome::Failed(e),
+        Ok((code, _)) if code != expect_status => {
             Outcome::Failed(format!("status {code}, expected {expect_status}"))
         }
-        Some(_) => {
-            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-            match body_contains {
-                Some(want) if !body.contains(want) => {
-                    Outcome::Failed(format!("body does not contain {want:?}"))
-                }
-                _ => Outcome::Ok,
+        Ok((_, body)) => match body_contains {
+            Some(want) if !body.contains(want) => {
+                Outcome::Failed(format!("body does not contain {want:?}"))
             }
-        }
+            _ => Outcome::Ok,
+        },
     }
 }
 
-async fn exec(argv: &[String]) -> Outcome {
+/// Runs a command; returns its exit code (None: killed by a signal) and first 64 KiB of
+/// standard output.
+pub(crate) async fn run_command(argv: &[String]) -> Result<(Option<i32>, String), String> {
     let Some((program, args)) = argv.split_first() else {
-        return Outcome::Failed("empty command".to_owned());
+        return Err("empty command".to_owned());
     };
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(format!("cannot run {program}: {e}")),
-    };
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
     let mut output = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         let _ = stdout.take(MAX_READ as u64).read_to_end(&mut output).await;
     }
-    let status = match child.wait().await {
-        Ok(s) => s,
-        Err(e) => return Outcome::Failed(format!("{program}: {e}")),
+    let status = child.wait().await.map_err(|e| format!("{program}: {e}"))?;
+    Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
+}
+
+async fn exec(argv: &[String]) -> Outcome {
+    let (code, output) = match run_command(argv).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(e),
     };
     // Plugins print one status line first.
-    let message = String::from_utf8_lossy(&output)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    match status.code() {
+    let message = output.lines().next().unwrap_or("").trim().to_owned();
+    match code {
         Some(0) => Outcome::Ok,
         Some(1) => Outcome::Warning(message),
         Some(2) => Outcome::Failed(format!("CRITICAL: {message}")),
         Some(code) => Outcome::Failed(format!("UNKNOWN (exit {code}): {message}")),
-        None => Outcome::Failed(format!("{program} killed by a signal")),
+        None => Outcome::Failed(format!("{} killed by a signal", argv[0])),
     }
 }
 

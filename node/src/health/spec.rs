@@ -55,3 +55,43 @@ pub enum ProbeKind {
         argv: Vec<String>,
     },
 }
+
+/// How a POP's load (0.0 idle to 1.0 full) is measured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    /// A command whose output starts with the load.
+    Exec {
+        /// Program and arguments (no shell).
+        argv: Vec<String>,
+    },
+    /// A JSON document over HTTP; `field` is a dotted path to the number.
+    Http {
+        /// `HOST:PORT` to connect to.
+        authority: String,
+        /// Host header.
+        host: String,
+        /// Path and query.
+        path: String,
+        /// Dotted path of the number in the JSON document (`stats.load`).
+        field: String,
+    },
+    /// A file whose content starts with the load.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// A configured load probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadProbe {
+    /// What it reads.
+    pub kind: LoadKind,
+    /// Time between readings.
+    pub interval: Duration,
+    /// Time a reading may take.
+    pub timeout: Duration,
+}
+
+/// Load above which a POP is skipped while others are below it.
+pub const DEFAULT_HIGH_WATER: f32 = 0.9;

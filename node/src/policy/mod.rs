@@ -9,19 +9,23 @@
 //!    If no candidate is eligible, all of them are treated as eligible ("fail open"): a DNS
 //!    answer pointing at a possibly degraded POP beats no answer, and it is what operators of
 //!    gdnsd and Route 53 expect. The ranking says so ([`Ranking::failed_open`]).
+//!    Then, among eligible POPs, those loaded above the high-water mark are skipped, unless
+//!    all of them are (then load does not exclude any).
 //! 2. **Order.** Eligible POPs are sorted by this key, first difference wins:
 //!    1. the POP named by the static map for the client's prefix (operator override);
 //!    2. POPs with a route to the client before POPs without one;
 //!    3. fewer AS hops;
-//!    4. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
+//!    4. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
+//!       below share clients); unknown load counts as 0;
+//!    5. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
 //!       client that reaches this DNS server can probably reach this POP);
-//!    5. lower preference;
-//!    6. weighted rendezvous hashing of the client's block: each POP scores
+//!    6. lower preference;
+//!    7. weighted rendezvous hashing of the client's block: each POP scores
 //!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
 //!       the lowest score wins. Equal POPs share clients in proportion to their weights, a
 //!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
 //!       only its own clients;
-//!    7. the POP index, so the order is total even on a hash collision.
+//!    8. the POP index, so the order is total even on a hash collision.
 //!
 //! [`explain`] runs the same code and keeps its intermediate results as data.
 
@@ -51,6 +55,8 @@ pub struct Candidate {
     pub preference: u16,
     /// Share among equally near POPs of equal preference.
     pub weight: u32,
+    /// Load from 0.0 (idle) to 1.0 (full), if the POP publishes one.
+    pub load: Option<f32>,
 }
 
 /// Everything one decision depends on.
@@ -64,6 +70,8 @@ pub struct PolicyInput<'a> {
     pub static_pop: Option<usize>,
     /// Stable hash of the client's block (see [`stable_hash`]).
     pub client_hash: u64,
+    /// POPs loaded above this are skipped unless all eligible POPs are.
+    pub high_water: f32,
 }
 
 /// POPs in the order they should be handed out.
@@ -85,6 +93,8 @@ pub enum Exclusion {
     Down,
     /// It fails its health checks.
     Unhealthy,
+    /// Loaded above the high-water mark while other eligible POPs are not.
+    Overloaded,
 }
 
 /// Why the winner beat the runner-up: the first criterion on which they differ.
@@ -97,6 +107,13 @@ pub enum Reason {
     StaticMap,
     /// It has a route to the client and the runner-up has none.
     OnlyRoute,
+    /// Equally near, less loaded (load in tenths).
+    LessLoaded {
+        /// Winner's load step (0-10).
+        winner: u8,
+        /// Runner-up's load step (0-10).
+        runner_up: u8,
+    },
     /// Fewer AS hops.
     FewerHops {
         /// Winner's hops.
@@ -158,7 +175,7 @@ pub fn explain(input: &PolicyInput<'_>) -> Explanation {
         .iter()
         .map(|c| Verdict {
             pop: c.pop,
-            excluded: exclusions(c),
+            excluded: exclusions(c, input, &keys),
             rank: keys.iter().position(|k| k.pop == c.pop),
             score: score(input.client_hash, c),
         })
@@ -178,8 +195,11 @@ pub fn explain(input: &PolicyInput<'_>) -> Explanation {
     }
 }
 
-fn exclusions(c: &Candidate) -> Vec<Exclusion> {
+fn exclusions(c: &Candidate, input: &PolicyInput<'_>, ranked: &[SortKey]) -> Vec<Exclusion> {
     let mut out = Vec::new();
+    if is_eligible(c) && is_overloaded(c, input) && !ranked.iter().any(|k| k.pop == c.pop) {
+        out.push(Exclusion::Overloaded);
+    }
     if c.admin == AdminState::Drained {
         out.push(Exclusion::Drained);
     }
@@ -196,12 +216,21 @@ fn is_eligible(c: &Candidate) -> bool {
     c.admin == AdminState::Active && c.live && c.healthy
 }
 
+fn is_overloaded(c: &Candidate, input: &PolicyInput<'_>) -> bool {
+    c.load.is_some_and(|l| l > input.high_water)
+}
+
 fn ranked_keys(input: &PolicyInput<'_>) -> (Vec<SortKey>, bool) {
     let any_eligible = input.candidates.iter().any(is_eligible);
+    let any_unloaded = input
+        .candidates
+        .iter()
+        .any(|c| is_eligible(c) && !is_overloaded(c, input));
     let mut keys: Vec<SortKey> = input
         .candidates
         .iter()
         .filter(|c| !any_eligible || is_eligible(c))
+        .filter(|c| !any_unloaded || !is_overloaded(c, input))
         .map(|c| SortKey::new(input, c))
         .collect();
     keys.sort_unstable_by(SortKey::cmp);
@@ -214,6 +243,7 @@ struct SortKey {
     not_static: bool,
     no_route: bool,
     hops: u8,
+    load: u8,
     not_own: bool,
     preference: u16,
     score: f64,
@@ -227,6 +257,7 @@ impl SortKey {
             not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
             no_route: c.hops.is_none(),
             hops: c.hops.unwrap_or(0),
+            load: load_step(c.load),
             // The own-POP rule applies only among POPs that have no route.
             not_own: c.hops.is_none() && c.pop != input.own_pop,
             preference: c.preference,
@@ -240,6 +271,7 @@ impl SortKey {
             self.not_static,
             self.no_route,
             self.hops,
+            self.load,
             self.not_own,
             self.preference,
         )
@@ -247,6 +279,7 @@ impl SortKey {
                 other.not_static,
                 other.no_route,
                 other.hops,
+                other.load,
                 other.not_own,
                 other.preference,
             ))
@@ -264,6 +297,11 @@ impl SortKey {
                 winner: self.hops,
                 runner_up: other.hops,
             }
+        } else if self.load != other.load {
+            Reason::LessLoaded {
+                winner: self.load,
+                runner_up: other.load,
+            }
         } else if self.not_own != other.not_own {
             Reason::OwnPop
         } else if self.preference != other.preference {
@@ -275,6 +313,11 @@ impl SortKey {
             Reason::ClientHash
         }
     }
+}
+
+/// Load in tenths, 0 to 10; unknown load is 0.
+fn load_step(load: Option<f32>) -> u8 {
+    load.map_or(0, |l| (l.clamp(0.0, 1.0) * 10.0).floor() as u8)
 }
 
 /// Weighted rendezvous score of a candidate for a client: `-ln(u) / weight`, lower wins.

@@ -39,6 +39,7 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                 healthy: true,
                 preference: 100,
                 weight: 100,
+                load: None,
             };
             for flag in parts {
                 match flag {
@@ -47,6 +48,7 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                     "unhealthy" => c.healthy = false,
                     f if f.starts_with("pref=") => c.preference = f[5..].parse().unwrap(),
                     f if f.starts_with("w=") => c.weight = f[2..].parse().unwrap(),
+                    f if f.starts_with("load=") => c.load = Some(f[5..].parse().unwrap()),
                     f => panic!("unknown flag {f}"),
                 }
             }
@@ -63,6 +65,7 @@ fn run(case: &str) -> String {
         own_pop,
         static_pop,
         client_hash,
+        high_water: 0.9,
     };
     let e = explain(&input);
     // `rank` and `explain` must never disagree.
@@ -249,6 +252,7 @@ fn explain_reports_every_candidate_with_its_exclusions() {
         own_pop,
         static_pop,
         client_hash,
+        high_water: 0.9,
     });
     assert_eq!(e.verdicts.len(), 2);
     assert_eq!(
@@ -297,6 +301,7 @@ fn check_invariants(case: &str) {
         own_pop,
         static_pop,
         client_hash,
+        high_water: 0.9,
     };
     let r = rank(&input);
     let eligible: Vec<usize> = candidates
@@ -331,4 +336,53 @@ fn check_invariants(case: &str) {
             (Some(_), None) => {}
         }
     }
+}
+
+#[test]
+fn overloaded_pops_are_skipped_unless_all_are() {
+    check(
+        "ams:1:load=0.95 nyc:3:load=0.5 syd:4",
+        "nyc syd | Some(FewerHops { winner: 3, runner_up: 4 })",
+    );
+    check(
+        "ams:1:load=0.95 nyc:3:load=0.99",
+        "ams nyc | Some(FewerHops { winner: 1, runner_up: 3 })",
+    );
+    // Exactly at the mark is not above it.
+    check(
+        "ams:1:load=0.9 nyc:3",
+        "ams nyc | Some(FewerHops { winner: 1, runner_up: 3 })",
+    );
+}
+
+#[test]
+fn among_equally_near_pops_the_less_loaded_wins_in_steps_of_ten_percent() {
+    check(
+        "ams:2:load=0.7:pref=10 nyc:2:load=0.2",
+        "nyc ams | Some(LessLoaded { winner: 2, runner_up: 7 })",
+    );
+    // Within the same tenth, load does not decide: preference does.
+    check(
+        "ams:2:load=0.21:pref=10 nyc:2:load=0.29:pref=20",
+        "ams nyc | Some(Preference { winner: 10, runner_up: 20 })",
+    );
+    // Load never beats hops.
+    check(
+        "ams:1:load=0.8 nyc:2:load=0.0",
+        "ams nyc | Some(FewerHops { winner: 1, runner_up: 2 })",
+    );
+}
+
+#[test]
+fn explain_names_the_overloaded() {
+    let (candidates, own_pop, static_pop, client_hash) = parse("ams:1:load=0.95 nyc:2");
+    let e = explain(&PolicyInput {
+        candidates: &candidates,
+        own_pop,
+        static_pop,
+        client_hash,
+        high_water: 0.9,
+    });
+    assert_eq!(e.verdicts[0].excluded, [Exclusion::Overloaded]);
+    assert_eq!(e.verdicts[0].rank, None);
 }
