@@ -19,12 +19,7 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
     let e = policy::explain(&snap.policy_input(&g));
     // The decision came from the decision table; the routes behind it, for display, come
     // from each POP's own view.
-    let route_of = |pop: usize| {
-        cfg.pops[pop]
-            .route_view
-            .as_deref()
-            .and_then(|view| view.lookup(client).entry)
-    };
+    let route_of = |pop: usize| snap.view(pop).and_then(|view| view.lookup(client).entry);
     let static_hit = cfg
         .static_map
         .as_deref()

@@ -60,6 +60,9 @@ pub struct Snapshot {
     pub pop_status: Vec<PopStatus>,
     /// Standalone, cluster or local-only.
     pub mode: Mode,
+    /// Each POP's route view as this node has it now (same index as `config.pops`): from the
+    /// config at start, then replaced as views are reloaded, learned or pulled.
+    views: Vec<Option<Arc<RouteView>>>,
     geo_records: Arc<[GeoRecords]>,
     /// The same with the local-only TTL.
     local_records: Arc<[GeoRecords]>,
@@ -88,17 +91,9 @@ impl Snapshot {
             Some(c) => build_geo_records(&config, |g| g.ttl.min(c.local_only_ttl)),
             None => geo_records.clone(),
         };
-        let mut by_pops: HashMap<&[usize], Arc<DecisionTable>> = HashMap::new();
-        let decisions = config
-            .geo
-            .iter()
-            .map(|g| {
-                by_pops
-                    .entry(&g.pops)
-                    .or_insert_with(|| Arc::new(decision_table(&config, &g.pops)))
-                    .clone()
-            })
-            .collect();
+        let views: Vec<Option<Arc<RouteView>>> =
+            config.pops.iter().map(|p| p.route_view.clone()).collect();
+        let decisions = decision_tables(&config, &views, None);
         let geo_index = config
             .geo
             .iter()
@@ -114,6 +109,7 @@ impl Snapshot {
             config: Arc::new(config),
             pop_status,
             mode: Mode::Standalone,
+            views,
             geo_records,
             local_records,
             decisions,
@@ -135,6 +131,20 @@ impl Snapshot {
         let mut next = self.clone();
         next.pop_status[pop].admin = admin;
         next
+    }
+
+    /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
+    /// the decision tables of the geo names `pop` may serve; the others are shared.
+    pub fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
+        let mut next = self.clone();
+        next.views[pop] = view;
+        next.decisions = decision_tables(&next.config, &next.views, Some((pop, &self.decisions)));
+        next
+    }
+
+    /// POP `pop`'s route view, if this node has one.
+    pub fn view(&self, pop: usize) -> Option<&Arc<RouteView>> {
+        self.views[pop].as_ref()
     }
 
     /// The same snapshot with POP `pop`'s load set (standalone load probe).
@@ -270,12 +280,39 @@ fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[Geo
         .collect()
 }
 
-/// The decision table over the views of `pops` and the static map.
-fn decision_table(config: &Config, pops: &[usize]) -> DecisionTable {
-    let views: Vec<Option<&RouteView>> = pops
+/// The decision table of every geo name (names with the same POP list share one). With
+/// `reuse = Some((pop, old))`, tables of names that `pop` cannot serve are taken from `old`.
+fn decision_tables(
+    config: &Config,
+    views: &[Option<Arc<RouteView>>],
+    reuse: Option<(usize, &[Arc<DecisionTable>])>,
+) -> Vec<Arc<DecisionTable>> {
+    let mut by_pops: HashMap<&[usize], Arc<DecisionTable>> = HashMap::new();
+    config
+        .geo
         .iter()
-        .map(|&i| config.pops[i].route_view.as_deref())
-        .collect();
+        .enumerate()
+        .map(|(i, g)| {
+            if let Some((pop, old)) = reuse
+                && !g.pops.contains(&pop)
+            {
+                return old[i].clone();
+            }
+            by_pops
+                .entry(&g.pops)
+                .or_insert_with(|| Arc::new(decision_table(config, views, &g.pops)))
+                .clone()
+        })
+        .collect()
+}
+
+/// The decision table over the views of `pops` and the static map.
+fn decision_table(
+    config: &Config,
+    views: &[Option<Arc<RouteView>>],
+    pops: &[usize],
+) -> DecisionTable {
+    let views: Vec<Option<&RouteView>> = pops.iter().map(|&i| views[i].as_deref()).collect();
     DecisionTable::build(&views, config.static_map.as_deref(), |pop| {
         pops.iter().position(|&p| p == pop)
     })

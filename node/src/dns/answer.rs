@@ -182,6 +182,7 @@ fn geo_answer(
 mod tests {
     use std::path::Path;
     use std::str::FromStr;
+    use std::sync::Arc;
 
     use hickory_proto::rr::Name;
 
@@ -311,6 +312,38 @@ mod tests {
                 Some("100.64.2.0/24")
             ),
             "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn a_replaced_route_view_changes_answers_and_its_scope() {
+        let snap = snapshot("");
+        let nyc = 1;
+        let ask_a = |s: &Snapshot, subnet| ask(s, "www.example.net.", RecordType::A, Some(subnet));
+        assert_eq!(
+            ask_a(&snap, "100.64.2.0/24"),
+            "No Error aa=true [A 198.51.100.10] auth=0 scope=Some(24)"
+        );
+        // nyc's router now sees only a /16 around the client, 6 hops away: ams (3) wins,
+        // and the scope follows the new routes.
+        let (view, skipped) = crate::routes::parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n");
+        assert!(skipped.is_empty());
+        let next = snap.with_view(nyc, Some(Arc::new(view)));
+        assert_eq!(
+            ask_a(&next, "100.64.2.0/24"),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // Without any view, nyc has no route: ams and syd both have one and ams is nearer.
+        let none = snap.with_view(nyc, None);
+        assert_eq!(
+            ask_a(&none, "100.64.2.0/24"),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        assert!(none.view(nyc).is_none());
+        // The old snapshot is untouched.
+        assert_eq!(
+            ask_a(&snap, "100.64.2.0/24"),
+            "No Error aa=true [A 198.51.100.10] auth=0 scope=Some(24)"
         );
     }
 }

@@ -124,6 +124,21 @@ impl<T> PrefixTable<T> {
 /// One POP's view of the Internet: prefix -> AS path.
 pub type RouteView = PrefixTable<Box<[u32]>>;
 
+/// The own POP's route view as its source has it now: what a view source (a route file, an
+/// MRT dump, a BGP session) hands to the node, which puts it in the snapshot and announces
+/// it to the cluster.
+#[derive(Clone, Debug)]
+pub struct OwnView {
+    /// The view (`None`: the source has none yet).
+    pub view: Option<std::sync::Arc<RouteView>>,
+    /// Where it comes from, for status and logs (`file views/ams.routes`,
+    /// `bgp 192.0.2.1 AS64500`).
+    pub source: String,
+    /// Unix time (ms) since which the source has not been current, e.g. the BGP session is
+    /// down and this is the last good view; `None` while it is current.
+    pub stale_since_ms: Option<u64>,
+}
+
 /// The operator's static map (Super Sparrow's `ssrs.routes`): prefix -> index of a POP.
 pub type StaticMap = PrefixTable<usize>;
 
