@@ -5,6 +5,8 @@
 //! the JSON forms (`#[serde(default)]`).
 
 pub mod api;
+pub mod frame;
+pub mod views;
 
 /// Version of the node-to-node and CLI-to-node protocol.
 pub const PROTOCOL_VERSION: u16 = 1;

@@ -331,12 +331,35 @@ fn score(client_hash: u64, c: &Candidate) -> f64 {
 /// A hash that is the same on every node, build and platform (FNV-1a, then a 64-bit
 /// finaliser). Used for the POP names and the client blocks that rendezvous hashing mixes.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = StableHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// [`stable_hash`] over bytes that arrive in pieces: the result depends only on the
+/// concatenation.
+#[derive(Clone, Copy, Debug)]
+pub struct StableHasher(u64);
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
     }
-    mix64(h)
+}
+
+impl StableHasher {
+    /// Adds bytes.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash of everything written.
+    pub fn finish(self) -> u64 {
+        mix64(self.0)
+    }
 }
 
 /// The MurmurHash3 64-bit finaliser: spreads every input bit over the output.

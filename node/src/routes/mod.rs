@@ -9,6 +9,7 @@ pub mod lpm;
 #[cfg(test)]
 mod tests;
 mod text;
+pub mod transfer;
 
 use std::net::IpAddr;
 
@@ -103,6 +104,11 @@ impl<T> PrefixTable<T> {
             i => self.entries.get(i as usize),
         };
         Lookup { entry, span }
+    }
+
+    /// Every prefix with its value, in the order the table was built from.
+    pub fn entries(&self) -> &[(IpNet, T)] {
+        &self.entries
     }
 
     /// Number of prefixes.

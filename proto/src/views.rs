@@ -1,0 +1,158 @@
+//! Route-view transfer between nodes (QUIC, ALPN [`ALPN`]).
+//!
+//! Gossip carries only each POP's view *announcement* (version, digest, prefix count): a few
+//! dozen bytes. A node that sees an announcement it does not hold opens a bidirectional
+//! stream to the POP's node and sends, framed as [`crate::frame`] describes, the preamble
+//! with [`MAGIC`] and one [`ViewRequest`]. The owner answers with the preamble and
+//! [`ViewFrame`]s: `Header`, then `Paths` chunks (the distinct AS paths), then `V4` and `V6`
+//! chunks of routes that refer to paths by index, then `End`; or a single `Refused`.
+//!
+//! The digest in the header is a stable 64-bit hash of every frame after the header up to
+//! `End`, exactly as sent, so the receiver checks what it got before using it. Routes are
+//! sorted by address then length, so the same view always encodes to the same bytes and the
+//! same digest on every node.
+
+use serde::{Deserialize, Serialize};
+
+/// ALPN protocol id of route-view pulls.
+pub const ALPN: &[u8] = b"sparrow-views/1";
+/// Stream magic.
+pub const MAGIC: [u8; 4] = *b"SPVW";
+/// Largest frame accepted (a chunk never comes near it).
+pub const MAX_FRAME: usize = 8 << 20;
+/// Routes per `V4`/`V6` chunk and paths per `Paths` chunk.
+pub const CHUNK: usize = 32 * 1024;
+/// Largest view accepted, in prefixes (a full table is ~1.3 M; headroom for growth).
+pub const MAX_PREFIXES: u64 = 8_000_000;
+
+/// Asks for a POP's route view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRequest {
+    /// The POP whose view is wanted (the node serves its own POP's).
+    pub pop: String,
+    /// The digest the requester saw announced; the owner sends its current view either way,
+    /// and the header says which it is.
+    pub digest: u64,
+}
+
+/// What a view announcement and a transfer header say about a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewHeader {
+    /// Version: the owner's unix time (ms) when the view was built, strictly increasing.
+    pub version: u64,
+    /// Stable hash of the encoded routes (see the module doc).
+    pub digest: u64,
+    /// Prefixes in the view.
+    pub prefixes: u64,
+    /// Distinct AS paths in the view.
+    pub paths: u64,
+}
+
+/// One route of an IPv4 chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route4 {
+    /// Network address.
+    pub addr: u32,
+    /// Prefix length.
+    pub len: u8,
+    /// Index into the view's paths.
+    pub path: u32,
+}
+
+/// One route of an IPv6 chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route6 {
+    /// Network address.
+    pub addr: u128,
+    /// Prefix length.
+    pub len: u8,
+    /// Index into the view's paths.
+    pub path: u32,
+}
+
+/// A frame of the owner's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewFrame {
+    /// First frame of a transfer.
+    Header(ViewHeader),
+    /// Distinct AS paths, nearest AS first, numbered in order of appearance from 0.
+    Paths(Vec<Vec<u32>>),
+    /// IPv4 routes.
+    V4(Vec<Route4>),
+    /// IPv6 routes.
+    V6(Vec<Route6>),
+    /// Last frame of a transfer.
+    End,
+    /// No transfer: why (e.g. this node has no view of that POP).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    #[test]
+    fn frames_round_trip_with_pinned_sizes() {
+        let request = ViewRequest {
+            pop: "nyc".into(),
+            digest: 0x0123_4567_89ab_cdef,
+        };
+        let bytes = frame::encode(&request);
+        // 4 length + 1 string length + 3 + 9 (u64 varint over 2^32).
+        assert_eq!(bytes.len(), 17);
+        assert_eq!(
+            frame::decode::<ViewRequest>(&bytes[frame::LEN_BYTES..]),
+            Ok(request)
+        );
+
+        let chunk = ViewFrame::V4(vec![Route4 {
+            addr: 0x6440_0100,
+            len: 24,
+            path: 3,
+        }]);
+        let bytes = frame::encode(&chunk);
+        // 4 length + 1 variant + 1 count + 5 address + 1 length + 1 path index.
+        assert_eq!(bytes.len(), 13);
+        assert_eq!(
+            frame::decode::<ViewFrame>(&bytes[frame::LEN_BYTES..]),
+            Ok(chunk)
+        );
+        assert_eq!(
+            bytes,
+            [9, 0, 0, 0, 2, 1, 252, 0, 1, 64, 100, 24, 3],
+            "the wire format changed: bump PROTOCOL_VERSION"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_not_misread() {
+        assert!(frame::decode::<ViewFrame>(&[42]).is_err());
+        assert!(frame::decode::<ViewFrame>(&[]).is_err());
+        let mut bytes = frame::encode(&ViewFrame::End);
+        bytes.push(0);
+        assert!(matches!(
+            frame::decode::<ViewFrame>(&bytes[frame::LEN_BYTES..]),
+            Err(frame::FrameError::Malformed(_))
+        ));
+        assert_eq!(
+            frame::body_len([0, 0, 0, 1], MAX_FRAME),
+            Err(frame::FrameError::TooLarge {
+                len: 1 << 24,
+                max: MAX_FRAME
+            })
+        );
+        assert_eq!(frame::check_preamble(MAGIC, frame::preamble(MAGIC)), Ok(()));
+        assert_eq!(
+            frame::check_preamble(MAGIC, *b"SPGW\x01\x00"),
+            Err(frame::FrameError::BadMagic)
+        );
+        assert_eq!(
+            frame::check_preamble(MAGIC, *b"SPVW\x02\x00"),
+            Err(frame::FrameError::BadVersion(2))
+        );
+    }
+}
