@@ -300,8 +300,26 @@ impl GossipNode {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
         let cluster = tls.cluster.clone();
-        let transport = sparrow_node::cluster::transport::QuicTransport::new(tls, socket);
-        let stats = transport.stats();
+        let tls = Arc::new(tls);
+        let endpoint = sparrow_node::cluster::endpoint::bind(&tls, socket)?;
+        let stats = Arc::new(sparrow_node::cluster::transport::TransportStats::default());
+        let faults = sparrow_node::cluster::transport::Faults::default();
+        let (transport, gossip) = sparrow_node::cluster::transport::QuicTransport::new(
+            endpoint.clone(),
+            &tls,
+            stats.clone(),
+            faults.clone(),
+        )?;
+        let handlers = Arc::new(sparrow_node::cluster::endpoint::Handlers {
+            gossip,
+            views: Arc::new(sparrow_node::cluster::view_sync::ViewServer::new(name)),
+            api: std::sync::OnceLock::new(),
+            stats: stats.clone(),
+            faults,
+        });
+        tokio::spawn(sparrow_node::cluster::endpoint::accept_loop(
+            endpoint, tls, handlers,
+        ));
         let config = chitchat::ChitchatConfig {
             chitchat_id: chitchat::ChitchatId::new(name, 0, addr),
             cluster_id: cluster,
@@ -373,7 +391,15 @@ where
 pub fn example_cluster(
     edit: impl Fn(&str, String) -> String,
 ) -> Vec<(PathBuf, std::net::UdpSocket)> {
-    let pki = TestPki::new("test");
+    example_cluster_with(&TestPki::new("test"), edit)
+}
+
+/// [`example_cluster`] with the PKI `pki` (cluster id `test`), so a test can issue more
+/// certificates (operators, intruders) from the same CA.
+pub fn example_cluster_with(
+    pki: &TestPki,
+    edit: impl Fn(&str, String) -> String,
+) -> Vec<(PathBuf, std::net::UdpSocket)> {
     let sockets: Vec<std::net::UdpSocket> = (0..3)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind gossip socket"))
         .collect();

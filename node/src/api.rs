@@ -1,6 +1,11 @@
-//! [E] The operator API: newline-delimited JSON (`proto::api::Request` /
-//! `proto::api::Response`) over a Unix socket. The socket file is created with mode 0600:
-//! file permissions decide who may drive the node. It is not reachable from the network.
+//! [E] The operator API: `proto::api::Request` / `proto::api::Response` as JSON.
+//!
+//! - Locally, newline-delimited JSON over a Unix socket created with mode 0600: file
+//!   permissions decide who may drive the node.
+//! - Remotely, over the node's cluster QUIC endpoint (ALPN `sparrow-api/1`), one request
+//!   and its response per bidirectional stream, for operators whose certificate names
+//!   `sparrow://CLUSTER/operator/NAME` (see [`crate::cluster::endpoint`]). Every change an
+//!   operator makes is logged with their name.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::LowerName;
 use ipnet::IpNet;
-use sparrow_proto::api::{PopReport, Request, Response, StatusReport};
+use sparrow_proto::api::{PopReport, Request, Response, StatusReport, ViewReport};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::cluster::node::ClusterHandle;
 use crate::cluster::state::Mode;
 use crate::config::{self, AdminState};
+use crate::pki::Identity;
 use crate::snapshot::Snapshot;
 
 /// Largest request line accepted.
@@ -95,7 +101,7 @@ async fn connection(stream: UnixStream, cx: ApiContext) {
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
                 debug!(?request, "operator request");
-                handle(&cx, request).await
+                handle(&cx, request, "the local API").await
             }
             Err(e) if line.len() > MAX_REQUEST => Response::Error {
                 message: format!("request too large: {e}"),
@@ -114,7 +120,69 @@ async fn connection(stream: UnixStream, cx: ApiContext) {
     }
 }
 
-async fn handle(cx: &ApiContext, request: Request) -> Response {
+/// Serves the requests of operator `id` on QUIC connection `conn` until it closes.
+pub async fn serve_quic(conn: quinn::Connection, id: Identity, cx: ApiContext) {
+    let from = conn.remote_address();
+    let who = format!("operator {} from {from}", id.name);
+    info!(operator = %id.name, peer = %from, "operator connected over QUIC");
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let response = match recv.read_to_end(MAX_REQUEST).await {
+            Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
+                Ok(request) => {
+                    debug!(?request, operator = %id.name, "operator request");
+                    handle(&cx, request, &who).await
+                }
+                Err(e) => Response::Error {
+                    message: format!("bad request: {e}"),
+                },
+            },
+            Err(e) => {
+                warn!(operator = %id.name, peer = %from, error = %e, "oversized or broken API request; disconnected");
+                conn.close(2u32.into(), b"bad request");
+                return;
+            }
+        };
+        let Ok(text) = serde_json::to_vec(&response) else {
+            return;
+        };
+        if send.write_all(&text).await.is_err() || send.finish().is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends one request to the node at `addr` over QUIC as the operator `tls` holds the
+/// certificate of, and reads the response.
+pub async fn call_quic(
+    addr: std::net::SocketAddr,
+    tls: &crate::cluster::tls::ClusterTls,
+    request: &Request,
+) -> anyhow::Result<Response> {
+    let bind: std::net::SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let endpoint = quinn::Endpoint::client(bind)?;
+    let client = tls.client_config(crate::cluster::tls::ALPN_API)?;
+    let connecting = endpoint.connect_with(client, addr, "sparrow-node")?;
+    let conn = tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+        .await
+        .with_context(|| format!("no answer from {addr} within 10 s"))?
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&serde_json::to_vec(request)?).await?;
+    send.finish()?;
+    let bytes = recv
+        .read_to_end(16 * 1024 * 1024)
+        .await
+        .context("the node closed the connection without answering")?;
+    conn.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+async fn handle(cx: &ApiContext, request: Request, who: &str) -> Response {
     let snap = cx.snapshot.load_full();
     match request {
         Request::Status => Response::Status(status(&snap, cx.cluster.as_deref())),
@@ -140,7 +208,7 @@ async fn handle(cx: &ApiContext, request: Request) -> Response {
                 }
             }
             let verb = if drained { "drained" } else { "undrained" };
-            info!(pop = %pop, "{verb} by an operator");
+            info!(pop = %pop, by = %who, "{verb} by an operator");
             Response::Done {
                 message: if cx.cluster.is_some() {
                     format!("{pop} {verb} cluster-wide")
@@ -155,6 +223,9 @@ async fn handle(cx: &ApiContext, request: Request) -> Response {
 /// The node's view of the cluster.
 pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport {
     let cfg = &snap.config;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let (mode, alive, quorum) = match snap.mode {
         Mode::Standalone => ("standalone", 1, 1),
         Mode::Cluster { alive } => (
@@ -185,12 +256,20 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
                 .map(ToString::to_string)
                 .chain(p.v6.iter().map(ToString::to_string))
                 .collect(),
+            view: snap.view_info(i).map(|v| view_report(v, now_ms)),
         })
         .collect();
     let (sent, received) = cluster.map_or((0, 0), |c| {
         (
             c.stats.bytes_sent.load(Ordering::Relaxed),
             c.stats.bytes_received.load(Ordering::Relaxed),
+        )
+    });
+    let (views_pulled, view_pull_failures) = cluster.map_or((0, 0), |c| {
+        let v = c.view_stats();
+        (
+            v.pulled.load(Ordering::Relaxed),
+            v.pull_failures.load(Ordering::Relaxed),
         )
     });
     StatusReport {
@@ -202,6 +281,20 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
         pops,
         gossip_bytes_sent: sent,
         gossip_bytes_received: received,
+        views_pulled,
+        view_pull_failures,
+    }
+}
+
+fn view_report(v: &crate::snapshot::ViewInfo, now_ms: u64) -> ViewReport {
+    let secs_since = |ms: u64| now_ms.saturating_sub(ms) / 1000;
+    ViewReport {
+        prefixes: v.prefixes,
+        version: v.version,
+        digest: v.digest.map(|d| format!("{d:016x}")),
+        age_secs: v.version.map(secs_since),
+        source: v.source.clone(),
+        stale_secs: v.stale_since_ms.map(secs_since),
     }
 }
 

@@ -176,7 +176,8 @@ pub async fn start_state(
     }
 }
 
-/// Serves the operator API on the Unix socket `path` until `shutdown`.
+/// Serves the operator API on the Unix socket `path` until `shutdown`, and over the cluster
+/// endpoint (QUIC, operator certificates) when the node is clustered.
 pub async fn start_api(
     path: &std::path::Path,
     snapshot: &Arc<ArcSwap<Snapshot>>,
@@ -187,8 +188,12 @@ pub async fn start_api(
     info!(socket = %path.display(), "operator API");
     let cx = api::ApiContext {
         snapshot: snapshot.clone(),
-        cluster,
+        cluster: cluster.clone(),
     };
+    if let Some(c) = &cluster {
+        // Operators with a certificate of the cluster's CA reach it over QUIC too.
+        c.serve_api(cx.clone());
+    }
     tokio::spawn(api::serve(listener, cx, shutdown.clone()).instrument(tracing::Span::current()));
     Ok(())
 }

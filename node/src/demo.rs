@@ -83,7 +83,15 @@ pub fn configs(dns_base: u16, gossip: &[SocketAddr]) -> anyhow::Result<Vec<Confi
                 .checked_add(u16::try_from(i)?)
                 .context("DNS port out of range")?,
         };
-        let text = CONFIG
+        // Each node reads only its own POP's route view, as in production where only the own
+        // router is reachable; the others' views arrive from their nodes over QUIC.
+        let own_view = format!("views/{pop}.routes");
+        let text: String = CONFIG
+            .lines()
+            .filter(|l| !l.starts_with("route_view") || l.contains(&own_view))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = text
             .replace("pop = \"ams\"", &format!("pop = \"{pop}\""))
             .replace("127.0.0.1:5301", &format!("127.0.0.1:{port}"))
             + &format!(
@@ -139,7 +147,9 @@ pub async fn run(
         servers.spawn(app::serve(snapshot, vec![dns], timeout, shutdown.clone()).instrument(span));
     }
     println!("Sparrow demo: nodes ams, nyc and syd clustered over QUIC on 127.0.0.1.");
-    println!("Every node answers the same for the same client. Try:");
+    println!("Each node loads only its own POP's route view and pulls the others' from their");
+    println!("nodes over QUIC (`sparrow status` shows where each view came from); once they");
+    println!("have them, every node answers the same for the same client. Try:");
     for (subnet, note) in [
         ("100.64.1.0/24", "ams: 1 AS hop away"),
         ("100.64.2.0/24", "nyc: 1 AS hop away"),

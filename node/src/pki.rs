@@ -37,7 +37,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// `node` or `operator`, as in the identity.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Node => "node",
             Self::Operator => "operator",

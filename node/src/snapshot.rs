@@ -27,6 +27,21 @@ pub struct PopStatus {
     pub load: Option<f32>,
 }
 
+/// Where a POP's route view came from, for status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewInfo {
+    /// Version (unix ms the view was built at its source), when announced.
+    pub version: Option<u64>,
+    /// Digest of its transfer encoding, when known.
+    pub digest: Option<u64>,
+    /// Prefixes.
+    pub prefixes: u64,
+    /// Its source (`file views/ams.routes`, `pulled from nyc`, `bgp 192.0.2.1 AS64500`).
+    pub source: String,
+    /// Unix time (ms) since which the source has not been current, if it is not.
+    pub stale_since_ms: Option<u64>,
+}
+
 /// The answer records of one geo name, per POP and family, built once.
 #[derive(Debug)]
 struct GeoRecords {
@@ -63,6 +78,8 @@ pub struct Snapshot {
     /// Each POP's route view as this node has it now (same index as `config.pops`): from the
     /// config at start, then replaced as views are reloaded, learned or pulled.
     views: Vec<Option<Arc<RouteView>>>,
+    /// Where each view came from (same index).
+    view_info: Vec<Option<ViewInfo>>,
     geo_records: Arc<[GeoRecords]>,
     /// The same with the local-only TTL.
     local_records: Arc<[GeoRecords]>,
@@ -94,6 +111,23 @@ impl Snapshot {
         let views: Vec<Option<Arc<RouteView>>> =
             config.pops.iter().map(|p| p.route_view.clone()).collect();
         let decisions = decision_tables(&config, &views, None);
+        let view_info = config
+            .pops
+            .iter()
+            .map(|p| {
+                let view = p.route_view.as_ref()?;
+                Some(ViewInfo {
+                    version: None,
+                    digest: None,
+                    prefixes: view.len() as u64,
+                    source: p
+                        .route_view_path
+                        .as_ref()
+                        .map_or_else(|| "file".to_owned(), |f| format!("file {}", f.display())),
+                    stale_since_ms: None,
+                })
+            })
+            .collect();
         let geo_index = config
             .geo
             .iter()
@@ -110,6 +144,7 @@ impl Snapshot {
             pop_status,
             mode: Mode::Standalone,
             views,
+            view_info,
             geo_records,
             local_records,
             decisions,
@@ -145,6 +180,31 @@ impl Snapshot {
     /// POP `pop`'s route view, if this node has one.
     pub fn view(&self, pop: usize) -> Option<&Arc<RouteView>> {
         self.views[pop].as_ref()
+    }
+
+    /// Where POP `pop`'s route view came from.
+    pub fn view_info(&self, pop: usize) -> Option<&ViewInfo> {
+        self.view_info[pop].as_ref()
+    }
+
+    /// The same snapshot with POP `pop`'s view and where it came from replaced.
+    pub fn with_view_from(
+        &self,
+        pop: usize,
+        view: Option<Arc<RouteView>>,
+        info: Option<ViewInfo>,
+    ) -> Self {
+        let mut next = self.with_view(pop, view);
+        next.view_info[pop] = info;
+        next
+    }
+
+    /// The same snapshot with only the description of POP `pop`'s view changed (e.g. its
+    /// source went stale).
+    pub fn with_view_info(&self, pop: usize, info: Option<ViewInfo>) -> Self {
+        let mut next = self.clone();
+        next.view_info[pop] = info;
+        next
     }
 
     /// The same snapshot with POP `pop`'s load set (standalone load probe).

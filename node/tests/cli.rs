@@ -328,6 +328,15 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
 
 /// Starts `sparrow node` on `config` with a free DNS port; returns the child and its port.
 fn start_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    let (child, addr, _) = start_node_logging(config, "");
+    (child, addr)
+}
+
+/// [`start_node`], also returning the value of `key=` in the first log line that has it.
+fn start_node_logging(
+    config: &Path,
+    key: &str,
+) -> (std::process::Child, std::net::SocketAddr, Option<String>) {
     let mut child = sparrow()
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
@@ -344,7 +353,9 @@ fn start_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
     });
     let mut addr = None;
     let mut api = false;
-    while addr.is_none() || !api {
+    let mut value = None;
+    let want = format!("{key}=");
+    while addr.is_none() || !api || (!key.is_empty() && value.is_none()) {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("node did not start");
@@ -352,8 +363,105 @@ fn start_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
         if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("udp=")) {
             addr = Some(a.parse().unwrap());
         }
+        if !key.is_empty()
+            && value.is_none()
+            && let Some(v) = line.split_whitespace().find_map(|w| w.strip_prefix(&want))
+        {
+            value = Some(v.to_owned());
+        }
     }
-    (child, addr.unwrap())
+    (child, addr.unwrap(), value)
+}
+
+#[test]
+fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("[zone]", "api_socket = \"api/sparrow.sock\"\n\n[zone]")
+        + "\n[cluster]\nid = \"example\"\nlisten = \"127.0.0.1:0\"\nseeds = []\nquorum = 1\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/ams.pem\"\nkey = \"pki/ams.key\"\n";
+    let config = example_copy(&text);
+    let dir = config.parent().unwrap().to_owned();
+    let cert = |pki: &str, args: &[&str]| {
+        let out = sparrow()
+            .arg("cert")
+            .args(args)
+            .arg("--dir")
+            .arg(dir.join(pki))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cert("pki", &["ca", "--cluster", "example"]);
+    cert("pki", &["node", "ams"]);
+    cert("pki", &["operator", "alice"]);
+    // Another CA that names the same cluster: its operator must get nowhere.
+    cert("rogue", &["ca", "--cluster", "example"]);
+    cert("rogue", &["operator", "mallory"]);
+    let (mut child, dns, gossip) = start_node_logging(&config, "gossip");
+    let gossip = gossip.expect("the node logs its cluster address");
+    let as_operator = |pki: &str, name: &str, args: &[&str]| {
+        let out = sparrow()
+            .args(args)
+            .args(["--remote", &gossip, "--ca"])
+            .arg(dir.join("pki/ca.pem"))
+            .arg("--cert")
+            .arg(dir.join(format!("{pki}/{name}.pem")))
+            .arg("--key")
+            .arg(dir.join(format!("{pki}/{name}.key")))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, status, err) = as_operator("pki", "alice", &["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        status.starts_with("node ams of cluster example"),
+        "{status}"
+    );
+    let (code, out, err) = as_operator("pki", "alice", &["drain", "nyc", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("nyc drained cluster-wide"), "{out}");
+    let (_, json, _) = as_operator("pki", "alice", &["status", "--json"]);
+    let report: sparrow_proto::api::StatusReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(report.pops[1].admin, "drained");
+    let (code, explained, _) = as_operator("pki", "alice", &["explain", "100.64.2.0/24"]);
+    assert_eq!(code, Some(0));
+    assert!(explained.contains("drained"), "{explained}");
+    let dig = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns.port().to_string(),
+            "+short",
+            "+time=5",
+        ])
+        .args(["www.example.net", "A", "+subnet=100.64.2.0/24"])
+        .output()
+        .expect("dig must be installed");
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "192.0.2.10");
+    // A node certificate is not an operator's; another CA's operator fails the handshake.
+    let (code, _, err) = as_operator("pki", "ams", &["status"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("need an operator certificate"), "{err}");
+    let (code, _, err) = as_operator("rogue", "mallory", &["drain", "ams"]);
+    assert_eq!(code, Some(1), "{err}");
+    let (_, json, _) = as_operator("pki", "alice", &["status", "--json"]);
+    let report: sparrow_proto::api::StatusReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        report.pops[0].admin, "active",
+        "the rogue drain must not land"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

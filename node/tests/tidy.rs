@@ -17,6 +17,7 @@ const PURE: &[&str] = &[
     "cli/render.rs",
     "health/spec.rs",
     "cluster/state.rs",
+    "cluster/views.rs",
     "health/state.rs",
 ];
 

@@ -172,6 +172,12 @@ pub struct StatusReport {
     pub gossip_bytes_sent: u64,
     /// Gossip bytes received since start.
     pub gossip_bytes_received: u64,
+    /// Route views pulled from peers since start.
+    #[serde(default)]
+    pub views_pulled: u64,
+    /// Route-view pulls that failed since start.
+    #[serde(default)]
+    pub view_pull_failures: u64,
 }
 
 /// One POP in a [`StatusReport`].
@@ -191,4 +197,24 @@ pub struct PopReport {
     pub load: Option<f32>,
     /// Answer addresses.
     pub addresses: Vec<String>,
+    /// The POP's route view as this node holds it, if it holds one.
+    #[serde(default)]
+    pub view: Option<ViewReport>,
+}
+
+/// A route view as a node holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewReport {
+    /// Prefixes in the view.
+    pub prefixes: u64,
+    /// Version (unix ms when the view was built at its source), if announced.
+    pub version: Option<u64>,
+    /// Digest (hex), if known.
+    pub digest: Option<String>,
+    /// Seconds since the view was built at its source, if known.
+    pub age_secs: Option<u64>,
+    /// Where it came from (`file views/ams.routes`, `pulled from nyc`, `bgp ...`).
+    pub source: String,
+    /// Seconds since its source stopped being current, if it has.
+    pub stale_secs: Option<u64>,
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use sparrow_cluster_tests::{Ask, TestNode, eventually, example_cluster};
+use sparrow_cluster_tests::{Ask, TestNode, TestPki, eventually, example_cluster_with};
 use sparrow_node::cluster::state::Mode;
 
 use crate::{answers, ecs};
@@ -12,15 +12,23 @@ use crate::{answers, ecs};
 const SETTLE: Duration = Duration::from_secs(20);
 
 async fn start(edit: impl Fn(&str, String) -> String) -> Vec<TestNode> {
+    start_with(&TestPki::new("test"), edit).await
+}
+
+/// The example's three nodes with certificates from `pki`, `edit` applied to each config.
+pub(crate) async fn start_with(
+    pki: &TestPki,
+    edit: impl Fn(&str, String) -> String,
+) -> Vec<TestNode> {
     let mut nodes = Vec::new();
-    for (config, socket) in example_cluster(edit) {
+    for (config, socket) in example_cluster_with(pki, edit) {
         nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
     }
     nodes
 }
 
 /// What `node` answers for `subnet`'s A query: (addresses, TTL).
-async fn answer(node: &TestNode, subnet: &str) -> (Vec<String>, u32) {
+pub(crate) async fn answer(node: &TestNode, subnet: &str) -> (Vec<String>, u32) {
     let r = Ask::new("www.example.net.", RecordType::A)
         .subnet(subnet)
         .send(node.addr)
@@ -250,7 +258,7 @@ async fn an_operator_drain_sent_to_any_node_applies_cluster_wide_until_undrained
 async fn a_restarted_node_rejoins_and_is_handed_out_again() {
     let mut nodes = Vec::new();
     let mut configs = Vec::new();
-    for (config, socket) in example_cluster(|_, t| t) {
+    for (config, socket) in example_cluster_with(&TestPki::new("test"), |_, t| t) {
         nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
         configs.push(config);
     }
@@ -273,8 +281,18 @@ async fn a_restarted_node_rejoins_and_is_handed_out_again() {
         .await,
         "the stopped node is still handed out"
     );
-    // Same config, same gossip address, a new process generation.
-    let socket = std::net::UdpSocket::bind(gossip).unwrap();
+    // Same config, same gossip address, a new process generation. In one process the old
+    // endpoint lets go of the port once its last task has seen the close (a real restart is
+    // a new process, whose port is free at once).
+    let mut socket = None;
+    assert!(
+        eventually(SETTLE, || {
+            socket = std::net::UdpSocket::bind(gossip).ok();
+            std::future::ready(socket.is_some())
+        })
+        .await
+    );
+    let socket = socket.unwrap();
     nodes.insert(
         1,
         TestNode::start_clustered(&configs[1], socket)

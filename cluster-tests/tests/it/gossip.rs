@@ -148,7 +148,10 @@ async fn a_malformed_or_oversized_message_disconnects_the_peer_and_gossip_goes_o
         std::sync::Arc::new(quinn::TokioRuntime),
     )
     .unwrap();
-    endpoint.set_default_client_config(tls.client_config().unwrap());
+    endpoint.set_default_client_config(
+        tls.client_config(sparrow_node::cluster::tls::ALPN_GOSSIP)
+            .unwrap(),
+    );
     for payload in [b"not a chitchat message".to_vec(), vec![0u8; 100_000]] {
         let conn = endpoint
             .connect(nodes[0].addr, "sparrow-node")

@@ -73,9 +73,9 @@ pub enum Command {
     },
     /// Show the running node's view of the cluster.
     Status {
-        /// The node's API socket (default: the node's default path).
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        /// Which node to ask, and how.
+        #[command(flatten)]
+        target: Target,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -84,27 +84,33 @@ pub enum Command {
     Drain {
         /// The POP.
         pop: String,
-        /// The node's API socket.
+        /// Which node to ask, and how.
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
         #[arg(long)]
-        socket: Option<PathBuf>,
+        json: bool,
     },
     /// Hand out a drained POP again, cluster-wide.
     Undrain {
         /// The POP.
         pop: String,
-        /// The node's API socket.
+        /// Which node to ask, and how.
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
         #[arg(long)]
-        socket: Option<PathBuf>,
+        json: bool,
     },
     /// Explain which POP a client gets and why: from the running node (default), or from a
     /// config file with `--config`.
     Explain {
         /// Explain from this config file instead of asking the running node.
-        #[arg(short, long)]
+        #[arg(short, long, conflicts_with_all = ["socket", "remote"])]
         config: Option<PathBuf>,
-        /// The node's API socket (when asking the running node).
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        /// Which node to ask, and how.
+        #[command(flatten)]
+        target: Target,
         /// The geo name (default: the first one in the config).
         #[arg(short, long)]
         name: Option<String>,
@@ -114,6 +120,27 @@ pub enum Command {
         /// Client address or subnet (as sent in EDNS Client Subnet).
         client: String,
     },
+}
+
+/// The node an operator command talks to: the local node over its Unix socket (default), or
+/// any node over QUIC with an operator certificate (`sparrow cert operator NAME`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The local node's API socket (default: the node's default path).
+    #[arg(long, conflicts_with = "remote")]
+    pub socket: Option<PathBuf>,
+    /// A node's cluster address (`[cluster] listen`), reached over QUIC.
+    #[arg(long, requires_all = ["cert", "key", "ca"])]
+    pub remote: Option<SocketAddr>,
+    /// Operator certificate (names `sparrow://CLUSTER/operator/NAME`).
+    #[arg(long, requires = "remote")]
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "remote")]
+    pub key: Option<PathBuf>,
+    /// The cluster CA.
+    #[arg(long, requires = "remote")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `sparrow cert` subcommands. Files go to `--dir` as `NAME.pem` and `NAME.key` (mode 0600);
@@ -260,17 +287,17 @@ pub fn main(cli: Cli) -> ExitCode {
                 shutdown,
             )
         }),
-        Command::Status { socket, json } => remote(socket, Request::Status, json),
-        Command::Drain { pop, socket } => {
-            remote(socket, Request::SetAdmin { pop, drained: true }, false)
+        Command::Status { target, json } => remote(target, Request::Status, json),
+        Command::Drain { pop, target, json } => {
+            remote(target, Request::SetAdmin { pop, drained: true }, json)
         }
-        Command::Undrain { pop, socket } => remote(
-            socket,
+        Command::Undrain { pop, target, json } => remote(
+            target,
             Request::SetAdmin {
                 pop,
                 drained: false,
             },
-            false,
+            json,
         ),
         Command::Explain {
             config: Some(config),
@@ -290,11 +317,11 @@ pub fn main(cli: Cli) -> ExitCode {
         }),
         Command::Explain {
             config: None,
-            socket,
+            target,
             name,
             json,
             client,
-        } => remote(socket, Request::Explain { client, name }, json),
+        } => remote(target, Request::Explain { client, name }, json),
     }
 }
 
@@ -310,9 +337,8 @@ fn config_refused(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// Sends `request` to the running node's API and prints the answer.
-fn remote(socket: Option<PathBuf>, request: Request, json: bool) -> ExitCode {
-    let path = socket.unwrap_or_else(crate::api::default_socket);
+/// Sends `request` to the node `target` names and prints the answer.
+fn remote(target: Target, request: Request, json: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -323,13 +349,44 @@ fn remote(socket: Option<PathBuf>, request: Request, json: bool) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(crate::api::call(&path, &request)) {
+    match runtime.block_on(call(target, &request)) {
         Ok(response) => print_response(&response, json),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+async fn call(target: Target, request: &Request) -> anyhow::Result<Response> {
+    use anyhow::Context as _;
+    let (Some(addr), Some(cert), Some(key), Some(ca)) =
+        (target.remote, target.cert, target.key, target.ca)
+    else {
+        let path = target.socket.unwrap_or_else(crate::api::default_socket);
+        return crate::api::call(&path, request).await;
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let cert_pem = read(&cert)?;
+    let id = crate::pki::cert_der(&cert_pem)
+        .ok()
+        .and_then(|der| crate::pki::identity_of(&der).ok())
+        .with_context(|| format!("{} names no sparrow:// identity", cert.display()))?;
+    anyhow::ensure!(
+        id.role == crate::pki::Role::Operator,
+        "{} is a {} certificate; remote commands need an operator certificate",
+        cert.display(),
+        id.role.as_str()
+    );
+    let tls = crate::cluster::tls::ClusterTls::from_pem(
+        &id.cluster,
+        &read(&ca)?,
+        &cert_pem,
+        &read(&key)?,
+    )?;
+    crate::api::call_quic(addr, &tls, request).await
 }
 
 fn print_response(response: &Response, json: bool) -> ExitCode {

@@ -72,8 +72,8 @@ pub fn status(s: &StatusReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:<5} {:<9} {:<8} addresses",
-        "pop", "live", "health", "admin"
+        "{:<8} {:<5} {:<9} {:<8} {:<5} addresses",
+        "pop", "live", "health", "admin", "load"
     );
     for p in &s.pops {
         let name = if p.this_node {
@@ -93,12 +93,113 @@ pub fn status(s: &StatusReport) -> String {
             p.addresses.join(", ")
         );
     }
+    let _ = writeln!(out, "route views:");
+    let _ = writeln!(out, "{:<8} {:>9} {:>8}  source", "pop", "prefixes", "age");
+    for p in &s.pops {
+        match &p.view {
+            None => {
+                let _ = writeln!(out, "{:<8} {:>9} {:>8}  no view", p.name, "-", "-");
+            }
+            Some(v) => {
+                let age = v.age_secs.map_or_else(|| "-".to_owned(), duration);
+                let stale = v
+                    .stale_secs
+                    .map_or_else(String::new, |s| format!(" (STALE for {})", duration(s)));
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:>9} {:>8}  {}{stale}",
+                    p.name, v.prefixes, age, v.source
+                );
+            }
+        }
+    }
     if s.cluster.is_some() {
         let _ = writeln!(
             out,
-            "gossip: {} bytes sent, {} received",
-            s.gossip_bytes_sent, s.gossip_bytes_received
+            "gossip: {} bytes sent, {} received; views: {} pulled, {} failed pulls",
+            s.gossip_bytes_sent, s.gossip_bytes_received, s.views_pulled, s.view_pull_failures
         );
     }
     out
+}
+
+/// `42s`, `7m12s`, `3h05m`, `2d04h`.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sparrow_proto::api::{PopReport, ViewReport};
+
+    use super::*;
+
+    #[test]
+    fn status_shows_every_pop_its_load_and_its_route_view() {
+        let pop = |name: &str, this_node, load, view| PopReport {
+            name: name.into(),
+            this_node,
+            live: name != "syd",
+            healthy: true,
+            admin: "active".into(),
+            load,
+            addresses: vec!["192.0.2.10".into()],
+            view,
+        };
+        let view = |source: &str, age, stale| {
+            Some(ViewReport {
+                prefixes: 1_250_000,
+                version: Some(1),
+                digest: Some("00ff".into()),
+                age_secs: Some(age),
+                source: source.into(),
+                stale_secs: stale,
+            })
+        };
+        let s = StatusReport {
+            pop: "ams".into(),
+            cluster: Some("example".into()),
+            mode: "cluster".into(),
+            alive: 2,
+            quorum: 2,
+            pops: vec![
+                pop(
+                    "ams",
+                    true,
+                    Some(0.25),
+                    view("bgp 192.0.2.1 AS64500", 75, Some(3700)),
+                ),
+                pop("nyc", false, None, view("pulled from nyc", 4000, None)),
+                pop("syd", false, None, None),
+            ],
+            gossip_bytes_sent: 10,
+            gossip_bytes_received: 20,
+            views_pulled: 1,
+            view_pull_failures: 0,
+        };
+        assert_eq!(
+            status(&s),
+            "\
+node ams of cluster example: cluster (2 of 2 needed alive)
+pop      live  health    admin    load  addresses
+ams*     up    healthy   active   25%   192.0.2.10
+nyc      up    healthy   active   -     192.0.2.10
+syd      down  healthy   active   -     192.0.2.10
+route views:
+pop       prefixes      age  source
+ams        1250000    1m15s  bgp 192.0.2.1 AS64500 (STALE for 1h01m)
+nyc        1250000    1h06m  pulled from nyc
+syd              -        -  no view
+gossip: 10 bytes sent, 20 received; views: 1 pulled, 0 failed pulls
+"
+        );
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(86_400 * 2 + 3600 * 4), "2d04h");
+    }
 }

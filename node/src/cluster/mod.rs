@@ -1,17 +1,24 @@
 //! The cluster: chitchat gossip carried over QUIC with mutual TLS.
 //!
+//! - [`endpoint`] [E]: the node's one QUIC endpoint; accepts gossip, view pulls and the
+//!   operator API (told apart by ALPN) from authenticated peers.
+//! - [`view_sync`] [E]: serves the own POP's route view and pulls peers' views over QUIC.
 //! - [`node`] [E]: runs chitchat for the node and keeps its snapshot up to date.
 //! - [`state`] [P]: the gossiped keys and the rules from cluster state to answers
 //!   (liveness, health, admin, the partition rule).
 //! - [`tls`] [E]: rustls/quinn configs that trust only the cluster CA and check the peer's
 //!   `sparrow://CLUSTER/node/NAME` identity.
 //! - [`transport`] [E]: chitchat's `Transport` over QUIC.
+//! - [`views`] [P]: which peers' route views to pull and when (gossip announces, QUIC moves).
 //!
 //! chitchat is pinned to 0.11: from 0.12 on, the envelope a `Transport` receives cannot be
 //! serialized outside the crate (quickwit-oss/chitchat#207), so no byte-carrying transport
 //! such as QUIC can be written against it.
 
+pub mod endpoint;
 pub mod node;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod view_sync;
+pub mod views;

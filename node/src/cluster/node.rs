@@ -1,6 +1,7 @@
 //! [E] A node's place in the cluster: runs chitchat over the QUIC transport, publishes the
-//! node's own POP state, and turns what it hears into the snapshot answers come from
-//! (through the pure rules of [`super::state`]).
+//! node's own POP state and route view, pulls peers' views, and turns what it hears into
+//! the snapshot answers come from (through the pure rules of [`super::state`] and
+//! [`super::views`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,16 +9,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use tokio::sync::watch;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
-use super::state::{self, ADMIN_DIRECTIVE_PREFIX, AdminDirective, ClusterInput, HotState, Mode};
-use super::tls::ClusterTls;
+use super::endpoint::{self, Handlers};
+use super::state::{
+    self, ADMIN_DIRECTIVE_PREFIX, AdminDirective, ClusterInput, HotState, Mode, ViewAnnouncement,
+};
+use super::tls::{ALPN_VIEWS, ClusterTls};
 use super::transport::{Faults, QuicTransport, TransportStats};
+use super::view_sync::{self, ViewServer};
+use super::views::{Fetch, ViewCatalog};
+use crate::api::ApiContext;
 use crate::config::AdminState;
-use crate::snapshot::Snapshot;
+use crate::routes::{OwnView, RouteView, transfer};
+use crate::snapshot::{Snapshot, ViewInfo};
 
 /// How often the node re-reads cluster state even without a membership change.
 const REFRESH: Duration = Duration::from_millis(250);
@@ -26,7 +36,14 @@ const REFRESH: Duration = Duration::from_millis(250);
 pub struct ClusterHandle {
     chitchat: tokio::sync::Mutex<Option<ChitchatHandle>>,
     own: watch::Sender<HotState>,
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Taken at shutdown, so that the socket is released once the tasks using it end.
+    endpoint: std::sync::Mutex<Option<quinn::Endpoint>>,
+    local: std::net::SocketAddr,
+    handlers: Arc<Handlers>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Serialises own-view changes; holds the last version announced.
+    own_view: tokio::sync::Mutex<u64>,
     /// What the gossip transport moved.
     pub stats: Arc<TransportStats>,
     /// Fault injection at the transport (tests and simulations).
@@ -42,6 +59,65 @@ impl ClusterHandle {
     /// Publishes the own POP's load (from its load probe).
     pub fn set_load(&self, load: Option<f32>) {
         self.own.send_modify(|s| s.load = load);
+    }
+
+    /// Counters of route-view transfers.
+    pub fn view_stats(&self) -> &view_sync::ViewStats {
+        &self.handlers.views.stats
+    }
+
+    /// Takes the own POP's view from its source: answers use it at once, the node serves it
+    /// to peers, and gossip announces its version and digest so peers pull it.
+    pub async fn set_own_view(&self, own: OwnView) {
+        let mut last = self.own_view.lock().await;
+        let version = unix_ms().max(*last + 1);
+        *last = version;
+        let encoded = match &own.view {
+            Some(view) => {
+                let view = view.clone();
+                match tokio::task::spawn_blocking(move || transfer::encode(&view, version)).await {
+                    Ok(e) => Some(Arc::new(e)),
+                    Err(e) => {
+                        warn!(error = %e, "encoding the own route view failed; not announced");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let announcement = encoded.as_ref().map(|e| ViewAnnouncement {
+            version,
+            digest: e.header.digest,
+            prefixes: e.header.prefixes,
+            stale_since_ms: own.stale_since_ms,
+        });
+        let info = announcement.map(|a| ViewInfo {
+            version: Some(a.version),
+            digest: Some(a.digest),
+            prefixes: a.prefixes,
+            source: own.source.clone(),
+            stale_since_ms: a.stale_since_ms,
+        });
+        let pop = self.snapshot.load().config.node.pop;
+        let snapshot = self.snapshot.clone();
+        let view = own.view.clone();
+        // Rebuilding decision tables over full views takes CPU time: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || {
+            snapshot.rcu(|s| s.with_view_from(pop, view.clone(), info.clone()));
+        })
+        .await;
+        self.handlers.views.set(encoded);
+        self.own.send_modify(|s| s.view = announcement);
+    }
+
+    /// Serves the operator API to operators over QUIC from now on.
+    pub fn serve_api(&self, cx: ApiContext) {
+        let _ = self.handlers.api.set(cx);
+    }
+
+    /// The node's cluster endpoint address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local
     }
 
     /// Drains or undrains POP `pop` cluster-wide: publishes an operator directive stamped
@@ -65,13 +141,29 @@ impl ClusterHandle {
 
     /// Leaves the cluster (once; later calls do nothing).
     pub async fn shutdown(&self) {
-        self.task.abort();
+        // INVARIANT: these locks are never held across an await or a panic.
+        let task = self.task.lock().expect("task lock poisoned").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
         if let Some(chitchat) = self.chitchat.lock().await.take()
             && let Err(e) = chitchat.shutdown().await
         {
             warn!(error = %e, "gossip did not stop cleanly");
         }
+        let endpoint = self.endpoint.lock().expect("endpoint lock poisoned").take();
+        if let Some(endpoint) = endpoint {
+            endpoint.close(0u32.into(), b"shutdown");
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Joins the cluster of the snapshot's config on `socket` (bound by the caller to
@@ -93,15 +185,30 @@ pub async fn start(
         &cluster.key_pem,
     )?;
     let listen = socket.local_addr()?;
-    let transport = QuicTransport::new(tls, socket);
-    let stats = transport.stats();
-    let faults = transport.faults();
+    let tls = Arc::new(tls);
+    let endpoint = endpoint::bind(&tls, socket)?;
+    let stats = Arc::new(TransportStats::default());
+    let faults = Faults::default();
+    let (transport, gossip) =
+        QuicTransport::new(endpoint.clone(), &tls, stats.clone(), faults.clone())?;
     let own_pop = config.own_pop();
+    let handlers = Arc::new(Handlers {
+        gossip,
+        views: Arc::new(ViewServer::new(&own_pop.name)),
+        api: std::sync::OnceLock::new(),
+        stats: stats.clone(),
+        faults: faults.clone(),
+    });
+    tokio::spawn(
+        endpoint::accept_loop(endpoint.clone(), tls.clone(), handlers.clone())
+            .instrument(tracing::Span::current()),
+    );
     let own_state = HotState {
         // Up until the probes say otherwise (they start up too).
         healthy: true,
         admin: own_pop.admin,
         load: None,
+        view: None,
     };
     // A restarted node is a new generation: peers drop what the old one said.
     let generation = SystemTime::now()
@@ -129,17 +236,96 @@ pub async fn start(
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &transport).await?;
     info!(cluster = %cluster.id, gossip = %listen, seeds = ?cluster.seeds, "joined gossip");
     let (own, own_rx) = watch::channel(own_state);
+    let puller = Puller {
+        endpoint: endpoint.clone(),
+        client: tls.client_config(ALPN_VIEWS)?,
+        faults: faults.clone(),
+        stats: handlers.clone(),
+    };
     let task = tokio::spawn(
-        follow(chitchat.chitchat(), snapshot, own_rx, shutdown)
-            .instrument(tracing::Span::current()),
+        follow(
+            chitchat.chitchat(),
+            snapshot.clone(),
+            own_rx,
+            puller,
+            shutdown,
+        )
+        .instrument(tracing::Span::current()),
     );
-    Ok(ClusterHandle {
+    let handle = ClusterHandle {
         chitchat: tokio::sync::Mutex::new(Some(chitchat)),
         own,
-        task,
+        task: std::sync::Mutex::new(Some(task)),
+        endpoint: std::sync::Mutex::new(Some(endpoint)),
+        local: listen,
+        handlers,
+        snapshot: snapshot.clone(),
+        own_view: tokio::sync::Mutex::new(0),
         stats,
         faults,
-    })
+    };
+    // The view from the config file, until a live source (if any) replaces it.
+    if let Some(view) = &own_pop.route_view {
+        handle
+            .set_own_view(OwnView {
+                view: Some(view.clone()),
+                source: own_pop
+                    .route_view_path
+                    .as_ref()
+                    .map_or_else(|| "file".to_owned(), |p| format!("file {}", p.display())),
+                stale_since_ms: None,
+            })
+            .await;
+    }
+    Ok(handle)
+}
+
+/// Runs route-view pulls for the follow loop.
+struct Puller {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    faults: Faults,
+    stats: Arc<Handlers>,
+}
+
+/// The outcome of a pull: the POP, and the announcement and view received.
+type Pulled = (usize, anyhow::Result<(ViewAnnouncement, Arc<RouteView>)>);
+
+impl Puller {
+    fn start(
+        &self,
+        fetch: Fetch,
+        pop_name: String,
+        stale: Option<u64>,
+        done: mpsc::Sender<Pulled>,
+    ) {
+        let (endpoint, client, faults) = (
+            self.endpoint.clone(),
+            self.client.clone(),
+            self.faults.clone(),
+        );
+        tokio::spawn(
+            async move {
+                let result = if faults.is_cut(fetch.addr) {
+                    Err(anyhow::anyhow!("peer cut off by fault injection"))
+                } else {
+                    view_sync::fetch(&endpoint, &client, fetch.addr, &pop_name, fetch.digest)
+                        .await
+                        .map(|(h, view)| {
+                            let a = ViewAnnouncement {
+                                version: h.version,
+                                digest: h.digest,
+                                prefixes: h.prefixes,
+                                stale_since_ms: stale,
+                            };
+                            (a, Arc::new(view))
+                        })
+                };
+                let _ = done.send((fetch.pop, result)).await;
+            }
+            .instrument(tracing::Span::current()),
+        );
+    }
 }
 
 /// Publishes the own state and derives the snapshot from the cluster's, on every change.
@@ -147,14 +333,24 @@ async fn follow(
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     mut own_rx: watch::Receiver<HotState>,
+    puller: Puller,
     shutdown: CancellationToken,
 ) {
     let mut live_rx = chitchat.lock().await.live_nodes_watcher();
     let mut tick = tokio::time::interval(REFRESH);
     let mut warned: HashSet<String> = HashSet::new();
+    let (pops, own_pop) = {
+        let s = snapshot.load();
+        (s.config.pops.len(), s.config.node.pop)
+    };
+    let mut catalog = ViewCatalog::new(pops, own_pop);
+    let (done_tx, mut done_rx) = mpsc::channel::<Pulled>(pops.max(1));
     loop {
         tokio::select! {
             _ = live_rx.changed() => {}
+            Some((pop, result)) = done_rx.recv() => {
+                apply_pulled(&snapshot, &mut catalog, &puller, pop, result).await;
+            }
             changed = own_rx.changed() => {
                 if changed.is_err() {
                     return;
@@ -174,8 +370,8 @@ async fn follow(
         let Some(cluster) = &config.cluster else {
             return;
         };
-        let pops = config.pops.len();
         let mut last_known: Vec<Option<(u64, HotState)>> = vec![None; pops];
+        let mut addrs: Vec<Option<std::net::SocketAddr>> = vec![None; pops];
         let mut alive = vec![false; pops];
         let mut directives: Vec<Vec<(String, AdminDirective)>> = vec![Vec::new(); pops];
         {
@@ -198,6 +394,7 @@ async fn follow(
                 match HotState::from_keys(|k| node_state.get(k)) {
                     Ok(s) if last_known[i].is_none_or(|(g, _)| g <= id.generation_id) => {
                         last_known[i] = Some((id.generation_id, s));
+                        addrs[i] = Some(id.gossip_advertise_addr);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -215,6 +412,15 @@ async fn follow(
         }
         let last_known: Vec<Option<HotState>> =
             last_known.into_iter().map(|k| k.map(|(_, s)| s)).collect();
+        follow_views(
+            &snapshot,
+            &mut catalog,
+            &puller,
+            &last_known,
+            &addrs,
+            &alive,
+            &done_tx,
+        );
         let directives: Vec<Option<AdminDirective>> = directives
             .iter()
             .map(|ds| state::newest(ds.iter().map(|(n, d)| (n.as_str(), *d))))
@@ -232,7 +438,86 @@ async fn follow(
             continue;
         }
         log_mode_change(current.mode, mode);
-        snapshot.store(Arc::new(current.with_cluster(status, mode)));
+        // rcu, not store: a view pulled meanwhile must not be undone.
+        snapshot.rcu(|s| s.with_cluster(status.clone(), mode));
+    }
+}
+
+/// Feeds the view catalog with what live nodes announce, starts the pulls it asks for, and
+/// keeps the staleness shown for pulled views current.
+fn follow_views(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    catalog: &mut ViewCatalog,
+    puller: &Puller,
+    last_known: &[Option<HotState>],
+    addrs: &[Option<std::net::SocketAddr>],
+    alive: &[bool],
+    done: &mpsc::Sender<Pulled>,
+) {
+    let current = snapshot.load();
+    for (i, known) in last_known.iter().enumerate() {
+        let announced = known
+            .and_then(|s| s.view)
+            .filter(|_| alive[i])
+            .zip(addrs[i])
+            .map(|(a, addr)| (addr, a));
+        catalog.announce(i, announced);
+        // The owner says its source went stale (or recovered) without a new view.
+        if let (Some((_, a)), Some(info)) = (announced, current.view_info(i))
+            && info.digest == Some(a.digest)
+            && info.stale_since_ms != a.stale_since_ms
+        {
+            let info = ViewInfo {
+                stale_since_ms: a.stale_since_ms,
+                ..info.clone()
+            };
+            snapshot.rcu(|s| s.with_view_info(i, Some(info.clone())));
+        }
+    }
+    while let Some(fetch) = catalog.poll_fetch(tokio::time::Instant::now().into_std()) {
+        let name = current.config.pops[fetch.pop].name.clone();
+        let stale = last_known[fetch.pop]
+            .and_then(|s| s.view)
+            .and_then(|a| a.stale_since_ms);
+        debug!(pop = %name, peer = %fetch.addr, digest = format!("{:016x}", fetch.digest), "pulling route view");
+        puller.start(fetch, name, stale, done.clone());
+    }
+}
+
+/// Puts a pulled view into answers (or logs why it was not).
+async fn apply_pulled(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    catalog: &mut ViewCatalog,
+    puller: &Puller,
+    pop: usize,
+    result: anyhow::Result<(ViewAnnouncement, Arc<RouteView>)>,
+) {
+    let now = tokio::time::Instant::now().into_std();
+    let name = snapshot.load().config.pops[pop].name.clone();
+    let stats = &puller.stats.views.stats;
+    match result {
+        Ok((a, view)) => {
+            catalog.fetched(now, pop, Ok(a.digest));
+            stats.pulled.fetch_add(1, Ordering::Relaxed);
+            info!(pop = %name, prefixes = a.prefixes, version = a.version, "pulled route view");
+            let info = ViewInfo {
+                version: Some(a.version),
+                digest: Some(a.digest),
+                prefixes: a.prefixes,
+                source: format!("pulled from {name}"),
+                stale_since_ms: a.stale_since_ms,
+            };
+            let snapshot = snapshot.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                snapshot.rcu(|s| s.with_view_from(pop, Some(view.clone()), Some(info.clone())));
+            })
+            .await;
+        }
+        Err(e) => {
+            catalog.fetched(now, pop, Err(()));
+            stats.pull_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(pop = %name, error = %e, failures = catalog.failures(pop), "route view pull failed; keeping the view in use");
+        }
     }
 }
 

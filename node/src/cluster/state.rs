@@ -9,6 +9,7 @@
 //! | `health` | `up` / `down`            | the POP's probes (all up = `up`)           |
 //! | `admin`  | `active` / `drained`     | the POP's admin state from its own config  |
 //! | `load`   | `0.42` (absent: unknown) | the POP's load probe, 0.0 to 1.0           |
+//! | `view`   | `v=MS d=HEX n=COUNT [stale=MS]` (absent: none) | the POP's route view: version, digest, prefixes, stale since |
 //! | `admin.POP` | `drained@MS` / `active@MS` | an operator's drain/undrain of POP, at unix time MS |
 //!
 //! `sparrow drain POP` may be sent to any node: that node publishes `admin.POP` with the
@@ -97,6 +98,70 @@ pub fn newest<'a>(
 
 /// Key: the POP's load.
 pub const KEY_LOAD: &str = "load";
+/// Key: the POP's route view announcement.
+pub const KEY_VIEW: &str = "view";
+
+/// What a node announces about its own POP's route view; peers pull the view itself when
+/// the digest differs from the one they hold (see [`super::views`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewAnnouncement {
+    /// Unix time (ms) the view was built: newer views have larger versions.
+    pub version: u64,
+    /// Stable hash of the view's transfer encoding.
+    pub digest: u64,
+    /// Prefixes in the view.
+    pub prefixes: u64,
+    /// Unix time (ms) since which the view's source has not been current, if it is not.
+    pub stale_since_ms: Option<u64>,
+}
+
+impl ViewAnnouncement {
+    /// The value published under [`KEY_VIEW`].
+    pub fn to_value(self) -> String {
+        let mut v = format!(
+            "v={} d={:016x} n={}",
+            self.version, self.digest, self.prefixes
+        );
+        if let Some(ms) = self.stale_since_ms {
+            v.push_str(&format!(" stale={ms}"));
+        }
+        v
+    }
+
+    /// Parses a published value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let bad = || format!("bad `view` value {value:?}");
+        let mut fields = value.split(' ');
+        let mut field = |name: &str| {
+            fields
+                .next()
+                .and_then(|f| f.strip_prefix(name))
+                .and_then(|f| f.strip_prefix('='))
+        };
+        let version = field("v").and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let digest = field("d")
+            .and_then(|d| u64::from_str_radix(d, 16).ok())
+            .ok_or_else(bad)?;
+        let prefixes = field("n").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        let stale_since_ms = match fields.next() {
+            None => None,
+            Some(f) => Some(
+                f.strip_prefix("stale=")
+                    .and_then(|ms| ms.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
+        };
+        if fields.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self {
+            version,
+            digest,
+            prefixes,
+            stale_since_ms,
+        })
+    }
+}
 
 /// What a node publishes about its own POP.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,11 +172,13 @@ pub struct HotState {
     pub admin: AdminState,
     /// Load from 0.0 to 1.0, if measured.
     pub load: Option<f32>,
+    /// The POP's route view, if it has one.
+    pub view: Option<ViewAnnouncement>,
 }
 
 impl HotState {
-    /// The key-value pairs to publish (`load` empty when unknown).
-    pub fn to_keys(self) -> [(&'static str, String); 4] {
+    /// The key-value pairs to publish (`load` and `view` empty when unknown).
+    pub fn to_keys(self) -> [(&'static str, String); 5] {
         let [a, b, c] = self.fixed_keys();
         [
             (a.0, a.1.to_owned()),
@@ -120,6 +187,11 @@ impl HotState {
             (
                 KEY_LOAD,
                 self.load.map_or_else(String::new, |l| format!("{l:.3}")),
+            ),
+            (
+                KEY_VIEW,
+                self.view
+                    .map_or_else(String::new, ViewAnnouncement::to_value),
             ),
         ]
     }
@@ -162,10 +234,15 @@ impl HotState {
                 _ => return Err(format!("bad `load` value {v:?}")),
             },
         };
+        let view = match get(KEY_VIEW) {
+            None | Some("") => None,
+            Some(v) => Some(ViewAnnouncement::parse(v)?),
+        };
         Ok(Self {
             healthy,
             admin,
             load,
+            view,
         })
     }
 }
@@ -285,16 +362,24 @@ mod tests {
         healthy: true,
         admin: AdminState::Active,
         load: None,
+        view: None,
     };
     const DOWN: HotState = HotState {
         healthy: false,
         admin: AdminState::Active,
         load: None,
+        view: None,
     };
     const DRAINED: HotState = HotState {
         healthy: true,
         admin: AdminState::Drained,
         load: Some(0.5),
+        view: Some(ViewAnnouncement {
+            version: 1_764_500_000_000,
+            digest: 0x00ab_cdef_0123_4567,
+            prefixes: 1_250_000,
+            stale_since_ms: Some(1_764_500_060_000),
+        }),
     };
 
     /// Renders each POP as `L`ive/`-` + `H`ealthy/`-` + `D`rained/`-`, then the mode.
@@ -382,6 +467,32 @@ mod tests {
             .unwrap_err()
             .contains("health")
         );
+    }
+
+    #[test]
+    fn view_announcements_round_trip_and_nonsense_is_refused() {
+        let a = DRAINED.view.unwrap();
+        assert_eq!(
+            a.to_value(),
+            "v=1764500000000 d=00abcdef01234567 n=1250000 stale=1764500060000"
+        );
+        assert_eq!(ViewAnnouncement::parse(&a.to_value()), Ok(a));
+        let fresh = ViewAnnouncement {
+            stale_since_ms: None,
+            ..a
+        };
+        assert_eq!(ViewAnnouncement::parse(&fresh.to_value()), Ok(fresh));
+        for bad in [
+            "",
+            "v=1",
+            "v=1 d=zz n=3",
+            "v=1 d=ff n=-3",
+            "d=ff v=1 n=3",
+            "v=1 d=ff n=3 stale=x",
+            "v=1 d=ff n=3 stale=1 more",
+        ] {
+            assert!(ViewAnnouncement::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! [E] TLS for cluster traffic: QUIC with mutual authentication, trusting only the cluster CA,
-//! and accepting only peers whose certificate names a node of this cluster
-//! (`sparrow://CLUSTER/node/NAME`, see [`crate::pki`]).
+//! and accepting only peers whose certificate names a member of this cluster
+//! (`sparrow://CLUSTER/ROLE/NAME`, see [`crate::pki`]).
+//!
+//! One QUIC endpoint per node carries three protocols, told apart by ALPN: gossip
+//! ([`ALPN_GOSSIP`]) and route-view pulls ([`ALPN_VIEWS`]) between nodes, and the operator
+//! API ([`ALPN_API`]) for operators. [`required_role`] says who may speak which.
 //!
 //! Both directions check the chain with webpki and then the identity. The client side does
 //! not check a DNS name (peers are dialled by address): the `sparrow://` identity takes its
-//! place.
+//! place, and a client only ever accepts a *node* of its own cluster as the server.
 
 use std::sync::Arc;
 
@@ -19,6 +23,20 @@ use crate::pki::{self, Identity, Role};
 
 /// ALPN of Sparrow's gossip over QUIC.
 pub const ALPN_GOSSIP: &[u8] = b"sparrow-gossip/1";
+/// ALPN of route-view pulls.
+pub const ALPN_VIEWS: &[u8] = sparrow_proto::views::ALPN;
+/// ALPN of the operator API over QUIC.
+pub const ALPN_API: &[u8] = b"sparrow-api/1";
+
+/// The role a peer's certificate must name to speak protocol `alpn`; `None` for an unknown
+/// protocol.
+pub fn required_role(alpn: &[u8]) -> Option<Role> {
+    match alpn {
+        ALPN_GOSSIP | ALPN_VIEWS => Some(Role::Node),
+        ALPN_API => Some(Role::Operator),
+        _ => None,
+    }
+}
 
 /// This node's credentials and what it trusts.
 #[derive(Debug)]
@@ -50,7 +68,8 @@ impl ClusterTls {
         })
     }
 
-    /// Server side: client certificates must chain to the cluster CA.
+    /// Server side of every protocol: client certificates must chain to the cluster CA (the
+    /// role is checked per protocol once the connection is up).
     pub fn server_config(&self) -> anyhow::Result<quinn::ServerConfig> {
         let verifier =
             WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
@@ -59,14 +78,14 @@ impl ClusterTls {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec()];
+        tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec(), ALPN_VIEWS.to_vec(), ALPN_API.to_vec()];
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
     }
 
-    /// Client side: the server's certificate must chain to the cluster CA and name a node of
-    /// this cluster.
-    pub fn client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
+    /// Client side of protocol `alpn`: the server's certificate must chain to the cluster CA
+    /// and name a node of this cluster.
+    pub fn client_config(&self, alpn: &[u8]) -> anyhow::Result<quinn::ClientConfig> {
         let verifier = Arc::new(NodeVerifier {
             roots: self.roots.clone(),
             cluster: self.cluster.clone(),
@@ -77,26 +96,53 @@ impl ClusterTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec()];
+        tls.alpn_protocols = vec![alpn.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))?;
         Ok(quinn::ClientConfig::new(Arc::new(quic)))
     }
 
-    /// Checks that a peer's certificate (already chained to the CA by rustls) names a node of
-    /// this cluster; returns its identity.
-    pub fn check_peer(&self, chain: &[CertificateDer<'_>]) -> anyhow::Result<Identity> {
-        check_identity(&self.cluster, chain)
+    /// Checks that a peer's certificate (already chained to the CA by rustls) names a member
+    /// of this cluster with role `role`; returns its identity.
+    pub fn check_peer(&self, chain: &[CertificateDer<'_>], role: Role) -> anyhow::Result<Identity> {
+        check_identity(&self.cluster, chain, role)
+    }
+
+    /// The identity of a connected peer speaking protocol `alpn` (negotiated in the
+    /// handshake), checked against the role the protocol requires.
+    pub fn check_connection(
+        &self,
+        conn: &quinn::Connection,
+    ) -> anyhow::Result<(Identity, &'static [u8])> {
+        let alpn = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol)
+            .context("peer negotiated no protocol")?;
+        let (alpn, role) = [ALPN_GOSSIP, ALPN_VIEWS, ALPN_API]
+            .into_iter()
+            .find(|a| **a == *alpn)
+            .and_then(|a| Some((a, required_role(a)?)))
+            .context("peer negotiated an unknown protocol")?;
+        let chain = conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .context("peer sent no certificate")?;
+        Ok((self.check_peer(&chain, role)?, alpn))
     }
 }
 
-fn check_identity(cluster: &str, chain: &[CertificateDer<'_>]) -> anyhow::Result<Identity> {
+fn check_identity(
+    cluster: &str,
+    chain: &[CertificateDer<'_>],
+    role: Role,
+) -> anyhow::Result<Identity> {
     let leaf = chain.first().context("peer sent no certificate")?;
     let id = pki::identity_of(leaf)?;
     anyhow::ensure!(
         id.cluster == cluster,
         "peer {id} belongs to another cluster than {cluster}"
     );
-    anyhow::ensure!(id.role == Role::Node, "peer {id} is not a node");
+    anyhow::ensure!(id.role == role, "peer {id} is not a {}", role.as_str());
     Ok(id)
 }
 
@@ -125,7 +171,7 @@ impl ServerCertVerifier for NodeVerifier {
             now,
             self.algs.all,
         )?;
-        check_identity(&self.cluster, std::slice::from_ref(end_entity))
+        check_identity(&self.cluster, std::slice::from_ref(end_entity), Role::Node)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         Ok(ServerCertVerified::assertion())
     }

@@ -8,9 +8,9 @@
 //! so the address a message arrives from is the sender's gossip address, which is what
 //! chitchat replies to.
 //!
-//! A peer that fails the handshake (another CA, an expired certificate, another cluster, an
-//! operator certificate) or sends a message that does not decode or is too large is
-//! disconnected and logged; nothing it sent reaches chitchat.
+//! The endpoint's accept loop ([`super::endpoint`]) authenticates peers; a gossip peer that
+//! sends a message that does not decode or is too large is disconnected and logged, and
+//! nothing it sent reaches chitchat.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +24,8 @@ use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, warn};
 
-use super::tls::ClusterTls;
+use super::tls::{ALPN_GOSSIP, ClusterTls};
+use crate::pki::Identity;
 
 /// Largest gossip message accepted (chitchat's own bound for a UDP datagram).
 pub const MAX_MESSAGE: usize = 65_507;
@@ -34,10 +35,12 @@ const PEER_QUEUE: usize = 64;
 const RECV_QUEUE: usize = 1024;
 /// Server name sent in the handshake; peers are checked by identity, not by name.
 const SERVER_NAME: &str = "sparrow-node";
+/// Longest wait for a QUIC handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connection error code for a peer refused after the handshake.
-const REFUSED: u32 = 1;
+pub(crate) const REFUSED: u32 = 1;
 /// Connection error code for a peer that sent a bad message.
-const BAD_MESSAGE: u32 = 2;
+pub(crate) const BAD_MESSAGE: u32 = 2;
 
 /// Counters of what the transport moved (for metrics).
 #[derive(Debug, Default)]
@@ -67,7 +70,8 @@ impl Faults {
         }
     }
 
-    fn is_cut(&self, peer: SocketAddr) -> bool {
+    /// Whether traffic with `peer` is cut.
+    pub fn is_cut(&self, peer: SocketAddr) -> bool {
         self.0
             .lock()
             .expect("fault set lock poisoned")
@@ -75,70 +79,59 @@ impl Faults {
     }
 }
 
-/// Gossip over QUIC on a socket the caller bound.
+/// Gossip over QUIC on the node's cluster endpoint (see [`super::endpoint`]).
 pub struct QuicTransport {
-    tls: Arc<ClusterTls>,
-    socket: Mutex<Option<std::net::UdpSocket>>,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    incoming: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
     stats: Arc<TransportStats>,
     faults: Faults,
 }
 
+/// Where the endpoint's accept loop delivers gossip messages it received.
+pub type GossipInbox = mpsc::Sender<(SocketAddr, ChitchatMessage)>;
+
 impl QuicTransport {
-    /// A transport that will serve on `socket` (bound by the caller, so tests and the
-    /// daemon choose the port) with `tls`.
-    pub fn new(tls: ClusterTls, socket: std::net::UdpSocket) -> Self {
-        Self {
-            tls: Arc::new(tls),
-            socket: Mutex::new(Some(socket)),
-            stats: Arc::default(),
-            faults: Faults::default(),
-        }
-    }
-
-    /// The fault-injection handle of this transport.
-    pub fn faults(&self) -> Faults {
-        self.faults.clone()
-    }
-
-    /// What the transport has moved so far.
-    pub fn stats(&self) -> Arc<TransportStats> {
-        self.stats.clone()
+    /// A transport that sends from `endpoint` with `tls`'s gossip client config and receives
+    /// what the endpoint's accept loop puts into the returned [`GossipInbox`].
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        tls: &ClusterTls,
+        stats: Arc<TransportStats>,
+        faults: Faults,
+    ) -> anyhow::Result<(Self, GossipInbox)> {
+        let (tx, rx) = mpsc::channel(RECV_QUEUE);
+        let transport = Self {
+            endpoint,
+            client: tls.client_config(ALPN_GOSSIP)?,
+            incoming: Mutex::new(Some(rx)),
+            stats,
+            faults,
+        };
+        Ok((transport, tx))
     }
 }
 
 #[async_trait]
 impl Transport for QuicTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let socket = self
-            .socket
+        let incoming = self
+            .incoming
             .lock()
             .await
             .take()
-            .context("the gossip socket was opened already")?;
-        let local = socket.local_addr()?;
+            .context("the gossip transport was opened already")?;
+        let local = self.endpoint.local_addr()?;
         anyhow::ensure!(
             local == listen_addr,
-            "gossip socket is bound to {local}, chitchat listens on {listen_addr}"
+            "cluster endpoint is bound to {local}, chitchat listens on {listen_addr}"
         );
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(self.tls.server_config()?),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        endpoint.set_default_client_config(self.tls.client_config()?);
-        let (tx, rx) = mpsc::channel(RECV_QUEUE);
-        tokio::spawn(accept_loop(
-            endpoint.clone(),
-            self.tls.clone(),
-            tx,
-            self.stats.clone(),
-        ));
         Ok(Box::new(QuicSocket {
-            endpoint,
+            endpoint: self.endpoint.clone(),
+            client: self.client.clone(),
             local,
             peers: HashMap::new(),
-            incoming: rx,
+            incoming,
             stats: self.stats.clone(),
             faults: self.faults.clone(),
         }))
@@ -147,17 +140,12 @@ impl Transport for QuicTransport {
 
 struct QuicSocket {
     endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
     local: SocketAddr,
     peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     incoming: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
     stats: Arc<TransportStats>,
     faults: Faults,
-}
-
-impl Drop for QuicSocket {
-    fn drop(&mut self) {
-        self.endpoint.close(0u32.into(), b"shutdown");
-    }
 }
 
 #[async_trait]
@@ -172,6 +160,7 @@ impl Socket for QuicSocket {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             tokio::spawn(peer_sender(
                 self.endpoint.clone(),
+                self.client.clone(),
                 to,
                 rx,
                 self.stats.clone(),
@@ -201,6 +190,7 @@ impl Socket for QuicSocket {
 /// Sends the messages queued for one peer, one uni stream each, over a connection it keeps.
 async fn peer_sender(
     endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
     peer: SocketAddr,
     mut queue: mpsc::Receiver<Vec<u8>>,
     stats: Arc<TransportStats>,
@@ -216,7 +206,7 @@ async fn peer_sender(
             if tokio::time::Instant::now() < retry_at {
                 continue; // Still backing off: drop, as a lossy network would.
             }
-            match connect(&endpoint, peer).await {
+            match connect(&endpoint, &client, peer).await {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
                     conn = Some(c);
@@ -250,65 +240,27 @@ async fn peer_sender(
     }
 }
 
-async fn connect(
+/// Dials `peer` on `endpoint` with `client` (which picks the protocol), within a bound.
+pub(crate) async fn connect(
     endpoint: &quinn::Endpoint,
+    client: &quinn::ClientConfig,
     peer: SocketAddr,
 ) -> anyhow::Result<quinn::Connection> {
-    let connecting = endpoint.connect(peer, SERVER_NAME)?;
-    Ok(tokio::time::timeout(Duration::from_secs(5), connecting)
+    let connecting = endpoint.connect_with(client.clone(), peer, SERVER_NAME)?;
+    Ok(tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
         .context("handshake timed out")??)
 }
 
-async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    tls: Arc<ClusterTls>,
-    tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+/// Hands the gossip messages of an authenticated node to chitchat until it goes away; a
+/// message that is too large or does not decode disconnects the peer.
+pub(crate) async fn serve_gossip(
+    conn: quinn::Connection,
+    id: Identity,
+    tx: GossipInbox,
     stats: Arc<TransportStats>,
 ) {
-    while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(serve_peer(incoming, tls.clone(), tx.clone(), stats.clone()));
-    }
-}
-
-/// Checks an incoming peer and hands its messages to chitchat until it goes away.
-async fn serve_peer(
-    incoming: quinn::Incoming,
-    tls: Arc<ClusterTls>,
-    tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
-    stats: Arc<TransportStats>,
-) {
-    let from = incoming.remote_address();
-    let refused = || {
-        stats
-            .peers_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    };
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
-            refused();
-            warn!(peer = %from, error = %e, "gossip handshake failed; peer refused");
-            return;
-        }
-    };
-    let identity = conn
-        .peer_identity()
-        .and_then(|any| {
-            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .context("peer sent no certificate")
-        .and_then(|chain| tls.check_peer(&chain));
-    let id = match identity {
-        Ok(id) => id,
-        Err(e) => {
-            refused();
-            warn!(peer = %from, error = %e, "gossip peer refused");
-            conn.close(REFUSED.into(), b"refused");
-            return;
-        }
-    };
+    let from = conn.remote_address();
     debug!(peer = %from, identity = %id, "gossip peer connected");
     while let Ok(mut stream) = conn.accept_uni().await {
         let bytes = match stream.read_to_end(MAX_MESSAGE).await {

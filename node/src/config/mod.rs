@@ -145,6 +145,8 @@ pub struct Pop {
     pub admin: AdminState,
     /// The POP's route view, when this node has one for it.
     pub route_view: Option<Arc<RouteView>>,
+    /// The file it was read from.
+    pub route_view_path: Option<PathBuf>,
 }
 
 /// A geo-balanced name.

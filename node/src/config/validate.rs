@@ -297,6 +297,7 @@ impl Cx<'_> {
                 ));
             }
         };
+        let mut route_view_path = None;
         let route_view = match &p.route_view {
             None => None,
             Some(file) => {
@@ -310,6 +311,7 @@ impl Cx<'_> {
                         describe_skipped(&skipped)
                     ));
                 }
+                route_view_path = Some(path);
                 Some(Arc::new(view))
             }
         };
@@ -322,6 +324,7 @@ impl Cx<'_> {
             weight,
             admin,
             route_view,
+            route_view_path,
         })
     }
 

@@ -1,0 +1,215 @@
+//! [E] Route views over QUIC (ALPN `sparrow-views/1`, messages in `proto::views`): each node
+//! serves its own POP's view, encoded once per change, and pulls peers' views when gossip
+//! announces a digest it does not hold ([`super::views::ViewCatalog`] decides when).
+//!
+//! A requester that sends something other than a view request is disconnected and logged. A
+//! transfer that fails any check of [`crate::routes::transfer::ViewDecoder`] is dropped whole,
+//! logged, and retried later with backoff; the view in use stays as it was.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
+use sparrow_proto::frame;
+use sparrow_proto::views::{MAGIC, MAX_FRAME, ViewFrame, ViewHeader, ViewRequest};
+use tracing::{debug, warn};
+
+use super::transport::{BAD_MESSAGE, connect};
+use crate::pki::Identity;
+use crate::routes::RouteView;
+use crate::routes::transfer::{EncodedView, ViewDecoder};
+
+/// Largest view request (a POP name and a digest).
+const MAX_REQUEST: usize = 1024;
+/// Longest a requester may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a whole pull may take (a full table is ~10 MB).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Counters of view transfers.
+#[derive(Debug, Default)]
+pub struct ViewStats {
+    /// Views served to peers.
+    pub served: AtomicU64,
+    /// Bytes of views served.
+    pub bytes_served: AtomicU64,
+    /// Views pulled from peers and accepted.
+    pub pulled: AtomicU64,
+    /// Pulls that failed or were refused.
+    pub pull_failures: AtomicU64,
+}
+
+/// Serves this node's own POP's view.
+#[derive(Debug)]
+pub struct ViewServer {
+    pop: String,
+    current: ArcSwapOption<EncodedView>,
+    /// Counters.
+    pub stats: ViewStats,
+}
+
+impl ViewServer {
+    /// A server for POP `pop`'s view, with no view yet.
+    pub fn new(pop: &str) -> Self {
+        Self {
+            pop: pop.to_owned(),
+            current: ArcSwapOption::empty(),
+            stats: ViewStats::default(),
+        }
+    }
+
+    /// Serves `view` from now on (`None`: refuses requests).
+    pub fn set(&self, view: Option<Arc<EncodedView>>) {
+        self.current.store(view);
+    }
+
+    /// Answers the view requests of node `id` on `conn`, one per bidirectional stream.
+    pub async fn serve(&self, conn: quinn::Connection, id: Identity) {
+        let from = conn.remote_address();
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut recv)).await;
+            let request = match request {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    warn!(peer = %from, identity = %id, error = %e, "bad view request; peer disconnected");
+                    conn.close(BAD_MESSAGE.into(), b"bad request");
+                    return;
+                }
+                Err(_) => {
+                    warn!(peer = %from, identity = %id, "view request timed out; peer disconnected");
+                    conn.close(BAD_MESSAGE.into(), b"timeout");
+                    return;
+                }
+            };
+            if let Err(e) = self.answer(&mut send, &request).await {
+                debug!(peer = %from, error = %e, "view transfer cut short");
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        send: &mut quinn::SendStream,
+        request: &ViewRequest,
+    ) -> anyhow::Result<()> {
+        send.write_all(&frame::preamble(MAGIC)).await?;
+        let view = self.current.load_full();
+        let view = match view {
+            Some(v) if request.pop == self.pop => v,
+            _ => {
+                let reason = if request.pop == self.pop {
+                    format!("this node has no view of {} yet", self.pop)
+                } else {
+                    format!(
+                        "this node serves {}'s view, not {}'s",
+                        self.pop, request.pop
+                    )
+                };
+                send.write_all(&frame::encode(&ViewFrame::Refused { reason }))
+                    .await?;
+                send.finish()?;
+                return Ok(());
+            }
+        };
+        send.write_all(&frame::encode(&ViewFrame::Header(view.header)))
+            .await?;
+        for f in &view.frames {
+            send.write_all(f).await?;
+        }
+        send.finish()?;
+        self.stats.served.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_served
+            .fetch_add(view.body_bytes() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn read_request(recv: &mut quinn::RecvStream) -> anyhow::Result<ViewRequest> {
+    read_preamble(recv).await?;
+    let body = read_frame(recv, MAX_REQUEST)
+        .await?
+        .context("stream ended before the request")?;
+    Ok(frame::decode(&body)?)
+}
+
+async fn read_preamble(recv: &mut quinn::RecvStream) -> anyhow::Result<()> {
+    let mut preamble = [0u8; frame::PREAMBLE_BYTES];
+    recv.read_exact(&mut preamble).await?;
+    Ok(frame::check_preamble(MAGIC, preamble)?)
+}
+
+/// Reads one frame body; `None` at a clean end of stream.
+async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; frame::LEN_BYTES];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut body = vec![0; frame::body_len(len, max)?];
+    recv.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Pulls POP `pop`'s view from the node at `addr` (which announced `digest`). The view is
+/// checked whole before it is returned.
+pub async fn fetch(
+    endpoint: &quinn::Endpoint,
+    client: &quinn::ClientConfig,
+    addr: SocketAddr,
+    pop: &str,
+    digest: u64,
+) -> anyhow::Result<(ViewHeader, RouteView)> {
+    let conn = connect(endpoint, client, addr).await?;
+    let result = tokio::time::timeout(FETCH_TIMEOUT, pull(&conn, pop, digest)).await;
+    conn.close(0u32.into(), b"done");
+    let (header, bodies) = result.context("view transfer timed out")??;
+    // Decoding a full table and building its lookup table takes about a second of CPU: keep
+    // it off the async workers.
+    let view = tokio::task::spawn_blocking(move || {
+        let mut decoder = ViewDecoder::new(header)?;
+        for body in &bodies {
+            if let Some(view) = decoder.push(body)? {
+                return Ok(view);
+            }
+        }
+        anyhow::bail!("transfer ended without its End frame")
+    })
+    .await??;
+    Ok((header, view))
+}
+
+async fn pull(
+    conn: &quinn::Connection,
+    pop: &str,
+    digest: u64,
+) -> anyhow::Result<(ViewHeader, Vec<Vec<u8>>)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&frame::preamble(MAGIC)).await?;
+    send.write_all(&frame::encode(&ViewRequest {
+        pop: pop.to_owned(),
+        digest,
+    }))
+    .await?;
+    send.finish()?;
+    read_preamble(&mut recv).await?;
+    let first = read_frame(&mut recv, MAX_FRAME)
+        .await?
+        .context("peer closed the stream without answering")?;
+    let header = match frame::decode::<ViewFrame>(&first)? {
+        ViewFrame::Header(h) => h,
+        ViewFrame::Refused { reason } => anyhow::bail!("peer refused: {reason}"),
+        _ => anyhow::bail!("transfer does not start with a header"),
+    };
+    // Refuse absurd sizes before reading them.
+    ViewDecoder::new(header)?;
+    let mut bodies = Vec::new();
+    while let Some(body) = read_frame(&mut recv, MAX_FRAME).await? {
+        bodies.push(body);
+    }
+    Ok((header, bodies))
+}
