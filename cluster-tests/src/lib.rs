@@ -429,3 +429,81 @@ pub fn example_cluster_with(
         })
         .collect()
 }
+
+/// Configs for a cluster of `n` POPs `p00`, `p01`, ..., one node each, with certificates from
+/// `pki` (cluster id `test`) and gossip sockets bound on 127.0.0.1; `p00` is everyone's seed.
+/// POP `i` answers 198.18.0.`i`, and its route view puts its own 10.`i`.0.0/16 at 0 hops and
+/// each /16 of 100.64.0.0/10 at 2 or 3 hops (alternating, the same for every POP), so every
+/// POP is equally near a client there and the 64 blocks are shared among them by rendezvous
+/// hashing.
+/// `gossip_interval_ms` sets the cluster's gossip interval (`None`: the default).
+pub fn synthetic_cluster(
+    pki: &TestPki,
+    n: usize,
+    gossip_interval_ms: Option<u64>,
+) -> Vec<(PathBuf, std::net::UdpSocket)> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    assert!((1..=250).contains(&n), "1 to 250 POPs");
+    let dir = std::env::temp_dir().join(format!(
+        "sparrow-synthetic-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create synthetic cluster folder");
+    std::fs::write(dir.join("ca.pem"), &pki.ca.cert).expect("write CA");
+    let sockets: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind gossip socket"))
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr().expect("gossip address"))
+        .collect();
+    let name = |i: usize| format!("p{i:02}");
+    let mut pops = String::new();
+    for i in 0..n {
+        let asn = 65_000 + i;
+        let shared: String = (64..128)
+            .map(|b| {
+                let transit = if b % 2 == 0 { "64496" } else { "64496 64497" };
+                format!("100.{b}.0.0/16 {transit} {asn}\n")
+            })
+            .collect();
+        std::fs::write(
+            dir.join(format!("{}.routes", name(i))),
+            format!("10.{i}.0.0/16\n{shared}"),
+        )
+        .expect("write route view");
+        pops.push_str(&format!(
+            "[[pop]]\nname = \"{}\"\nasn = {asn}\naddresses = [\"198.18.0.{i}\"]\nroute_view = \"{}.routes\"\n\n",
+            name(i),
+            name(i)
+        ));
+    }
+    let interval =
+        gossip_interval_ms.map_or_else(String::new, |ms| format!("gossip_interval_ms = {ms}\n"));
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let cert = pki.node(&name(i));
+            std::fs::write(dir.join(format!("{}.pem", name(i))), &cert.cert).expect("write cert");
+            std::fs::write(dir.join(format!("{}.key", name(i))), &cert.key).expect("write key");
+            let text = format!(
+                "[node]\npop = \"{pop}\"\nlisten = [\"127.0.0.1:0\"]\n\n\
+                 [zone]\norigin = \"example.net.\"\nns = [\"ns1\"]\n\n\
+                 [zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n\n\
+                 [[zone.record]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n\n\
+                 {pops}[[geo]]\nname = \"www\"\nttl = 30\n\n\
+                 [cluster]\nid = \"{cluster}\"\nlisten = \"{listen}\"\nseeds = [\"{seed}\"]\n\
+                 ca = \"ca.pem\"\ncert = \"{pop}.pem\"\nkey = \"{pop}.key\"\n{interval}",
+                pop = name(i),
+                cluster = pki.cluster,
+                listen = addrs[i],
+                seed = addrs[0],
+            );
+            let config = dir.join(format!("{}.toml", name(i)));
+            std::fs::write(&config, text).expect("write config");
+            (config, socket)
+        })
+        .collect()
+}

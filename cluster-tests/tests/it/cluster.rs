@@ -372,3 +372,29 @@ async fn load_shifts_answers_between_equally_near_pops_and_away_from_overloaded_
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_synthetic_cluster_of_five_forms_and_shares_clients_among_equals() {
+    let pki = TestPki::new("test");
+    let mut nodes = Vec::new();
+    for (config, socket) in sparrow_cluster_tests::synthetic_cluster(&pki, 5, Some(100)) {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(eventually(SETTLE, || all_in_cluster(&refs, 5)).await);
+    // Every POP is as near as the others to each /16 of 100.64.0.0/10: rendezvous hashing spreads the
+    // blocks over all of them, and every node picks the same POP for the same block.
+    let mut seen = std::collections::BTreeSet::new();
+    for block in 64..128u32 {
+        let subnet: &'static str = Box::leak(format!("100.{block}.1.0/24").into_boxed_str());
+        let first = answer(&nodes[0], subnet).await.0;
+        for n in &nodes[1..] {
+            assert_eq!(answer(n, subnet).await.0, first, "{subnet}");
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}

@@ -52,7 +52,7 @@ pub struct Handlers {
 /// Accepts connections on `endpoint` until it closes.
 pub async fn accept_loop(endpoint: quinn::Endpoint, tls: Arc<ClusterTls>, handlers: Arc<Handlers>) {
     while let Some(incoming) = endpoint.accept().await {
-        if handlers.faults.is_cut(incoming.remote_address()) {
+        if handlers.faults.drops_from(incoming.remote_address()) {
             incoming.ignore();
             continue;
         }

@@ -51,31 +51,107 @@ pub struct TransportStats {
     pub bytes_received: std::sync::atomic::AtomicU64,
     /// Peers refused at or after the handshake.
     pub peers_refused: std::sync::atomic::AtomicU64,
+    /// UDP payload bytes of the QUIC datagrams sent on gossip connections (both the
+    /// connections this node dialled and those it accepted): gossip's cost on the wire,
+    /// handshakes, acknowledgements and retransmissions included.
+    pub wire_bytes_sent: std::sync::atomic::AtomicU64,
 }
 
-/// Peers cut off by fault injection: messages to and from them are dropped, as a network
-/// partition would. Empty unless a test or a simulation fills it.
+/// Adds what `conn` sent on the wire since `seen` (its last reading) to `stats`.
+fn count_wire(conn: &quinn::Connection, seen: &mut u64, stats: &TransportStats) {
+    let now = conn.stats().udp_tx.bytes;
+    stats.wire_bytes_sent.fetch_add(
+        now.saturating_sub(*seen),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    *seen = now;
+}
+
+/// Fault injection at the transport, for partition tests and simulations: cuts (both ways
+/// or one way) and random loss of gossip messages. Empty unless a test or a simulation
+/// fills it; a node in production never does.
 #[derive(Clone, Debug, Default)]
-pub struct Faults(Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>);
+pub struct Faults(Arc<std::sync::Mutex<FaultState>>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Messages to these peers are dropped.
+    to: std::collections::HashSet<SocketAddr>,
+    /// Messages from these peers are dropped.
+    from: std::collections::HashSet<SocketAddr>,
+    /// Share of gossip messages sent that are dropped, 0.0 to 1.0.
+    loss: f64,
+    /// State of the generator behind `loss` (SplitMix64).
+    rng: u64,
+}
 
 impl Faults {
-    /// Cuts (or, with `false`, restores) traffic with `peer`, both ways.
-    pub fn cut(&self, peer: SocketAddr, cut: bool) {
+    fn with<R>(&self, f: impl FnOnce(&mut FaultState) -> R) -> R {
         // INVARIANT: the lock is never held across an await or a panic.
-        let mut set = self.0.lock().expect("fault set lock poisoned");
-        if cut {
-            set.insert(peer);
-        } else {
-            set.remove(&peer);
-        }
+        f(&mut self.0.lock().expect("fault state lock poisoned"))
     }
 
-    /// Whether traffic with `peer` is cut.
+    /// Cuts (or, with `false`, restores) traffic with `peer`, both ways.
+    pub fn cut(&self, peer: SocketAddr, cut: bool) {
+        self.cut_to(peer, cut);
+        self.cut_from(peer, cut);
+    }
+
+    /// Cuts (or restores) traffic from this node to `peer` only: one half of an asymmetric
+    /// partition.
+    pub fn cut_to(&self, peer: SocketAddr, cut: bool) {
+        self.with(|s| toggle(&mut s.to, peer, cut));
+    }
+
+    /// Cuts (or restores) traffic from `peer` to this node only.
+    pub fn cut_from(&self, peer: SocketAddr, cut: bool) {
+        self.with(|s| toggle(&mut s.from, peer, cut));
+    }
+
+    /// Drops this share (0.0 to 1.0) of the gossip messages this node sends, at random from
+    /// `seed`, as a lossy network would.
+    pub fn set_loss(&self, share: f64, seed: u64) {
+        self.with(|s| {
+            s.loss = share.clamp(0.0, 1.0);
+            s.rng = seed;
+        });
+    }
+
+    /// Whether traffic with `peer` is cut in either direction (a QUIC exchange needs both).
     pub fn is_cut(&self, peer: SocketAddr) -> bool {
-        self.0
-            .lock()
-            .expect("fault set lock poisoned")
-            .contains(&peer)
+        self.with(|s| s.to.contains(&peer) || s.from.contains(&peer))
+    }
+
+    /// Whether the next message to `peer` is lost (cut, or unlucky under loss).
+    pub fn drops_to(&self, peer: SocketAddr) -> bool {
+        self.with(|s| {
+            if s.to.contains(&peer) {
+                return true;
+            }
+            if s.loss <= 0.0 {
+                return false;
+            }
+            // SplitMix64: a tiny, seedable generator is all loss needs.
+            s.rng = s.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 11) as f64 / (1u64 << 53) as f64) < s.loss
+        })
+    }
+
+    /// Whether messages from `peer` are dropped.
+    pub fn drops_from(&self, peer: SocketAddr) -> bool {
+        self.with(|s| s.from.contains(&peer))
+    }
+}
+
+fn toggle(set: &mut std::collections::HashSet<SocketAddr>, peer: SocketAddr, on: bool) {
+    if on {
+        set.insert(peer);
+    } else {
+        set.remove(&peer);
     }
 }
 
@@ -151,7 +227,7 @@ struct QuicSocket {
 #[async_trait]
 impl Socket for QuicSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
-        if self.faults.is_cut(to) {
+        if self.faults.drops_to(to) {
             return Ok(());
         }
         let mut bytes = Vec::with_capacity(msg.serialized_len());
@@ -180,7 +256,7 @@ impl Socket for QuicSocket {
                 .recv()
                 .await
                 .with_context(|| format!("gossip endpoint {} closed", self.local))?;
-            if !self.faults.is_cut(from) {
+            if !self.faults.drops_from(from) {
                 return Ok((from, msg));
             }
         }
@@ -196,6 +272,7 @@ async fn peer_sender(
     stats: Arc<TransportStats>,
 ) {
     let mut conn: Option<quinn::Connection> = None;
+    let mut wire_seen = 0u64;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at = tokio::time::Instant::now();
     while let Some(bytes) = queue.recv().await {
@@ -209,6 +286,7 @@ async fn peer_sender(
             match connect(&endpoint, &client, peer).await {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
+                    wire_seen = 0;
                     conn = Some(c);
                 }
                 Err(e) => {
@@ -226,7 +304,9 @@ async fn peer_sender(
             stream.finish()?;
             anyhow::Ok(())
         };
-        match sent.await {
+        let result = sent.await;
+        count_wire(c, &mut wire_seen, &stats);
+        match result {
             Ok(()) => {
                 stats
                     .bytes_sent
@@ -262,7 +342,10 @@ pub(crate) async fn serve_gossip(
 ) {
     let from = conn.remote_address();
     debug!(peer = %from, identity = %id, "gossip peer connected");
+    let mut wire_seen = 0u64;
     while let Ok(mut stream) = conn.accept_uni().await {
+        // What this side sent: acknowledgements of the peer's messages, mostly.
+        count_wire(&conn, &mut wire_seen, &stats);
         let bytes = match stream.read_to_end(MAX_MESSAGE).await {
             Ok(b) => b,
             Err(e) => {
@@ -287,5 +370,36 @@ pub(crate) async fn serve_gossip(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_cut_one_way_or_both_and_lose_the_share_asked_for() {
+        let f = Faults::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(!f.drops_to(a) && !f.drops_from(a) && !f.is_cut(a));
+        f.cut_to(a, true);
+        assert!(f.drops_to(a) && !f.drops_from(a) && f.is_cut(a));
+        f.cut_to(a, false);
+        f.cut_from(a, true);
+        assert!(!f.drops_to(a) && f.drops_from(a) && f.is_cut(a));
+        f.cut(a, false);
+        assert!(!f.is_cut(a));
+        f.set_loss(0.2, 42);
+        let lost = (0..100_000).filter(|_| f.drops_to(a)).count();
+        assert!((19_000..21_000).contains(&lost), "{lost}");
+        // The same seed loses the same messages.
+        let pattern = |seed| {
+            f.set_loss(0.5, seed);
+            (0..64).map(|_| f.drops_to(a)).collect::<Vec<_>>()
+        };
+        assert_eq!(pattern(7), pattern(7));
+        assert_ne!(pattern(7), pattern(8));
+        f.set_loss(0.0, 0);
+        assert!((0..1000).all(|_| !f.drops_to(a)));
     }
 }
