@@ -5,6 +5,7 @@ mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod netsim;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;
