@@ -209,6 +209,15 @@ fn generate(args: GenArgs) -> Result<(), Failure> {
     );
     if let (Some(sparrow), Some(c)) = (args.make_pki, &layout.cluster) {
         let sparrow = sparrow.unwrap_or_else(|| PathBuf::from("sparrow"));
+        // The commands run inside the folder: a relative path with a folder in it must be
+        // made absolute first (a bare name is looked up on PATH as usual).
+        let sparrow = if sparrow.is_relative() && sparrow.components().count() > 1 {
+            std::env::current_dir()
+                .map_err(|e| Failure::Runtime(e.into()))?
+                .join(sparrow)
+        } else {
+            sparrow
+        };
         for cmd in folder::pki_commands(&sim, c) {
             let status = std::process::Command::new(&sparrow)
                 .args(&cmd)
