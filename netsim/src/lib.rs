@@ -1,15 +1,31 @@
-//! Sparrow netsim: seeded, deterministic network data for tests and benchmarks.
+//! Sparrow netsim: a seeded, simulated Internet for Sparrow's tests, benchmarks and
+//! partition scenarios.
 //!
-//! Everything here is pure: no sockets, no clocks and no randomness from the OS. Every
-//! generator takes a `u64` seed, and the same seed gives the same output on every machine and
-//! every run, so a failing case is reproduced by its seed alone. Callers should print the seed
-//! they used (and may take it from `SPARROW_SEED`); this crate never reads the environment.
+//! The generators are pure: no sockets, no clocks and no randomness from the OS. Every one
+//! takes a `u64` seed, and the same seed gives the same output on every machine and every
+//! run, so a failing case is reproduced by its seed alone. Callers print the seed they used
+//! (and may take it from `SPARROW_SEED`, as the `netsim` binary does); the library never
+//! reads the environment.
 //!
-//! What is simulated so far:
+//! What is simulated:
 //! - [`fulltable`]: full BGP tables (prefix set with the real table's length mix and nesting)
-//!   and per-POP route views of them in Sparrow's text format, at today's scale.
+//!   and per-POP route views of them in Sparrow's text format, at today's scale;
+//! - [`topology`]: an AS-level Internet (tier-1 clique, transit tiers, multihomed stubs,
+//!   peering, positions, link latencies, prefixes per AS);
+//! - [`routes`]: Gao–Rexford routing over it and each POP's route view;
+//! - [`pops`]: POP placement; [`truth`]: ground truth per client prefix, the round-robin and
+//!   GeoIP baselines, and scoring;
+//! - [`scenario`]: scenario files (cluster, workload, fault timeline, expectations);
+//! - [`folder`]: a generated world and the ready-to-run cluster folder made from it (the one
+//!   module that writes files).
 //!
-//! What is not (yet): AS topology, link faults, the in-memory cluster transport.
+//! Not yet: running nodes under a scenario's faults (in-process and network namespaces).
 
+pub mod folder;
 pub mod fulltable;
+pub mod pops;
 mod rng;
+pub mod routes;
+pub mod scenario;
+pub mod topology;
+pub mod truth;

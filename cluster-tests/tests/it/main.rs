@@ -5,6 +5,7 @@ mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod netsim;
 mod views;
 
 use hickory_proto::op::DnsResponse;
