@@ -32,6 +32,11 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
             let pop = &cfg.pops[v.pop];
             let route = route_of(v.pop);
             PopVerdict {
+                hops: g
+                    .candidates
+                    .iter()
+                    .find(|c| c.pop == v.pop)
+                    .and_then(|c| c.hops),
                 pop: pop.name.clone(),
                 asn: pop.asn,
                 route: route.map(|(prefix, path)| RouteMatch {

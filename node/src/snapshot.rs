@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use crate::cluster::state::Mode;
 use crate::config::{AdminState, Config, GeoName};
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
-use crate::routes::{self, DecisionTable, RouteView};
+use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
 /// What the node currently believes about a POP.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -110,7 +110,11 @@ impl Snapshot {
         };
         let views: Vec<Option<Arc<RouteView>>> =
             config.pops.iter().map(|p| p.route_view.clone()).collect();
-        let decisions = decision_tables(&config, &views, None);
+        let hops: Vec<Option<HopRanges>> = views
+            .iter()
+            .map(|v| v.as_deref().map(RouteView::hop_ranges))
+            .collect();
+        let decisions = decision_tables(&config, &hops);
         let view_info = config
             .pops
             .iter()
@@ -171,9 +175,48 @@ impl Snapshot {
     /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
     /// the decision tables of the geo names `pop` may serve; the others are shared.
     pub fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
-        let mut next = self.clone();
+        let hops = view.as_deref().map(RouteView::hop_ranges);
+        let mut next = self.with_columns(&[(pop, hops.as_ref())]);
         next.views[pop] = view;
-        next.decisions = decision_tables(&next.config, &next.views, Some((pop, &self.decisions)));
+        next
+    }
+
+    /// The same snapshot with the views of several POPs replaced by views pulled from their
+    /// nodes (hops only: the AS paths stay with each POP's node), in one pass over each
+    /// decision table.
+    pub fn with_pulled(&self, pulled: &[(usize, Arc<HopRanges>, ViewInfo)]) -> Self {
+        let columns: Vec<(usize, Option<&HopRanges>)> = pulled
+            .iter()
+            .map(|(pop, h, _)| (*pop, Some(&**h)))
+            .collect();
+        let mut next = self.with_columns(&columns);
+        for (pop, _, info) in pulled {
+            next.views[*pop] = None;
+            next.view_info[*pop] = Some(info.clone());
+        }
+        next
+    }
+
+    /// Replaces the hops of the given POPs in every decision table that has them as
+    /// candidates.
+    fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {
+        let mut next = self.clone();
+        let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
+        for (geo, g) in self.config.geo.iter().enumerate() {
+            let columns: Vec<(usize, Option<&HopRanges>)> = replace
+                .iter()
+                .filter_map(|&(pop, h)| Some((g.pops.iter().position(|&p| p == pop)?, h)))
+                .collect();
+            if columns.is_empty() {
+                continue;
+            }
+            // Names with the same POP list share one table: rebuild it once.
+            let old = &self.decisions[geo];
+            let new = done
+                .entry(Arc::as_ptr(old))
+                .or_insert_with(|| Arc::new(old.with_columns(&columns)));
+            next.decisions[geo] = new.clone();
+        }
         next
     }
 
@@ -340,39 +383,24 @@ fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[Geo
         .collect()
 }
 
-/// The decision table of every geo name (names with the same POP list share one). With
-/// `reuse = Some((pop, old))`, tables of names that `pop` cannot serve are taken from `old`.
-fn decision_tables(
-    config: &Config,
-    views: &[Option<Arc<RouteView>>],
-    reuse: Option<(usize, &[Arc<DecisionTable>])>,
-) -> Vec<Arc<DecisionTable>> {
+/// The decision table of every geo name (names with the same POP list share one).
+fn decision_tables(config: &Config, hops: &[Option<HopRanges>]) -> Vec<Arc<DecisionTable>> {
     let mut by_pops: HashMap<&[usize], Arc<DecisionTable>> = HashMap::new();
     config
         .geo
         .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            if let Some((pop, old)) = reuse
-                && !g.pops.contains(&pop)
-            {
-                return old[i].clone();
-            }
+        .map(|g| {
             by_pops
                 .entry(&g.pops)
-                .or_insert_with(|| Arc::new(decision_table(config, views, &g.pops)))
+                .or_insert_with(|| Arc::new(decision_table(config, hops, &g.pops)))
                 .clone()
         })
         .collect()
 }
 
 /// The decision table over the views of `pops` and the static map.
-fn decision_table(
-    config: &Config,
-    views: &[Option<Arc<RouteView>>],
-    pops: &[usize],
-) -> DecisionTable {
-    let views: Vec<Option<&RouteView>> = pops.iter().map(|&i| views[i].as_deref()).collect();
+fn decision_table(config: &Config, hops: &[Option<HopRanges>], pops: &[usize]) -> DecisionTable {
+    let views: Vec<Option<&HopRanges>> = pops.iter().map(|&i| hops[i].as_ref()).collect();
     DecisionTable::build(&views, config.static_map.as_deref(), |pop| {
         pops.iter().position(|&p| p == pop)
     })

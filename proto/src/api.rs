@@ -45,8 +45,13 @@ pub struct PopVerdict {
     pub pop: String,
     /// POP ASN.
     pub asn: u32,
-    /// The route in the POP's view that covers the client, if any.
+    /// The route in the POP's view that covers the client, when this node holds that POP's
+    /// view with its AS paths (its own, or one from a file).
     pub route: Option<RouteMatch>,
+    /// AS hops from the POP to the client, if it has a route (known for every POP whose view
+    /// this node has, also when only the hops were pulled from the POP's node).
+    #[serde(default)]
+    pub hops: Option<u8>,
     /// Whether the POP could be chosen.
     pub eligible: bool,
     /// Why not (`drained`, `down`, `unhealthy`).
@@ -92,6 +97,7 @@ mod tests {
                     as_path: vec![64497],
                     hops: 1,
                 }),
+                hops: Some(1),
                 eligible: true,
                 excluded: vec![],
                 rank: Some(1),

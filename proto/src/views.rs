@@ -4,8 +4,10 @@
 //! dozen bytes. A node that sees an announcement it does not hold opens a bidirectional
 //! stream to the POP's node and sends, framed as [`crate::frame`] describes, the preamble
 //! with [`MAGIC`] and one [`ViewRequest`]. The owner answers with the preamble and
-//! [`ViewFrame`]s: `Header`, then `Paths` chunks (the distinct AS paths), then `V4` and `V6`
-//! chunks of routes that refer to paths by index, then `End`; or a single `Refused`.
+//! [`ViewFrame`]s: `Header`, then `V4` and `V6` chunks of routes (prefix and AS hops), then
+//! `End`; or a single `Refused`. AS paths do not travel: answers need only hops, and a full
+//! table's paths for every POP would not fit a node's memory budget; the POP's own node
+//! keeps them.
 //!
 //! The digest in the header is a stable 64-bit hash of every frame after the header up to
 //! `End`, exactly as sent, so the receiver checks what it got before using it. Routes are
@@ -44,8 +46,6 @@ pub struct ViewHeader {
     pub digest: u64,
     /// Prefixes in the view.
     pub prefixes: u64,
-    /// Distinct AS paths in the view.
-    pub paths: u64,
 }
 
 /// One route of an IPv4 chunk.
@@ -55,8 +55,8 @@ pub struct Route4 {
     pub addr: u32,
     /// Prefix length.
     pub len: u8,
-    /// Index into the view's paths.
-    pub path: u32,
+    /// AS hops (AS path length) from the POP.
+    pub hops: u8,
 }
 
 /// One route of an IPv6 chunk.
@@ -66,8 +66,8 @@ pub struct Route6 {
     pub addr: u128,
     /// Prefix length.
     pub len: u8,
-    /// Index into the view's paths.
-    pub path: u32,
+    /// AS hops (AS path length) from the POP.
+    pub hops: u8,
 }
 
 /// A frame of the owner's answer.
@@ -75,8 +75,6 @@ pub struct Route6 {
 pub enum ViewFrame {
     /// First frame of a transfer.
     Header(ViewHeader),
-    /// Distinct AS paths, nearest AS first, numbered in order of appearance from 0.
-    Paths(Vec<Vec<u32>>),
     /// IPv4 routes.
     V4(Vec<Route4>),
     /// IPv6 routes.
@@ -112,10 +110,10 @@ mod tests {
         let chunk = ViewFrame::V4(vec![Route4 {
             addr: 0x6440_0100,
             len: 24,
-            path: 3,
+            hops: 3,
         }]);
         let bytes = frame::encode(&chunk);
-        // 4 length + 1 variant + 1 count + 5 address + 1 length + 1 path index.
+        // 4 length + 1 variant + 1 count + 5 address + 1 length + 1 hops.
         assert_eq!(bytes.len(), 13);
         assert_eq!(
             frame::decode::<ViewFrame>(&bytes[frame::LEN_BYTES..]),
@@ -123,7 +121,7 @@ mod tests {
         );
         assert_eq!(
             bytes,
-            [9, 0, 0, 0, 2, 1, 252, 0, 1, 64, 100, 24, 3],
+            [9, 0, 0, 0, 1, 1, 252, 0, 1, 64, 100, 24, 3],
             "the wire format changed: bump PROTOCOL_VERSION"
         );
     }

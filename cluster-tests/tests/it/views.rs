@@ -166,7 +166,7 @@ async fn a_peer_that_speaks_garbage_on_the_view_protocol_is_disconnected() {
         sparrow_node::cluster::view_sync::fetch(&endpoint, &client, target, "ams", 0)
             .await
             .unwrap();
-    assert_eq!(header.prefixes, view.len() as u64);
+    assert_eq!(header.prefixes, view.prefixes());
     drop(conn);
     for n in nodes {
         n.stop().await.unwrap();

@@ -23,12 +23,18 @@ pub fn explanation(e: &Explanation) -> String {
     let mut pops: Vec<_> = e.pops.iter().collect();
     pops.sort_by_key(|p| (p.rank.is_none(), p.rank));
     for p in pops {
-        let (hops, prefix, path) = match &p.route {
-            Some(r) => {
+        let (hops, prefix, path) = match (&p.route, p.hops) {
+            (Some(r), _) => {
                 let path: Vec<String> = r.as_path.iter().map(u32::to_string).collect();
                 (r.hops.to_string(), r.prefix.clone(), path.join(" "))
             }
-            None => ("-".to_owned(), "no route".to_owned(), String::new()),
+            // A view pulled from the POP's node: hops only, the paths stay there.
+            (None, Some(h)) => (
+                h.to_string(),
+                "(pulled: hops only)".to_owned(),
+                format!("(held by {}'s node)", p.pop),
+            ),
+            (None, None) => ("-".to_owned(), "no route".to_owned(), String::new()),
         };
         let state = if p.eligible {
             "eligible".to_owned()

@@ -26,7 +26,7 @@ use super::view_sync::{self, ViewServer};
 use super::views::{Fetch, ViewCatalog};
 use crate::api::ApiContext;
 use crate::config::AdminState;
-use crate::routes::{OwnView, RouteView, transfer};
+use crate::routes::{HopRanges, OwnView, transfer};
 use crate::snapshot::{Snapshot, ViewInfo};
 
 /// How often the node re-reads cluster state even without a membership change.
@@ -289,7 +289,7 @@ struct Puller {
 }
 
 /// The outcome of a pull: the POP, and the announcement and view received.
-type Pulled = (usize, anyhow::Result<(ViewAnnouncement, Arc<RouteView>)>);
+type Pulled = (usize, anyhow::Result<(ViewAnnouncement, Arc<HopRanges>)>);
 
 impl Puller {
     fn start(
@@ -348,8 +348,14 @@ async fn follow(
     loop {
         tokio::select! {
             _ = live_rx.changed() => {}
-            Some((pop, result)) = done_rx.recv() => {
-                apply_pulled(&snapshot, &mut catalog, &puller, pop, result).await;
+            Some(first) = done_rx.recv() => {
+                // Pulls that finished meanwhile go in with it: one rebuild of the decision
+                // tables for all of them (a node starting up pulls every view at once).
+                let mut batch = vec![first];
+                while let Ok(more) = done_rx.try_recv() {
+                    batch.push(more);
+                }
+                apply_pulled(&snapshot, &mut catalog, &puller, batch).await;
             }
             changed = own_rx.changed() => {
                 if changed.is_err() {
@@ -484,43 +490,50 @@ fn follow_views(
     }
 }
 
-/// Puts a pulled view into answers (or logs why it was not).
+/// Puts pulled views into answers in one rebuild (and logs the pulls that failed).
 async fn apply_pulled(
     snapshot: &Arc<ArcSwap<Snapshot>>,
     catalog: &mut ViewCatalog,
     puller: &Puller,
-    pop: usize,
-    result: anyhow::Result<(ViewAnnouncement, Arc<RouteView>)>,
+    batch: Vec<Pulled>,
 ) {
     let now = tokio::time::Instant::now().into_std();
-    let name = snapshot.load().config.pops[pop].name.clone();
+    let config = snapshot.load().config.clone();
     let stats = &puller.stats.views.stats;
-    match result {
-        Ok((a, view)) => {
-            catalog.fetched(now, pop, Ok(a.digest));
-            stats.pulled.fetch_add(1, Ordering::Relaxed);
-            info!(pop = %name, prefixes = a.prefixes, version = a.version, "pulled route view");
-            let info = ViewInfo {
-                version: Some(a.version),
-                digest: Some(a.digest),
-                prefixes: a.prefixes,
-                source: format!("pulled from {name}"),
-                stale_since_ms: a.stale_since_ms,
-            };
-            let snapshot = snapshot.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                snapshot.rcu(|s| s.with_view_from(pop, Some(view.clone()), Some(info.clone())));
-            })
-            .await;
-        }
-        Err(e) => {
-            catalog.fetched(now, pop, Err(()));
-            stats.pull_failures.fetch_add(1, Ordering::Relaxed);
-            warn!(pop = %name, error = %e, failures = catalog.failures(pop), "route view pull failed; keeping the view in use");
+    let mut good = Vec::new();
+    for (pop, result) in batch {
+        let name = &config.pops[pop].name;
+        match result {
+            Ok((a, view)) => {
+                catalog.fetched(now, pop, Ok(a.digest));
+                stats.pulled.fetch_add(1, Ordering::Relaxed);
+                info!(pop = %name, prefixes = a.prefixes, version = a.version, "pulled route view");
+                let info = ViewInfo {
+                    version: Some(a.version),
+                    digest: Some(a.digest),
+                    prefixes: a.prefixes,
+                    source: format!("pulled from {name}"),
+                    stale_since_ms: a.stale_since_ms,
+                };
+                good.push((pop, view, info));
+            }
+            Err(e) => {
+                catalog.fetched(now, pop, Err(()));
+                stats.pull_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(pop = %name, error = %e, failures = catalog.failures(pop), "route view pull failed; keeping the view in use");
+            }
         }
     }
+    if good.is_empty() {
+        return;
+    }
+    let snapshot = snapshot.clone();
+    // Rebuilding decision tables over full views takes CPU time: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || {
+        snapshot.rcu(|s| s.with_pulled(&good));
+    })
+    .await;
 }
-
 fn log_mode_change(before: Mode, after: Mode) {
     match (before, after) {
         (Mode::Standalone, Mode::LocalOnly { alive, quorum }) => {

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::transport::{BAD_MESSAGE, connect};
 use crate::pki::Identity;
-use crate::routes::RouteView;
+use crate::routes::HopRanges;
 use crate::routes::transfer::{EncodedView, ViewDecoder};
 
 /// Largest view request (a POP name and a digest).
@@ -163,7 +163,7 @@ pub async fn fetch(
     addr: SocketAddr,
     pop: &str,
     digest: u64,
-) -> anyhow::Result<(ViewHeader, RouteView)> {
+) -> anyhow::Result<(ViewHeader, HopRanges)> {
     let conn = connect(endpoint, client, addr).await?;
     let result = tokio::time::timeout(FETCH_TIMEOUT, pull(&conn, pop, digest)).await;
     conn.close(0u32.into(), b"done");

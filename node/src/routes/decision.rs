@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::lpm::{Key, NONE, RangeTable};
-use super::{Hit, RouteView, StaticMap};
+use super::{Hit, HopRanges, StaticMap};
 
 /// Hop byte meaning "no route".
 const NO_ROUTE: u8 = u8::MAX;
@@ -50,27 +50,27 @@ impl Row<'_> {
     }
 }
 
+/// Where a column of a table being built takes its hops from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The same column of the table being replaced.
+    Old(usize),
+    /// A view (or no view: no route anywhere).
+    New(Option<&'a HopRanges>),
+}
+
 impl DecisionTable {
     /// Builds the table for candidates whose views are `views` (in candidate order; `None`
     /// for a POP without a view). `static_column` maps a static map value (a POP index) to
     /// the candidate column it names, if that POP is a candidate.
     pub fn build(
-        views: &[Option<&RouteView>],
+        views: &[Option<&HopRanges>],
         static_map: Option<&StaticMap>,
         static_column: impl Fn(usize) -> Option<usize>,
     ) -> Self {
         let columns = views.len();
         assert!(columns < usize::from(NO_STATIC), "too many candidate POPs");
-        let mut rows = Rows::new(columns);
-        let hop_of = |view: &RouteView, value: u32| match value {
-            NONE => NO_ROUTE,
-            i => view.entries.get(i as usize).map_or(NO_ROUTE, |(_, path)| {
-                // Paths of 255 hops or more saturate just below "no route".
-                u8::try_from(path.len())
-                    .unwrap_or(NO_ROUTE - 1)
-                    .min(NO_ROUTE - 1)
-            }),
-        };
+        let sources: Vec<Source<'_>> = views.iter().map(|v| Source::New(*v)).collect();
         let static_of = |map: &StaticMap, value: u32| match value {
             NONE => NO_STATIC,
             i => map
@@ -79,23 +79,20 @@ impl DecisionTable {
                 .and_then(|(_, pop)| static_column(*pop))
                 .map_or(NO_STATIC, |c| c as u16),
         };
+        let mut rows = Rows::new(columns);
         let v4 = merge(
-            &views
-                .iter()
-                .map(|v| v.map(|v| (&v.v4, v)))
-                .collect::<Vec<_>>(),
+            None,
+            &sources,
+            |v| &v.v4,
             static_map.map(|m| (&m.v4, m)),
-            &hop_of,
             &static_of,
             &mut rows,
         );
         let v6 = merge(
-            &views
-                .iter()
-                .map(|v| v.map(|v| (&v.v6, v)))
-                .collect::<Vec<_>>(),
+            None,
+            &sources,
+            |v| &v.v6,
             static_map.map(|m| (&m.v6, m)),
-            &hop_of,
             &static_of,
             &mut rows,
         );
@@ -105,6 +102,46 @@ impl DecisionTable {
             v6,
             rows: rows.bytes.into(),
         }
+    }
+
+    /// The same table with the views of some columns replaced: `(column, view)` pairs, `None`
+    /// for "no view". Costs one pass over this table's ranges and the new views' ranges,
+    /// whatever the number of columns; the result keeps no trace of the replaced views.
+    pub fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {
+        let mut sources: Vec<Source<'_>> = (0..self.columns).map(Source::Old).collect();
+        for &(column, view) in replace {
+            sources[column] = Source::New(view);
+        }
+        let mut rows = Rows::new(self.columns);
+        let keep_static = |_: &(), _: u32| NO_STATIC;
+        let v4 = merge(
+            Some((&self.v4, self)),
+            &sources,
+            |v| &v.v4,
+            None::<(&RangeTable<u32>, &())>,
+            &keep_static,
+            &mut rows,
+        );
+        let v6 = merge(
+            Some((&self.v6, self)),
+            &sources,
+            |v| &v.v6,
+            None::<(&RangeTable<u128>, &())>,
+            &keep_static,
+            &mut rows,
+        );
+        Self {
+            columns: self.columns,
+            v4,
+            v6,
+            rows: rows.bytes.into(),
+        }
+    }
+
+    fn row_bytes(&self, id: u32) -> &[u8] {
+        let stride = self.columns + 2;
+        let start = id as usize * stride;
+        &self.rows[start..start + stride]
     }
 
     /// The row for `addr` and the range of addresses sharing it.
@@ -162,53 +199,73 @@ impl Rows {
     }
 }
 
-/// Merges the ranges of several tables of one family into a table of row ids.
-fn merge<K: Key, V, S>(
-    views: &[Option<(&RangeTable<K>, &V)>],
+/// Merges the ranges of one family into a table of row ids: each column from its source,
+/// the static column from `static_map` or, when there is an old table, from the old table.
+fn merge<'a, K: Key, S>(
+    old: Option<(&RangeTable<K>, &DecisionTable)>,
+    sources: &[Source<'a>],
+    family: impl Fn(&'a HopRanges) -> &'a RangeTable<K>,
     static_map: Option<(&RangeTable<K>, &S)>,
-    hop_of: &impl Fn(&V, u32) -> u8,
     static_of: &impl Fn(&S, u32) -> u16,
     rows: &mut Rows,
 ) -> RangeTable<K> {
-    let tables: Vec<&RangeTable<K>> = views
+    let new: Vec<Option<&RangeTable<K>>> = sources
+        .iter()
+        .map(|s| match s {
+            Source::New(Some(v)) => Some(family(v)),
+            _ => None,
+        })
+        .collect();
+    let mut starts: Vec<K> = new
         .iter()
         .flatten()
-        .map(|(t, _)| *t)
+        .copied()
         .chain(static_map.map(|(t, _)| t))
-        .collect();
-    let mut starts: Vec<K> = tables
-        .iter()
+        .chain(old.map(|(t, _)| t))
         .flat_map(|t| t.iter().map(|(s, _)| s))
         .collect();
     // Every table starts a range at zero; with no table at all, one range covers everything.
     starts.push(K::ZERO);
     starts.sort_unstable();
     starts.dedup();
-    // One cursor per table: the index of the range holding the current start.
-    let mut cursors = vec![0usize; tables.len()];
-    let mut row = vec![0u8; views.len() + 2];
+    // One cursor per new view, one for the static map, one for the old table.
+    let mut cursors = vec![0usize; new.len()];
+    let mut static_cursor = 0usize;
+    let mut old_cursor = 0usize;
+    let mut row = vec![0u8; sources.len() + 2];
     let mut out = Vec::with_capacity(starts.len());
     for start in starts {
-        let mut t = 0;
-        for (column, view) in views.iter().enumerate() {
-            row[column] = match view {
-                None => NO_ROUTE,
-                Some((table, v)) => {
-                    let value = advance(table, &mut cursors[t], start);
-                    t += 1;
-                    hop_of(v, value)
+        let old_row = old.map(|(t, table)| table.row_bytes(advance(t, &mut old_cursor, start)));
+        for (column, source) in sources.iter().enumerate() {
+            row[column] = match (source, new[column]) {
+                (Source::Old(c), _) => old_row.map_or(NO_ROUTE, |r| r[*c]),
+                (Source::New(_), Some(table)) => {
+                    hop_byte(advance(table, &mut cursors[column], start))
                 }
+                (Source::New(_), None) => NO_ROUTE,
             };
         }
-        let s = match static_map {
-            None => NO_STATIC,
-            Some((table, m)) => static_of(m, advance(table, &mut cursors[t], start)),
-        };
         let n = row.len();
-        row[n - 2..].copy_from_slice(&s.to_le_bytes());
+        match (static_map, old_row) {
+            (Some((table, m)), _) => {
+                let s = static_of(m, advance(table, &mut static_cursor, start));
+                row[n - 2..].copy_from_slice(&s.to_le_bytes());
+            }
+            (None, Some(r)) => row[n - 2..].copy_from_slice(&r[r.len() - 2..]),
+            (None, None) => row[n - 2..].copy_from_slice(&NO_STATIC.to_le_bytes()),
+        }
         out.push((start, rows.intern(&row)));
     }
     RangeTable::from_ranges(out)
+}
+
+/// The hop byte of a [`HopRanges`] value.
+fn hop_byte(value: u32) -> u8 {
+    match value {
+        NONE => NO_ROUTE,
+        // Paths of 255 hops or more saturate just below "no route".
+        hops => u8::try_from(hops).unwrap_or(NO_ROUTE - 1).min(NO_ROUTE - 1),
+    }
 }
 
 /// Moves `cursor` to the range of `table` that holds `start`; returns its value.

@@ -130,6 +130,74 @@ impl<T> PrefixTable<T> {
 /// One POP's view of the Internet: prefix -> AS path.
 pub type RouteView = PrefixTable<Box<[u32]>>;
 
+/// A POP's view reduced to what answers need: AS hops per address range, longest prefix
+/// match already applied. This is what a node keeps of a peer's view (the AS paths stay with
+/// the POP's own node) and what decision tables are built from.
+#[derive(Clone, Debug, Default)]
+pub struct HopRanges {
+    /// IPv4 ranges; the value is the hop count (`lpm::NONE`: no route).
+    pub(crate) v4: RangeTable<u32>,
+    /// IPv6 ranges, likewise.
+    pub(crate) v6: RangeTable<u128>,
+    /// Prefixes the view was built from.
+    prefixes: u64,
+}
+
+impl HopRanges {
+    /// Builds from `(prefix, hops)` pairs; prefixes must be distinct and carry no host bits.
+    pub fn new(routes: impl IntoIterator<Item = (IpNet, u8)>) -> Self {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (net, hops) in routes {
+            match net {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), n.prefix_len(), u32::from(hops))),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len(), u32::from(hops))),
+            }
+        }
+        Self::from_parts(v4, v6)
+    }
+
+    /// Builds from `(network, length, hops)` triples per family (the transfer decoder's form).
+    pub fn from_parts(v4: Vec<(u32, u8, u32)>, v6: Vec<(u128, u8, u32)>) -> Self {
+        let prefixes = (v4.len() + v6.len()) as u64;
+        Self {
+            v4: RangeTable::build(v4),
+            v6: RangeTable::build(v6),
+            prefixes,
+        }
+    }
+
+    /// AS hops to `addr`, if the view has a route.
+    pub fn hops(&self, addr: IpAddr) -> Option<u8> {
+        let value = match addr {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)).value,
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)).value,
+        };
+        (value != NONE).then(|| u8::try_from(value).unwrap_or(u8::MAX))
+    }
+
+    /// Prefixes the view was built from.
+    pub fn prefixes(&self) -> u64 {
+        self.prefixes
+    }
+
+    /// Ranges over both families (a measure of memory use).
+    pub fn ranges(&self) -> usize {
+        self.v4.ranges() + self.v6.ranges()
+    }
+}
+
+impl RouteView {
+    /// The view's hops per range (what decision tables and peers need of it).
+    pub fn hop_ranges(&self) -> HopRanges {
+        HopRanges::new(
+            self.entries
+                .iter()
+                .map(|(net, path)| (*net, Self::hops_of(path))),
+        )
+    }
+}
+
 /// The own POP's route view as its source has it now: what a view source (a route file, an
 /// MRT dump, a BGP session) hands to the node, which puts it in the snapshot and announces
 /// it to the cluster.

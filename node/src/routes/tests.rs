@@ -196,8 +196,11 @@ fn decision_table_agrees_with_each_view_and_its_spans_are_uniform() {
         );
         let refs: Vec<Option<&RouteView>> =
             vec![Some(&views[0]), None, Some(&views[1]), Some(&views[2])];
+        let hops: Vec<Option<HopRanges>> =
+            refs.iter().map(|v| v.map(RouteView::hop_ranges)).collect();
+        let hop_refs: Vec<Option<&HopRanges>> = hops.iter().map(Option::as_ref).collect();
         // Candidate columns: POP 0 -> 0, (no view) -> 1, POP 1 -> 2, POP 2 -> 3.
-        let table = DecisionTable::build(&refs, Some(&map), |pop| [0, 2, 3].get(pop).copied());
+        let table = DecisionTable::build(&hop_refs, Some(&map), |pop| [0, 2, 3].get(pop).copied());
         let expect = |addr: IpAddr| {
             let hops: Vec<Option<u8>> = refs
                 .iter()
@@ -233,6 +236,60 @@ fn decision_table_agrees_with_each_view_and_its_spans_are_uniform() {
                 assert_eq!(expect(a), (hops.clone(), stat), "seed {seed} span edge {a}");
             }
         }
+    }
+}
+
+#[test]
+fn replacing_columns_gives_the_table_built_from_scratch_and_keeps_the_static_map() {
+    for seed in 1..20u64 {
+        let view = |i: u64| {
+            parse_route_view(&random_view(seed * 11 + i, 200))
+                .0
+                .hop_ranges()
+        };
+        let (a, b, c, d) = (view(0), view(1), view(2), view(3));
+        let (map, _) = parse_static_map(
+            &random_view(seed * 17, 15)
+                .lines()
+                .map(|l| {
+                    format!(
+                        "{} {}\n",
+                        l.split_whitespace().next().unwrap(),
+                        1 + seed % 3
+                    )
+                })
+                .collect::<String>(),
+            |asn| Some(asn as usize - 1),
+        );
+        let column = |pop: usize| Some(pop);
+        let old = DecisionTable::build(&[Some(&a), Some(&b), Some(&c)], Some(&map), column);
+        let replaced = old.with_columns(&[(0, None), (1, Some(&d))]);
+        let fresh = DecisionTable::build(&[None, Some(&d), Some(&c)], Some(&map), column);
+        let mut state = seed;
+        for _ in 0..500 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let addr =
+                IpAddr::from((0x0A00_0000 | ((state >> 33) as u32 & 0x00FF_FFFF)).to_be_bytes());
+            let (r1, s1) = replaced.lookup(addr);
+            let (r2, s2) = fresh.lookup(addr);
+            let row = |r: Row<'_>| {
+                (
+                    (0..3).map(|c| r.hops(c)).collect::<Vec<_>>(),
+                    r.static_column(),
+                )
+            };
+            assert_eq!(row(r1), row(r2), "seed {seed} addr {addr}");
+            assert_eq!(
+                (s1.lo, s1.hi),
+                (s2.lo, s2.hi),
+                "seed {seed}: spans merge alike"
+            );
+        }
+        // No garbage: the replaced table holds only rows it uses.
+        assert_eq!(replaced.row_count(), fresh.row_count());
+        assert_eq!(replaced.ranges(), fresh.ranges());
     }
 }
 

@@ -1,18 +1,18 @@
-//! [P] A route view as the frames of a transfer between nodes (`proto::views`), and back.
+//! [P] A route view as the frames of a transfer between nodes (`proto::views`), and back as
+//! the [`HopRanges`] the receiver keeps (prefixes and AS hops; paths stay with the owner).
 //!
 //! [`encode`] runs once per view change on the owner (the frames are then served as they
 //! are); [`ViewDecoder`] checks every frame a peer sends as it arrives: order, bounds, path
 //! references, counts and finally the digest. A view that fails any check is dropped whole:
 //! a half-received or tampered view never reaches answers.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sparrow_proto::frame::{self, FrameError};
 use sparrow_proto::views::{CHUNK, MAX_PREFIXES, Route4, Route6, ViewFrame, ViewHeader};
 
-use super::RouteView;
+use super::{HopRanges, RouteView};
 use crate::policy::StableHasher;
 
 /// A view ready to send: its header and the framed bytes that follow it.
@@ -37,13 +37,13 @@ pub enum TransferError {
     /// A frame did not decode.
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// A frame came where it may not (e.g. paths after routes, or a second header).
+    /// A frame came where it may not (e.g. a second header).
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
-    /// More prefixes or paths than the header announced, or than any view may hold.
+    /// More prefixes than the header announced, or than any view may hold.
     #[error("more {what} than announced ({announced})")]
     TooMany {
-        /// `prefixes` or `paths`.
+        /// What there was too much of.
         what: &'static str,
         /// What the header said.
         announced: u64,
@@ -54,20 +54,10 @@ pub enum TransferError {
     /// A route with host bits set or an impossible length.
     #[error("invalid prefix {0}")]
     BadPrefix(String),
-    /// A route refers to a path that was not sent.
-    #[error("route {prefix} refers to path {index} of {paths}")]
-    BadPath {
-        /// The route.
-        prefix: IpNet,
-        /// The index it names.
-        index: u32,
-        /// Paths received.
-        paths: usize,
-    },
     /// `End` came before everything announced did.
     #[error("transfer ended with {got} of {announced} {what}")]
     Short {
-        /// `prefixes` or `paths`.
+        /// What was short.
         what: &'static str,
         /// Received.
         got: u64,
@@ -84,39 +74,28 @@ pub enum TransferError {
     },
 }
 
-/// Encodes `view` as version `version`.
+/// Encodes `view` as version `version`: its prefixes with their AS hops.
 pub fn encode(view: &RouteView, version: u64) -> EncodedView {
-    let mut routes: Vec<&(IpNet, Box<[u32]>)> = view.entries().iter().collect();
-    routes.sort_unstable_by_key(|(net, _)| sort_key(net));
-    let mut path_ids: HashMap<&[u32], u32> = HashMap::new();
-    let mut paths: Vec<Vec<u32>> = Vec::new();
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    for (net, path) in routes {
-        let next = u32::try_from(paths.len()).expect("fewer than 2^32 distinct paths");
-        let id = *path_ids.entry(path).or_insert_with(|| {
-            paths.push(path.to_vec());
-            next
-        });
+    for (net, path) in view.entries() {
+        let hops = RouteView::hops_of(path);
         match net {
             IpNet::V4(n) => v4.push(Route4 {
                 addr: u32::from(n.network()),
                 len: n.prefix_len(),
-                path: id,
+                hops,
             }),
             IpNet::V6(n) => v6.push(Route6 {
                 addr: u128::from(n.network()),
                 len: n.prefix_len(),
-                path: id,
+                hops,
             }),
         }
     }
+    v4.sort_unstable_by_key(|r| (r.addr, r.len));
+    v6.sort_unstable_by_key(|r| (r.addr, r.len));
     let mut frames = Vec::new();
-    frames.extend(
-        paths
-            .chunks(CHUNK)
-            .map(|c| frame::encode(&ViewFrame::Paths(c.to_vec()))),
-    );
     frames.extend(
         v4.chunks(CHUNK)
             .map(|c| frame::encode(&ViewFrame::V4(c.to_vec()))),
@@ -135,7 +114,6 @@ pub fn encode(view: &RouteView, version: u64) -> EncodedView {
             version,
             digest: hasher.finish(),
             prefixes: view.len() as u64,
-            paths: paths.len() as u64,
         },
         frames,
     }
@@ -154,8 +132,8 @@ fn sort_key(net: &IpNet) -> (bool, u128, u8) {
 pub struct ViewDecoder {
     header: ViewHeader,
     hasher: StableHasher,
-    paths: Vec<Box<[u32]>>,
-    entries: Vec<(IpNet, Box<[u32]>)>,
+    v4: Vec<(u32, u8, u32)>,
+    v6: Vec<(u128, u8, u32)>,
     last: Option<(bool, u128, u8)>,
 }
 
@@ -168,25 +146,18 @@ impl ViewDecoder {
                 announced: MAX_PREFIXES,
             });
         }
-        if header.paths > header.prefixes {
-            return Err(TransferError::TooMany {
-                what: "paths",
-                announced: header.prefixes,
-            });
-        }
         Ok(Self {
             header,
             hasher: StableHasher::default(),
-            paths: Vec::new(),
-            // INVARIANT: bounded by MAX_PREFIXES above.
-            entries: Vec::with_capacity(header.prefixes as usize),
+            v4: Vec::new(),
+            v6: Vec::new(),
             last: None,
         })
     }
 
     /// Takes the body of the next frame (without its length prefix). Returns the view once
     /// `End` arrives and everything checks out.
-    pub fn push(&mut self, body: &[u8]) -> Result<Option<RouteView>, TransferError> {
+    pub fn push(&mut self, body: &[u8]) -> Result<Option<HopRanges>, TransferError> {
         let message: ViewFrame = frame::decode(body)?;
         if !matches!(message, ViewFrame::End) {
             // INVARIANT: bodies are bounded by MAX_FRAME, far below 4 GiB.
@@ -194,25 +165,13 @@ impl ViewDecoder {
             self.hasher.write(body);
         }
         match message {
-            ViewFrame::Paths(paths) => {
-                if !self.entries.is_empty() {
-                    return Err(TransferError::Unexpected("paths after routes"));
-                }
-                if (self.paths.len() + paths.len()) as u64 > self.header.paths {
-                    return Err(TransferError::TooMany {
-                        what: "paths",
-                        announced: self.header.paths,
-                    });
-                }
-                self.paths
-                    .extend(paths.into_iter().map(Vec::into_boxed_slice));
-            }
             ViewFrame::V4(routes) => {
                 for r in routes {
                     let net = Ipv4Net::new(Ipv4Addr::from(r.addr), r.len).map_err(|_| {
                         TransferError::BadPrefix(format!("{}/{}", Ipv4Addr::from(r.addr), r.len))
                     })?;
-                    self.route(IpNet::V4(net), r.path)?;
+                    self.route(IpNet::V4(net))?;
+                    self.v4.push((r.addr, r.len, u32::from(r.hops)));
                 }
             }
             ViewFrame::V6(routes) => {
@@ -220,7 +179,8 @@ impl ViewDecoder {
                     let net = Ipv6Net::new(Ipv6Addr::from(r.addr), r.len).map_err(|_| {
                         TransferError::BadPrefix(format!("{}/{}", Ipv6Addr::from(r.addr), r.len))
                     })?;
-                    self.route(IpNet::V6(net), r.path)?;
+                    self.route(IpNet::V6(net))?;
+                    self.v6.push((r.addr, r.len, u32::from(r.hops)));
                 }
             }
             ViewFrame::End => return self.finish().map(Some),
@@ -232,7 +192,8 @@ impl ViewDecoder {
         Ok(None)
     }
 
-    fn route(&mut self, net: IpNet, path: u32) -> Result<(), TransferError> {
+    /// Checks one route: no host bits, strictly after the previous one, within the count.
+    fn route(&mut self, net: IpNet) -> Result<(), TransferError> {
         if net.trunc() != net {
             return Err(TransferError::BadPrefix(net.to_string()));
         }
@@ -241,43 +202,35 @@ impl ViewDecoder {
             return Err(TransferError::OutOfOrder(net));
         }
         self.last = Some(key);
-        if self.entries.len() as u64 >= self.header.prefixes {
+        if (self.v4.len() + self.v6.len()) as u64 >= self.header.prefixes {
             return Err(TransferError::TooMany {
                 what: "prefixes",
                 announced: self.header.prefixes,
             });
         }
-        let Some(p) = self.paths.get(path as usize) else {
-            return Err(TransferError::BadPath {
-                prefix: net,
-                index: path,
-                paths: self.paths.len(),
-            });
-        };
-        self.entries.push((net, p.clone()));
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<RouteView, TransferError> {
-        let short = |what, got: usize, announced| TransferError::Short {
-            what,
-            got: got as u64,
-            announced,
-        };
-        if self.paths.len() as u64 != self.header.paths {
-            return Err(short("paths", self.paths.len(), self.header.paths));
-        }
-        if self.entries.len() as u64 != self.header.prefixes {
-            return Err(short("prefixes", self.entries.len(), self.header.prefixes));
-        }
-        let got = self.hasher.finish();
-        if got != self.header.digest {
-            return Err(TransferError::Digest {
+    fn finish(&mut self) -> Result<HopRanges, TransferError> {
+        let got = (self.v4.len() + self.v6.len()) as u64;
+        if got != self.header.prefixes {
+            return Err(TransferError::Short {
+                what: "prefixes",
                 got,
+                announced: self.header.prefixes,
+            });
+        }
+        let digest = self.hasher.finish();
+        if digest != self.header.digest {
+            return Err(TransferError::Digest {
+                got: digest,
                 announced: self.header.digest,
             });
         }
-        Ok(RouteView::new(std::mem::take(&mut self.entries)))
+        Ok(HopRanges::from_parts(
+            std::mem::take(&mut self.v4),
+            std::mem::take(&mut self.v6),
+        ))
     }
 }
 
@@ -293,7 +246,7 @@ mod tests {
         2001:db8:ff02::/48 64497\n\
         192.0.2.0/24\n";
 
-    fn decode_all(e: &EncodedView) -> Result<RouteView, TransferError> {
+    fn decode_all(e: &EncodedView) -> Result<HopRanges, TransferError> {
         let mut d = ViewDecoder::new(e.header)?;
         for f in &e.frames {
             if let Some(view) = d.push(&f[frame::LEN_BYTES..])? {
@@ -303,35 +256,47 @@ mod tests {
         panic!("no End frame");
     }
 
-    fn sorted(view: &RouteView) -> Vec<String> {
-        let mut v: Vec<String> = view
-            .entries()
-            .iter()
-            .map(|(n, p)| format!("{n} {p:?}"))
-            .collect();
-        v.sort();
-        v
-    }
+    /// Every address the test looks at: inside, around and between the prefixes of VIEW.
+    const PROBES: [&str; 9] = [
+        "100.64.2.7",
+        "100.64.1.255",
+        "100.64.3.0",
+        "10.1.2.3",
+        "11.0.0.0",
+        "192.0.2.200",
+        "2001:db8:ff02::1",
+        "2001:db8:ff03::1",
+        "0.0.0.0",
+    ];
 
     #[test]
-    fn a_view_survives_the_trip_and_encodes_the_same_whatever_its_order() {
+    fn a_view_survives_the_trip_as_hops_and_encodes_the_same_whatever_its_order() {
         let (view, _) = parse_route_view(VIEW);
         let e = encode(&view, 7);
         assert_eq!(e.header.version, 7);
         assert_eq!(e.header.prefixes, 5);
-        // Two routes share 64497, two 64510 64520; 192.0.2.0/24 has the empty path.
-        assert_eq!(e.header.paths, 3);
         let back = decode_all(&e).unwrap();
-        assert_eq!(sorted(&back), sorted(&view));
+        assert_eq!(back.prefixes(), 5);
+        for probe in PROBES {
+            let addr = probe.parse().unwrap();
+            let want = view.lookup(addr).entry.map(|(_, p)| RouteView::hops_of(p));
+            assert_eq!(back.hops(addr), want, "{probe}");
+        }
         // The same routes in another order: the same bytes and digest.
         let reversed: String = VIEW.lines().rev().map(|l| format!("{l}\n")).collect();
         let e2 = encode(&parse_route_view(&reversed).0, 7);
         assert_eq!(e2.header, e.header);
         assert_eq!(e2.frames, e.frames);
-        // A different path: a different digest.
-        let changed = VIEW.replace("100.64.2.0/24 64497", "100.64.2.0/24 64497 64496");
+        // A different hop count: a different digest. Another path of the same length is
+        // the same view as far as answers go: the same digest.
+        let longer = VIEW.replace("100.64.2.0/24 64497", "100.64.2.0/24 64497 64496");
         assert_ne!(
-            encode(&parse_route_view(&changed).0, 7).header.digest,
+            encode(&parse_route_view(&longer).0, 7).header.digest,
+            e.header.digest
+        );
+        let other = VIEW.replace("100.64.2.0/24 64497", "100.64.2.0/24 64499");
+        assert_eq!(
+            encode(&parse_route_view(&other).0, 7).header.digest,
             e.header.digest
         );
     }
@@ -340,14 +305,16 @@ mod tests {
     fn empty_and_large_views_round_trip() {
         let empty = encode(&RouteView::new(Vec::new()), 1);
         assert_eq!(empty.frames.len(), 1);
-        assert_eq!(decode_all(&empty).unwrap().len(), 0);
+        assert_eq!(decode_all(&empty).unwrap().prefixes(), 0);
         let text: String = (0..100_000u32)
             .map(|i| format!("{}/32 {} {}\n", Ipv4Addr::from(i << 8), i % 7, i % 1000))
             .collect();
         let (view, _) = parse_route_view(&text);
         let e = encode(&view, 1);
-        assert!(e.frames.len() > 4, "chunked");
-        assert_eq!(decode_all(&e).unwrap().len(), 100_000);
+        assert!(e.frames.len() > 3, "chunked");
+        let back = decode_all(&e).unwrap();
+        assert_eq!(back.prefixes(), 100_000);
+        assert_eq!(back.hops(Ipv4Addr::from(99_999u32 << 8).into()), Some(2));
     }
 
     /// Re-frames `message` as a frame body.
@@ -365,7 +332,7 @@ mod tests {
             .iter()
             .map(|f| f[frame::LEN_BYTES..].to_vec())
             .collect();
-        let run = |header: ViewHeader, frames: &[Vec<u8>]| -> Result<RouteView, TransferError> {
+        let run = |header: ViewHeader, frames: &[Vec<u8>]| -> Result<HopRanges, TransferError> {
             let mut d = ViewDecoder::new(header)?;
             for f in frames {
                 if let Some(v) = d.push(f)? {
@@ -413,39 +380,32 @@ mod tests {
             ..header
         };
         assert!(ViewDecoder::new(huge).is_err());
-        // Routes out of order, host bits, a path that was never sent, paths after routes.
-        let paths = body(&ViewFrame::Paths(vec![vec![1]]));
-        let r = |addr: u32, len: u8, path: u32| Route4 { addr, len, path };
+        // Routes out of order, host bits, impossible lengths.
+        let r = |addr: u32, len: u8| Route4 { addr, len, hops: 1 };
         let h = ViewHeader {
             version: 1,
             digest: 0,
             prefixes: 2,
-            paths: 1,
         };
         let bad = [
-            (
-                vec![r(0x0a00_0000, 8, 0), r(0x0900_0000, 8, 0)],
-                "out of order",
-            ),
-            (vec![r(0x0a00_0001, 8, 0)], "invalid prefix"),
-            (vec![r(0x0a00_0000, 33, 0)], "invalid prefix"),
-            (vec![r(0x0a00_0000, 8, 5)], "refers to path 5"),
+            (vec![r(0x0a00_0000, 8), r(0x0900_0000, 8)], "out of order"),
+            (vec![r(0x0a00_0000, 8), r(0x0a00_0000, 8)], "out of order"),
+            (vec![r(0x0a00_0001, 8)], "invalid prefix"),
+            (vec![r(0x0a00_0000, 33)], "invalid prefix"),
         ];
         for (routes, want) in bad {
-            let frames = [
-                paths.clone(),
-                body(&ViewFrame::V4(routes)),
-                body(&ViewFrame::End),
-            ];
+            let frames = [body(&ViewFrame::V4(routes)), body(&ViewFrame::End)];
             let e = run(h, &frames).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
-        let frames = [
-            body(&ViewFrame::V4(vec![])),
-            paths.clone(),
-            body(&ViewFrame::End),
-        ];
-        assert!(run(h, &frames).is_err());
+        // IPv4 after IPv6 is out of order too.
+        let v6 = ViewFrame::V6(vec![Route6 {
+            addr: 1 << 120,
+            len: 8,
+            hops: 1,
+        }]);
+        let frames = [body(&v6), body(&ViewFrame::V4(vec![r(0x0a00_0000, 8)]))];
+        assert!(matches!(run(h, &frames), Err(TransferError::OutOfOrder(_))));
         let frames = [body(&ViewFrame::Header(h))];
         assert_eq!(
             run(h, &frames).unwrap_err(),
