@@ -293,6 +293,23 @@ impl Snapshot {
         }
     }
 
+    /// The first `k` POPs of [`Self::route`]'s ranking that `accept` takes: what an answer
+    /// needs, computed without ranking the POPs it will not hand out.
+    pub fn route_first(
+        &self,
+        geo: usize,
+        client: IpAddr,
+        k: usize,
+        accept: impl Fn(usize) -> bool,
+    ) -> Routed {
+        let g = self.gather(geo, client);
+        let ranking = policy::rank_first(&self.policy_input(&g), k, accept);
+        Routed {
+            ranking,
+            block: g.block,
+        }
+    }
+
     pub(crate) fn policy_input<'a>(&self, g: &'a Gathered) -> PolicyInput<'a> {
         PolicyInput {
             candidates: &g.candidates,

@@ -155,7 +155,6 @@ fn geo_answer(
     qtype: RecordType,
     client: Client,
 ) -> (Vec<&Record>, u8) {
-    let routed = snap.route(geo, client.decision_address());
     let count = usize::from(snap.config.geo[geo].answers);
     let types: &[RecordType] = match qtype {
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
@@ -163,19 +162,22 @@ fn geo_answer(
         _ => &[RecordType::AAAA],
     };
     let mut records = Vec::new();
+    let mut block_len = 0;
     for &t in types {
+        // The best `count` POPs that have an address of this family.
+        let routed = snap.route_first(geo, client.decision_address(), count, |pop| {
+            !snap.geo_records(geo, pop, t).is_empty()
+        });
+        block_len = routed.block.prefix_len();
         records.extend(
             routed
                 .ranking
                 .order
                 .iter()
-                .map(|&pop| snap.geo_records(geo, pop, t))
-                .filter(|r| !r.is_empty())
-                .take(count)
-                .flatten(),
+                .flat_map(|&pop| snap.geo_records(geo, pop, t)),
         );
     }
-    (records, routed.block.prefix_len())
+    (records, block_len)
 }
 
 #[cfg(test)]

@@ -167,6 +167,46 @@ pub fn rank(input: &PolicyInput<'_>) -> Ranking {
     }
 }
 
+/// The first `k` POPs of [`rank`]'s order that `accept` takes (e.g. the POPs that have an
+/// address of the family asked for), in that order; `failed_open` as [`rank`] says it.
+///
+/// This is the answer path: it orders POPs by the cheap part of the sort key first and
+/// computes rendezvous scores only for the POPs tied where the answer is decided, so with a
+/// hundred candidates a query pays for a few logarithms, not a hundred, and never sorts
+/// POPs it will not hand out. The policy tests check it against [`rank`] on every case.
+pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> bool) -> Ranking {
+    let any_eligible = input.candidates.iter().any(is_eligible);
+    let any_unloaded = input
+        .candidates
+        .iter()
+        .any(|c| is_eligible(c) && !is_overloaded(c, input));
+    let failed_open = !any_eligible && !input.candidates.is_empty();
+    let mut remaining: Vec<(u64, &Candidate)> = input
+        .candidates
+        .iter()
+        .filter(|c| !any_eligible || is_eligible(c))
+        .filter(|c| !any_unloaded || !is_overloaded(c, input))
+        .filter(|c| accept(c.pop))
+        .map(|c| (SortKey::new_unscored(input, c).primary(), c))
+        .collect();
+    let mut order = Vec::with_capacity(k.min(remaining.len()));
+    let mut group: Vec<(f64, usize)> = Vec::new();
+    while order.len() < k && !remaining.is_empty() {
+        // INVARIANT: `remaining` is not empty.
+        let best = remaining.iter().map(|&(p, _)| p).min().expect("not empty");
+        group.clear();
+        remaining.retain(|&(p, c)| {
+            if p == best {
+                group.push((score(input.client_hash, c), c.pop));
+            }
+            p != best
+        });
+        group.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        order.extend(group.iter().map(|&(_, pop)| pop).take(k - order.len()));
+    }
+    Ranking { order, failed_open }
+}
+
 /// Ranks the candidates and says why, with the same code as [`rank`].
 pub fn explain(input: &PolicyInput<'_>) -> Explanation {
     let (keys, failed_open) = ranked_keys(input);
@@ -253,6 +293,14 @@ struct SortKey {
 impl SortKey {
     fn new(input: &PolicyInput<'_>, c: &Candidate) -> Self {
         Self {
+            score: score(input.client_hash, c),
+            ..Self::new_unscored(input, c)
+        }
+    }
+
+    /// The key without the rendezvous score (which costs a logarithm).
+    fn new_unscored(input: &PolicyInput<'_>, c: &Candidate) -> Self {
+        Self {
             // The static map overrides only while its POP is eligible, not when failing open.
             not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
             no_route: c.hops.is_none(),
@@ -261,9 +309,19 @@ impl SortKey {
             // The own-POP rule applies only among POPs that have no route.
             not_own: c.hops.is_none() && c.pop != input.own_pop,
             preference: c.preference,
-            score: score(input.client_hash, c),
+            score: 0.0,
             pop: c.pop,
         }
+    }
+
+    /// The fields before the score, packed so that integer order is their tuple order.
+    fn primary(&self) -> u64 {
+        (u64::from(self.not_static) << 34)
+            | (u64::from(self.no_route) << 33)
+            | (u64::from(self.hops) << 25)
+            | (u64::from(self.load) << 17)
+            | (u64::from(self.not_own) << 16)
+            | u64::from(self.preference)
     }
 
     fn cmp(&self, other: &Self) -> Ordering {

@@ -74,6 +74,13 @@ fn run(case: &str) -> String {
         e.ranking,
         "rank and explain disagree on {case}"
     );
+    for k in 1..=candidates.len() {
+        assert_eq!(
+            rank_first(&input, k, |_| true).order,
+            e.ranking.order[..k.min(e.ranking.order.len())],
+            "rank_first disagrees on {case}"
+        );
+    }
     let order: Vec<&str> = e.ranking.order.iter().map(|&i| NAMES[i]).collect();
     let mut out = format!("{} | {:?}", order.join(" "), e.reason);
     if e.ranking.failed_open {
@@ -304,6 +311,22 @@ fn check_invariants(case: &str) {
         high_water: 0.9,
     };
     let r = rank(&input);
+    // The answer path's shortcut agrees with the full ranking, whatever it is asked for.
+    for k in [1, 2, 3, 6] {
+        let accepts: [&dyn Fn(usize) -> bool; 3] = [&|_| true, &|p| p % 2 == 0, &|p| p == 5];
+        for accept in accepts {
+            let first = rank_first(&input, k, accept);
+            let want: Vec<usize> = r
+                .order
+                .iter()
+                .copied()
+                .filter(|&p| accept(p))
+                .take(k)
+                .collect();
+            assert_eq!(first.order, want, "{case} k={k}");
+            assert_eq!(first.failed_open, r.failed_open, "{case}");
+        }
+    }
     let eligible: Vec<usize> = candidates
         .iter()
         .filter(|c| is_eligible(c))

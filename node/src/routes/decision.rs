@@ -9,7 +9,7 @@
 //! whatever the number of POPs, and the range it lands in is exactly the set of clients that
 //! get the same decision: the ECS scope.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 
 use super::lpm::{Key, NONE, RangeTable};
@@ -54,7 +54,7 @@ impl Row<'_> {
 #[derive(Clone, Copy)]
 enum Source<'a> {
     /// The same column of the table being replaced.
-    Old(usize),
+    Old,
     /// A view (or no view: no route anywhere).
     New(Option<&'a HopRanges>),
 }
@@ -108,7 +108,7 @@ impl DecisionTable {
     /// for "no view". Costs one pass over this table's ranges and the new views' ranges,
     /// whatever the number of columns; the result keeps no trace of the replaced views.
     pub fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {
-        let mut sources: Vec<Source<'_>> = (0..self.columns).map(Source::Old).collect();
+        let mut sources: Vec<Source<'_>> = vec![Source::Old; self.columns];
         for &(column, view) in replace {
             sources[column] = Source::New(view);
         }
@@ -171,11 +171,13 @@ impl DecisionTable {
     }
 }
 
-/// Interned rows.
+/// Interned rows. The index holds only row ids and hashes the bytes in place, so each row is
+/// stored once (a hundred POPs' full tables make rows of a hundred bytes, millions of them).
 struct Rows {
     stride: usize,
     bytes: Vec<u8>,
-    ids: HashMap<Box<[u8]>, u32>,
+    ids: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl Rows {
@@ -183,18 +185,31 @@ impl Rows {
         Self {
             stride: columns + 2,
             bytes: Vec::new(),
-            ids: HashMap::new(),
+            ids: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
+    fn row(bytes: &[u8], stride: usize, id: u32) -> &[u8] {
+        &bytes[id as usize * stride..(id as usize + 1) * stride]
+    }
+
     fn intern(&mut self, row: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(row) {
+        let hash = self.hasher.hash_one(row);
+        let (bytes, stride) = (&self.bytes, self.stride);
+        if let Some(&id) = self
+            .ids
+            .find(hash, |&id| Self::row(bytes, stride, id) == row)
+        {
             return id;
         }
         // INVARIANT: at most one row per range, and ranges are far fewer than u32::MAX.
         let id = u32::try_from(self.bytes.len() / self.stride).expect("rows fit in u32");
         self.bytes.extend_from_slice(row);
-        self.ids.insert(row.into(), id);
+        let (bytes, hasher) = (&self.bytes, &self.hasher);
+        self.ids.insert_unique(hash, id, |&id| {
+            hasher.hash_one(Self::row(bytes, stride, id))
+        });
         id
     }
 }
@@ -216,33 +231,35 @@ fn merge<'a, K: Key, S>(
             _ => None,
         })
         .collect();
-    let mut starts: Vec<K> = new
+    // Every table starts a range at zero; the merged table has a range wherever any input
+    // starts one. Walking the inputs side by side, the next start is the least of their next
+    // starts: O(inputs) memory and O(ranges x inputs) time, with no list of all starts (which
+    // would hold a hundred full tables' worth of addresses at a time).
+    // The columns that do not come from the old table, with their new view (if any).
+    let replaced: Vec<(usize, Option<&RangeTable<K>>)> = sources
         .iter()
-        .flatten()
-        .copied()
-        .chain(static_map.map(|(t, _)| t))
-        .chain(old.map(|(t, _)| t))
-        .flat_map(|t| t.iter().map(|(s, _)| s))
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Source::New(_)))
+        .map(|(column, _)| (column, new[column]))
         .collect();
-    // Every table starts a range at zero; with no table at all, one range covers everything.
-    starts.push(K::ZERO);
-    starts.sort_unstable();
-    starts.dedup();
-    // One cursor per new view, one for the static map, one for the old table.
+    let static_table = static_map.map(|(t, _)| t);
+    let old_table = old.map(|(t, _)| t);
     let mut cursors = vec![0usize; new.len()];
     let mut static_cursor = 0usize;
     let mut old_cursor = 0usize;
     let mut row = vec![0u8; sources.len() + 2];
-    let mut out = Vec::with_capacity(starts.len());
-    for start in starts {
+    let mut out = Vec::new();
+    let mut start = K::ZERO;
+    loop {
         let old_row = old.map(|(t, table)| table.row_bytes(advance(t, &mut old_cursor, start)));
-        for (column, source) in sources.iter().enumerate() {
-            row[column] = match (source, new[column]) {
-                (Source::Old(c), _) => old_row.map_or(NO_ROUTE, |r| r[*c]),
-                (Source::New(_), Some(table)) => {
-                    hop_byte(advance(table, &mut cursors[column], start))
-                }
-                (Source::New(_), None) => NO_ROUTE,
+        if let Some(r) = old_row {
+            // Columns kept from the old table, and its static column, in one copy.
+            row.copy_from_slice(r);
+        }
+        for &(column, table) in &replaced {
+            row[column] = match table {
+                Some(t) => hop_byte(advance(t, &mut cursors[column], start)),
+                None => NO_ROUTE,
             };
         }
         let n = row.len();
@@ -251,10 +268,23 @@ fn merge<'a, K: Key, S>(
                 let s = static_of(m, advance(table, &mut static_cursor, start));
                 row[n - 2..].copy_from_slice(&s.to_le_bytes());
             }
-            (None, Some(r)) => row[n - 2..].copy_from_slice(&r[r.len() - 2..]),
+            // Copied with the old row.
+            (None, Some(_)) => {}
             (None, None) => row[n - 2..].copy_from_slice(&NO_STATIC.to_le_bytes()),
         }
         out.push((start, rows.intern(&row)));
+        // Every cursor now sits on the range holding `start`: the next start is the least
+        // start after it.
+        let next = replaced
+            .iter()
+            .filter_map(|&(column, t)| t.and_then(|t| t.start(cursors[column] + 1)))
+            .chain(static_table.and_then(|t| t.start(static_cursor + 1)))
+            .chain(old_table.and_then(|t| t.start(old_cursor + 1)))
+            .min();
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
     }
     RangeTable::from_ranges(out)
 }

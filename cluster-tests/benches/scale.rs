@@ -1,0 +1,188 @@
+//! A node holding a hundred POPs' full route views: memory, the cost of taking in views
+//! pulled from peers, and answer selection across all hundred.
+//!
+//! ```sh
+//! cargo bench -p sparrow-cluster-tests --bench scale            # 100 POPs, full tables
+//! SPARROW_SCALE_POPS=20 cargo bench -p sparrow-cluster-tests --bench scale
+//! ```
+//!
+//! Each POP's view is `netsim::fulltable`'s seeded full table (1,000,000 IPv4 and 250,000
+//! IPv6 prefixes, paths correlated between POPs but jittered per prefix and POP, so nearly
+//! every prefix has its own row of hops: the worst case for the decision table's row
+//! interning). Views go through the real path of a pulled view: the owner's encoding
+//! (`routes::transfer::encode`), the receiver's checks (`ViewDecoder`), then
+//! `Snapshot::with_pulled` in batches of [`BATCH`] as the node's pull loop applies them. The
+//! seed is printed and `SPARROW_SEED` sets it.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::Criterion;
+use ipnet::IpNet;
+use sparrow_netsim::fulltable::{self, TableSpec};
+use sparrow_node::config::{Config, FileSource};
+use sparrow_node::routes::transfer::{self, ViewDecoder};
+use sparrow_node::routes::{HopRanges, RouteView};
+use sparrow_node::snapshot::{Snapshot, ViewInfo};
+
+/// Views applied per pass, as the pull loop sees them arrive (at most 4 pulls run at once).
+const BATCH: usize = 4;
+
+struct NoFiles;
+
+impl FileSource for NoFiles {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} not part of the bench", path.display()),
+        ))
+    }
+}
+
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or("n/a", str::trim)
+            .to_owned()
+    };
+    format!("VmRSS {}, VmHWM {}", field("VmRSS:"), field("VmHWM:"))
+}
+
+fn config(pops: usize) -> Config {
+    let mut text = String::from(
+        "[node]\npop = \"p00\"\nlisten = [\"127.0.0.1:0\"]\n\n\
+         [zone]\norigin = \"example.net.\"\nns = [\"ns1\"]\n\n\
+         [zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n\n\
+         [[zone.record]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n\n",
+    );
+    for i in 0..pops {
+        text.push_str(&format!(
+            "[[pop]]\nname = \"p{i:02}\"\nasn = {}\naddresses = [\"198.18.{}.{}\", \"2001:db8:{i:x}::1\"]\n\n",
+            65_000 + i,
+            i / 256,
+            i % 256
+        ));
+    }
+    text.push_str("[[geo]]\nname = \"www\"\nttl = 30\n");
+    Config::from_str(&text, Path::new("/bench/sparrow.toml"), &NoFiles)
+        .expect("bench config loads")
+        .config
+}
+
+/// POP `pop`'s view as a peer would receive it: encoded by the owner, checked and rebuilt.
+fn pulled(prefixes: &[IpNet], pop: u32, seed: u64) -> (HopRanges, ViewInfo, f64, usize) {
+    let view = RouteView::new(
+        fulltable::pop_view_entries(prefixes, pop, seed)
+            .into_iter()
+            .map(|(net, path)| (net, path.into_boxed_slice()))
+            .collect(),
+    );
+    let encoded = transfer::encode(&view, 1);
+    drop(view);
+    let bytes = encoded.body_bytes();
+    let started = Instant::now();
+    let mut decoder = ViewDecoder::new(encoded.header).expect("header");
+    let mut hops = None;
+    for f in &encoded.frames {
+        hops = decoder.push(&f[4..]).expect("frame");
+    }
+    let took = started.elapsed().as_secs_f64();
+    let info = ViewInfo {
+        version: Some(1),
+        digest: Some(encoded.header.digest),
+        prefixes: encoded.header.prefixes,
+        source: format!("pulled from p{pop:02}"),
+        stale_since_ms: None,
+    };
+    (hops.expect("End frame"), info, took, bytes)
+}
+
+fn main() {
+    let pops: usize = std::env::var("SPARROW_SCALE_POPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let seed: u64 = std::env::var("SPARROW_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2026);
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let (v4, v6) = if smoke {
+        (20_000, 5_000)
+    } else {
+        (1_000_000, fulltable::FULL_V6)
+    };
+    println!("{pops} POPs, {v4} IPv4 + {v6} IPv6 prefixes per view, seed {seed}");
+    let prefixes = fulltable::prefixes(TableSpec {
+        v4_prefixes: v4,
+        v6_prefixes: v6,
+        seed,
+    });
+    let (v4_prefixes, _): (Vec<IpNet>, Vec<IpNet>) =
+        prefixes.iter().partition(|n| matches!(n, IpNet::V4(_)));
+    let clients: Vec<IpAddr> = fulltable::sample_addresses(&v4_prefixes, 4096, seed ^ 4);
+    drop(v4_prefixes);
+    let mut snap = Snapshot::from_config(config(pops));
+    println!("empty node: {}", rss());
+
+    let mut decode_secs = 0.0;
+    let mut merge_secs = 0.0;
+    let mut wire = 0;
+    let mut batch = Vec::new();
+    for pop in 0..pops {
+        let (hops, info, took, bytes) = pulled(&prefixes, pop as u32, seed);
+        decode_secs += took;
+        wire += bytes;
+        batch.push((pop, Arc::new(hops), info));
+        if batch.len() == BATCH || pop + 1 == pops {
+            let started = Instant::now();
+            snap = snap.with_pulled(&batch);
+            merge_secs += started.elapsed().as_secs_f64();
+            batch.clear();
+        }
+    }
+    let table = snap.decision_table(0);
+    println!(
+        "{pops} views taken in: decode+check {decode_secs:.2} s, merge into the decision table {merge_secs:.2} s ({} passes of {BATCH}); {:.1} MB on the wire per view",
+        pops.div_ceil(BATCH),
+        wire as f64 / pops as f64 / 1e6
+    );
+    println!(
+        "decision table: {} ranges, {} distinct rows of {} bytes",
+        table.ranges(),
+        table.row_count(),
+        pops + 2
+    );
+    println!("node with {pops} views: {}", rss());
+    // One more view replaced, as when a peer's view changes.
+    let (hops, info, _, _) = pulled(&prefixes, 1000, seed);
+    let started = Instant::now();
+    snap = snap.with_pulled(&[(1, Arc::new(hops), info)]);
+    println!(
+        "one changed view merged in {:.2} s; {}",
+        started.elapsed().as_secs_f64(),
+        rss()
+    );
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut i = 0usize;
+    c.bench_function(&format!("route_first/{pops}_pops_v4"), |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(snap.route_first(0, clients[i], 1, |_| true))
+        });
+    });
+    c.bench_function(&format!("route_full_ranking/{pops}_pops_v4"), |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(snap.route(0, clients[i]))
+        });
+    });
+    c.final_summary();
+}
