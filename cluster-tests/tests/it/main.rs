@@ -5,6 +5,8 @@ mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod https;
+mod metrics;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;
