@@ -44,7 +44,8 @@ use crate::config::AdminState;
 use crate::health::state::Outcome;
 use crate::snapshot::Snapshot;
 
-/// Content type of the OpenMetrics text exposition.
+/// Content type of the OpenMetrics text exposition. (`prometheus-client` ends registered
+/// metrics' help texts with a period; the scrape-time ones below are written with one.)
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Scrapes served at once; more connections are closed at once (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
@@ -377,7 +378,7 @@ impl Collector for StateCollector {
 
         let mut m = encoder.encode_descriptor(
             "sparrow_mode",
-            "The node's mode: 1 for the current one (standalone, cluster, local_only), 0 for the others",
+            "The node's mode: 1 for the current one (standalone, cluster, local_only), 0 for the others.",
             None,
             MetricType::Gauge,
         )?;
@@ -392,7 +393,7 @@ impl Collector for StateCollector {
         let partitions = ConstCounter::new(snap.partitions);
         partitions.encode(encoder.encode_descriptor(
             "sparrow_partitions",
-            "Times the node went from cluster answers to local-only (partitioned)",
+            "Times the node went from cluster answers to local-only (partitioned).",
             None,
             partitions.metric_type(),
         )?)?;
@@ -404,7 +405,7 @@ impl Collector for StateCollector {
         let alive = ConstGauge::new(alive as i64);
         alive.encode(encoder.encode_descriptor(
             "sparrow_members_alive",
-            "Cluster nodes this node sees alive, itself included (1 when standalone)",
+            "Cluster nodes this node sees alive, itself included (1 when standalone).",
             None,
             alive.metric_type(),
         )?)?;
@@ -412,7 +413,7 @@ impl Collector for StateCollector {
         let high_water = config.node.load_high_water;
         let mut m = encoder.encode_descriptor(
             "sparrow_pop_state",
-            "Each POP's state as this node sees it: live, healthy, drained, overloaded (above load_high_water); 1 if so",
+            "Each POP's state as this node sees it: live, healthy, drained, overloaded (above load_high_water); 1 if so.",
             None,
             MetricType::Gauge,
         )?;
@@ -430,14 +431,15 @@ impl Collector for StateCollector {
 
         let mut m = encoder.encode_descriptor(
             "sparrow_pop_load_ratio",
-            "Each POP's load, 0.0 to 1.0, as last published (absent while unknown)",
+            "Each POP's load, 0.0 to 1.0, as last published (absent while unknown).",
             None,
             MetricType::Gauge,
         )?;
         for (pop, s) in config.pops.iter().zip(&snap.pop_status) {
             if let Some(load) = s.load {
-                ConstGauge::new(f64::from(load))
-                    .encode(m.encode_family(&[("pop", pop.name.as_str())])?)?;
+                // Loads are f32: round to 6 digits so 0.95 reads 0.95, not 0.949999988.
+                let load = (f64::from(load) * 1e6).round() / 1e6;
+                ConstGauge::new(load).encode(m.encode_family(&[("pop", pop.name.as_str())])?)?;
             }
         }
 
@@ -445,19 +447,19 @@ impl Collector for StateCollector {
             for (name, help, unit, value) in [
                 (
                     "sparrow_gossip_sent",
-                    "Bytes of gossip sent to peers",
+                    "Bytes of gossip sent to peers.",
                     Some(&Unit::Bytes),
                     &stats.bytes_sent,
                 ),
                 (
                     "sparrow_gossip_received",
-                    "Bytes of gossip received from peers and accepted",
+                    "Bytes of gossip received from peers and accepted.",
                     Some(&Unit::Bytes),
                     &stats.bytes_received,
                 ),
                 (
                     "sparrow_gossip_peers_refused",
-                    "Gossip peers refused at or after the TLS handshake (wrong CA, cluster or role)",
+                    "Gossip peers refused at or after the TLS handshake (wrong CA, cluster or role).",
                     None,
                     &stats.peers_refused,
                 ),

@@ -4,7 +4,9 @@
 //! A new connection per check is deliberate: a probe must find out whether a client can
 //! connect now, which a pooled keep-alive connection would hide. Redirects are not
 //! followed (a 301 is a status like any other), and at most [`MAX_BODY`] bytes of a body
-//! are read.
+//! are read. hyper's connection-level client is used rather than reqwest because a probe
+//! dials an address and must choose the Host header and TLS server name itself (reqwest
+//! takes both from the URL), and has no use for a pool, redirects or proxies.
 
 use std::sync::Arc;
 
