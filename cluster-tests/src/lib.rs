@@ -24,6 +24,8 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use sparrow_node::app;
+use sparrow_node::dns::handler::DnsHandler;
+use sparrow_node::metrics::Metrics;
 use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +75,8 @@ pub struct TestNode {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Its cluster membership, when it has one.
     pub cluster: Option<Arc<sparrow_node::cluster::node::ClusterHandle>>,
+    /// Where its metrics endpoint listens, when the config sets `metrics_listen`.
+    pub metrics: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -105,11 +109,27 @@ impl TestNode {
         let timeout = loaded.config.node.tcp_idle_timeout;
         let sockets = app::bind(listen).await?;
         let addr = sockets.local_addr()?;
+        // As `app::run` does: the metrics listener is bound before anything starts.
+        let metrics_listener = match loaded.config.node.metrics_listen {
+            Some(a) => Some(app::bind_metrics(a).await?),
+            None => None,
+        };
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
         let shutdown = CancellationToken::new();
-        let cluster = app::start_state(&snapshot, gossip, &shutdown).await?;
-        let task = tokio::spawn(app::serve(
-            snapshot.clone(),
+        let metrics = metrics_listener
+            .as_ref()
+            .map(|_| Arc::new(Metrics::new(&snapshot)));
+        let cluster =
+            app::start_state_with(&snapshot, gossip, metrics.as_deref(), &shutdown).await?;
+        let mut handler = DnsHandler::new(snapshot.clone());
+        let mut metrics_addr = None;
+        if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
+            metrics_addr = Some(listener.local_addr()?);
+            handler = handler.with_metrics(m.dns());
+            app::start_metrics(listener, m, &shutdown)?;
+        }
+        let task = tokio::spawn(app::serve_handler(
+            handler,
             vec![sockets],
             timeout,
             shutdown.clone(),
@@ -118,6 +138,7 @@ impl TestNode {
             addr,
             snapshot,
             cluster,
+            metrics: metrics_addr,
             shutdown,
             task,
         })
@@ -506,4 +527,189 @@ pub fn synthetic_cluster(
             (config, socket)
         })
         .collect()
+}
+
+/// A real HTTP/1.1 `GET` of `path` on `addr` with hyper's client: (status, content type,
+/// body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String, String)> {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .context("no response within 5 s")??;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response.into_body().collect().await?.to_bytes();
+    driver.abort();
+    Ok((status, content_type, String::from_utf8(body.to_vec())?))
+}
+
+/// The metrics of the node at `addr`, scraped from `/metrics` (checked to be OpenMetrics).
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Scraped> {
+    let (status, content_type, body) = http_get(addr, "/metrics").await?;
+    anyhow::ensure!(status == 200, "status {status}");
+    anyhow::ensure!(
+        content_type.starts_with("application/openmetrics-text"),
+        "content type {content_type}"
+    );
+    anyhow::ensure!(body.ends_with("# EOF\n"), "no EOF marker");
+    Ok(Scraped(body))
+}
+
+/// A scraped exposition.
+#[derive(Clone, Debug)]
+pub struct Scraped(pub String);
+
+impl Scraped {
+    /// The value of sample `series` (name and labels exactly as exposed, e.g.
+    /// `sparrow_mode{mode="cluster"}`), if present.
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+    }
+
+    /// [`Self::get`], panicking with the whole exposition when the series is missing.
+    #[track_caller]
+    pub fn value(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.0))
+    }
+}
+
+/// A private CA for web servers (not a cluster CA), made with rcgen.
+pub struct WebPki {
+    /// The CA certificate (PEM).
+    pub ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl WebPki {
+    /// A new CA (each with its own name, as distinct real CAs have).
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!(
+                "Sparrow test web CA {}",
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+        );
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Self {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate and key for `names` (DNS names or IP addresses).
+    pub fn server(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("server params");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+impl Default for WebPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 (rustls) that answers every request with the raw HTTP
+/// response bytes it currently holds, so tests control the wire exactly (status, headers,
+/// chunked framing). The response can be changed while it runs.
+pub struct HttpsServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    response: Arc<std::sync::Mutex<String>>,
+    /// Requests served so far.
+    pub served: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl HttpsServer {
+    /// Serves `response` with the certificate chain `cert` and `key` (PEM).
+    pub async fn start(cert: &str, key: &str, response: &str) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let response = Arc::new(std::sync::Mutex::new(response.to_owned()));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (r, n) = (response.clone(), served.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, r, n) = (acceptor.clone(), r.clone(), n.clone());
+                tokio::spawn(async move {
+                    // A failed handshake (the client distrusts us) just ends the connection.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => request.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let text = r.lock().expect("response lock").clone();
+                    n.fetch_add(1, Ordering::Relaxed);
+                    let _ = tls.write_all(text.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            response,
+            served,
+            task,
+        })
+    }
+
+    /// Answers `response` from now on.
+    pub fn set_response(&self, response: &str) {
+        *self.response.lock().expect("response lock") = response.to_owned();
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

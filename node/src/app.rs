@@ -17,6 +17,7 @@ use crate::cluster::{self, node::ClusterHandle};
 use crate::config::Loaded;
 use crate::dns::handler::DnsHandler;
 use crate::health;
+use crate::metrics::{self, Metrics, ProbeMetrics};
 use crate::snapshot::Snapshot;
 
 /// Buffer of outgoing responses per TCP connection.
@@ -71,7 +72,23 @@ pub async fn serve(
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut server = Server::new(DnsHandler::new(snapshot));
+    serve_handler(
+        DnsHandler::new(snapshot),
+        sockets,
+        tcp_idle_timeout,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves DNS on `sockets` with `handler` (e.g. one counting queries) until `shutdown`.
+pub async fn serve_handler(
+    handler: DnsHandler,
+    sockets: Vec<DnsSockets>,
+    tcp_idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut server = Server::new(handler);
     for s in sockets {
         server.register_socket(s.udp);
         server.register_listener(s.tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
@@ -90,9 +107,10 @@ pub async fn serve(
 }
 
 /// Starts the probes of the node's own POP, if any; `on_change(healthy)` receives their
-/// verdict.
+/// verdict, `metrics` (if any) every check.
 pub fn spawn_health(
     snapshot: &Arc<ArcSwap<Snapshot>>,
+    metrics: Option<Arc<ProbeMetrics>>,
     on_change: impl Fn(bool) + Send + Sync + 'static,
     shutdown: &CancellationToken,
 ) {
@@ -104,6 +122,7 @@ pub fn spawn_health(
     tokio::spawn(
         health::monitor(
             config.node.probes.clone(),
+            metrics,
             move |healthy| {
                 if healthy {
                     info!(pop = %pop, "own POP healthy again: handed out");
@@ -121,13 +140,14 @@ pub fn spawn_health(
 /// Starts the own POP's load probe, if any; `on_change(load)` receives each new reading.
 pub fn spawn_load(
     snapshot: &Arc<ArcSwap<Snapshot>>,
+    metrics: Option<Arc<ProbeMetrics>>,
     on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
     shutdown: &CancellationToken,
 ) {
     let config = snapshot.load().config.clone();
     if let Some(probe) = config.node.load.clone() {
         tokio::spawn(
-            health::monitor_load(probe, on_change, shutdown.clone())
+            health::monitor_load(probe, metrics, on_change, shutdown.clone())
                 .instrument(tracing::Span::current()),
         );
     }
@@ -141,16 +161,36 @@ pub async fn start_state(
     gossip_socket: Option<std::net::UdpSocket>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<ClusterHandle>>> {
+    start_state_with(snapshot, gossip_socket, None, shutdown).await
+}
+
+/// [`start_state`], with the probes recording their checks in `metrics` and the gossip
+/// transport's counters handed to it.
+pub async fn start_state_with(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    gossip_socket: Option<std::net::UdpSocket>,
+    metrics: Option<&Metrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<ClusterHandle>>> {
+    let probes = metrics.map(Metrics::probes);
     let config = snapshot.load().config.clone();
     let own = config.node.pop;
     match (&config.cluster, gossip_socket) {
         (Some(_), Some(socket)) => {
             let handle =
                 Arc::new(cluster::node::start(snapshot.clone(), socket, shutdown.clone()).await?);
+            if let Some(m) = metrics {
+                m.set_gossip(handle.stats.clone());
+            }
             let h = handle.clone();
-            spawn_health(snapshot, move |healthy| h.set_health(healthy), shutdown);
+            spawn_health(
+                snapshot,
+                probes.clone(),
+                move |healthy| h.set_health(healthy),
+                shutdown,
+            );
             let h = handle.clone();
-            spawn_load(snapshot, move |load| h.set_load(load), shutdown);
+            spawn_load(snapshot, probes, move |load| h.set_load(load), shutdown);
             Ok(Some(handle))
         }
         (Some(c), None) => anyhow::bail!("no gossip socket bound for {}", c.listen),
@@ -158,6 +198,7 @@ pub async fn start_state(
             let snap = snapshot.clone();
             spawn_health(
                 snapshot,
+                probes.clone(),
                 move |healthy| {
                     snap.rcu(|s| s.with_health(own, healthy));
                 },
@@ -166,6 +207,7 @@ pub async fn start_state(
             let snap = snapshot.clone();
             spawn_load(
                 snapshot,
+                probes,
                 move |load| {
                     snap.rcu(|s| s.with_load(own, load));
                 },
@@ -174,6 +216,26 @@ pub async fn start_state(
             Ok(None)
         }
     }
+}
+
+/// Binds the metrics endpoint on `addr` (the config's `metrics_listen`).
+pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind metrics endpoint {addr}"))
+}
+
+/// Serves `metrics` at `/metrics` on `listener` (bound by the caller) until `shutdown`.
+pub fn start_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    info!(addr = %listener.local_addr()?, "metrics endpoint: /metrics");
+    tokio::spawn(
+        metrics::serve(listener, metrics, shutdown.clone()).instrument(tracing::Span::current()),
+    );
+    Ok(())
 }
 
 /// Serves the operator API on the Unix socket `path` until `shutdown`, and over the cluster
@@ -241,8 +303,15 @@ pub async fn run(
         ),
         None => None,
     };
+    let metrics_listener = match config.node.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr).await?),
+        None => None,
+    };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
-    let cluster = start_state(&snapshot, gossip_socket, &shutdown).await?;
+    let metrics = metrics_listener
+        .as_ref()
+        .map(|_| Arc::new(Metrics::new(&snapshot)));
+    let cluster = start_state_with(&snapshot, gossip_socket, metrics.as_deref(), &shutdown).await?;
     let api_path = snapshot
         .load()
         .config
@@ -251,7 +320,12 @@ pub async fn run(
         .clone()
         .unwrap_or_else(api::default_socket);
     start_api(&api_path, &snapshot, cluster.clone(), &shutdown).await?;
-    let result = serve(snapshot, sockets, timeout, shutdown).await;
+    let mut handler = DnsHandler::new(snapshot);
+    if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
+        handler = handler.with_metrics(m.dns());
+        start_metrics(listener, m, &shutdown)?;
+    }
+    let result = serve_handler(handler, sockets, timeout, shutdown).await;
     let _ = std::fs::remove_file(&api_path);
     if let Some(c) = cluster {
         c.shutdown().await;

@@ -16,6 +16,7 @@
 //!   `sparrow://` identities peers check.
 //! - [`demo`] [E]: `sparrow demo`, a three-node cluster in one process, no files.
 //! - [`api`] [E]: the operator API (JSON lines over a Unix socket).
+//! - [`metrics`] [E]: Prometheus metrics and their HTTP endpoint.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod routes;

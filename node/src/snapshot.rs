@@ -75,6 +75,9 @@ pub struct Snapshot {
     pub pop_status: Vec<PopStatus>,
     /// Standalone, cluster or local-only.
     pub mode: Mode,
+    /// Times the mode went from cluster to local-only since the node started (for metrics:
+    /// a partition shorter than a scrape interval still counts).
+    pub partitions: u64,
     /// Each POP's route view as this node has it now (same index as `config.pops`): from the
     /// config at start, then replaced as views are reloaded, learned or pulled.
     views: Vec<Option<Arc<RouteView>>>,
@@ -147,6 +150,7 @@ impl Snapshot {
             config: Arc::new(config),
             pop_status,
             mode: Mode::Standalone,
+            partitions: 0,
             views,
             view_info,
             geo_records,
@@ -160,6 +164,9 @@ impl Snapshot {
     /// The same snapshot with the cluster's view of every POP and the node's mode.
     pub fn with_cluster(&self, pop_status: Vec<PopStatus>, mode: Mode) -> Self {
         let mut next = self.clone();
+        if matches!(self.mode, Mode::Cluster { .. }) && mode.is_local_only() {
+            next.partitions += 1;
+        }
         next.pop_status = pop_status;
         next.mode = mode;
         next

@@ -5,6 +5,8 @@ mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod https;
+mod metrics;
 mod netsim;
 mod views;
 

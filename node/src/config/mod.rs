@@ -114,6 +114,8 @@ pub struct NodeSettings {
     pub load_high_water: f32,
     /// How this node measures its own POP's load, if it does.
     pub load: Option<crate::health::LoadProbe>,
+    /// Where the Prometheus metrics endpoint listens (`None`: no endpoint).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Whether the operator lets a POP be handed out.

@@ -54,6 +54,8 @@ pub(crate) struct RawNode {
     pub(crate) load_high_water: Option<Spanned<f32>>,
     #[serde(default)]
     pub(crate) load: Option<Spanned<RawLoad>>,
+    #[serde(default)]
+    pub(crate) metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,10 @@ pub(crate) struct RawLoad {
     pub(crate) url: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) field: Option<String>,
+    #[serde(default)]
+    pub(crate) host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ca: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) path: Option<String>,
     #[serde(default)]
@@ -90,6 +96,10 @@ pub(crate) struct RawProbe {
     pub(crate) expect_status: Option<u16>,
     #[serde(default)]
     pub(crate) body_contains: Option<String>,
+    #[serde(default)]
+    pub(crate) host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ca: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) interval_ms: Option<Spanned<u64>>,
     #[serde(default)]

@@ -349,9 +349,13 @@ fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
     assert_eq!(
         p[1].kind,
         crate::health::ProbeKind::Http {
-            authority: "www.internal:80".into(),
-            host: "www.internal".into(),
-            path: "/health?full=1".into(),
+            target: crate::health::HttpTarget {
+                url: "http://www.internal/health?full=1".into(),
+                authority: "www.internal:80".into(),
+                host: "www.internal".into(),
+                path: "/health?full=1".into(),
+                tls: None,
+            },
             expect_status: 200,
             body_contains: Some("ok".into()),
         }
@@ -370,8 +374,12 @@ fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
     assert!(refused("[[node.probe]]\nkind = \"icmp\"").contains("probe kind must be"));
     assert!(refused("[[node.probe]]\nkind = \"exec\"\ncommand = []").contains("command is empty"));
     assert!(
-        refused("[[node.probe]]\nkind = \"http\"\nurl = \"https://x/\"")
-            .contains("https probes are not supported yet")
+        refused("[[node.probe]]\nkind = \"http\"\nurl = \"ftp://x/\"")
+            .contains("is not an http:// or https:// URL")
+    );
+    assert!(
+        refused("[[node.probe]]\nkind = \"http\"\nurl = \"http://x/\"\nca = \"ca.pem\"")
+            .contains("`ca` applies to https:// URLs only")
     );
     assert!(
         refused(
@@ -453,9 +461,13 @@ fn load_probes_and_the_high_water_mark_parse_and_refuse_nonsense() {
     assert_eq!(
         c.node.load.unwrap().kind,
         crate::health::LoadKind::Http {
-            authority: "lb:8080".into(),
-            host: "lb:8080".into(),
-            path: "/stats".into(),
+            target: crate::health::HttpTarget {
+                url: "http://lb:8080/stats".into(),
+                authority: "lb:8080".into(),
+                host: "lb:8080".into(),
+                path: "/stats".into(),
+                tls: None,
+            },
             field: "cpu.load".into(),
         }
     );
@@ -479,4 +491,128 @@ fn load_probes_and_the_high_water_mark_parse_and_refuse_nonsense() {
     assert!(refused("load_high_water = 1.5").contains("from 0.0 to 1.0"));
     assert!(refused("[node.load]\nkind = \"http\"\nurl = \"http://x/\"").contains("needs `field`"));
     assert!(refused("[node.load]\nkind = \"snmp\"").contains("load kind must be"));
+}
+
+#[test]
+fn https_probes_take_a_ca_file_and_a_host_override() {
+    let with = |probe: &str| MINIMAL.replacen("[zone]", &format!("{probe}\n[zone]"), 1);
+    let now = time::OffsetDateTime::now_utc();
+    let ca = crate::pki::new_ca("probes", now, 1).unwrap();
+    let files = Files::default()
+        .with("/etc/sparrow/web-ca.pem", &ca.cert)
+        .with("/etc/sparrow/key.pem", &ca.key);
+    let text = with(
+        "[[node.probe]]\nkind = \"http\"\nurl = \"https://192.0.2.10:8443/health\"\nca = \"web-ca.pem\"\nhost = \"www.example.net\"\n\
+         [[node.probe]]\nkind = \"http\"\nurl = \"https://[2001:db8::1]/\"\n\
+         [node.load]\nkind = \"http\"\nurl = \"https://lb.internal/stats\"\nfield = \"load\"\nca = \"web-ca.pem\"\n",
+    );
+    let c = load_text(&text, &files).unwrap().config;
+    let der = crate::pki::cert_der(&ca.cert).unwrap();
+    let crate::health::ProbeKind::Http { target, .. } = &c.node.probes[0].kind else {
+        panic!("not http: {:?}", c.node.probes[0].kind);
+    };
+    assert_eq!(
+        *target,
+        crate::health::HttpTarget {
+            url: "https://192.0.2.10:8443/health".into(),
+            authority: "192.0.2.10:8443".into(),
+            host: "www.example.net".into(),
+            path: "/health".into(),
+            tls: Some(crate::health::HttpsTrust {
+                server_name: "www.example.net".into(),
+                ca: Some(vec![der.clone()]),
+            }),
+        }
+    );
+    let crate::health::ProbeKind::Http { target, .. } = &c.node.probes[1].kind else {
+        panic!("not http");
+    };
+    assert_eq!(
+        (target.authority.as_str(), target.host.as_str()),
+        ("[2001:db8::1]:443", "[2001:db8::1]")
+    );
+    assert_eq!(
+        target.tls,
+        Some(crate::health::HttpsTrust {
+            server_name: "2001:db8::1".into(),
+            ca: None,
+        })
+    );
+    let Some(crate::health::LoadProbe {
+        kind: crate::health::LoadKind::Http { target, .. },
+        ..
+    }) = &c.node.load
+    else {
+        panic!("not an http load probe");
+    };
+    assert_eq!(target.tls.as_ref().unwrap().ca, Some(vec![der]));
+
+    let refused = |probe: &str| load_text(&with(probe), &files).unwrap_err().to_string();
+    let e = refused("[[node.probe]]\nkind = \"http\"\nurl = \"https://x/\"\nca = \"nope.pem\"");
+    assert!(
+        e.starts_with("/etc/sparrow/sparrow.toml:")
+            && e.contains("cannot read probe CA /etc/sparrow/nope.pem"),
+        "{e}"
+    );
+    let e = refused("[[node.probe]]\nkind = \"http\"\nurl = \"https://x/\"\nca = \"key.pem\"");
+    assert!(e.contains("key.pem: no PEM certificate in the file"), "{e}");
+    let e = refused("[[node.probe]]\nkind = \"http\"\nurl = \"https://x/\"\nhost = \"a b\"");
+    assert!(e.contains("host `a b` is not HOST or HOST:PORT"), "{e}");
+    let e = refused("[[node.probe]]\nkind = \"http\"\nurl = \"http://user:pw@x/\"");
+    assert!(
+        e.contains("credentials in probe URLs are not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_documented_metrics_listen_line_loads_when_uncommented() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = "# metrics_listen = \"127.0.0.1:9153\"";
+    assert!(
+        text.contains(line),
+        "the example no longer documents metrics_listen"
+    );
+    let text = text.replacen(line, &line[2..], 1);
+    let loaded = Config::from_str(&text, &path, &Disk).unwrap();
+    assert_eq!(
+        loaded.config.node.metrics_listen,
+        Some("127.0.0.1:9153".parse().unwrap())
+    );
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_warns_off_loopback() {
+    let c = load_text(MINIMAL, &Files::default()).unwrap();
+    assert_eq!(c.config.node.metrics_listen, None);
+    let with = |line: &str| MINIMAL.replacen("[zone]", &format!("{line}\n[zone]"), 1);
+    let loaded = load_text(
+        &with("metrics_listen = \"127.0.0.1:9153\""),
+        &Files::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.node.metrics_listen,
+        Some("127.0.0.1:9153".parse().unwrap())
+    );
+    assert!(loaded.warnings.is_empty());
+    let loaded = load_text(&with("metrics_listen = \"[::]:9153\""), &Files::default()).unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0].starts_with(
+            "/etc/sparrow/sparrow.toml:6:18: metrics_listen [::]:9153 is not a loopback address"
+        ),
+        "{}",
+        loaded.warnings[0]
+    );
+    let e = refused("[zone]", "metrics_listen = \"localhost:9153\"\n[zone]");
+    assert!(
+        e.starts_with(
+            "/etc/sparrow/sparrow.toml:6:18: metrics_listen `localhost:9153` is not an ADDRESS:PORT"
+        ),
+        "{e}"
+    );
 }

@@ -95,6 +95,10 @@ pub(super) fn validate(
             None => None,
             Some(l) => Some(cx.load(l)?),
         },
+        metrics_listen: match &raw.node.metrics_listen {
+            None => None,
+            Some(a) => Some(cx.metrics_listen(a, &mut warnings)?),
+        },
     };
 
     let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
@@ -395,6 +399,140 @@ impl Cx<'_> {
         })
     }
 
+    /// The metrics endpoint's address. Anything but loopback is allowed, with a warning:
+    /// the metrics name the POPs, their state and the traffic, and the endpoint has no
+    /// authentication of its own.
+    fn metrics_listen(
+        &self,
+        addr: &Spanned<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<SocketAddr, ConfigError> {
+        let parsed: SocketAddr = addr.get_ref().parse().map_err(|_| {
+            self.error(
+                Some(addr.span()),
+                format!(
+                    "metrics_listen `{}` is not an ADDRESS:PORT (IPv6 as [::1]:9153)",
+                    addr.get_ref()
+                ),
+            )
+        })?;
+        if !parsed.ip().is_loopback() {
+            let (line, col) = self.position(addr.span().start);
+            warnings.push(format!(
+                "{}:{line}:{col}: metrics_listen {parsed} is not a loopback address: anyone who can reach it can read the metrics",
+                self.origin.display()
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// An HTTP(S) probe target: `url` (`http://` or `https://`), an optional `host`
+    /// override (Host header, and for https the name the certificate must carry) and an
+    /// optional `ca` file (PEM) that https checks trust instead of the system roots.
+    fn http_target(
+        &self,
+        url: &Spanned<String>,
+        host: Option<&Spanned<String>>,
+        ca: Option<&Spanned<String>>,
+    ) -> Result<health::HttpTarget, ConfigError> {
+        let text = url.get_ref();
+        let at_url = |reason: String| self.error(Some(url.span()), reason);
+        let uri: hyper::Uri = text
+            .parse()
+            .map_err(|e| at_url(format!("`{text}` is not a URL: {e}")))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(at_url(format!(
+                    "`{text}` is not an http:// or https:// URL"
+                )));
+            }
+        };
+        let authority = uri
+            .authority()
+            .filter(|a| !a.host().is_empty())
+            .ok_or_else(|| at_url(format!("`{text}` has no host")))?;
+        if authority.as_str().contains('@') {
+            return Err(at_url(format!(
+                "`{text}`: credentials in probe URLs are not supported"
+            )));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let dial = format!("{}:{port}", authority.host());
+        let (header, name_host) = match host {
+            None => (authority.as_str().to_owned(), authority.host().to_owned()),
+            Some(h) => {
+                let parsed: hyper::http::uri::Authority = h.get_ref().parse().map_err(|_| {
+                    self.error(
+                        Some(h.span()),
+                        format!("host `{}` is not HOST or HOST:PORT", h.get_ref()),
+                    )
+                })?;
+                if parsed.as_str().contains('@') {
+                    return Err(self.error(Some(h.span()), "host cannot hold credentials"));
+                }
+                (parsed.as_str().to_owned(), parsed.host().to_owned())
+            }
+        };
+        let tls = if https {
+            let server_name = name_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let span = host.map_or(url.span(), Spanned::span);
+            rustls::pki_types::ServerName::try_from(server_name.as_str()).map_err(|_| {
+                self.error(
+                    Some(span),
+                    format!("`{server_name}` is not a DNS name or IP address for TLS"),
+                )
+            })?;
+            let ca = match ca {
+                None => None,
+                Some(file) => Some(self.ca_file(file)?),
+            };
+            Some(health::HttpsTrust { server_name, ca })
+        } else {
+            if let Some(file) = ca {
+                return Err(self.error(Some(file.span()), "`ca` applies to https:// URLs only"));
+            }
+            None
+        };
+        Ok(health::HttpTarget {
+            url: text.clone(),
+            authority: dial,
+            host: header,
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            tls,
+        })
+    }
+
+    /// The DER certificates of a PEM file named by a probe's `ca`.
+    fn ca_file(&self, file: &Spanned<String>) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let (path, text) = self.read(file, "probe CA")?;
+        let mut certs = Vec::new();
+        for block in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
+            let bad = |reason: String| {
+                self.error(Some(file.span()), format!("{}: {reason}", path.display()))
+            };
+            let block = block.map_err(|e| bad(format!("not PEM: {e}")))?;
+            if block.label != "CERTIFICATE" {
+                continue;
+            }
+            block
+                .parse_x509()
+                .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+            certs.push(block.contents);
+        }
+        if certs.is_empty() {
+            return Err(self.error(
+                Some(file.span()),
+                format!("{}: no PEM certificate in the file", path.display()),
+            ));
+        }
+        Ok(certs)
+    }
+
     fn load(&self, raw: &Spanned<RawLoad>) -> Result<health::LoadProbe, ConfigError> {
         let l = raw.get_ref();
         let missing = |what: &str| {
@@ -415,12 +553,8 @@ impl Cx<'_> {
             },
             "http" => {
                 let url = l.url.as_ref().ok_or_else(|| missing("url"))?;
-                let (authority, host, path) = parse_http_url(url.get_ref())
-                    .map_err(|reason| self.error(Some(url.span()), reason))?;
                 health::LoadKind::Http {
-                    authority,
-                    host,
-                    path,
+                    target: self.http_target(url, l.host.as_ref(), l.ca.as_ref())?,
                     field: l.field.clone().ok_or_else(|| missing("field"))?,
                 }
             }
@@ -467,14 +601,12 @@ impl Cx<'_> {
                 target: need(&p.target, "target")?,
             },
             "http" => {
-                let url = need(&p.url, "url")?;
-                let span = p.url.as_ref().map_or(raw.span(), Spanned::span);
-                let (authority, host, path) =
-                    parse_http_url(&url).map_err(|reason| at(span, reason))?;
+                let url = p
+                    .url
+                    .as_ref()
+                    .ok_or_else(|| at(raw.span(), "an http probe needs `url`".to_owned()))?;
                 ProbeKind::Http {
-                    authority,
-                    host,
-                    path,
+                    target: self.http_target(url, p.host.as_ref(), p.ca.as_ref())?,
                     expect_status: p.expect_status.unwrap_or(200),
                     body_contains: p.body_contains.clone(),
                 }
@@ -643,35 +775,6 @@ impl Cx<'_> {
             pops,
         })
     }
-}
-
-/// Splits `http://HOST[:PORT][/PATH]` into (`HOST:PORT` to dial, Host header, path).
-fn parse_http_url(url: &str) -> Result<(String, String, String), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "`{url}`: https probes are not supported yet; use an exec probe (check_http -S)"
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
-    let has_port = match authority.rfind(':') {
-        Some(i) => !authority[i..].contains(']'),
-        None => false,
-    };
-    let dial = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok((dial, authority.to_owned(), path.to_owned()))
 }
 
 /// Parses a name relative to `base`; `@` is `base`, a trailing dot makes it absolute.

@@ -46,6 +46,8 @@ pub struct ResponsePlan<'a> {
     pub authority: Vec<&'a Record>,
     /// ECS SCOPE PREFIX-LENGTH to return, when the query carried ECS.
     pub ecs_scope: Option<u8>,
+    /// For a geo answer: the POP whose addresses come first (what metrics count).
+    pub geo_pop: Option<usize>,
 }
 
 impl<'a> ResponsePlan<'a> {
@@ -56,6 +58,7 @@ impl<'a> ResponsePlan<'a> {
             answers: Vec::new(),
             authority: Vec::new(),
             ecs_scope: None,
+            geo_pop: None,
         }
     }
 }
@@ -74,14 +77,16 @@ pub fn plan<'a>(
     let mut answers: Vec<&Record> = Vec::new();
     // The most specific decision block that shaped the answer, for the ECS scope.
     let mut scope: Option<u8> = None;
+    let mut geo_pop: Option<usize> = None;
     let mut name = qname.clone();
     for _ in 0..=MAX_CNAME_CHAIN {
         if let Some(geo) = snap.geo_index(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            let (records, block_len) = geo_answer(snap, geo, qtype, client);
+            let (records, block_len, first) = geo_answer(snap, geo, qtype, client);
             answers.extend(records);
             scope = Some(block_len);
+            geo_pop = geo_pop.or(first);
         }
         if qtype == RecordType::ANY {
             answers.extend(zone.rrsets_at(&name).into_iter().flatten());
@@ -100,7 +105,7 @@ pub fn plan<'a>(
                 let target = LowerName::from(&target.0);
                 if !zone.contains(&target) {
                     // Out of zone: the resolver follows it.
-                    return positive(answers, scope, client);
+                    return positive(answers, scope, geo_pop, client);
                 }
                 name = target;
             }
@@ -111,7 +116,7 @@ pub fn plan<'a>(
         .last()
         .is_some_and(|r| r.record_type() != RecordType::CNAME)
     {
-        return positive(answers, scope, client);
+        return positive(answers, scope, geo_pop, client);
     }
     // Nothing (more) at `name`: NODATA if it exists, NXDOMAIN if not (RFC 6604 for chains).
     let rcode = if zone.name_exists(&name) {
@@ -125,16 +130,23 @@ pub fn plan<'a>(
         answers,
         authority: vec![zone.negative_soa()],
         ecs_scope: ecs_scope(scope, client),
+        geo_pop,
     }
 }
 
-fn positive<'a>(answers: Vec<&'a Record>, scope: Option<u8>, client: Client) -> ResponsePlan<'a> {
+fn positive<'a>(
+    answers: Vec<&'a Record>,
+    scope: Option<u8>,
+    geo_pop: Option<usize>,
+    client: Client,
+) -> ResponsePlan<'a> {
     ResponsePlan {
         rcode: ResponseCode::NoError,
         authoritative: true,
         answers,
         authority: Vec::new(),
         ecs_scope: ecs_scope(scope, client),
+        geo_pop,
     }
 }
 
@@ -148,13 +160,14 @@ fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     }
 }
 
-/// The A/AAAA records of the best POPs for the client, and the decision block's length.
+/// The A/AAAA records of the best POPs for the client, the decision block's length, and
+/// the POP whose records come first (if any POP has records of the type).
 fn geo_answer(
     snap: &Snapshot,
     geo: usize,
     qtype: RecordType,
     client: Client,
-) -> (Vec<&Record>, u8) {
+) -> (Vec<&Record>, u8, Option<usize>) {
     let count = usize::from(snap.config.geo[geo].answers);
     let types: &[RecordType] = match qtype {
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
@@ -163,12 +176,14 @@ fn geo_answer(
     };
     let mut records = Vec::new();
     let mut block_len = 0;
+    let mut first = None;
     for &t in types {
         // The best `count` POPs that have an address of this family.
         let routed = snap.route_first(geo, client.decision_address(), count, |pop| {
             !snap.geo_records(geo, pop, t).is_empty()
         });
         block_len = routed.block.prefix_len();
+        first = first.or(routed.ranking.order.first().copied());
         records.extend(
             routed
                 .ranking
@@ -177,7 +192,7 @@ fn geo_answer(
                 .flat_map(|&pop| snap.geo_records(geo, pop, t)),
         );
     }
-    (records, block_len)
+    (records, block_len, first)
 }
 
 #[cfg(test)]

@@ -5,27 +5,47 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, LowerQuery, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
 use super::answer::{self, Client};
 use super::ecs;
+use crate::metrics::{DnsMetrics, DnsTransport};
 use crate::snapshot::Snapshot;
 
 /// Answers DNS queries from the current [`Snapshot`].
 #[derive(Clone)]
 pub struct DnsHandler {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Option<Arc<DnsMetrics>>,
 }
 
 impl DnsHandler {
     /// A handler reading whatever snapshot `snapshot` holds at the time of each query.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
-        Self { snapshot }
+        Self {
+            snapshot,
+            metrics: None,
+        }
+    }
+
+    /// The same handler, counting every query in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<DnsMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+/// The transport label of a request (only UDP and TCP sockets are served).
+fn transport(request: &Request) -> DnsTransport {
+    match request.protocol() {
+        Protocol::Udp => DnsTransport::Udp,
+        _ => DnsTransport::Tcp,
     }
 }
 
@@ -50,6 +70,12 @@ impl RequestHandler for DnsHandler {
         let mut builder = MessageResponseBuilder::from_message_request(request);
         let result = match check(request) {
             Err(code) => {
+                if let Some(m) = &self.metrics {
+                    let qtype = request
+                        .request_info()
+                        .map_or(RecordType::Unknown(0), |i| i.query.query_type());
+                    m.query(transport(request), qtype, code);
+                }
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
@@ -58,6 +84,12 @@ impl RequestHandler for DnsHandler {
             }
             Ok((query, client)) => {
                 let plan = answer::plan(&snap, query.name(), query.query_type(), client);
+                if let Some(m) = &self.metrics {
+                    m.query(transport(request), query.query_type(), plan.rcode);
+                    if let Some(pop) = plan.geo_pop {
+                        m.geo_answer(pop, client.subnet.is_some(), snap.mode.is_local_only());
+                    }
+                }
                 if let (Some(e), Some(scope), Some(net)) =
                     (edns.as_mut(), plan.ecs_scope, client.subnet)
                 {

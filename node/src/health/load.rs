@@ -1,61 +1,89 @@
-//! [E] Load probes: a command's output, a JSON field over HTTP, or a file, read under a
+//! [E] Load probes: a command's output, a JSON field over HTTP(S), or a file, read under a
 //! timeout. A reading must be a number from 0.0 to 1.0; anything else is an error and the
 //! load becomes unknown (never a guess).
 
 use std::time::Duration;
 
-use super::probe::{http_get, run_command};
-use super::spec::LoadKind;
+use super::http::HttpClient;
+use super::probe::run_command;
+use super::spec::{LoadKind, MAX_BODY};
 
-/// Reads the load once, giving up after `timeout`.
-pub async fn measure(kind: &LoadKind, timeout: Duration) -> Result<f32, String> {
-    match tokio::time::timeout(timeout, measure_inner(kind)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no reading within {} ms", timeout.as_millis())),
+/// A load probe ready to run (its HTTP client, if any, built once).
+pub struct LoadReader {
+    kind: LoadKind,
+    http: Option<HttpClient>,
+}
+
+impl LoadReader {
+    /// Prepares readings of `kind`.
+    pub fn new(kind: &LoadKind) -> Self {
+        let http = match kind {
+            LoadKind::Http { target, .. } => Some(HttpClient::new(target)),
+            LoadKind::Exec { .. } | LoadKind::File { .. } => None,
+        };
+        Self {
+            kind: kind.clone(),
+            http,
+        }
+    }
+
+    /// Reads the load once, giving up after `timeout`.
+    pub async fn measure(&self, timeout: Duration) -> Result<f32, String> {
+        match tokio::time::timeout(timeout, self.measure_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no reading within {} ms", timeout.as_millis())),
+        }
+    }
+
+    async fn measure_inner(&self) -> Result<f32, String> {
+        let value = match (&self.kind, &self.http) {
+            (LoadKind::Exec { argv }, _) => {
+                let (code, output) = run_command(argv).await?;
+                if code != Some(0) {
+                    return Err(format!("{} exited with {code:?}", argv[0]));
+                }
+                first_number(&output)?
+            }
+            (LoadKind::File { path }, _) => {
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                first_number(&text)?
+            }
+            (LoadKind::Http { field, .. }, Some(client)) => json_field(client, field).await?,
+            (LoadKind::Http { .. }, None) => return Err("no HTTP client".to_owned()),
+        };
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("load {value} is outside 0.0 to 1.0"))
+        }
     }
 }
 
-async fn measure_inner(kind: &LoadKind) -> Result<f32, String> {
-    let value = match kind {
-        LoadKind::Exec { argv } => {
-            let (code, output) = run_command(argv).await?;
-            if code != Some(0) {
-                return Err(format!("{} exited with {code:?}", argv[0]));
-            }
-            first_number(&output)?
-        }
-        LoadKind::File { path } => {
-            let text = tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            first_number(&text)?
-        }
-        LoadKind::Http {
-            authority,
-            host,
-            path,
-            field,
-        } => {
-            let (code, body) = http_get(authority, host, path).await?;
-            if code != 200 {
-                return Err(format!("status {code}, expected 200"));
-            }
-            let json: serde_json::Value =
-                serde_json::from_str(&body).map_err(|e| format!("not JSON: {e}"))?;
-            let found = field
-                .split('.')
-                .try_fold(&json, |v, key| v.get(key))
-                .ok_or_else(|| format!("no field `{field}`"))?;
-            found
-                .as_f64()
-                .ok_or_else(|| format!("field `{field}` is not a number"))? as f32
-        }
-    };
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("load {value} is outside 0.0 to 1.0"))
+/// Reads the load once, giving up after `timeout` (a [`LoadReader`] used once).
+pub async fn measure(kind: &LoadKind, timeout: Duration) -> Result<f32, String> {
+    LoadReader::new(kind).measure(timeout).await
+}
+
+/// The number at dotted path `field` of the JSON document the client fetches.
+async fn json_field(client: &HttpClient, field: &str) -> Result<f32, String> {
+    let fetched = client.get(true).await?;
+    if fetched.status != 200 {
+        return Err(format!("status {}, expected 200", fetched.status));
     }
+    if fetched.truncated {
+        return Err(format!("document larger than {MAX_BODY} bytes"));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&fetched.body).map_err(|e| format!("not JSON: {e}"))?;
+    let found = field
+        .split('.')
+        .try_fold(&json, |v, key| v.get(key))
+        .ok_or_else(|| format!("no field `{field}`"))?;
+    Ok(found
+        .as_f64()
+        .ok_or_else(|| format!("field `{field}` is not a number"))? as f32)
 }
 
 fn first_number(text: &str) -> Result<f32, String> {
@@ -120,9 +148,13 @@ mod tests {
             }
         });
         let http = |field: &str| LoadKind::Http {
-            authority: addr.clone(),
-            host: addr.clone(),
-            path: "/stats".into(),
+            target: crate::health::HttpTarget {
+                url: format!("http://{addr}/stats"),
+                authority: addr.clone(),
+                host: addr.clone(),
+                path: "/stats".into(),
+                tls: None,
+            },
             field: field.into(),
         };
         assert_eq!(measure(&http("stats.load"), T).await, Ok(0.3));

@@ -4,24 +4,29 @@
 //! which publishes it (today: into the node's snapshot, so answers stop or resume handing
 //! out the POP).
 
+pub mod http;
 pub mod load;
 pub mod probe;
 pub mod spec;
 pub mod state;
 
-pub use self::spec::{LoadKind, LoadProbe, Probe, ProbeKind};
+pub use self::spec::{HttpTarget, HttpsTrust, LoadKind, LoadProbe, Probe, ProbeKind};
 
 use std::sync::{Arc, Mutex};
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::state::{Health, Hysteresis, Outcome};
+use crate::metrics::ProbeMetrics;
 
 /// Runs every probe until `shutdown`; calls `on_change(healthy)` whenever the POP's health
-/// (all probes up) changes.
+/// (all probes up) changes. Every check is recorded in `metrics`, when given (probe `i` of
+/// `probes` is its probe `i`).
 pub async fn monitor(
     probes: Vec<Probe>,
+    metrics: Option<Arc<ProbeMetrics>>,
     on_change: impl Fn(bool) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
@@ -30,7 +35,9 @@ pub async fn monitor(
     let mut tasks = tokio::task::JoinSet::new();
     for (slot, probe) in probes.into_iter().enumerate() {
         let (health, on_change, shutdown) = (health.clone(), on_change.clone(), shutdown.clone());
+        let metrics = metrics.clone();
         tasks.spawn(async move {
+            let prober = probe::Prober::new(&probe.kind);
             let mut hysteresis = Hysteresis::new(probe.rise, probe.fall);
             let mut ticker = tokio::time::interval(probe.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,11 +46,21 @@ pub async fn monitor(
                     _ = ticker.tick() => {}
                     () = shutdown.cancelled() => return,
                 }
-                let outcome = probe::check(&probe.kind, probe.timeout).await;
+                let started = Instant::now();
+                let outcome = prober.check(probe.timeout).await;
                 if let Outcome::Warning(message) = &outcome {
                     info!(probe = %probe.name, message = %message, "probe warning");
                 }
-                let Some(changed) = hysteresis.record(&outcome) else {
+                let changed = hysteresis.record(&outcome);
+                if let Some(m) = &metrics {
+                    m.checked(
+                        slot,
+                        &outcome,
+                        started.elapsed(),
+                        hysteresis.health() == Health::Up,
+                    );
+                }
+                let Some(changed) = changed else {
                     continue;
                 };
                 match (changed, &outcome) {
@@ -72,9 +89,11 @@ pub async fn monitor(
 /// reading changes (`None` when it cannot be read).
 pub async fn monitor_load(
     probe: LoadProbe,
+    metrics: Option<Arc<ProbeMetrics>>,
     on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
+    let reader = load::LoadReader::new(&probe.kind);
     let mut last: Option<f32> = None;
     let mut ticker = tokio::time::interval(probe.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,7 +102,12 @@ pub async fn monitor_load(
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let reading = match load::measure(&probe.kind, probe.timeout).await {
+        let started = Instant::now();
+        let result = reader.measure(probe.timeout).await;
+        if let Some(m) = &metrics {
+            m.load_read(result.is_ok(), started.elapsed());
+        }
+        let reading = match result {
             Ok(l) => Some(l),
             Err(e) => {
                 if last.is_some() {

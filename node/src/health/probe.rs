@@ -1,105 +1,92 @@
-//! [E] Probes of the POP's own services: TCP connect, HTTP status (and body), and exec with
-//! Nagios plugin exit codes. Every probe runs under a timeout; a probe that hangs fails.
+//! [E] Probes of the POP's own services: TCP connect, HTTP(S) status (and body), and exec
+//! with Nagios plugin exit codes. Every probe runs under a timeout; a probe that hangs fails.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
-use super::spec::ProbeKind;
+use super::http::HttpClient;
+use super::spec::{MAX_BODY, ProbeKind};
 use super::state::Outcome;
 
-/// Most bytes of an HTTP response or plugin output read.
+/// Most bytes of plugin output read.
 const MAX_READ: usize = 64 * 1024;
 
-/// Runs one check of `kind`, giving up after `timeout`.
+/// A probe ready to run: what it checks, with its HTTP client (and TLS settings) built once.
+pub struct Prober {
+    kind: ProbeKind,
+    http: Option<HttpClient>,
+}
+
+impl Prober {
+    /// Prepares checks of `kind`.
+    pub fn new(kind: &ProbeKind) -> Self {
+        let http = match kind {
+            ProbeKind::Http { target, .. } => Some(HttpClient::new(target)),
+            ProbeKind::Tcp { .. } | ProbeKind::Exec { .. } => None,
+        };
+        Self {
+            kind: kind.clone(),
+            http,
+        }
+    }
+
+    /// Runs one check, giving up after `timeout`.
+    pub async fn check(&self, timeout: Duration) -> Outcome {
+        match tokio::time::timeout(timeout, self.check_inner()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Failed(format!("no result within {} ms", timeout.as_millis())),
+        }
+    }
+
+    async fn check_inner(&self) -> Outcome {
+        match (&self.kind, &self.http) {
+            (ProbeKind::Tcp { target }, _) => match TcpStream::connect(target.as_str()).await {
+                Ok(_) => Outcome::Ok,
+                Err(e) => Outcome::Failed(format!("connect {target}: {e}")),
+            },
+            (
+                ProbeKind::Http {
+                    expect_status,
+                    body_contains,
+                    ..
+                },
+                Some(client),
+            ) => http(client, *expect_status, body_contains.as_deref()).await,
+            (ProbeKind::Exec { argv }, _) => exec(argv).await,
+            (ProbeKind::Http { .. }, None) => Outcome::Failed("no HTTP client".to_owned()),
+        }
+    }
+}
+
+/// Runs one check of `kind`, giving up after `timeout` (a [`Prober`] used once).
 pub async fn check(kind: &ProbeKind, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, check_inner(kind)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Failed(format!("no result within {} ms", timeout.as_millis())),
-    }
+    Prober::new(kind).check(timeout).await
 }
 
-async fn check_inner(kind: &ProbeKind) -> Outcome {
-    match kind {
-        ProbeKind::Tcp { target } => match TcpStream::connect(target.as_str()).await {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Failed(format!("connect {target}: {e}")),
-        },
-        ProbeKind::Http {
-            authority,
-            host,
-            path,
-            expect_status,
-            body_contains,
-        } => {
-            http(
-                authority,
-                host,
-                path,
-                *expect_status,
-                body_contains.as_deref(),
-            )
-            .await
+async fn http(client: &HttpClient, expect_status: u16, body_contains: Option<&str>) -> Outcome {
+    let fetched = match client.get(body_contains.is_some()).await {
+        Ok(f) => f,
+        Err(e) => return Outcome::Failed(e),
+    };
+    if fetched.status != expect_status {
+        return Outcome::Failed(format!(
+            "status {}, expected {expect_status}",
+            fetched.status
+        ));
+    }
+    match body_contains {
+        Some(want) if !String::from_utf8_lossy(&fetched.body).contains(want) => {
+            let within = if fetched.truncated {
+                format!(" (in its first {MAX_BODY} bytes)")
+            } else {
+                String::new()
+            };
+            Outcome::Failed(format!("body does not contain {want:?}{within}"))
         }
-        ProbeKind::Exec { argv } => exec(argv).await,
-    }
-}
-
-/// `GET path` over HTTP/1.1; returns the status code and the body (at most 64 KiB read).
-pub(crate) async fn http_get(
-    authority: &str,
-    host: &str,
-    path: &str,
-) -> Result<(u16, String), String> {
-    let result = async {
-        let mut stream = TcpStream::connect(authority).await?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sparrow-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream
-            .take(MAX_READ as u64)
-            .read_to_end(&mut response)
-            .await?;
-        std::io::Result::Ok(response)
-    }
-    .await;
-    let response = result.map_err(|e| format!("GET http://{authority}{path}: {e}"))?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| "response is not HTTP".to_owned())?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
-}
-
-async fn http(
-    authority: &str,
-    host: &str,
-    path: &str,
-    expect_status: u16,
-    body_contains: Option<&str>,
-) -> Outcome {
-    match http_get(authority, host, path).await {
-        Err(e) => Outcome::Failed(e),
-        Ok((code, _)) if code != expect_status => {
-            Outcome::Failed(format!("status {code}, expected {expect_status}"))
-        }
-        Ok((_, body)) => match body_contains {
-            Some(want) if !body.contains(want) => {
-                Outcome::Failed(format!("body does not contain {want:?}"))
-            }
-            _ => Outcome::Ok,
-        },
+        _ => Outcome::Ok,
     }
 }
 
@@ -143,6 +130,7 @@ async fn exec(argv: &[String]) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt as _;
     use tokio::net::TcpListener;
 
     use super::*;
@@ -221,9 +209,13 @@ mod tests {
 
     fn http(authority: &str, status: u16, body: Option<&str>) -> ProbeKind {
         ProbeKind::Http {
-            authority: authority.into(),
-            host: authority.into(),
-            path: "/health".into(),
+            target: crate::health::HttpTarget {
+                url: format!("http://{authority}/health"),
+                authority: authority.into(),
+                host: authority.into(),
+                path: "/health".into(),
+                tls: None,
+            },
             expect_status: status,
             body_contains: body.map(Into::into),
         }
@@ -251,9 +243,39 @@ mod tests {
             Outcome::Failed("status 503, expected 200".into())
         );
         let junk = http_server("SSH-2.0-OpenSSH\r\n").await;
-        assert_eq!(
+        assert!(matches!(
             check(&http(&junk, 200, None), T).await,
-            Outcome::Failed("response is not HTTP".into())
+            Outcome::Failed(m) if m.starts_with(&format!("GET http://{junk}/health: "))
+        ));
+    }
+
+    #[tokio::test]
+    async fn http_reads_chunked_bodies_and_caps_long_ones() {
+        // The old hand-written client matched against the raw chunk framing; the word
+        // here is split across two chunks.
+        let chunked = http_server(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nstatus:\r\n2\r\nup\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            check(&http(&chunked, 200, Some("status:up")), T).await,
+            Outcome::Ok
         );
+        let long: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}marker",
+                MAX_BODY + 6,
+                "x".repeat(MAX_BODY)
+            )
+            .into_boxed_str(),
+        );
+        let long = http_server(long).await;
+        assert_eq!(
+            check(&http(&long, 200, Some("marker")), T).await,
+            Outcome::Failed(format!(
+                "body does not contain \"marker\" (in its first {MAX_BODY} bytes)"
+            ))
+        );
+        assert_eq!(check(&http(&long, 200, Some("xxx")), T).await, Outcome::Ok);
     }
 }

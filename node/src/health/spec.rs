@@ -36,14 +36,11 @@ pub enum ProbeKind {
         /// `HOST:PORT`.
         target: String,
     },
-    /// `GET` over HTTP/1.1 returns `expect_status` (and a body containing `body_contains`).
+    /// `GET` over HTTP/1.1 (or HTTPS) returns `expect_status` (and a body containing
+    /// `body_contains`).
     Http {
-        /// `HOST:PORT` to connect to.
-        authority: String,
-        /// Host header (the authority without a default port).
-        host: String,
-        /// Path and query.
-        path: String,
+        /// Where to send the request.
+        target: HttpTarget,
         /// Wanted status code.
         expect_status: u16,
         /// Text the body must contain.
@@ -56,6 +53,36 @@ pub enum ProbeKind {
     },
 }
 
+/// Where an HTTP(S) probe sends its `GET`, and which servers it trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// The URL as configured (for messages).
+    pub url: String,
+    /// `HOST:PORT` to connect to.
+    pub authority: String,
+    /// Host header: the URL's authority (without a default port), or the `host` override.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+    /// For `https://` URLs: how the server's certificate is checked. `None`: plain HTTP.
+    pub tls: Option<HttpsTrust>,
+}
+
+/// How an HTTPS probe checks the server it talks to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsTrust {
+    /// Name sent in SNI and checked against the certificate (a DNS name or an IP address):
+    /// the URL's host, or the `host` override without its port.
+    pub server_name: String,
+    /// DER certificates of the private CA from the probe's `ca` file; `None` trusts the
+    /// system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
+}
+
+/// Most bytes of an HTTP body a probe reads: enough for any health page or stats
+/// document, small enough that a misconfigured URL cannot make the node buffer a download.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// How a POP's load (0.0 idle to 1.0 full) is measured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoadKind {
@@ -64,14 +91,10 @@ pub enum LoadKind {
         /// Program and arguments (no shell).
         argv: Vec<String>,
     },
-    /// A JSON document over HTTP; `field` is a dotted path to the number.
+    /// A JSON document over HTTP(S); `field` is a dotted path to the number.
     Http {
-        /// `HOST:PORT` to connect to.
-        authority: String,
-        /// Host header.
-        host: String,
-        /// Path and query.
-        path: String,
+        /// Where to send the request.
+        target: HttpTarget,
         /// Dotted path of the number in the JSON document (`stats.load`).
         field: String,
     },

@@ -1,0 +1,552 @@
+//! [E] Prometheus metrics and the HTTP endpoint that serves them (`[node] metrics_listen`,
+//! off unless configured).
+//!
+//! Three sources, each read the cheapest way:
+//! - the DNS path bumps counters ([`DnsMetrics`]) whose label sets were all registered at
+//!   start: a query costs one or two relaxed atomic additions, with no allocation, lock or
+//!   hash lookup;
+//! - the probes record each check ([`ProbeMetrics`]);
+//! - everything the node *believes* (mode, members alive, each POP's state and load) and
+//!   the gossip transport's counters are read at scrape time from the current snapshot and
+//!   [`TransportStats`], so they are never mirrored and never stale.
+//!
+//! Exposition is OpenMetrics text (`prometheus-client`), served by hyper over HTTP/1.1 at
+//! `/metrics`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::cluster::state::Mode;
+use crate::cluster::transport::TransportStats;
+use crate::config::AdminState;
+use crate::health::state::Outcome;
+use crate::snapshot::Snapshot;
+
+/// Content type of the OpenMetrics text exposition. (`prometheus-client` ends registered
+/// metrics' help texts with a period; the scrape-time ones below are written with one.)
+const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Scrapes served at once; more connections are closed at once (a scraper needs one).
+const MAX_CONNECTIONS: usize = 16;
+/// Time a client has to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A label set: (name, value) pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// Transport of a DNS query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsTransport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// Label values of [`DnsTransport`], in its index order.
+const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+/// Query type classes: the two that geo names answer, and the rest.
+const QTYPES: [&str; 3] = ["A", "AAAA", "other"];
+/// Response codes the node sends, and a bucket for any other.
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+
+fn qtype_index(qtype: RecordType) -> usize {
+    match qtype {
+        RecordType::A => 0,
+        RecordType::AAAA => 1,
+        _ => 2,
+    }
+}
+
+fn rcode_index(rcode: ResponseCode) -> usize {
+    match rcode {
+        ResponseCode::NoError => 0,
+        ResponseCode::FormErr => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::NXDomain => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::Refused => 5,
+        ResponseCode::BADVERS => 6,
+        _ => 7,
+    }
+}
+
+/// Counters of the DNS path, every label set registered up front.
+#[derive(Debug)]
+pub struct DnsMetrics {
+    /// Indexed by `(transport * QTYPES + qtype) * RCODES + rcode`.
+    queries: Vec<Counter>,
+    /// Per POP index: [without ECS, with ECS].
+    geo: Vec<[Counter; 2]>,
+    local_only: Counter,
+}
+
+impl DnsMetrics {
+    /// Counts one answered query.
+    #[inline]
+    pub fn query(&self, transport: DnsTransport, qtype: RecordType, rcode: ResponseCode) {
+        let t = match transport {
+            DnsTransport::Udp => 0,
+            DnsTransport::Tcp => 1,
+        };
+        let i = (t * QTYPES.len() + qtype_index(qtype)) * RCODES.len() + rcode_index(rcode);
+        self.queries[i].inc();
+    }
+
+    /// Counts one geo answer whose first POP is `pop`.
+    #[inline]
+    pub fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+        // A POP index past the registered ones cannot happen while the POP list is fixed at
+        // start; if a reload ever adds POPs, their answers go uncounted rather than panic.
+        if let Some(c) = self.geo.get(pop) {
+            c[usize::from(ecs)].inc();
+        }
+        if local_only {
+            self.local_only.inc();
+        }
+    }
+}
+
+/// Counters and gauges of one probe's checks.
+#[derive(Debug)]
+struct CheckSeries {
+    /// Absent for the load probe, which has no up/down state.
+    up: Option<Gauge>,
+    ok: Counter,
+    warning: Option<Counter>,
+    failed: Counter,
+    duration: Gauge<f64, AtomicU64>,
+}
+
+/// What the probes record: per health probe (same index as `config.node.probes`) and for
+/// the load probe.
+#[derive(Debug)]
+pub struct ProbeMetrics {
+    probes: Vec<CheckSeries>,
+    load: Option<CheckSeries>,
+}
+
+impl ProbeMetrics {
+    /// Records one check of health probe `probe`: its outcome, how long it took, and the
+    /// probe's state after it (hysteresis applied).
+    pub fn checked(&self, probe: usize, outcome: &Outcome, took: Duration, up: bool) {
+        let Some(s) = self.probes.get(probe) else {
+            return;
+        };
+        match outcome {
+            Outcome::Ok => s.ok.inc(),
+            Outcome::Warning(_) => s.warning.as_ref().map_or(0, Counter::inc),
+            Outcome::Failed(_) => s.failed.inc(),
+        };
+        s.duration.set(took.as_secs_f64());
+        if let Some(g) = &s.up {
+            g.set(i64::from(up));
+        }
+    }
+
+    /// Records one reading of the load probe.
+    pub fn load_read(&self, ok: bool, took: Duration) {
+        if let Some(s) = &self.load {
+            if ok {
+                s.ok.inc()
+            } else {
+                s.failed.inc()
+            };
+            s.duration.set(took.as_secs_f64());
+        }
+    }
+}
+
+/// Everything the endpoint serves.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    dns: Arc<DnsMetrics>,
+    probes: Arc<ProbeMetrics>,
+    gossip: Arc<OnceLock<Arc<TransportStats>>>,
+}
+
+impl Metrics {
+    /// Registers every metric of the node whose state `snapshot` holds: a label set per POP,
+    /// per probe and per (transport, query type, response code).
+    pub fn new(snapshot: &Arc<ArcSwap<Snapshot>>) -> Self {
+        let config = snapshot.load().config.clone();
+        let mut registry = Registry::default();
+
+        let queries = Family::<Labels, Counter>::default();
+        let mut query_counters = Vec::new();
+        for transport in TRANSPORTS {
+            for qtype in QTYPES {
+                for rcode in RCODES {
+                    let labels = vec![
+                        ("transport", transport.to_owned()),
+                        ("qtype", qtype.to_owned()),
+                        ("rcode", rcode.to_owned()),
+                    ];
+                    query_counters.push(queries.get_or_create(&labels).clone());
+                }
+            }
+        }
+        registry.register(
+            "sparrow_dns_queries",
+            "DNS queries answered, by transport (udp, tcp), query type (A, AAAA, other) and response code",
+            queries,
+        );
+
+        let geo = Family::<Labels, Counter>::default();
+        let geo_counters = config
+            .pops
+            .iter()
+            .map(|p| {
+                [false, true].map(|ecs| {
+                    let labels = vec![("pop", p.name.clone()), ("ecs", ecs.to_string())];
+                    geo.get_or_create(&labels).clone()
+                })
+            })
+            .collect();
+        registry.register(
+            "sparrow_geo_answers",
+            "Geo answers, by the POP handed out first and whether the query carried EDNS Client Subnet",
+            geo,
+        );
+        let local_only = Counter::default();
+        registry.register(
+            "sparrow_local_only_answers",
+            "Geo answers given while partitioned (local-only mode)",
+            local_only.clone(),
+        );
+
+        let probes = ProbeMetrics {
+            probes: register_probes(&mut registry, &config.node.probes),
+            load: config
+                .node
+                .load
+                .as_ref()
+                .map(|_| register_load_probe(&mut registry)),
+        };
+        let gossip = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(StateCollector {
+            snapshot: snapshot.clone(),
+            gossip: gossip.clone(),
+        }));
+        Self {
+            registry,
+            dns: Arc::new(DnsMetrics {
+                queries: query_counters,
+                geo: geo_counters,
+                local_only,
+            }),
+            probes: Arc::new(probes),
+            gossip,
+        }
+    }
+
+    /// The counters the DNS handler bumps.
+    pub fn dns(&self) -> Arc<DnsMetrics> {
+        self.dns.clone()
+    }
+
+    /// The counters the probes bump.
+    pub fn probes(&self) -> Arc<ProbeMetrics> {
+        self.probes.clone()
+    }
+
+    /// Reports the gossip transport's counters from now on (once; later calls are ignored).
+    pub fn set_gossip(&self, stats: Arc<TransportStats>) {
+        let _ = self.gossip.set(stats);
+    }
+
+    /// The OpenMetrics text exposition of every metric, as of now.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // INVARIANT: encoding into a String only fails if a collector fails, and ours
+        // write only through the encoder.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("metrics encode into a String");
+        out
+    }
+}
+
+fn register_probes(registry: &mut Registry, probes: &[crate::health::Probe]) -> Vec<CheckSeries> {
+    let up = Family::<Labels, Gauge>::default();
+    let checks = Family::<Labels, Counter>::default();
+    let duration = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let series = probes
+        .iter()
+        .map(|p| {
+            let probe = || vec![("probe", p.name.clone())];
+            let outcome = |o: &str| {
+                let mut l = probe();
+                l.push(("outcome", o.to_owned()));
+                checks.get_or_create(&l).clone()
+            };
+            let s = CheckSeries {
+                up: Some(up.get_or_create(&probe()).clone()),
+                ok: outcome("ok"),
+                warning: Some(outcome("warning")),
+                failed: outcome("failed"),
+                duration: duration.get_or_create(&probe()).clone(),
+            };
+            // Probes start up, as the hysteresis does.
+            if let Some(g) = &s.up {
+                g.set(1);
+            }
+            s
+        })
+        .collect();
+    registry.register(
+        "sparrow_probe_up",
+        "Whether each health probe of the own POP is up (1) or down (0), after rise/fall",
+        up,
+    );
+    registry.register(
+        "sparrow_probe_checks",
+        "Health probe checks, by probe and outcome (ok, warning, failed)",
+        checks,
+    );
+    registry.register_with_unit(
+        "sparrow_probe_last_check_duration",
+        "How long each health probe's last check took",
+        Unit::Seconds,
+        duration,
+    );
+    series
+}
+
+fn register_load_probe(registry: &mut Registry) -> CheckSeries {
+    let checks = Family::<Labels, Counter>::default();
+    let outcome = |o: &str| {
+        checks
+            .get_or_create(&vec![("outcome", o.to_owned())])
+            .clone()
+    };
+    let s = CheckSeries {
+        up: None,
+        ok: outcome("ok"),
+        warning: None,
+        failed: outcome("failed"),
+        duration: Gauge::default(),
+    };
+    registry.register(
+        "sparrow_load_probe_checks",
+        "Load probe readings, by outcome (ok, failed: the load is then unknown)",
+        checks,
+    );
+    registry.register_with_unit(
+        "sparrow_load_probe_last_check_duration",
+        "How long the load probe's last reading took",
+        Unit::Seconds,
+        s.duration.clone(),
+    );
+    s
+}
+
+/// Reads what the node believes at scrape time.
+#[derive(Debug)]
+struct StateCollector {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    gossip: Arc<OnceLock<Arc<TransportStats>>>,
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let snap = self.snapshot.load();
+        let config = &snap.config;
+
+        let mut m = encoder.encode_descriptor(
+            "sparrow_mode",
+            "The node's mode: 1 for the current one (standalone, cluster, local_only), 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (mode, on) in [
+            ("standalone", matches!(snap.mode, Mode::Standalone)),
+            ("cluster", matches!(snap.mode, Mode::Cluster { .. })),
+            ("local_only", snap.mode.is_local_only()),
+        ] {
+            ConstGauge::new(i64::from(on)).encode(m.encode_family(&[("mode", mode)])?)?;
+        }
+
+        let partitions = ConstCounter::new(snap.partitions);
+        partitions.encode(encoder.encode_descriptor(
+            "sparrow_partitions",
+            "Times the node went from cluster answers to local-only (partitioned).",
+            None,
+            partitions.metric_type(),
+        )?)?;
+
+        let alive = match snap.mode {
+            Mode::Standalone => 1,
+            Mode::Cluster { alive } | Mode::LocalOnly { alive, .. } => alive,
+        };
+        let alive = ConstGauge::new(alive as i64);
+        alive.encode(encoder.encode_descriptor(
+            "sparrow_members_alive",
+            "Cluster nodes this node sees alive, itself included (1 when standalone).",
+            None,
+            alive.metric_type(),
+        )?)?;
+
+        let high_water = config.node.load_high_water;
+        let mut m = encoder.encode_descriptor(
+            "sparrow_pop_state",
+            "Each POP's state as this node sees it: live, healthy, drained, overloaded (above load_high_water); 1 if so.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pop, s) in config.pops.iter().zip(&snap.pop_status) {
+            for (state, on) in [
+                ("live", s.live),
+                ("healthy", s.healthy),
+                ("drained", s.admin == AdminState::Drained),
+                ("overloaded", s.load.is_some_and(|l| l > high_water)),
+            ] {
+                let labels = [("pop", pop.name.as_str()), ("state", state)];
+                ConstGauge::new(i64::from(on)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "sparrow_pop_load_ratio",
+            "Each POP's load, 0.0 to 1.0, as last published (absent while unknown).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pop, s) in config.pops.iter().zip(&snap.pop_status) {
+            if let Some(load) = s.load {
+                // Loads are f32: round to 6 digits so 0.95 reads 0.95, not 0.949999988.
+                let load = (f64::from(load) * 1e6).round() / 1e6;
+                ConstGauge::new(load).encode(m.encode_family(&[("pop", pop.name.as_str())])?)?;
+            }
+        }
+
+        if let Some(stats) = self.gossip.get() {
+            for (name, help, unit, value) in [
+                (
+                    "sparrow_gossip_sent",
+                    "Bytes of gossip sent to peers.",
+                    Some(&Unit::Bytes),
+                    &stats.bytes_sent,
+                ),
+                (
+                    "sparrow_gossip_received",
+                    "Bytes of gossip received from peers and accepted.",
+                    Some(&Unit::Bytes),
+                    &stats.bytes_received,
+                ),
+                (
+                    "sparrow_gossip_peers_refused",
+                    "Gossip peers refused at or after the TLS handshake (wrong CA, cluster or role).",
+                    None,
+                    &stats.peers_refused,
+                ),
+            ] {
+                let c = ConstCounter::new(value.load(Ordering::Relaxed));
+                c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves `/metrics` on `listener` (bound by the caller) until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    warn!(error = %e, "metrics endpoint accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!(peer = %peer, "too many metrics connections; closed");
+            continue;
+        };
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&metrics, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(peer = %peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    if request.uri().path() != "/metrics" {
+        return reply(
+            StatusCode::NOT_FOUND,
+            "metrics are at /metrics\n".to_owned(),
+        );
+    }
+    match *request.method() {
+        Method::GET | Method::HEAD => {
+            let mut r = reply(StatusCode::OK, metrics.render());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
+            );
+            r
+        }
+        _ => {
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET or HEAD /metrics\n".to_owned(),
+            );
+            r.headers_mut()
+                .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+    }
+}
