@@ -162,12 +162,65 @@ async fn a_peer_that_speaks_garbage_on_the_view_protocol_is_disconnected() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("serves ams's view"), "{err:#}");
-    let (header, view) =
-        sparrow_node::cluster::view_sync::fetch(&endpoint, &client, target, "ams", 0)
-            .await
-            .unwrap();
-    assert_eq!(header.prefixes, view.prefixes());
+    let pulled = sparrow_node::cluster::view_sync::fetch(&endpoint, &client, target, "ams", 0)
+        .await
+        .unwrap();
+    assert_eq!(pulled.header.prefixes, pulled.view.prefixes());
     drop(conn);
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_node_answers_from_the_views_it_kept_and_pulls_none_again() {
+    let pki = TestPki::new("test");
+    let with_state = |pop: &str, text: String| {
+        own_view_only(pop, text).replacen("[zone]", "state_dir = \"state\"\n\n[zone]", 1)
+    };
+    let mut configs = Vec::new();
+    let mut nodes = Vec::new();
+    for (config, socket) in sparrow_cluster_tests::example_cluster_with(&pki, with_state) {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+        configs.push(config);
+    }
+    assert!(eventually(SETTLE, || agree(&nodes, "100.64.2.0/24", "198.51.100.10")).await);
+    assert!(eventually(SETTLE, || agree(&nodes, "100.64.3.0/24", "203.0.113.10")).await);
+    let views = configs[0].parent().unwrap().join("state/views");
+    assert!(views.join("nyc.view").exists() && views.join("syd.view").exists());
+    assert!(
+        !views.join("ams.view").exists(),
+        "the own view is not kept as pulled"
+    );
+    let gossip = nodes[0].cluster.as_ref().unwrap().local_addr();
+    nodes.remove(0).stop().await.unwrap();
+    let mut socket = None;
+    assert!(
+        eventually(SETTLE, || {
+            socket = std::net::UdpSocket::bind(gossip).ok();
+            std::future::ready(socket.is_some())
+        })
+        .await
+    );
+    let ams = TestNode::start_clustered(&configs[0], socket.unwrap())
+        .await
+        .unwrap();
+    // Before any peer could have sent anything, the kept views are in use.
+    let s = ams.snapshot.load();
+    for pop in [1, 2] {
+        let info = s.view_info(pop).expect("kept view loaded");
+        assert!(
+            info.source.starts_with("kept from the last run"),
+            "{info:?}"
+        );
+    }
+    assert!(s.view(1).is_none(), "only hops are kept of a pulled view");
+    nodes.insert(0, ams);
+    assert!(eventually(SETTLE, || agree(&nodes, "100.64.2.0/24", "198.51.100.10")).await);
+    // The digests announced match the kept ones: nothing was pulled again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = nodes[0].cluster.as_ref().unwrap().view_stats();
+    assert_eq!(stats.pulled.load(std::sync::atomic::Ordering::Relaxed), 0);
     for n in nodes {
         n.stop().await.unwrap();
     }

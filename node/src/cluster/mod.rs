@@ -2,6 +2,7 @@
 //!
 //! - [`endpoint`] [E]: the node's one QUIC endpoint; accepts gossip, view pulls and the
 //!   operator API (told apart by ALPN) from authenticated peers.
+//! - [`view_cache`] [E]: pulled views kept on disk (`state_dir`) and loaded at start.
 //! - [`view_sync`] [E]: serves the own POP's route view and pulls peers' views over QUIC.
 //! - [`node`] [E]: runs chitchat for the node and keeps its snapshot up to date.
 //! - [`state`] [P]: the gossiped keys and the rules from cluster state to answers
@@ -20,5 +21,6 @@ pub mod node;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod view_cache;
 pub mod view_sync;
 pub mod views;

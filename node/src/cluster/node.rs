@@ -22,6 +22,7 @@ use super::state::{
 };
 use super::tls::{ALPN_VIEWS, ClusterTls};
 use super::transport::{Faults, QuicTransport, TransportStats};
+use super::view_cache;
 use super::view_sync::{self, ViewServer};
 use super::views::{Fetch, ViewCatalog};
 use crate::api::ApiContext;
@@ -236,11 +237,19 @@ pub async fn start(
     let chitchat = chitchat::spawn_chitchat(chitchat_config, keys, &transport).await?;
     info!(cluster = %cluster.id, gossip = %listen, seeds = ?cluster.seeds, "joined gossip");
     let (own, own_rx) = watch::channel(own_state);
+    let cache = config.node.state_dir.as_ref().map(|d| d.join("views"));
+    // Views kept from the last run answer at once, before any peer is reachable; a peer that
+    // announces another digest is pulled from as usual.
+    let held = match &cache {
+        Some(dir) => view_cache::load_into(dir, &snapshot).await,
+        None => vec![None; config.pops.len()],
+    };
     let puller = Puller {
         endpoint: endpoint.clone(),
         client: tls.client_config(ALPN_VIEWS)?,
         faults: faults.clone(),
         stats: handlers.clone(),
+        cache,
     };
     let task = tokio::spawn(
         follow(
@@ -248,6 +257,7 @@ pub async fn start(
             snapshot.clone(),
             own_rx,
             puller,
+            held,
             shutdown,
         )
         .instrument(tracing::Span::current()),
@@ -286,6 +296,8 @@ struct Puller {
     client: quinn::ClientConfig,
     faults: Faults,
     stats: Arc<Handlers>,
+    /// Where pulled views are kept across restarts, if anywhere.
+    cache: Option<std::path::PathBuf>,
 }
 
 /// The outcome of a pull: the POP, and the announcement and view received.
@@ -299,10 +311,11 @@ impl Puller {
         stale: Option<u64>,
         done: mpsc::Sender<Pulled>,
     ) {
-        let (endpoint, client, faults) = (
+        let (endpoint, client, faults, cache) = (
             self.endpoint.clone(),
             self.client.clone(),
             self.faults.clone(),
+            self.cache.clone(),
         );
         tokio::spawn(
             async move {
@@ -311,15 +324,29 @@ impl Puller {
                 } else {
                     view_sync::fetch(&endpoint, &client, fetch.addr, &pop_name, fetch.digest)
                         .await
-                        .map(|(h, view)| {
-                            let a = ViewAnnouncement {
-                                version: h.version,
-                                digest: h.digest,
-                                prefixes: h.prefixes,
-                                stale_since_ms: stale,
-                            };
-                            (a, Arc::new(view))
-                        })
+                };
+                let result = match result {
+                    Ok(p) => {
+                        if let Some(dir) = cache {
+                            let name = pop_name.clone();
+                            let bytes = p.bytes;
+                            let saved = tokio::task::spawn_blocking(move || {
+                                view_cache::save(&dir, &name, &bytes)
+                            })
+                            .await;
+                            if let Ok(Err(e)) = saved {
+                                warn!(pop = %pop_name, error = %e, "cannot keep the pulled view on disk");
+                            }
+                        }
+                        let a = ViewAnnouncement {
+                            version: p.header.version,
+                            digest: p.header.digest,
+                            prefixes: p.header.prefixes,
+                            stale_since_ms: stale,
+                        };
+                        Ok((a, Arc::new(p.view)))
+                    }
+                    Err(e) => Err(e),
                 };
                 let _ = done.send((fetch.pop, result)).await;
             }
@@ -334,6 +361,7 @@ async fn follow(
     snapshot: Arc<ArcSwap<Snapshot>>,
     mut own_rx: watch::Receiver<HotState>,
     puller: Puller,
+    held: Vec<Option<u64>>,
     shutdown: CancellationToken,
 ) {
     let mut live_rx = chitchat.lock().await.live_nodes_watcher();
@@ -344,6 +372,11 @@ async fn follow(
         (s.config.pops.len(), s.config.node.pop)
     };
     let mut catalog = ViewCatalog::new(pops, own_pop);
+    for (pop, digest) in held.into_iter().enumerate() {
+        if let Some(d) = digest {
+            catalog.held(pop, d);
+        }
+    }
     let (done_tx, mut done_rx) = mpsc::channel::<Pulled>(pops.max(1));
     loop {
         tokio::select! {

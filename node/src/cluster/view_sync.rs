@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use sparrow_proto::frame;
-use sparrow_proto::views::{MAGIC, MAX_FRAME, ViewFrame, ViewHeader, ViewRequest};
+use sparrow_proto::views::{MAGIC, ViewFrame, ViewHeader, ViewRequest};
 use tracing::{debug, warn};
 
 use super::transport::{BAD_MESSAGE, connect};
 use crate::pki::Identity;
 use crate::routes::HopRanges;
-use crate::routes::transfer::{EncodedView, ViewDecoder};
+use crate::routes::transfer::{self, EncodedView};
 
 /// Largest view request (a POP name and a digest).
 const MAX_REQUEST: usize = 1024;
@@ -155,6 +155,22 @@ async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> anyhow::Result<
     Ok(Some(body))
 }
 
+/// Largest transfer accepted: a full table is ~7 MB; eight million IPv6 prefixes would be
+/// ~170 MB.
+const MAX_TRANSFER: usize = 256 << 20;
+
+/// A view pulled from its owner: what it says, the view, and the bytes as received (the
+/// form [`crate::routes::transfer::decode_stream`] reads back from a cache file).
+#[derive(Debug)]
+pub struct Pulled {
+    /// Version, digest and size.
+    pub header: ViewHeader,
+    /// The view.
+    pub view: HopRanges,
+    /// The transfer as received.
+    pub bytes: Vec<u8>,
+}
+
 /// Pulls POP `pop`'s view from the node at `addr` (which announced `digest`). The view is
 /// checked whole before it is returned.
 pub async fn fetch(
@@ -163,31 +179,25 @@ pub async fn fetch(
     addr: SocketAddr,
     pop: &str,
     digest: u64,
-) -> anyhow::Result<(ViewHeader, HopRanges)> {
+) -> anyhow::Result<Pulled> {
     let conn = connect(endpoint, client, addr).await?;
     let result = tokio::time::timeout(FETCH_TIMEOUT, pull(&conn, pop, digest)).await;
     conn.close(0u32.into(), b"done");
-    let (header, bodies) = result.context("view transfer timed out")??;
-    // Decoding a full table and building its lookup table takes about a second of CPU: keep
-    // it off the async workers.
-    let view = tokio::task::spawn_blocking(move || {
-        let mut decoder = ViewDecoder::new(header)?;
-        for body in &bodies {
-            if let Some(view) = decoder.push(body)? {
-                return Ok(view);
-            }
-        }
-        anyhow::bail!("transfer ended without its End frame")
+    let bytes = result.context("view transfer timed out")??;
+    // Decoding a full table and building its lookup table takes a fraction of a second of
+    // CPU: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let (header, view) = transfer::decode_stream(&bytes)?;
+        Ok(Pulled {
+            header,
+            view,
+            bytes,
+        })
     })
-    .await??;
-    Ok((header, view))
+    .await?
 }
 
-async fn pull(
-    conn: &quinn::Connection,
-    pop: &str,
-    digest: u64,
-) -> anyhow::Result<(ViewHeader, Vec<Vec<u8>>)> {
+async fn pull(conn: &quinn::Connection, pop: &str, digest: u64) -> anyhow::Result<Vec<u8>> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&frame::preamble(MAGIC)).await?;
     send.write_all(&frame::encode(&ViewRequest {
@@ -196,20 +206,5 @@ async fn pull(
     }))
     .await?;
     send.finish()?;
-    read_preamble(&mut recv).await?;
-    let first = read_frame(&mut recv, MAX_FRAME)
-        .await?
-        .context("peer closed the stream without answering")?;
-    let header = match frame::decode::<ViewFrame>(&first)? {
-        ViewFrame::Header(h) => h,
-        ViewFrame::Refused { reason } => anyhow::bail!("peer refused: {reason}"),
-        _ => anyhow::bail!("transfer does not start with a header"),
-    };
-    // Refuse absurd sizes before reading them.
-    ViewDecoder::new(header)?;
-    let mut bodies = Vec::new();
-    while let Some(body) = read_frame(&mut recv, MAX_FRAME).await? {
-        bodies.push(body);
-    }
-    Ok((header, bodies))
+    Ok(recv.read_to_end(MAX_TRANSFER).await?)
 }

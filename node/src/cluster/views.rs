@@ -62,6 +62,15 @@ impl ViewCatalog {
         }
     }
 
+    /// This node already holds the view with `digest` for POP `pop` (kept from its last run).
+    pub fn held(&mut self, pop: usize, digest: u64) {
+        if pop != self.own
+            && let Some(slot) = self.slots.get_mut(pop)
+        {
+            slot.held = Some(digest);
+        }
+    }
+
     /// What POP `pop`'s node announces now: `None` when it is not alive or announces no view.
     pub fn announce(&mut self, pop: usize, announced: Option<(SocketAddr, ViewAnnouncement)>) {
         if pop != self.own
@@ -174,6 +183,20 @@ mod tests {
         assert_eq!(c.poll_fetch(t0), None);
         c.announce(1, Some((addr(1), ann(6))));
         assert_eq!(c.poll_fetch(t0).map(|f| f.digest), Some(6));
+    }
+
+    #[test]
+    fn a_view_kept_from_the_last_run_is_not_pulled_again_unless_it_changed() {
+        let t0 = Instant::now();
+        let mut c = ViewCatalog::new(3, 0);
+        c.held(1, 5);
+        c.held(0, 9);
+        c.announce(1, Some((addr(1), ann(5))));
+        c.announce(2, Some((addr(2), ann(7))));
+        assert_eq!(c.poll_fetch(t0).map(|f| f.pop), Some(2));
+        assert_eq!(c.poll_fetch(t0), None);
+        c.announce(1, Some((addr(1), ann(6))));
+        assert_eq!(c.poll_fetch(t0).map(|f| f.pop), Some(1));
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct NodeSettings {
     pub probes: Vec<crate::health::Probe>,
     /// The operator API's Unix socket (`None`: the default path).
     pub api_socket: Option<PathBuf>,
+    /// Where the node keeps state across restarts (the route views pulled from peers), if
+    /// anywhere.
+    pub state_dir: Option<PathBuf>,
     /// POPs loaded above this are skipped while others are not.
     pub load_high_water: f32,
     /// How this node measures its own POP's load, if it does.

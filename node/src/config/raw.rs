@@ -51,6 +51,8 @@ pub(crate) struct RawNode {
     #[serde(default)]
     pub(crate) api_socket: Option<String>,
     #[serde(default)]
+    pub(crate) state_dir: Option<String>,
+    #[serde(default)]
     pub(crate) load_high_water: Option<Spanned<f32>>,
     #[serde(default)]
     pub(crate) load: Option<Spanned<RawLoad>>,

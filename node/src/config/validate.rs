@@ -84,6 +84,7 @@ pub(super) fn validate(
             .map(|(i, p)| cx.probe(i, p))
             .collect::<Result<_, _>>()?,
         api_socket: raw.node.api_socket.as_ref().map(|p| cx.dir.join(p)),
+        state_dir: raw.node.state_dir.as_ref().map(|p| cx.dir.join(p)),
         load_high_water: match &raw.node.load_high_water {
             None => health::spec::DEFAULT_HIGH_WATER,
             Some(h) if (0.0..=1.0).contains(h.get_ref()) => *h.get_ref(),

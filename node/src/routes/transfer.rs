@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sparrow_proto::frame::{self, FrameError};
-use sparrow_proto::views::{CHUNK, MAX_PREFIXES, Route4, Route6, ViewFrame, ViewHeader};
+use sparrow_proto::views::{
+    CHUNK, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, ViewFrame, ViewHeader,
+};
 
 use super::{HopRanges, RouteView};
 use crate::policy::StableHasher;
@@ -37,6 +39,9 @@ pub enum TransferError {
     /// A frame did not decode.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The owner refused to send the view.
+    #[error("peer refused: {0}")]
+    Refused(String),
     /// A frame came where it may not (e.g. a second header).
     #[error("unexpected {0} frame")]
     Unexpected(&'static str),
@@ -234,6 +239,51 @@ impl ViewDecoder {
     }
 }
 
+/// A whole transfer as one buffer (preamble, header, frames through `End`): the form a node
+/// keeps a pulled view in on disk. Returns the header and the view, checked as a pull is.
+pub fn decode_stream(bytes: &[u8]) -> Result<(ViewHeader, HopRanges), TransferError> {
+    let rest = bytes
+        .split_at_checked(frame::PREAMBLE_BYTES)
+        .ok_or(TransferError::Unexpected("end of data in the preamble"))?;
+    // INVARIANT: split_at_checked gave exactly PREAMBLE_BYTES.
+    frame::check_preamble(MAGIC, rest.0.try_into().expect("preamble length"))?;
+    let mut rest = rest.1;
+    let mut next = || -> Result<&[u8], TransferError> {
+        let (len, tail) = rest
+            .split_at_checked(frame::LEN_BYTES)
+            .ok_or(TransferError::Unexpected("end of data in a frame length"))?;
+        // INVARIANT: split_at_checked gave exactly LEN_BYTES.
+        let len = frame::body_len(len.try_into().expect("length prefix"), MAX_FRAME)?;
+        let (body, tail) = tail
+            .split_at_checked(len)
+            .ok_or(TransferError::Unexpected("end of data in a frame"))?;
+        rest = tail;
+        Ok(body)
+    };
+    let header = match frame::decode::<ViewFrame>(next()?)? {
+        ViewFrame::Header(h) => h,
+        ViewFrame::Refused { reason } => return Err(TransferError::Refused(reason)),
+        _ => return Err(TransferError::Unexpected("data without a header")),
+    };
+    let mut decoder = ViewDecoder::new(header)?;
+    loop {
+        if let Some(view) = decoder.push(next()?)? {
+            return Ok((header, view));
+        }
+    }
+}
+
+/// The stream [`decode_stream`] reads: what the owner sends for `view`.
+pub fn stream_bytes(view: &EncodedView) -> Vec<u8> {
+    let mut out = Vec::with_capacity(view.body_bytes() + 64);
+    out.extend_from_slice(&frame::preamble(MAGIC));
+    out.extend_from_slice(&frame::encode(&ViewFrame::Header(view.header)));
+    for f in &view.frames {
+        out.extend_from_slice(f);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +349,28 @@ mod tests {
             encode(&parse_route_view(&other).0, 7).header.digest,
             e.header.digest
         );
+    }
+
+    #[test]
+    fn a_whole_stream_decodes_and_any_truncation_or_flipped_byte_is_refused() {
+        let (view, _) = parse_route_view(VIEW);
+        let e = encode(&view, 3);
+        let bytes = stream_bytes(&e);
+        let (header, hops) = decode_stream(&bytes).unwrap();
+        assert_eq!(header, e.header);
+        assert_eq!(hops.hops("100.64.2.9".parse().unwrap()), Some(1));
+        for cut in 0..bytes.len() {
+            assert!(decode_stream(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            // A flipped byte never yields a view that differs from the one sent.
+            if let Ok((h, v)) = decode_stream(&bad) {
+                assert_eq!(h.digest, e.header.digest, "byte {i}");
+                assert_eq!(v.prefixes(), 5, "byte {i}");
+            }
+        }
     }
 
     #[test]
