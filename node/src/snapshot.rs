@@ -88,6 +88,8 @@ pub struct Snapshot {
     local_records: Arc<[GeoRecords]>,
     /// Per geo name (shared between names with the same POP list).
     decisions: Vec<Arc<DecisionTable>>,
+    /// Per geo name: the client-independent part of its ranking, from `pop_status`.
+    prepared: Arc<[policy::Prepared]>,
     geo_index: Arc<HashMap<LowerName, usize>>,
     name_hashes: Arc<[u64]>,
 }
@@ -158,6 +160,45 @@ impl Snapshot {
             decisions,
             geo_index: Arc::new(geo_index),
             name_hashes,
+            prepared: Arc::from([]),
+        }
+        .prepared()
+    }
+
+    /// The same snapshot with its per-geo-name rankings prepared from the current POP
+    /// states; every change of `pop_status` goes through here.
+    fn prepared(mut self) -> Self {
+        let prepared: Vec<policy::Prepared> = self
+            .config
+            .geo
+            .iter()
+            .map(|g| {
+                let candidates: Vec<Candidate> =
+                    g.pops.iter().map(|&i| self.candidate(i, None)).collect();
+                policy::Prepared::new(
+                    &candidates,
+                    self.config.node.pop,
+                    self.config.node.load_high_water,
+                )
+            })
+            .collect();
+        self.prepared = prepared.into();
+        self
+    }
+
+    /// POP `i` as a ranking candidate with `hops` to the client.
+    fn candidate(&self, i: usize, hops: Option<u8>) -> Candidate {
+        let (pop, status) = (&self.config.pops[i], self.pop_status[i]);
+        Candidate {
+            pop: i,
+            name_hash: self.name_hashes[i],
+            hops,
+            admin: status.admin,
+            live: status.live,
+            healthy: status.healthy,
+            preference: pop.preference,
+            weight: pop.weight,
+            load: status.load,
         }
     }
 
@@ -169,14 +210,14 @@ impl Snapshot {
         }
         next.pop_status = pop_status;
         next.mode = mode;
-        next
+        next.prepared()
     }
 
     /// The same snapshot with POP `pop`'s admin state set (standalone drain).
     pub fn with_admin(&self, pop: usize, admin: AdminState) -> Self {
         let mut next = self.clone();
         next.pop_status[pop].admin = admin;
-        next
+        next.prepared()
     }
 
     /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
@@ -261,14 +302,14 @@ impl Snapshot {
     pub fn with_load(&self, pop: usize, load: Option<f32>) -> Self {
         let mut next = self.clone();
         next.pop_status[pop].load = load;
-        next
+        next.prepared()
     }
 
     /// The same snapshot with POP `pop`'s health set to `healthy`.
     pub fn with_health(&self, pop: usize, healthy: bool) -> Self {
         let mut next = self.clone();
         next.pop_status[pop].healthy = healthy;
-        next
+        next.prepared()
     }
 
     /// The geo name at `name`, if it is one (index into `config.geo`).
@@ -309,12 +350,15 @@ impl Snapshot {
         k: usize,
         accept: impl Fn(usize) -> bool,
     ) -> Routed {
-        let g = self.gather(geo, client);
-        let ranking = policy::rank_first(&self.policy_input(&g), k, accept);
-        Routed {
-            ranking,
-            block: g.block,
-        }
+        let client = client.to_canonical();
+        let (row, span) = self.decisions[geo].lookup(client);
+        let (block, client_hash) = block_of(client, span);
+        let static_pop = row
+            .static_column()
+            .map(|column| self.config.geo[geo].pops[column]);
+        let ranking =
+            self.prepared[geo].rank_first(|c| row.hops(c), static_pop, client_hash, k, accept);
+        Routed { ranking, block }
     }
 
     pub(crate) fn policy_input<'a>(&self, g: &'a Gathered) -> PolicyInput<'a> {
@@ -341,43 +385,37 @@ impl Snapshot {
         let candidates = pops
             .iter()
             .enumerate()
-            .map(|(column, &i)| {
-                let (pop, status) = (&self.config.pops[i], self.pop_status[i]);
-                Candidate {
-                    pop: i,
-                    name_hash: self.name_hashes[i],
-                    hops: row.hops(column),
-                    admin: status.admin,
-                    live: status.live,
-                    healthy: status.healthy,
-                    preference: pop.preference,
-                    weight: pop.weight,
-                    load: status.load,
-                }
-            })
+            .map(|(column, &i)| self.candidate(i, row.hops(column)))
             .collect();
-        let (addr, bits) = match client {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (u128::from(a), 128),
-        };
-        let len = routes::enclosing_block(addr, span.lo, span.hi, bits);
-        // INVARIANT: enclosing_block returns a length within the family's width.
-        let block = IpNet::new(client, len)
-            .expect("block length within address width")
-            .trunc();
-        let mut key = [0u8; 17];
-        match block.network() {
-            IpAddr::V4(a) => key[..4].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => key[..16].copy_from_slice(&a.octets()),
-        }
-        key[16] = len;
+        let (block, client_hash) = block_of(client, span);
         Gathered {
             candidates,
             static_pop: row.static_column().map(|column| pops[column]),
             block,
-            client_hash: policy::stable_hash(&key),
+            client_hash,
         }
     }
+}
+
+/// The block of clients around `client` that the decision-table range `span` holds, and its
+/// stable hash (the key of rendezvous hashing).
+fn block_of(client: IpAddr, span: routes::Hit) -> (IpNet, u64) {
+    let (addr, bits) = match client {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let len = routes::enclosing_block(addr, span.lo, span.hi, bits);
+    // INVARIANT: enclosing_block returns a length within the family's width.
+    let block = IpNet::new(client, len)
+        .expect("block length within address width")
+        .trunc();
+    let mut key = [0u8; 17];
+    match block.network() {
+        IpAddr::V4(a) => key[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => key[..16].copy_from_slice(&a.octets()),
+    }
+    key[16] = len;
+    (block, policy::stable_hash(&key))
 }
 
 /// The A and AAAA records of every POP for every geo name, with TTLs from `ttl`.

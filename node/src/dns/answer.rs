@@ -363,4 +363,38 @@ mod tests {
             "No Error aa=true [A 198.51.100.10] auth=0 scope=Some(24)"
         );
     }
+
+    #[test]
+    fn the_prepared_answer_path_agrees_with_the_full_ranking_in_every_state() {
+        use crate::config::AdminState;
+        let base = snapshot("");
+        let states = [
+            base.clone(),
+            base.with_admin(1, AdminState::Drained),
+            base.with_health(0, false).with_load(2, Some(0.95)),
+            base.with_load(0, Some(0.5)).with_load(1, Some(0.1)),
+            base.with_admin(0, AdminState::Drained)
+                .with_admin(1, AdminState::Drained)
+                .with_admin(2, AdminState::Drained),
+        ];
+        for (n, snap) in states.iter().enumerate() {
+            for third in 0..=255u8 {
+                for client in [
+                    format!("100.64.{third}.9"),
+                    format!("2001:db8:ff{third:02x}::1"),
+                    format!("{third}.1.2.3"),
+                ] {
+                    let addr = client.parse().unwrap();
+                    let full = snap.route(0, addr);
+                    for k in 1..=3 {
+                        let first = snap.route_first(0, addr, k, |_| true);
+                        let want: Vec<usize> = full.ranking.order.iter().copied().take(k).collect();
+                        assert_eq!(first.ranking.order, want, "state {n} client {client} k={k}");
+                        assert_eq!(first.block, full.block);
+                        assert_eq!(first.ranking.failed_open, full.ranking.failed_open);
+                    }
+                }
+            }
+        }
+    }
 }

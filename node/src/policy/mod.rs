@@ -207,6 +207,140 @@ pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> b
     Ranking { order, failed_open }
 }
 
+/// What of a ranking does not depend on the client, computed once per snapshot for one list
+/// of candidates: which of them may be ranked at all (eligibility and the load filter look
+/// only at POP state) and the client-independent part of each one's sort key. The answer
+/// path then ranks a client from its row of hops alone, without building candidates:
+/// [`Prepared::rank_first`] gives what [`rank_first`] gives for the same input (the policy
+/// tests check it on every case).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    failed_open: bool,
+    kept: Vec<PreparedCandidate>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PreparedCandidate {
+    /// Position in the candidate list (the column of the decision table).
+    column: usize,
+    pop: usize,
+    name_hash: u64,
+    weight: u32,
+    eligible: bool,
+    not_own: bool,
+    /// `load << 17 | preference`: the key bits that never depend on the client.
+    base: u64,
+}
+
+impl Prepared {
+    /// Prepares `candidates` (their `hops` are ignored: they come per client).
+    pub fn new(candidates: &[Candidate], own_pop: usize, high_water: f32) -> Self {
+        let input = PolicyInput {
+            candidates,
+            own_pop,
+            static_pop: None,
+            client_hash: 0,
+            high_water,
+        };
+        let any_eligible = candidates.iter().any(is_eligible);
+        let any_unloaded = candidates
+            .iter()
+            .any(|c| is_eligible(c) && !is_overloaded(c, &input));
+        let kept = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !any_eligible || is_eligible(c))
+            .filter(|(_, c)| !any_unloaded || !is_overloaded(c, &input))
+            .map(|(column, c)| PreparedCandidate {
+                column,
+                pop: c.pop,
+                name_hash: c.name_hash,
+                weight: c.weight,
+                eligible: is_eligible(c),
+                not_own: c.pop != own_pop,
+                base: (u64::from(load_step(c.load)) << 17) | u64::from(c.preference),
+            })
+            .collect();
+        Self {
+            failed_open: !any_eligible && !candidates.is_empty(),
+            kept,
+        }
+    }
+
+    /// [`rank_first`] for a client whose hops per column are `hops` and whose static-map
+    /// POP is `static_pop`.
+    pub fn rank_first(
+        &self,
+        hops: impl Fn(usize) -> Option<u8>,
+        static_pop: Option<usize>,
+        client_hash: u64,
+        k: usize,
+        accept: impl Fn(usize) -> bool,
+    ) -> Ranking {
+        let primary = |c: &PreparedCandidate| {
+            let h = hops(c.column);
+            let not_static = !(static_pop == Some(c.pop) && c.eligible);
+            (u64::from(not_static) << 34)
+                | (u64::from(h.is_none()) << 33)
+                | (u64::from(h.unwrap_or(0)) << 25)
+                | (u64::from(h.is_none() && c.not_own) << 16)
+                | c.base
+        };
+        let score = |c: &PreparedCandidate| {
+            let h = mix64(client_hash ^ c.name_hash);
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            -u.ln() / f64::from(c.weight.max(1))
+        };
+        if k == 1 {
+            // The common answer: one POP. Two passes, no allocation: the least key, then the
+            // least score among the POPs that have it.
+            let best = self
+                .kept
+                .iter()
+                .filter(|c| accept(c.pop))
+                .map(primary)
+                .min();
+            let winner = best.and_then(|best| {
+                self.kept
+                    .iter()
+                    .filter(|c| accept(c.pop) && primary(c) == best)
+                    .map(|c| (score(c), c.pop))
+                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                    .map(|(_, pop)| pop)
+            });
+            return Ranking {
+                order: winner.into_iter().collect(),
+                failed_open: self.failed_open,
+            };
+        }
+        let mut remaining: Vec<(u64, &PreparedCandidate)> = self
+            .kept
+            .iter()
+            .filter(|c| accept(c.pop))
+            .map(|c| (primary(c), c))
+            .collect();
+        let mut order = Vec::with_capacity(k.min(remaining.len()));
+        let mut group: Vec<(f64, usize)> = Vec::new();
+        while order.len() < k && !remaining.is_empty() {
+            // INVARIANT: `remaining` is not empty.
+            let best = remaining.iter().map(|&(p, _)| p).min().expect("not empty");
+            group.clear();
+            remaining.retain(|&(p, c)| {
+                if p == best {
+                    group.push((score(c), c.pop));
+                }
+                p != best
+            });
+            group.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            order.extend(group.iter().map(|&(_, pop)| pop).take(k - order.len()));
+        }
+        Ranking {
+            order,
+            failed_open: self.failed_open,
+        }
+    }
+}
+
 /// Ranks the candidates and says why, with the same code as [`rank`].
 pub fn explain(input: &PolicyInput<'_>) -> Explanation {
     let (keys, failed_open) = ranked_keys(input);

@@ -74,12 +74,22 @@ fn run(case: &str) -> String {
         e.ranking,
         "rank and explain disagree on {case}"
     );
+    let prepared = Prepared::new(&candidates, own_pop, 0.9);
     for k in 1..=candidates.len() {
+        let want = &e.ranking.order[..k.min(e.ranking.order.len())];
         assert_eq!(
             rank_first(&input, k, |_| true).order,
-            e.ranking.order[..k.min(e.ranking.order.len())],
+            want,
             "rank_first disagrees on {case}"
         );
+        let fast = prepared.rank_first(
+            |col| candidates[col].hops,
+            static_pop,
+            client_hash,
+            k,
+            |_| true,
+        );
+        assert_eq!(fast.order, want, "Prepared::rank_first disagrees on {case}");
     }
     let order: Vec<&str> = e.ranking.order.iter().map(|&i| NAMES[i]).collect();
     let mut out = format!("{} | {:?}", order.join(" "), e.reason);
