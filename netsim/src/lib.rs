@@ -8,8 +8,11 @@
 //! What is simulated so far:
 //! - [`fulltable`]: full BGP tables (prefix set with the real table's length mix and nesting)
 //!   and per-POP route views of them in Sparrow's text format, at today's scale.
+//! - [`mrt`]: the same views as MRT RIB dumps (TABLE_DUMP_V2), as routers and collectors
+//!   write them.
 //!
 //! What is not (yet): AS topology, link faults, the in-memory cluster transport.
 
 pub mod fulltable;
+pub mod mrt;
 mod rng;

@@ -4,8 +4,10 @@
 //! A [`RouteView`] answers "how many AS hops from this POP to that client?" together with the
 //! route that decided it. It is immutable; a changed view is a new value.
 
+pub mod aspath;
 pub mod decision;
 pub mod lpm;
+pub mod mrt;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -103,6 +105,11 @@ impl<T> PrefixTable<T> {
             i => self.entries.get(i as usize),
         };
         Lookup { entry, span }
+    }
+
+    /// Every prefix with its value, in the order given to [`PrefixTable::new`].
+    pub fn entries(&self) -> &[(IpNet, T)] {
+        &self.entries
     }
 
     /// Number of prefixes.
