@@ -18,6 +18,8 @@ const PURE: &[&str] = &[
     "health/spec.rs",
     "cluster/state.rs",
     "health/state.rs",
+    "bgp/wire.rs",
+    "bgp/rib.rs",
 ];
 
 /// Patterns that mark I/O, time or randomness.
