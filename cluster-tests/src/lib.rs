@@ -2,13 +2,16 @@
 //! to 127.0.0.1 port 0, and tests query it with real DNS clients (hickory's client over UDP
 //! and TCP, `dig`, or raw datagrams for malformed input).
 //!
-//! The tests live in `tests/it/` (one integration binary).
+//! The tests live in `tests/it/` (one integration binary). [`bird`] runs a real BIRD 2 for
+//! the BGP and MRT tests.
+
+pub mod bird;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,6 +27,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use sparrow_node::app;
+use sparrow_node::routes::OwnView;
 use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -96,10 +100,48 @@ impl TestNode {
         Self::start_full(config, "127.0.0.1:0".parse()?, Some(gossip)).await
     }
 
+    /// Loads a standalone `config` and serves it on 127.0.0.1, port 0, recording every own
+    /// route view its view source hands over (`[node.mrt]`, `[node.bgp]`) after applying it
+    /// as `app::start_state` does. (Probes and load are not started.)
+    pub async fn start_watching_views(config: &Path) -> anyhow::Result<(Self, ViewLog)> {
+        let log = ViewLog::default();
+        let l = log.clone();
+        let node = Self::start_with(config, "127.0.0.1:0".parse()?, move |snapshot, shutdown| {
+            Box::pin(async move {
+                let own = snapshot.load().config.node.pop;
+                let snap = snapshot.clone();
+                app::spawn_own_view(
+                    &snapshot,
+                    move |v| {
+                        app::apply_own_view(&snap, own, &v);
+                        // INVARIANT: the lock is held for a push only.
+                        l.lock().expect("view log lock").push(v);
+                    },
+                    &shutdown,
+                )
+                .await?;
+                Ok(None)
+            })
+        })
+        .await?;
+        Ok((node, log))
+    }
+
     async fn start_full(
         config: &Path,
         listen: SocketAddr,
         gossip: Option<std::net::UdpSocket>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(config, listen, move |snapshot, shutdown| {
+            Box::pin(async move { app::start_state(&snapshot, gossip, &shutdown).await })
+        })
+        .await
+    }
+
+    async fn start_with(
+        config: &Path,
+        listen: SocketAddr,
+        state: impl FnOnce(Arc<ArcSwap<Snapshot>>, CancellationToken) -> StartState,
     ) -> anyhow::Result<Self> {
         let loaded = sparrow_node::config::load(config)?;
         let timeout = loaded.config.node.tcp_idle_timeout;
@@ -107,7 +149,7 @@ impl TestNode {
         let addr = sockets.local_addr()?;
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
         let shutdown = CancellationToken::new();
-        let cluster = app::start_state(&snapshot, gossip, &shutdown).await?;
+        let cluster = state(snapshot.clone(), shutdown.clone()).await?;
         let task = tokio::spawn(app::serve(
             snapshot.clone(),
             vec![sockets],
@@ -132,6 +174,17 @@ impl TestNode {
         self.task.await.context("node task panicked")?
     }
 }
+
+/// Every own route view a node's view source handed over, in order.
+pub type ViewLog = Arc<Mutex<Vec<OwnView>>>;
+
+type StartState = std::pin::Pin<
+    Box<
+        dyn Future<
+            Output = anyhow::Result<Option<Arc<sparrow_node::cluster::node::ClusterHandle>>>,
+        >,
+    >,
+>;
 
 /// Transport of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

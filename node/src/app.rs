@@ -190,7 +190,7 @@ pub async fn spawn_own_view(
 }
 
 /// Puts a new own view into the snapshot, and logs it.
-fn apply_own_view(snapshot: &Arc<ArcSwap<Snapshot>>, own: usize, v: &OwnView) {
+pub fn apply_own_view(snapshot: &Arc<ArcSwap<Snapshot>>, own: usize, v: &OwnView) {
     let routes = v.view.as_ref().map_or(0, |view| view.len());
     match v.stale_since_ms {
         None => info!(source = %v.source, routes, "own route view updated"),

@@ -1,10 +1,12 @@
 //! Integration tests: real nodes on loopback, real DNS clients.
 
+mod bgp;
 mod cluster;
 mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod mrt;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;
