@@ -496,10 +496,7 @@ fn example_with(header: &str) -> (PathBuf, String) {
         }
         out.push(if inside { &line[2..] } else { line });
     }
-    assert!(
-        out.contains(&header),
-        "{header} not in the example"
-    );
+    assert!(out.contains(&header), "{header} not in the example");
     (path, out.join("\n"))
 }
 
