@@ -127,6 +127,19 @@ impl PathBuilder {
         }
     }
 
+    /// Appends one segment given as an iterator of AS numbers.
+    pub fn push_asns(&mut self, kind: SegmentKind, asns: impl Iterator<Item = u32>) {
+        match kind {
+            SegmentKind::Sequence => self.asns.extend(asns),
+            SegmentKind::Set => {
+                if let Some(lowest) = asns.min() {
+                    self.asns.push(lowest);
+                }
+            }
+            SegmentKind::Confed => {}
+        }
+    }
+
     /// Appends every segment of a path.
     pub fn extend(&mut self, path: &[Segment]) {
         for segment in path {

@@ -233,9 +233,8 @@ struct Loader<'a> {
     seen_table: bool,
     present: Vec<String>,
     next_rank: u32,
-    /// Prefix -> (hops, peer rank, index of the path in `paths`).
-    best: HashMap<IpNet, (usize, u32, usize)>,
-    paths: Vec<Box<[u32]>>,
+    /// Per prefix, the best path of its record.
+    routes: Vec<Route>,
     skipped: Vec<Skipped>,
     stats: MrtStats,
 }
@@ -249,8 +248,7 @@ impl<'a> Loader<'a> {
             seen_table: false,
             present: Vec::new(),
             next_rank: 0,
-            best: HashMap::new(),
-            paths: Vec::new(),
+            routes: Vec::new(),
             skipped: Vec::new(),
             stats: MrtStats::default(),
         }
@@ -365,6 +363,7 @@ impl<'a> Loader<'a> {
                 return;
             }
         };
+        let mut best: Option<Best> = None;
         for n in 0..count {
             let entry = (|| {
                 let index = r.u16()?;
@@ -376,6 +375,9 @@ impl<'a> Loader<'a> {
                 Some((index, r.take(len)?))
             })();
             let Some((index, attrs)) = entry else {
+                if let Some(b) = best.take() {
+                    self.routes.push((prefix, b.key, b.path));
+                }
                 let lost = count - n;
                 self.skip(
                     record,
@@ -389,74 +391,68 @@ impl<'a> Loader<'a> {
             let Some(selected) = self.current.get(&index).copied() else {
                 continue;
             };
-            match self.entry_path(&body, attrs, v6, prefix) {
-                Ok(path) => self.offer(prefix, path, selected.rank),
+            match self.entry_path(&body, attrs) {
+                Ok(path) => self.offer(&mut best, path, selected.rank),
                 Err(reason) => self.skip(record, format!("{prefix}: {reason}")),
             }
+        }
+        if let Some(b) = best {
+            self.routes.push((prefix, b.key, b.path));
         }
     }
 
     /// The flattened AS path of one entry's attributes (`range` within `body`).
+    ///
+    /// Only AS_PATH and AS4_PATH are handed to `bgpkit-parser` (each attribute on its own,
+    /// zero-copy): the view needs nothing else, and collector dumps carry long community
+    /// lists that would cost more to decode than the path.
     fn entry_path(
         &self,
         body: &Bytes,
         range: std::ops::Range<usize>,
-        v6: bool,
-        prefix: IpNet,
     ) -> Result<Box<[u32]>, String> {
-        let attrs = body.slice(range);
-        check_attribute_framing(&attrs)?;
-        let afi = if v6 {
-            bgpkit_parser::models::Afi::Ipv6
-        } else {
-            bgpkit_parser::models::Afi::Ipv4
+        let start = range.start;
+        let found = find_paths(&body[range])?;
+        let parse = |at: std::ops::Range<usize>, code: u8| {
+            let attr = body.slice(start + at.start..start + at.end);
+            let parsed = parse_attributes(attr, &AsnLength::Bits32, false, None, None, None)
+                .map_err(|e| format!("attributes do not parse: {e}"))?;
+            let path = parsed.into_attributes_iter().find_map(|a| match a.value {
+                AttributeValue::AsPath(p) | AttributeValue::As4Path(p) => Some(p),
+                _ => None,
+            });
+            path.ok_or_else(|| {
+                let name = if code == 2 { "AS_PATH" } else { "AS4_PATH" };
+                format!("malformed {name}")
+            })
         };
-        let nlri = [bgpkit_parser::models::NetworkPrefix::new(prefix, None)];
-        let parsed = parse_attributes(
-            attrs,
-            &AsnLength::Bits32,
-            false,
-            Some(afi),
-            Some(bgpkit_parser::models::Safi::Unicast),
-            Some(&nlri),
-        )
-        .map_err(|e| format!("attributes do not parse: {e}"))?;
-        let mut as_path = None;
-        let mut as4_path = None;
-        for value in &parsed {
-            match value {
-                AttributeValue::AsPath(p) => as_path = Some(p),
-                AttributeValue::As4Path(p) => as4_path = Some(p),
-                AttributeValue::Raw(raw) if raw.code == 2 => {
-                    return Err("malformed AS_PATH".to_owned());
+        let as_path = parse(found.as_path.ok_or("no AS_PATH attribute")?, 2)?;
+        let mut builder = PathBuilder::default();
+        match found.as4_path {
+            None => {
+                for segment in &as_path.segments {
+                    let (kind, asns) = segment_of(segment);
+                    builder.push_asns(kind, asns.iter().map(|a| a.to_u32()));
                 }
-                _ => {}
+            }
+            Some(at) => {
+                // RFC 6793 §6: a malformed AS4_PATH is discarded, AS_PATH stands alone.
+                let merged = match parse(at, 17) {
+                    Ok(as4) => merge_as4_path(&segments_of(&as_path), &segments_of(&as4)),
+                    Err(_) => segments_of(&as_path),
+                };
+                builder.extend(&merged);
             }
         }
-        let as_path = as_path.ok_or("no AS_PATH attribute")?;
-        let segments = segments_of(as_path);
-        let segments = match as4_path {
-            Some(as4) => merge_as4_path(&segments, &segments_of(as4)),
-            None => segments,
-        };
-        let mut builder = PathBuilder::default();
-        builder.extend(&segments);
         Ok(builder.finish(self.own_asn))
     }
 
-    fn offer(&mut self, prefix: IpNet, path: Box<[u32]>, rank: u32) {
+    /// Keeps `path` for `prefix` if it beats what this record offered before.
+    fn offer(&mut self, best: &mut Option<Best>, path: Box<[u32]>, rank: u32) {
         self.stats.entries += 1;
-        let hops = path.len();
-        match self.best.get_mut(&prefix) {
-            None => {
-                self.best.insert(prefix, (hops, rank, self.paths.len()));
-                self.paths.push(path);
-            }
-            Some(best) if (hops, rank) < (best.0, best.1) => {
-                self.paths[best.2] = path;
-                (best.0, best.1) = (hops, rank);
-            }
-            Some(_) => {}
+        let key = (path.len(), rank);
+        if best.as_ref().is_none_or(|b| key < b.key) {
+            *best = Some(Best { key, path });
         }
     }
 
@@ -475,11 +471,16 @@ impl<'a> Loader<'a> {
                 present: self.present,
             });
         }
-        let mut paths: Vec<Option<Box<[u32]>>> = self.paths.into_iter().map(Some).collect();
-        let entries = self
-            .best
+        // A dump has one record per prefix, so a prefix seen twice is rare (two tables in one
+        // file); then the best path wins as within a record.
+        let mut routes = self.routes;
+        if !routes.is_sorted_by(|a, b| a.0 < b.0) {
+            routes.sort_by_key(|r| (r.0, r.1));
+            routes.dedup_by_key(|r| r.0);
+        }
+        let entries = routes
             .into_iter()
-            .map(|(prefix, (_, _, i))| (prefix, paths[i].take().unwrap_or_default()))
+            .map(|(prefix, _, path)| (prefix, path))
             .collect();
         Ok(MrtLoad {
             view: RouteView::new(entries),
@@ -489,17 +490,28 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// A prefix, the key its path won with (hops, peer rank), and the path.
+type Route = (IpNet, (usize, u32), Box<[u32]>);
+
+/// The best path a record gave so far.
+struct Best {
+    key: (usize, u32),
+    path: Box<[u32]>,
+}
+
+fn segment_of(segment: &AsPathSegment) -> (SegmentKind, &[bgpkit_parser::models::Asn]) {
+    match segment {
+        AsPathSegment::AsSequence(v) => (SegmentKind::Sequence, v),
+        AsPathSegment::AsSet(v) => (SegmentKind::Set, v),
+        AsPathSegment::ConfedSequence(v) | AsPathSegment::ConfedSet(v) => (SegmentKind::Confed, v),
+    }
+}
+
 fn segments_of(path: &AsPath) -> Vec<Segment> {
     path.segments
         .iter()
         .map(|s| {
-            let (kind, asns) = match s {
-                AsPathSegment::AsSequence(v) => (SegmentKind::Sequence, v),
-                AsPathSegment::AsSet(v) => (SegmentKind::Set, v),
-                AsPathSegment::ConfedSequence(v) | AsPathSegment::ConfedSet(v) => {
-                    (SegmentKind::Confed, v)
-                }
-            };
+            let (kind, asns) = segment_of(s);
             Segment {
                 kind,
                 asns: asns.iter().map(|a| a.to_u32()).collect(),
@@ -508,10 +520,19 @@ fn segments_of(path: &AsPath) -> Vec<Segment> {
         .collect()
 }
 
+/// Where AS_PATH and AS4_PATH are in an attribute section (each range covers the whole
+/// attribute, header included).
+#[derive(Default)]
+struct PathAttributes {
+    as_path: Option<std::ops::Range<usize>>,
+    as4_path: Option<std::ops::Range<usize>>,
+}
+
 /// Checks that the attributes tile their section exactly (flags, type, 1- or 2-octet length,
-/// value). `bgpkit-parser` stops quietly at an attribute that overruns the section; an entry
-/// like that is skipped here instead, with the reason.
-fn check_attribute_framing(attrs: &[u8]) -> Result<(), String> {
+/// value) and finds the path attributes. `bgpkit-parser` stops quietly at an attribute that
+/// overruns the section; an entry like that is skipped here instead, with the reason.
+fn find_paths(attrs: &[u8]) -> Result<PathAttributes, String> {
+    let mut found = PathAttributes::default();
     let mut at = 0;
     while at < attrs.len() {
         let Some(&[flags, code]) = attrs.get(at..at + 2) else {
@@ -536,9 +557,15 @@ fn check_attribute_framing(attrs: &[u8]) -> Result<(), String> {
                 attrs.len() - at - header
             ));
         }
+        let range = at..at + header + len;
+        match code {
+            2 if found.as_path.is_none() => found.as_path = Some(range),
+            17 if found.as4_path.is_none() => found.as4_path = Some(range),
+            _ => {}
+        }
         at += header + len;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Reads a prefix of `len` bits in its minimal encoding (RFC 6396 §4.3.2: as in BGP NLRI).

@@ -326,18 +326,29 @@ fn several_selected_peers_give_the_shortest_path_then_the_first_peer() {
                 (0, attrs(AsPath::from_sequence([64511]), None)),
             ],
         ),
+        // The same prefix again in a later record (a second table): the better path wins
+        // across records too.
+        rib_v4(
+            "100.64.1.0/24",
+            vec![(0, attrs(AsPath::from_sequence([64532, 64533]), None))],
+        ),
+        rib_v4("100.64.0.0/24", vec![(1, attrs(AsPath::new(), None))]),
     ]
     .concat();
     let load = load(&bytes, &by_asn(64501), OWN_ASN).unwrap();
     assert_eq!(
         lines(&load.view),
-        ["100.64.1.0/24 64530", "100.64.2.0/24 64511"]
+        [
+            "100.64.0.0/24",
+            "100.64.1.0/24 64530",
+            "100.64.2.0/24 64511"
+        ]
     );
     assert_eq!(
         load.stats.peers,
         ["192.0.2.1 AS64501", "2001:db8::1 AS64501"]
     );
-    assert_eq!(load.stats.entries, 4);
+    assert_eq!(load.stats.entries, 6);
 }
 
 #[test]
