@@ -11,7 +11,8 @@
 //! initial table is in (End-of-RIB for every family, when the peer sent the graceful restart
 //! capability that promises them; otherwise after [`SYNC_QUIET`] without an UPDATE), so a
 //! reconnection never publishes a half-sent table. After that a changed RIB is published at
-//! most every `publish_interval`. Views are built on a blocking thread, one at a time, and the
+//! most every `publish_interval`. Views are built on the view builder thread
+//! ([`crate::viewsource::background`], lower CPU priority than DNS), one at a time, and the
 //! callback runs there too (it rebuilds the node's decision tables). When a session ends, the
 //! last view stays and is published again marked stale (since when), until a new session has
 //! synced.
@@ -25,7 +26,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,6 +35,7 @@ use super::rib::Rib;
 use super::wire::{self, LocalOpen, Negotiated, Notification, err};
 use crate::config::{BgpConfig, BgpMode};
 use crate::routes::{OwnView, RouteView};
+use crate::viewsource::background;
 
 /// Hold time before the peer's OPEN has told us its own (RFC 4271 §8.2.2 suggests 4 minutes).
 const OPEN_HOLD: Duration = Duration::from_secs(240);
@@ -419,7 +421,7 @@ struct Publisher {
     /// The view last handed over (set by the build that handed it).
     last: Arc<Mutex<Option<Arc<RouteView>>>>,
     stale_since_ms: Option<u64>,
-    building: Option<JoinHandle<()>>,
+    building: Option<oneshot::Receiver<()>>,
 }
 
 impl Publisher {
@@ -436,14 +438,16 @@ impl Publisher {
     /// Starts publishing the RIB as the current view, unless a build is still running;
     /// returns whether it started.
     fn publish(&mut self, rib: &Rib) -> bool {
-        if self.building.as_ref().is_some_and(|b| !b.is_finished()) {
+        if let Some(b) = &mut self.building
+            && matches!(b.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+        {
             return false;
         }
         self.stale_since_ms = None;
         let entries = rib.entries();
         let (publish, source, last) =
             (self.publish.clone(), self.source.clone(), self.last.clone());
-        self.building = Some(tokio::task::spawn_blocking(move || {
+        self.building = Some(background(move || {
             let view = Arc::new(RouteView::new(entries));
             // INVARIANT: the lock is held for an assignment only and never across a panic.
             *last.lock().expect("view lock poisoned") = Some(view.clone());
@@ -478,7 +482,7 @@ impl Publisher {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.stale_since_ms = Some(now);
         let (publish, source) = (self.publish.clone(), self.source.clone());
-        let _ = tokio::task::spawn_blocking(move || {
+        let _ = background(move || {
             publish(OwnView {
                 view: Some(view),
                 source,
