@@ -111,7 +111,7 @@ async fn run(plan: Plan, seed: u64, publish_ms: u64) {
         .expect("write view");
     }
     let started = Instant::now();
-    let (node, _log) = TestNode::start_watching_views(&config).await.expect("node");
+    let (node, log) = TestNode::start_watching_views(&config).await.expect("node");
     eprintln!(
         "node up with two full route files in {:.1?}",
         started.elapsed()
@@ -137,9 +137,12 @@ async fn run(plan: Plan, seed: u64, publish_ms: u64) {
     let mut quiet = Vec::new();
     let mut churned = Vec::new();
     let mut sent_total = 0;
+    let mut views_total = 0;
+    let views = || log.lock().expect("view log").len();
     for round in 0..plan.rounds {
         quiet.push(measure(node.addr, &queries, plan.phase, &mut feeder, None).await);
         let mut churn = Churn::new(&ams, seed + round as u64);
+        let before = views();
         let qps = measure(
             node.addr,
             &queries,
@@ -148,10 +151,12 @@ async fn run(plan: Plan, seed: u64, publish_ms: u64) {
             Some(&mut churn),
         )
         .await;
+        let published = views() - before;
         sent_total += churn.sent;
+        views_total += published;
         churned.push(qps);
         eprintln!(
-            "round {}: {:.0} answers/s quiet, {:.0} answers/s with {:.0} UPDATEs/s",
+            "round {}: {:.0} answers/s quiet, {:.0} answers/s with {:.0} UPDATEs/s, {published} views published",
             round + 1,
             quiet[round],
             qps,
@@ -160,9 +165,10 @@ async fn run(plan: Plan, seed: u64, publish_ms: u64) {
     }
     let (q, c) = (median(&mut quiet), median(&mut churned));
     println!(
-        "full table via BGP: {full_table:.2?}; DNS quiet {q:.0}/s, with churn {c:.0}/s: {:+.1}% ({} UPDATEs sent in churn phases)",
+        "full table via BGP: {full_table:.2?}; DNS quiet {q:.0}/s, with churn {c:.0}/s: {:+.1}% \
+         ({sent_total} UPDATEs sent, {views_total} views published in {:.0} s of churn)",
         (c / q - 1.0) * 100.0,
-        sent_total
+        plan.phase.as_secs_f64() * plan.rounds as f64
     );
     node.stop().await.expect("stop");
 }
