@@ -97,7 +97,7 @@ pub async fn run(
                 debug!(peer = %config.peer, error = %e, "BGP connection failed");
             }
         }
-        info!(peer = %config.peer, retry_in = ?backoff, "BGP session down; last view kept");
+        info!(peer = %config.peer, retry_in = ?backoff, "BGP session down; retrying");
         tokio::select! {
             () = sleep(backoff) => {}
             () = shutdown.cancelled() => return,
