@@ -2,13 +2,16 @@
 //! to 127.0.0.1 port 0, and tests query it with real DNS clients (hickory's client over UDP
 //! and TCP, `dig`, or raw datagrams for malformed input).
 //!
-//! The tests live in `tests/it/` (one integration binary).
+//! The tests live in `tests/it/` (one integration binary). [`bird`] runs a real BIRD 2 for
+//! the BGP and MRT tests.
+
+pub mod bird;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -26,6 +29,7 @@ use ipnet::IpNet;
 use sparrow_node::app;
 use sparrow_node::dns::handler::DnsHandler;
 use sparrow_node::metrics::Metrics;
+use sparrow_node::routes::OwnView;
 use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,10 +104,58 @@ impl TestNode {
         Self::start_full(config, "127.0.0.1:0".parse()?, Some(gossip)).await
     }
 
+    /// Loads a standalone `config` and serves it on 127.0.0.1, port 0, recording every own
+    /// route view its view source hands over (`[node.mrt]`, `[node.bgp]`) after applying it
+    /// as `app::start_state` does. (Probes and load are not started.)
+    pub async fn start_watching_views(config: &Path) -> anyhow::Result<(Self, ViewLog)> {
+        let log = ViewLog::default();
+        let l = log.clone();
+        let node = Self::start_with(
+            config,
+            "127.0.0.1:0".parse()?,
+            move |snapshot, _, shutdown| {
+                Box::pin(async move {
+                    let own = snapshot.load().config.node.pop;
+                    let snap = snapshot.clone();
+                    app::spawn_own_view(
+                        &snapshot,
+                        move |v| {
+                            app::apply_own_view(&snap, own, &v);
+                            // INVARIANT: the lock is held for a push only.
+                            l.lock().expect("view log lock").push(v);
+                        },
+                        &shutdown,
+                    )
+                    .await?;
+                    Ok(None)
+                })
+            },
+        )
+        .await?;
+        Ok((node, log))
+    }
+
     async fn start_full(
         config: &Path,
         listen: SocketAddr,
         gossip: Option<std::net::UdpSocket>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(config, listen, move |snapshot, metrics, shutdown| {
+            Box::pin(async move {
+                app::start_state_with(&snapshot, gossip, metrics.as_deref(), &shutdown).await
+            })
+        })
+        .await
+    }
+
+    async fn start_with(
+        config: &Path,
+        listen: SocketAddr,
+        state: impl FnOnce(
+            Arc<ArcSwap<Snapshot>>,
+            Option<Arc<Metrics>>,
+            CancellationToken,
+        ) -> StartState,
     ) -> anyhow::Result<Self> {
         let loaded = sparrow_node::config::load(config)?;
         let timeout = loaded.config.node.tcp_idle_timeout;
@@ -119,8 +171,7 @@ impl TestNode {
         let metrics = metrics_listener
             .as_ref()
             .map(|_| Arc::new(Metrics::new(&snapshot)));
-        let cluster =
-            app::start_state_with(&snapshot, gossip, metrics.as_deref(), &shutdown).await?;
+        let cluster = state(snapshot.clone(), metrics.clone(), shutdown.clone()).await?;
         let mut handler = DnsHandler::new(snapshot.clone());
         let mut metrics_addr = None;
         if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
@@ -153,6 +204,17 @@ impl TestNode {
         self.task.await.context("node task panicked")?
     }
 }
+
+/// Every own route view a node's view source handed over, in order.
+pub type ViewLog = Arc<Mutex<Vec<OwnView>>>;
+
+type StartState = std::pin::Pin<
+    Box<
+        dyn Future<
+            Output = anyhow::Result<Option<Arc<sparrow_node::cluster::node::ClusterHandle>>>,
+        >,
+    >,
+>;
 
 /// Transport of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -646,7 +708,7 @@ impl Default for WebPki {
 pub struct HttpsServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    response: Arc<std::sync::Mutex<String>>,
+    response: Arc<Mutex<String>>,
     /// Requests served so far.
     pub served: Arc<AtomicUsize>,
     task: JoinHandle<()>,
@@ -668,7 +730,7 @@ impl HttpsServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let response = Arc::new(std::sync::Mutex::new(response.to_owned()));
+        let response = Arc::new(Mutex::new(response.to_owned()));
         let served = Arc::new(AtomicUsize::new(0));
         let (r, n) = (response.clone(), served.clone());
         let task = tokio::spawn(async move {

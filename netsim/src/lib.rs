@@ -18,11 +18,14 @@
 //! - [`scenario`]: scenario files (cluster, workload, fault timeline, expectations);
 //! - [`folder`]: a generated world and the ready-to-run cluster folder made from it (the one
 //!   module that writes files).
+//! - [`mrt`]: the per-POP views of [`fulltable`] as MRT RIB dumps (TABLE_DUMP_V2), as routers
+//!   and collectors write them;
 //!
 //! Not yet: running nodes under a scenario's faults (in-process and network namespaces).
 
 pub mod folder;
 pub mod fulltable;
+pub mod mrt;
 pub mod pops;
 mod rng;
 pub mod routes;

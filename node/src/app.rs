@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
 use crate::api;
+use crate::bgp;
 use crate::cluster::{self, node::ClusterHandle};
-use crate::config::Loaded;
+use crate::config::{BgpMode, Loaded, OwnViewSource};
 use crate::dns::handler::DnsHandler;
 use crate::health;
 use crate::metrics::{self, Metrics, ProbeMetrics};
+use crate::routes::OwnView;
 use crate::snapshot::Snapshot;
+use crate::viewsource;
 
 /// Buffer of outgoing responses per TCP connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
@@ -153,7 +156,90 @@ pub fn spawn_load(
     }
 }
 
-/// Starts what keeps the snapshot current: the own POP's probes and, with a `[cluster]`,
+/// Starts the source of the own POP's route view when it runs on its own (`[node.mrt]`:
+/// the dump watcher; `[node.bgp]`: the BGP session, whose listener is bound here in passive
+/// mode); `on_change` receives each new view or staleness. A route file needs nothing.
+pub async fn spawn_own_view(
+    snapshot: &Arc<ArcSwap<Snapshot>>,
+    on_change: impl Fn(OwnView) + Send + Sync + 'static,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let config = snapshot.load().config.clone();
+    let own = config.own_pop();
+    let describe = config.node.own_view.describe();
+    let on_change: viewsource::Publish = Arc::new(on_change);
+    match &config.node.own_view {
+        OwnViewSource::File(_) => {}
+        OwnViewSource::Mrt(source) => {
+            let current = snapshot.load().view(config.node.pop).cloned();
+            tokio::spawn(
+                viewsource::watch_mrt(
+                    source.clone(),
+                    own.asn,
+                    describe,
+                    current,
+                    on_change,
+                    shutdown.clone(),
+                )
+                .instrument(tracing::Span::current()),
+            );
+        }
+        OwnViewSource::Bgp(bgp_config) => {
+            let listener = match bgp_config.mode {
+                BgpMode::Active => None,
+                BgpMode::Passive(addr) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot bind BGP listener {addr}"))?,
+                ),
+            };
+            tokio::spawn(
+                bgp::session::run(
+                    bgp_config.clone(),
+                    own.asn,
+                    describe,
+                    listener,
+                    on_change,
+                    shutdown.clone(),
+                )
+                .instrument(tracing::Span::current()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Puts a new own view into the snapshot (a standalone node's, or one whose view source runs
+/// outside a cluster handle), and logs it.
+pub fn apply_own_view(snapshot: &Arc<ArcSwap<Snapshot>>, own: usize, v: &OwnView) {
+    let routes = v.view.as_ref().map_or(0, |view| view.len());
+    match v.stale_since_ms {
+        None => info!(source = %v.source, routes, "own route view updated"),
+        Some(since) => {
+            warn!(source = %v.source, routes, stale_since_ms = since, "own route view stale")
+        }
+    }
+    let info = v.view.as_ref().map(|view| crate::snapshot::ViewInfo {
+        version: None,
+        digest: None,
+        prefixes: view.len() as u64,
+        source: v.source.clone(),
+        stale_since_ms: v.stale_since_ms,
+    });
+    let same = match (snapshot.load().view(own), &v.view) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    // Marking a view stale does not change answers: no need to rebuild the decision tables.
+    if same {
+        snapshot.rcu(|s| s.with_view_info(own, info.clone()));
+    } else {
+        snapshot.rcu(|s| s.with_view_from(own, v.view.clone(), info.clone()));
+    }
+}
+
+/// Starts what keeps the snapshot current: the own POP's probes and view source and, with a `[cluster]`,
 /// the gossip membership (on `gossip_socket`, bound by the caller). The probes' verdict goes
 /// to the cluster when there is one, else straight into the snapshot.
 pub async fn start_state(
@@ -191,6 +277,28 @@ pub async fn start_state_with(
             );
             let h = handle.clone();
             spawn_load(snapshot, probes, move |load| h.set_load(load), shutdown);
+            // The own view goes to the cluster: answers, serving it to peers, announcing it.
+            let (tx, mut rx) = tokio::sync::watch::channel(None::<OwnView>);
+            let h = handle.clone();
+            tokio::spawn(
+                async move {
+                    while rx.changed().await.is_ok() {
+                        let latest = rx.borrow_and_update().clone();
+                        if let Some(v) = latest {
+                            h.set_own_view(v).await;
+                        }
+                    }
+                }
+                .instrument(tracing::Span::current()),
+            );
+            spawn_own_view(
+                snapshot,
+                move |v| {
+                    let _ = tx.send_replace(Some(v));
+                },
+                shutdown,
+            )
+            .await?;
             Ok(Some(handle))
         }
         (Some(c), None) => anyhow::bail!("no gossip socket bound for {}", c.listen),
@@ -213,6 +321,8 @@ pub async fn start_state_with(
                 },
                 shutdown,
             );
+            let snap = snapshot.clone();
+            spawn_own_view(snapshot, move |v| apply_own_view(&snap, own, &v), shutdown).await?;
             Ok(None)
         }
     }

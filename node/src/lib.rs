@@ -4,7 +4,9 @@
 //! Modules marked [P] are pure (no sockets, clocks or tokio; `tests/tidy.rs` checks); [E] are
 //! edges.
 //! - [`config`] [P]: strict TOML config, validated into `Config`.
-//! - [`routes`] [P]: route views and the static map (longest-prefix-match tables).
+//! - [`routes`] [P]: route views and the static map (longest-prefix-match tables), from
+//!   route files and MRT dumps.
+//! - [`bgp`]: a read-only BGP speaker: `wire`, `rib` [P]; `session` [E].
 //! - [`policy`] [P]: which POPs a client gets, best first, and why.
 //! - [`snapshot`] [P]: the immutable state answers are computed from.
 //! - [`dns`]: `answer`, `ecs`, `zone` [P]; `handler` [E] (hickory-server).
@@ -17,10 +19,12 @@
 //! - [`demo`] [E]: `sparrow demo`, a three-node cluster in one process, no files.
 //! - [`api`] [E]: the operator API (JSON lines over a Unix socket).
 //! - [`metrics`] [E]: Prometheus metrics and their HTTP endpoint.
+//! - [`viewsource`] [E]: the MRT dump watcher that keeps the own POP's view current.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
 pub mod api;
 pub mod app;
+pub mod bgp;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -33,3 +37,4 @@ pub mod pki;
 pub mod policy;
 pub mod routes;
 pub mod snapshot;
+pub mod viewsource;

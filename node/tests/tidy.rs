@@ -19,6 +19,8 @@ const PURE: &[&str] = &[
     "cluster/state.rs",
     "cluster/views.rs",
     "health/state.rs",
+    "bgp/wire.rs",
+    "bgp/rib.rs",
 ];
 
 /// Patterns that mark I/O, time or randomness.

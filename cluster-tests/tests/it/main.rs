@@ -1,5 +1,6 @@
 //! Integration tests: real nodes on loopback, real DNS clients.
 
+mod bgp;
 mod cluster;
 mod dig;
 mod dns;
@@ -7,6 +8,7 @@ mod gossip;
 mod health;
 mod https;
 mod metrics;
+mod mrt;
 mod netsim;
 mod views;
 

@@ -27,8 +27,9 @@ use super::view_sync::{self, ViewServer};
 use super::views::{Fetch, ViewCatalog};
 use crate::api::ApiContext;
 use crate::config::AdminState;
-use crate::routes::{HopRanges, OwnView, transfer};
+use crate::routes::{HopRanges, OwnView, RouteView, transfer};
 use crate::snapshot::{Snapshot, ViewInfo};
+use crate::viewsource::background;
 
 /// How often the node re-reads cluster state even without a membership change.
 const REFRESH: Duration = Duration::from_millis(250);
@@ -43,8 +44,8 @@ pub struct ClusterHandle {
     local: std::net::SocketAddr,
     handlers: Arc<Handlers>,
     snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Serialises own-view changes; holds the last version announced.
-    own_view: tokio::sync::Mutex<u64>,
+    /// Serialises own-view changes; holds the last version announced and its view.
+    own_view: tokio::sync::Mutex<(u64, Option<Arc<RouteView>>)>,
     /// What the gossip transport moved.
     pub stats: Arc<TransportStats>,
     /// Fault injection at the transport (tests and simulations).
@@ -71,12 +72,36 @@ impl ClusterHandle {
     /// to peers, and gossip announces its version and digest so peers pull it.
     pub async fn set_own_view(&self, own: OwnView) {
         let mut last = self.own_view.lock().await;
-        let version = unix_ms().max(*last + 1);
-        *last = version;
+        let pop = self.snapshot.load().config.node.pop;
+        let unchanged = match (&last.1, &own.view) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if unchanged {
+            // Only the staleness changed: announce it, keep the view, its version and digest.
+            let current = self.snapshot.load().view_info(pop).cloned();
+            if let Some(info) = current {
+                let info = ViewInfo {
+                    stale_since_ms: own.stale_since_ms,
+                    source: own.source.clone(),
+                    ..info
+                };
+                self.snapshot
+                    .rcu(|s| s.with_view_info(pop, Some(info.clone())));
+            }
+            self.own.send_modify(|s| {
+                if let Some(a) = &mut s.view {
+                    a.stale_since_ms = own.stale_since_ms;
+                }
+            });
+            return;
+        }
+        let version = unix_ms().max(last.0 + 1);
+        *last = (version, own.view.clone());
         let encoded = match &own.view {
             Some(view) => {
                 let view = view.clone();
-                match tokio::task::spawn_blocking(move || transfer::encode(&view, version)).await {
+                match background(move || transfer::encode(&view, version)).await {
                     Ok(e) => Some(Arc::new(e)),
                     Err(e) => {
                         warn!(error = %e, "encoding the own route view failed; not announced");
@@ -99,11 +124,11 @@ impl ClusterHandle {
             source: own.source.clone(),
             stale_since_ms: a.stale_since_ms,
         });
-        let pop = self.snapshot.load().config.node.pop;
         let snapshot = self.snapshot.clone();
         let view = own.view.clone();
-        // Rebuilding decision tables over full views takes CPU time: off the async workers.
-        let _ = tokio::task::spawn_blocking(move || {
+        // Rebuilding decision tables over full views takes CPU time: on the view builder
+        // thread, below the DNS threads.
+        let _ = background(move || {
             snapshot.rcu(|s| s.with_view_from(pop, view.clone(), info.clone()));
         })
         .await;
@@ -270,7 +295,7 @@ pub async fn start(
         local: listen,
         handlers,
         snapshot: snapshot.clone(),
-        own_view: tokio::sync::Mutex::new(0),
+        own_view: tokio::sync::Mutex::new((0, None)),
         stats,
         faults,
     };
@@ -279,10 +304,7 @@ pub async fn start(
         handle
             .set_own_view(OwnView {
                 view: Some(view.clone()),
-                source: own_pop
-                    .route_view_path
-                    .as_ref()
-                    .map_or_else(|| "file".to_owned(), |p| format!("file {}", p.display())),
+                source: config.node.own_view.describe(),
                 stale_since_ms: None,
             })
             .await;
@@ -561,8 +583,9 @@ async fn apply_pulled(
         return;
     }
     let snapshot = snapshot.clone();
-    // Rebuilding decision tables over full views takes CPU time: off the async workers.
-    let _ = tokio::task::spawn_blocking(move || {
+    // Rebuilding decision tables over full views takes CPU time: on the view builder thread,
+    // below the DNS threads.
+    let _ = background(move || {
         snapshot.rcu(|s| s.with_pulled(&good));
     })
     .await;

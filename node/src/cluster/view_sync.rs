@@ -186,7 +186,7 @@ pub async fn fetch(
     let bytes = result.context("view transfer timed out")??;
     // Decoding a full table and building its lookup table takes a fraction of a second of
     // CPU: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
+    crate::viewsource::background(move || {
         let (header, view) = transfer::decode_stream(&bytes)?;
         Ok(Pulled {
             header,

@@ -14,7 +14,7 @@ mod validate;
 pub use validate::parse_name;
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use crate::dns::zone::Zone;
+use crate::routes::mrt::PeerSelector;
 use crate::routes::{RouteView, StaticMap};
 
 /// TTL of static records that do not give one. An hour, as most zone files default to.
@@ -119,6 +120,90 @@ pub struct NodeSettings {
     pub load: Option<crate::health::LoadProbe>,
     /// Where the Prometheus metrics endpoint listens (`None`: no endpoint).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the own POP's route view comes from.
+    pub own_view: OwnViewSource,
+}
+
+/// How often an MRT dump's size and modification time are checked for a change.
+pub const DEFAULT_MRT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The BGP port (RFC 4271 §8.2.1).
+pub const DEFAULT_BGP_PORT: u16 = 179;
+/// Hold time Sparrow proposes: the common router default (RFC 4271 §10 suggests 90 s).
+pub const DEFAULT_BGP_HOLD_TIME: u16 = 90;
+/// First wait before reconnecting after a session fails; doubled after each failure.
+pub const DEFAULT_BGP_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between reconnection attempts.
+pub const DEFAULT_BGP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Shortest time between two views published while updates flow: churn of 1,000 updates a
+/// second then rebuilds the node's decision tables once a second, not 1,000 times.
+pub const DEFAULT_BGP_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the own POP's route view comes from.
+#[derive(Debug, Clone)]
+pub enum OwnViewSource {
+    /// The own POP's `route_view` file (or none), read with the config.
+    File(Option<PathBuf>),
+    /// An MRT RIB dump (`[node.mrt]`), read with the config and reloaded when it changes.
+    Mrt(MrtSource),
+    /// A BGP session with the POP's router (`[node.bgp]`).
+    Bgp(BgpConfig),
+}
+
+impl OwnViewSource {
+    /// A short description for status and logs (`mrt views/ams.mrt peer 192.0.2.1`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(Some(path)) => format!("file {}", path.display()),
+            Self::File(None) => "none".to_owned(),
+            Self::Mrt(m) => format!("mrt {} peer {}", m.path.display(), m.peer),
+            Self::Bgp(b) => format!("bgp {} AS{}", b.peer, b.peer_asn),
+        }
+    }
+}
+
+/// The own POP's view from an MRT RIB dump.
+#[derive(Debug, Clone)]
+pub struct MrtSource {
+    /// The dump (plain, gzip or bzip2).
+    pub path: PathBuf,
+    /// Which peer(s) of the dump make the view.
+    pub peer: PeerSelector,
+    /// How often the file is checked for a change.
+    pub poll_interval: Duration,
+}
+
+/// Who opens the BGP session's TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BgpMode {
+    /// Sparrow connects to the router.
+    Active,
+    /// Sparrow listens on this address and the router connects.
+    Passive(SocketAddr),
+}
+
+/// A read-only BGP session with the POP's router.
+#[derive(Debug, Clone)]
+pub struct BgpConfig {
+    /// Sparrow's AS number in the session.
+    pub local_asn: u32,
+    /// Sparrow's BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The router's address.
+    pub peer: IpAddr,
+    /// The router's port (active mode).
+    pub peer_port: u16,
+    /// The router's AS number; an OPEN naming another is refused (Bad Peer AS).
+    pub peer_asn: u32,
+    /// Active or passive.
+    pub mode: BgpMode,
+    /// Hold time proposed in OPEN, seconds (0: no keepalives).
+    pub hold_time: u16,
+    /// First reconnection delay.
+    pub retry_min: Duration,
+    /// Longest reconnection delay.
+    pub retry_max: Duration,
+    /// Shortest time between two published views.
+    pub publish_interval: Duration,
 }
 
 /// Whether the operator lets a POP be handed out.
@@ -202,6 +287,11 @@ impl std::error::Error for ConfigError {}
 pub trait FileSource {
     /// Reads a whole file as UTF-8 text.
     fn read(&self, path: &Path) -> std::io::Result<String>;
+
+    /// Reads a whole file as bytes (MRT dumps).
+    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.read(path).map(String::into_bytes)
+    }
 }
 
 /// The real file system.
@@ -211,6 +301,10 @@ pub struct Disk;
 impl FileSource for Disk {
     fn read(&self, path: &Path) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
     }
 }
 

@@ -58,6 +58,45 @@ pub(crate) struct RawNode {
     pub(crate) load: Option<Spanned<RawLoad>>,
     #[serde(default)]
     pub(crate) metrics_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) mrt: Option<Spanned<RawMrt>>,
+    #[serde(default)]
+    pub(crate) bgp: Option<Spanned<RawBgp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMrt {
+    pub(crate) file: Spanned<String>,
+    #[serde(default)]
+    pub(crate) peer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) peer_asn: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) poll_interval_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    pub(crate) local_asn: Spanned<u32>,
+    pub(crate) router_id: Spanned<String>,
+    pub(crate) peer: Spanned<String>,
+    pub(crate) peer_asn: Spanned<u32>,
+    #[serde(default)]
+    pub(crate) peer_port: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) hold_time_secs: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) retry_min_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) retry_max_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) publish_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -616,3 +616,207 @@ fn metrics_listen_is_off_by_default_and_warns_off_loopback() {
         "{e}"
     );
 }
+
+/// The example config with the commented table `header` (`[node.mrt]`) uncommented.
+fn example_with(header: &str) -> (PathBuf, String) {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == format!("# {header}") {
+            inside = true;
+        } else if inside && !line.starts_with("# ") {
+            inside = false;
+        }
+        out.push(if inside { &line[2..] } else { line });
+    }
+    assert!(out.contains(&header), "{header} not in the example");
+    (path, out.join("\n"))
+}
+
+#[test]
+fn the_example_mrt_source_gives_the_same_view_as_the_route_file() {
+    let (path, text) = example_with("[node.mrt]");
+    let loaded = Config::from_str(&text, &path, &Disk).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let c = loaded.config;
+    let OwnViewSource::Mrt(source) = &c.node.own_view else {
+        panic!("not an MRT source: {:?}", c.node.own_view);
+    };
+    assert_eq!(source.poll_interval, DEFAULT_MRT_POLL_INTERVAL);
+    assert!(
+        c.node
+            .own_view
+            .describe()
+            .ends_with("views/ams.mrt peer 192.0.2.1 AS64501")
+    );
+    let from_file = load(&path).unwrap().config;
+    let entries = |c: &Config| {
+        let mut e: Vec<String> = c.pops[0]
+            .route_view
+            .as_ref()
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|(n, p)| format!("{n} {p:?}"))
+            .collect();
+        e.sort();
+        e
+    };
+    assert_eq!(entries(&c), entries(&from_file));
+    assert_eq!(entries(&c).len(), 7);
+}
+
+#[test]
+fn the_example_bgp_source_parses_with_the_documented_defaults() {
+    let (path, text) = example_with("[node.bgp]");
+    let c = Config::from_str(&text, &path, &Disk)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let OwnViewSource::Bgp(b) = &c.node.own_view else {
+        panic!("not a BGP source: {:?}", c.node.own_view);
+    };
+    assert_eq!((b.local_asn, b.peer_asn), (64501, 64501));
+    assert_eq!(b.peer, "192.0.2.1".parse::<IpAddr>().unwrap());
+    assert_eq!(b.mode, BgpMode::Active);
+    assert_eq!(b.peer_port, DEFAULT_BGP_PORT);
+    assert_eq!(b.hold_time, DEFAULT_BGP_HOLD_TIME);
+    assert_eq!(b.retry_min, DEFAULT_BGP_RETRY_MIN);
+    assert_eq!(b.retry_max, DEFAULT_BGP_RETRY_MAX);
+    assert_eq!(b.publish_interval, DEFAULT_BGP_PUBLISH_INTERVAL);
+    assert_eq!(c.node.own_view.describe(), "bgp 192.0.2.1 AS64501");
+    // The own POP's route file is replaced: no view until the session brings one.
+    assert!(c.pops[0].route_view.is_none());
+    assert!(c.pops[1].route_view.is_some());
+}
+
+#[test]
+fn unknown_keys_in_the_view_source_tables_are_refused() {
+    for header in ["[node.mrt]", "[node.bgp]"] {
+        let (path, text) = example_with(header);
+        let at = text.lines().position(|l| l == header).unwrap() + 1;
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(at, "sparrow_unknown_key = 1");
+        let e = Config::from_str(&lines.join("\n"), &path, &Disk).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:{}:", path.display(), at + 1))
+                && e.reason.contains("unknown field"),
+            "{header}: {e}"
+        );
+    }
+}
+
+/// Files served from memory, as bytes (MRT dumps are binary).
+#[derive(Default)]
+struct BinFiles(HashMap<PathBuf, Vec<u8>>);
+
+impl FileSource for BinFiles {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        String::from_utf8(self.read_bytes(path)?).map_err(io::Error::other)
+    }
+
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    }
+}
+
+#[test]
+fn view_sources_refuse_what_they_cannot_use() {
+    let routes = vec![("100.64.0.0/16".parse().unwrap(), vec![64501u32, 64510])];
+    let peer = sparrow_netsim::mrt::MrtPeer {
+        ip: "192.0.2.1".parse().unwrap(),
+        asn: 64501,
+        bgp_id: "192.0.2.1".parse().unwrap(),
+    };
+    let dump = sparrow_netsim::mrt::rib_dump(&[(peer, &routes)], 1);
+    let mut files = BinFiles::default();
+    files
+        .0
+        .insert(PathBuf::from("/etc/sparrow/ams.mrt"), dump.clone());
+    let with = |table: &str| MINIMAL.replacen("[zone]", &format!("{table}\n[zone]"), 1);
+    // The own POP's route file is not read when a source replaces it (it does not exist).
+    let text = with("[node.mrt]\nfile = \"ams.mrt\"\npeer_asn = 64501\n").replacen(
+        "addresses = [\"192.0.2.10\"]",
+        "addresses = [\"192.0.2.10\"]\nroute_view = \"missing.routes\"",
+        1,
+    );
+    let c = Config::from_str(&text, Path::new("/etc/sparrow/sparrow.toml"), &files)
+        .unwrap()
+        .config;
+    let view = c.pops[0].route_view.as_ref().unwrap();
+    assert_eq!(view.entries()[0].1.as_ref(), [64510], "own ASN dropped");
+    let refused_with = |table: &str| {
+        Config::from_str(&with(table), Path::new("/etc/sparrow/sparrow.toml"), &files)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refused_with("[node.mrt]\nfile = \"ams.mrt\"\npeer = \"192.0.2.9\"\n"),
+        "/etc/sparrow/sparrow.toml:8:8: /etc/sparrow/ams.mrt: peer 192.0.2.9 is not in the dump; its peers are: 192.0.2.1 AS64501"
+    );
+    assert!(
+        refused_with("[node.mrt]\nfile = \"ams.mrt\"\n").contains(":6:1: node.mrt needs `peer`"),
+    );
+    assert!(
+        refused_with("[node.mrt]\nfile = \"nope.mrt\"\npeer_asn = 1\n")
+            .contains(":7:8: cannot read MRT dump /etc/sparrow/nope.mrt")
+    );
+    let bgp = "[node.bgp]\nlocal_asn = 65000\nrouter_id = \"192.0.2.53\"\npeer = \"192.0.2.1\"\npeer_asn = 64501\n";
+    let passive = format!("{bgp}mode = \"passive\"\nlisten = \"127.0.0.1:1179\"\n");
+    let c = Config::from_str(
+        &with(&passive),
+        Path::new("/etc/sparrow/sparrow.toml"),
+        &files,
+    )
+    .unwrap()
+    .config;
+    let OwnViewSource::Bgp(b) = &c.node.own_view else {
+        panic!("not BGP");
+    };
+    assert_eq!(b.mode, BgpMode::Passive("127.0.0.1:1179".parse().unwrap()));
+    for (extra, reason) in [
+        (
+            "mode = \"both\"\n",
+            "mode must be \"active\" or \"passive\"",
+        ),
+        (
+            "hold_time_secs = 2\n",
+            "hold_time_secs must be 0 or at least 3",
+        ),
+        (
+            "listen = \"[::]:179\"\n",
+            "listen is for mode = \"passive\"",
+        ),
+        (
+            "mode = \"passive\"\npeer_port = 1179\n",
+            "peer_port is for mode = \"active\"",
+        ),
+        (
+            "retry_min_ms = 5000\nretry_max_ms = 1000\n",
+            "retry_max_ms must not be below",
+        ),
+        (
+            "publish_interval_ms = 0\n",
+            "publish_interval_ms must be positive",
+        ),
+    ] {
+        let e = refused_with(&format!("{bgp}{extra}"));
+        assert!(e.contains(reason), "{extra}: {e}");
+    }
+    let e = refused_with(&bgp.replace("192.0.2.53", "0.0.0.0"));
+    assert!(
+        e.contains(":8:13: router_id `0.0.0.0` must be a non-zero IPv4"),
+        "{e}"
+    );
+    let e = refused_with(&format!(
+        "[node.mrt]\nfile = \"ams.mrt\"\npeer_asn = 64501\n{bgp}"
+    ));
+    assert!(e.contains("node.mrt and node.bgp are two sources"), "{e}");
+}

@@ -13,7 +13,9 @@ use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
-use super::raw::{RawCluster, RawConfig, RawGeo, RawLoad, RawPop, RawProbe, RawZone};
+use super::raw::{
+    RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawZone,
+};
 use super::*;
 use crate::dns::zone::ZoneBuilder;
 use crate::health::{self, Probe, ProbeKind};
@@ -38,19 +40,26 @@ pub(super) fn validate(
     })?;
     let mut warnings = Vec::new();
 
-    let pops = raw
+    // `[node.mrt]` and `[node.bgp]` replace the own POP's route file, which is then not read.
+    let own_replaced = raw.node.mrt.is_some() || raw.node.bgp.is_some();
+    let mut pops = raw
         .pops
         .iter()
-        .map(|p| cx.pop(p, &mut warnings))
+        .map(|p| {
+            let replaced = own_replaced && p.get_ref().name.get_ref() == raw.node.pop.get_ref();
+            cx.pop(p, replaced, &mut warnings)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if pops.is_empty() {
         return Err(cx.error(None, "no POP is configured (add a [[pop]] table)"));
     }
     cx.check_unique(&raw.pops, |p| &p.name, "POP name")?;
     cx.check_unique(&raw.pops, |p| &p.asn, "POP ASN")?;
+    let names: Vec<String> = pops.iter().map(|p| p.name.clone()).collect();
     let pop_index = |name: &Spanned<String>| {
-        pops.iter()
-            .position(|p| p.name == *name.get_ref())
+        names
+            .iter()
+            .position(|p| p == name.get_ref())
             .ok_or_else(|| {
                 cx.error(
                     Some(name.span()),
@@ -59,7 +68,7 @@ pub(super) fn validate(
             })
     };
 
-    let node = NodeSettings {
+    let mut node = NodeSettings {
         pop: pop_index(&raw.node.pop)?,
         listen: cx.listen(&raw.node.listen)?,
         tcp_idle_timeout: raw
@@ -100,6 +109,29 @@ pub(super) fn validate(
             None => None,
             Some(a) => Some(cx.metrics_listen(a, &mut warnings)?),
         },
+        own_view: OwnViewSource::File(None),
+    };
+    node.own_view = match (&raw.node.mrt, &raw.node.bgp) {
+        (Some(_), Some(bgp)) => {
+            return Err(cx.error(
+                Some(bgp.span()),
+                "node.mrt and node.bgp are two sources of the same view: keep one",
+            ));
+        }
+        (Some(mrt), None) => {
+            let own = &mut pops[node.pop];
+            let (source, view) = cx.mrt(mrt, own.asn, &own.name, &mut warnings)?;
+            own.route_view = Some(Arc::new(view));
+            OwnViewSource::Mrt(source)
+        }
+        (None, Some(bgp)) => OwnViewSource::Bgp(cx.bgp(bgp)?),
+        (None, None) => OwnViewSource::File(
+            raw.pops
+                .iter()
+                .find(|p| p.get_ref().name.get_ref() == raw.node.pop.get_ref())
+                .and_then(|p| p.get_ref().route_view.as_ref())
+                .map(|f| cx.dir.join(f.get_ref())),
+        ),
     };
 
     let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
@@ -249,7 +281,12 @@ impl Cx<'_> {
             .collect()
     }
 
-    fn pop(&self, raw: &Spanned<RawPop>, warnings: &mut Vec<String>) -> Result<Pop, ConfigError> {
+    fn pop(
+        &self,
+        raw: &Spanned<RawPop>,
+        replaced: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<Pop, ConfigError> {
         let p = raw.get_ref();
         let name = p.name.get_ref();
         if name.is_empty()
@@ -305,6 +342,7 @@ impl Cx<'_> {
         let mut route_view_path = None;
         let route_view = match &p.route_view {
             None => None,
+            Some(_) if replaced => None,
             Some(file) => {
                 let (path, text) = self.read(file, "route view")?;
                 let (view, skipped) = routes::parse_route_view(&text);
@@ -330,6 +368,192 @@ impl Cx<'_> {
             admin,
             route_view,
             route_view_path,
+        })
+    }
+
+    /// `[node.mrt]`: the source, and the view the dump holds now.
+    fn mrt(
+        &self,
+        raw: &Spanned<RawMrt>,
+        own_asn: u32,
+        own_pop: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(MrtSource, RouteView), ConfigError> {
+        let m = raw.get_ref();
+        let ip = match &m.peer {
+            None => None,
+            Some(p) => Some(p.get_ref().parse::<IpAddr>().map_err(|_| {
+                self.error(
+                    Some(p.span()),
+                    format!("`{}` is not an IP address", p.get_ref()),
+                )
+            })?),
+        };
+        let asn = m.peer_asn.as_ref().map(|a| *a.get_ref());
+        if ip.is_none() && asn.is_none() {
+            return Err(self.error(
+                Some(raw.span()),
+                "node.mrt needs `peer` (its address in the dump) and/or `peer_asn`",
+            ));
+        }
+        let poll_interval = match &m.poll_interval_ms {
+            None => DEFAULT_MRT_POLL_INTERVAL,
+            Some(ms) if *ms.get_ref() == 0 => {
+                return Err(self.error(Some(ms.span()), "poll_interval_ms must be positive"));
+            }
+            Some(ms) => Duration::from_millis(*ms.get_ref()),
+        };
+        let path = self.dir.join(m.file.get_ref());
+        let bytes = self.files.read_bytes(&path).map_err(|e| {
+            self.error(
+                Some(m.file.span()),
+                format!("cannot read MRT dump {}: {e}", path.display()),
+            )
+        })?;
+        let peer = PeerSelector { ip, asn };
+        let load = routes::mrt::load(&bytes, &peer, own_asn).map_err(|e| {
+            let span = match e {
+                routes::mrt::MrtError::UnknownPeer { .. } => m
+                    .peer
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or_else(|| m.peer_asn.as_ref().map(Spanned::span)),
+                _ => None,
+            };
+            self.error(
+                Some(span.unwrap_or_else(|| m.file.span())),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        if !load.skipped.is_empty() {
+            warnings.push(format!(
+                "{}: route view of POP {own_pop} loaded partially: {} routes loaded, {}",
+                path.display(),
+                load.view.len(),
+                routes::mrt::describe_skipped(&load.skipped)
+            ));
+        }
+        let source = MrtSource {
+            path,
+            peer,
+            poll_interval,
+        };
+        Ok((source, load.view))
+    }
+
+    /// `[node.bgp]`.
+    fn bgp(&self, raw: &Spanned<RawBgp>) -> Result<BgpConfig, ConfigError> {
+        let b = raw.get_ref();
+        let nonzero_asn = |a: &Spanned<u32>, key: &str| {
+            if *a.get_ref() == 0 {
+                Err(self.error(Some(a.span()), format!("{key} must not be 0")))
+            } else {
+                Ok(*a.get_ref())
+            }
+        };
+        let router_id = match b.router_id.get_ref().parse::<Ipv4Addr>() {
+            Ok(id) if !id.is_unspecified() => id,
+            _ => {
+                return Err(self.error(
+                    Some(b.router_id.span()),
+                    format!(
+                        "router_id `{}` must be a non-zero IPv4 address (RFC 6286)",
+                        b.router_id.get_ref()
+                    ),
+                ));
+            }
+        };
+        let peer = b.peer.get_ref().parse::<IpAddr>().map_err(|_| {
+            self.error(
+                Some(b.peer.span()),
+                format!("`{}` is not an IP address", b.peer.get_ref()),
+            )
+        })?;
+        let listen = match &b.listen {
+            None => None,
+            Some(l) => Some(l.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.error(
+                    Some(l.span()),
+                    format!(
+                        "`{}` is not an ADDRESS:PORT (IPv6 as [::]:179)",
+                        l.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let mode = match b.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("active", _)) => {
+                if let Some(l) = &b.listen {
+                    return Err(self.error(
+                        Some(l.span()),
+                        "listen is for mode = \"passive\" (active mode connects to the peer)",
+                    ));
+                }
+                BgpMode::Active
+            }
+            Some(("passive", _)) => {
+                if let Some(p) = &b.peer_port {
+                    return Err(self.error(
+                        Some(p.span()),
+                        "peer_port is for mode = \"active\" (in passive mode the peer connects)",
+                    ));
+                }
+                BgpMode::Passive(listen.unwrap_or_else(|| {
+                    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_BGP_PORT)
+                }))
+            }
+            Some((other, span)) => {
+                return Err(self.error(
+                    Some(span),
+                    format!("mode must be \"active\" or \"passive\", not \"{other}\""),
+                ));
+            }
+        };
+        let hold_time = match &b.hold_time_secs {
+            None => DEFAULT_BGP_HOLD_TIME,
+            // RFC 4271 §4.2: zero (no keepalives) or at least three seconds.
+            Some(h) if matches!(*h.get_ref(), 1 | 2) => {
+                return Err(self.error(
+                    Some(h.span()),
+                    "hold_time_secs must be 0 or at least 3 (RFC 4271)",
+                ));
+            }
+            Some(h) => *h.get_ref(),
+        };
+        let ms = |v: &Option<Spanned<u64>>, key: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(ms) if *ms.get_ref() == 0 => {
+                Err(self.error(Some(ms.span()), format!("{key} must be positive")))
+            }
+            Some(ms) => Ok(Duration::from_millis(*ms.get_ref())),
+        };
+        let retry_min = ms(&b.retry_min_ms, "retry_min_ms", DEFAULT_BGP_RETRY_MIN)?;
+        let retry_max = ms(&b.retry_max_ms, "retry_max_ms", DEFAULT_BGP_RETRY_MAX)?;
+        if retry_max < retry_min {
+            let span = b.retry_max_ms.as_ref().or(b.retry_min_ms.as_ref());
+            return Err(self.error(
+                span.map(Spanned::span),
+                "retry_max_ms must not be below retry_min_ms",
+            ));
+        }
+        Ok(BgpConfig {
+            local_asn: nonzero_asn(&b.local_asn, "local_asn")?,
+            router_id,
+            peer,
+            peer_port: b
+                .peer_port
+                .as_ref()
+                .map_or(DEFAULT_BGP_PORT, |p| *p.get_ref()),
+            peer_asn: nonzero_asn(&b.peer_asn, "peer_asn")?,
+            mode,
+            hold_time,
+            retry_min,
+            retry_max,
+            publish_interval: ms(
+                &b.publish_interval_ms,
+                "publish_interval_ms",
+                DEFAULT_BGP_PUBLISH_INTERVAL,
+            )?,
         })
     }
 

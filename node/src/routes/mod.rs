@@ -4,8 +4,10 @@
 //! A [`RouteView`] answers "how many AS hops from this POP to that client?" together with the
 //! route that decided it. It is immutable; a changed view is a new value.
 
+pub mod aspath;
 pub mod decision;
 pub mod lpm;
+pub mod mrt;
 #[cfg(test)]
 mod tests;
 mod text;
