@@ -5,6 +5,7 @@
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- failover [KILLS]
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- loss [SHARE] [SECONDS]
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- gossip [NODES,...] [SECONDS]
+//! cargo bench -p sparrow-cluster-tests --bench cluster -- propagate [NODES]
 //! ```
 //!
 //! Every cluster runs with production settings (gossip every 200 ms, chitchat's failure
@@ -48,8 +49,9 @@ async fn main() {
                 .collect();
             gossip(&sizes, arg(2).map_or(30, |s| s.parse().expect("SECONDS"))).await;
         }
+        Some("propagate") => propagate(arg(1).map_or(20, |n| n.parse().expect("NODES"))).await,
         _ => eprintln!(
-            "usage: cluster (failover [KILLS] | loss [SHARE] [SECONDS] | gossip [N,N,...] [SECONDS])"
+            "usage: cluster (failover [KILLS] | loss [SHARE] [SECONDS] | gossip [N,N,...] [SECONDS] | propagate [NODES])"
         ),
     }
 }
@@ -388,5 +390,110 @@ impl Socket for CountingSocket {
 
     async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
         self.inner.recv().await
+    }
+}
+
+/// A full table (1,000,000 IPv4 + 250,000 IPv6 prefixes) becomes POP p01's view; measures
+/// how long until every other node of an `n`-node cluster answers from it, and, meanwhile,
+/// how long load changes of p02 take to reach every node (beside the same measure before).
+async fn propagate(n: usize) {
+    let (nodes, _) = start(n).await;
+    let mut before = Vec::new();
+    for round in 0..10 {
+        before.push(load_latency(&nodes, round).await);
+    }
+    let prefixes = sparrow_netsim::fulltable::prefixes(sparrow_netsim::fulltable::TableSpec {
+        v4_prefixes: 1_000_000,
+        v6_prefixes: sparrow_netsim::fulltable::FULL_V6,
+        seed: 2026,
+    });
+    let view = sparrow_node::routes::RouteView::new(
+        sparrow_netsim::fulltable::pop_view_entries(&prefixes, 1, 2026)
+            .into_iter()
+            .map(|(net, path)| (net, path.into_boxed_slice()))
+            .collect(),
+    );
+    drop(prefixes);
+    let t0 = Instant::now();
+    nodes[1]
+        .cluster
+        .as_ref()
+        .expect("clustered")
+        .set_own_view(sparrow_node::routes::OwnView {
+            view: Some(Arc::new(view)),
+            source: "bench full table".into(),
+            stale_since_ms: None,
+        })
+        .await;
+    let announced = t0.elapsed().as_secs_f64();
+    let digest = nodes[1].snapshot.load().view_info(1).and_then(|v| v.digest);
+    let mut during = Vec::new();
+    let mut round = 10;
+    let arrived = loop {
+        let all = nodes
+            .iter()
+            .all(|node| node.snapshot.load().view_info(1).and_then(|v| v.digest) == digest);
+        if all {
+            break t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "the view never reached every node"
+        );
+        during.push(load_latency(&nodes, round).await);
+        round += 1;
+    };
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "median {:.3} s, worst {:.3} s over {} changes",
+            percentile(v, 0.5),
+            v[v.len() - 1],
+            v.len()
+        )
+    };
+    println!(
+        "{n} nodes: p01's full view encoded and announced in {announced:.2} s; every node answers from it {arrived:.2} s after the change"
+    );
+    println!(
+        "load of p02 reaching every node, before: {}",
+        stats(&mut before)
+    );
+    if during.is_empty() {
+        println!(
+            "load of p02 reaching every node, during the transfer: (transfer too quick to sample)"
+        );
+    } else {
+        println!(
+            "load of p02 reaching every node, during the transfer: {}",
+            stats(&mut during)
+        );
+    }
+    for node in nodes {
+        let _ = node.stop().await;
+    }
+}
+
+/// Sets p02's load to a value that depends on `round`; returns how long until every node has
+/// it.
+async fn load_latency(nodes: &[TestNode], round: u32) -> f64 {
+    let value = 0.1 + f32::from(u8::try_from(round % 8).unwrap_or(0)) / 10.0;
+    nodes[2]
+        .cluster
+        .as_ref()
+        .expect("clustered")
+        .set_load(Some(value));
+    let t0 = Instant::now();
+    loop {
+        let seen = nodes
+            .iter()
+            .all(|node| node.snapshot.load().pop_status[2].load == Some(value));
+        if seen {
+            return t0.elapsed().as_secs_f64();
+        }
+        if t0.elapsed() > SETTLE {
+            return f64::NAN;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
