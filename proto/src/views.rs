@@ -48,22 +48,28 @@ pub struct ViewHeader {
     pub prefixes: u64,
 }
 
-/// One route of an IPv4 chunk.
+/// One route of an IPv4 chunk. Addresses are delta-coded: a route's network address is the
+/// previous route's in the same chunk (0 for the first) plus `gap`, so sorted routes cost
+/// two or three bytes of address instead of five.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route4 {
-    /// Network address.
-    pub addr: u32,
+    /// Network address minus the previous route's.
+    pub gap: u32,
     /// Prefix length.
     pub len: u8,
     /// AS hops (AS path length) from the POP.
     pub hops: u8,
 }
 
-/// One route of an IPv6 chunk.
+/// One route of an IPv6 chunk: the upper 64 bits of the address delta-coded as in
+/// [`Route4`], the lower 64 bits as they are (zero for every prefix up to /64, which is all
+/// a full table holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route6 {
-    /// Network address.
-    pub addr: u128,
+    /// Upper 64 bits of the network address minus the previous route's.
+    pub gap_hi: u64,
+    /// Lower 64 bits of the network address.
+    pub lo: u64,
     /// Prefix length.
     pub len: u8,
     /// AS hops (AS path length) from the POP.
@@ -107,21 +113,30 @@ mod tests {
             Ok(request)
         );
 
-        let chunk = ViewFrame::V4(vec![Route4 {
-            addr: 0x6440_0100,
-            len: 24,
-            hops: 3,
-        }]);
+        let chunk = ViewFrame::V4(vec![
+            Route4 {
+                gap: 0x6440_0100,
+                len: 24,
+                hops: 3,
+            },
+            Route4 {
+                gap: 0x100,
+                len: 24,
+                hops: 2,
+            },
+        ]);
         let bytes = frame::encode(&chunk);
-        // 4 length + 1 variant + 1 count + 5 address + 1 length + 1 hops.
-        assert_eq!(bytes.len(), 13);
+        // 4 length + 1 variant + 1 count + (5 gap + 1 length + 1 hops) + (3 + 1 + 1).
+        assert_eq!(bytes.len(), 18);
         assert_eq!(
             frame::decode::<ViewFrame>(&bytes[frame::LEN_BYTES..]),
             Ok(chunk)
         );
         assert_eq!(
             bytes,
-            [9, 0, 0, 0, 1, 1, 252, 0, 1, 64, 100, 24, 3],
+            [
+                14, 0, 0, 0, 1, 2, 252, 0, 1, 64, 100, 24, 3, 251, 0, 1, 24, 2
+            ],
             "the wire format changed: bump PROTOCOL_VERSION"
         );
     }

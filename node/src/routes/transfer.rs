@@ -81,34 +81,48 @@ pub enum TransferError {
 
 /// Encodes `view` as version `version`: its prefixes with their AS hops.
 pub fn encode(view: &RouteView, version: u64) -> EncodedView {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
+    let mut v4: Vec<(u32, u8, u8)> = Vec::new();
+    let mut v6: Vec<(u128, u8, u8)> = Vec::new();
     for (net, path) in view.entries() {
         let hops = RouteView::hops_of(path);
         match net {
-            IpNet::V4(n) => v4.push(Route4 {
-                addr: u32::from(n.network()),
-                len: n.prefix_len(),
-                hops,
-            }),
-            IpNet::V6(n) => v6.push(Route6 {
-                addr: u128::from(n.network()),
-                len: n.prefix_len(),
-                hops,
-            }),
+            IpNet::V4(n) => v4.push((u32::from(n.network()), n.prefix_len(), hops)),
+            IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len(), hops)),
         }
     }
-    v4.sort_unstable_by_key(|r| (r.addr, r.len));
-    v6.sort_unstable_by_key(|r| (r.addr, r.len));
+    v4.sort_unstable_by_key(|&(a, l, _)| (a, l));
+    v6.sort_unstable_by_key(|&(a, l, _)| (a, l));
     let mut frames = Vec::new();
-    frames.extend(
-        v4.chunks(CHUNK)
-            .map(|c| frame::encode(&ViewFrame::V4(c.to_vec()))),
-    );
-    frames.extend(
-        v6.chunks(CHUNK)
-            .map(|c| frame::encode(&ViewFrame::V6(c.to_vec()))),
-    );
+    frames.extend(v4.chunks(CHUNK).map(|c| {
+        let mut prev = 0u32;
+        let routes = c
+            .iter()
+            .map(|&(addr, len, hops)| {
+                let gap = addr - prev;
+                prev = addr;
+                Route4 { gap, len, hops }
+            })
+            .collect();
+        frame::encode(&ViewFrame::V4(routes))
+    }));
+    frames.extend(v6.chunks(CHUNK).map(|c| {
+        let mut prev = 0u64;
+        let routes = c
+            .iter()
+            .map(|&(addr, len, hops)| {
+                let hi = (addr >> 64) as u64;
+                let gap_hi = hi - prev;
+                prev = hi;
+                Route6 {
+                    gap_hi,
+                    lo: addr as u64,
+                    len,
+                    hops,
+                }
+            })
+            .collect();
+        frame::encode(&ViewFrame::V6(routes))
+    }));
     let mut hasher = StableHasher::default();
     for f in &frames {
         hasher.write(f);
@@ -171,21 +185,32 @@ impl ViewDecoder {
         }
         match message {
             ViewFrame::V4(routes) => {
+                let mut prev = 0u32;
                 for r in routes {
-                    let net = Ipv4Net::new(Ipv4Addr::from(r.addr), r.len).map_err(|_| {
-                        TransferError::BadPrefix(format!("{}/{}", Ipv4Addr::from(r.addr), r.len))
+                    let addr = prev
+                        .checked_add(r.gap)
+                        .ok_or(TransferError::BadPrefix("IPv4 address past the end".into()))?;
+                    prev = addr;
+                    let net = Ipv4Net::new(Ipv4Addr::from(addr), r.len).map_err(|_| {
+                        TransferError::BadPrefix(format!("{}/{}", Ipv4Addr::from(addr), r.len))
                     })?;
                     self.route(IpNet::V4(net))?;
-                    self.v4.push((r.addr, r.len, u32::from(r.hops)));
+                    self.v4.push((addr, r.len, u32::from(r.hops)));
                 }
             }
             ViewFrame::V6(routes) => {
+                let mut prev = 0u64;
                 for r in routes {
-                    let net = Ipv6Net::new(Ipv6Addr::from(r.addr), r.len).map_err(|_| {
-                        TransferError::BadPrefix(format!("{}/{}", Ipv6Addr::from(r.addr), r.len))
+                    let hi = prev
+                        .checked_add(r.gap_hi)
+                        .ok_or(TransferError::BadPrefix("IPv6 address past the end".into()))?;
+                    prev = hi;
+                    let addr = (u128::from(hi) << 64) | u128::from(r.lo);
+                    let net = Ipv6Net::new(Ipv6Addr::from(addr), r.len).map_err(|_| {
+                        TransferError::BadPrefix(format!("{}/{}", Ipv6Addr::from(addr), r.len))
                     })?;
                     self.route(IpNet::V6(net))?;
-                    self.v6.push((r.addr, r.len, u32::from(r.hops)));
+                    self.v6.push((addr, r.len, u32::from(r.hops)));
                 }
             }
             ViewFrame::End => return self.finish().map(Some),
@@ -453,26 +478,39 @@ mod tests {
         };
         assert!(ViewDecoder::new(huge).is_err());
         // Routes out of order, host bits, impossible lengths.
-        let r = |addr: u32, len: u8| Route4 { addr, len, hops: 1 };
+        // One route per chunk, so each gap is the whole address.
+        let r = |gap: u32, len: u8| Route4 { gap, len, hops: 1 };
         let h = ViewHeader {
             version: 1,
             digest: 0,
             prefixes: 2,
         };
         let bad = [
-            (vec![r(0x0a00_0000, 8), r(0x0900_0000, 8)], "out of order"),
-            (vec![r(0x0a00_0000, 8), r(0x0a00_0000, 8)], "out of order"),
-            (vec![r(0x0a00_0001, 8)], "invalid prefix"),
-            (vec![r(0x0a00_0000, 33)], "invalid prefix"),
+            (
+                vec![vec![r(0x0a00_0000, 8)], vec![r(0x0900_0000, 8)]],
+                "out of order",
+            ),
+            (vec![vec![r(0x0a00_0000, 8), r(0, 8)]], "out of order"),
+            (vec![vec![r(0x0a00_0001, 8)]], "invalid prefix"),
+            (vec![vec![r(0x0a00_0000, 33)]], "invalid prefix"),
+            (
+                vec![vec![r(0xf000_0000, 8), r(0x2000_0000, 8)]],
+                "past the end",
+            ),
         ];
-        for (routes, want) in bad {
-            let frames = [body(&ViewFrame::V4(routes)), body(&ViewFrame::End)];
+        for (chunks, want) in bad {
+            let mut frames: Vec<Vec<u8>> = chunks
+                .into_iter()
+                .map(|c| body(&ViewFrame::V4(c)))
+                .collect();
+            frames.push(body(&ViewFrame::End));
             let e = run(h, &frames).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
         // IPv4 after IPv6 is out of order too.
         let v6 = ViewFrame::V6(vec![Route6 {
-            addr: 1 << 120,
+            gap_hi: 1 << 56,
+            lo: 0,
             len: 8,
             hops: 1,
         }]);
