@@ -357,7 +357,7 @@ impl Snapshot {
             .static_column()
             .map(|column| self.config.geo[geo].pops[column]);
         let ranking =
-            self.prepared[geo].rank_first(|c| row.hops(c), static_pop, client_hash, k, accept);
+            self.prepared[geo].rank_first(row.hop_bytes(), static_pop, client_hash, k, accept);
         Routed { ranking, block }
     }
 

@@ -207,6 +207,9 @@ pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> b
     Ranking { order, failed_open }
 }
 
+/// The hop byte of a candidate without a route, in the rows [`Prepared::rank_first`] takes.
+pub const NO_ROUTE: u8 = u8::MAX;
+
 /// What of a ranking does not depend on the client, computed once per snapshot for one list
 /// of candidates: which of them may be ranked at all (eligibility and the load filter look
 /// only at POP state) and the client-independent part of each one's sort key. The answer
@@ -267,23 +270,24 @@ impl Prepared {
         }
     }
 
-    /// [`rank_first`] for a client whose hops per column are `hops` and whose static-map
-    /// POP is `static_pop`.
+    /// [`rank_first`] for a client whose hops per column are `hops` ([`NO_ROUTE`] for none:
+    /// a decision-table row as it is) and whose static-map POP is `static_pop`.
     pub fn rank_first(
         &self,
-        hops: impl Fn(usize) -> Option<u8>,
+        hops: &[u8],
         static_pop: Option<usize>,
         client_hash: u64,
         k: usize,
         accept: impl Fn(usize) -> bool,
     ) -> Ranking {
         let primary = |c: &PreparedCandidate| {
-            let h = hops(c.column);
+            let h = hops[c.column];
+            let no_route = h == NO_ROUTE;
             let not_static = !(static_pop == Some(c.pop) && c.eligible);
             (u64::from(not_static) << 34)
-                | (u64::from(h.is_none()) << 33)
-                | (u64::from(h.unwrap_or(0)) << 25)
-                | (u64::from(h.is_none() && c.not_own) << 16)
+                | (u64::from(no_route) << 33)
+                | (u64::from(if no_route { 0 } else { h }) << 25)
+                | (u64::from(no_route && c.not_own) << 16)
                 | c.base
         };
         let score = |c: &PreparedCandidate| {
@@ -292,24 +296,31 @@ impl Prepared {
             -u.ln() / f64::from(c.weight.max(1))
         };
         if k == 1 {
-            // The common answer: one POP. Two passes, no allocation: the least key, then the
-            // least score among the POPs that have it.
-            let best = self
-                .kept
-                .iter()
-                .filter(|c| accept(c.pop))
-                .map(primary)
-                .min();
-            let winner = best.and_then(|best| {
-                self.kept
-                    .iter()
-                    .filter(|c| accept(c.pop) && primary(c) == best)
-                    .map(|c| (score(c), c.pop))
-                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                    .map(|(_, pop)| pop)
-            });
+            // The common answer: one POP, in one pass with no allocation. A score (a
+            // logarithm) is computed only when a POP ties the best key so far.
+            let mut best: Option<(u64, &PreparedCandidate, Option<f64>)> = None;
+            for c in &self.kept {
+                if !accept(c.pop) {
+                    continue;
+                }
+                let p = primary(c);
+                best = match best {
+                    None => Some((p, c, None)),
+                    Some((bp, _, _)) if p < bp => Some((p, c, None)),
+                    Some((bp, b, bs)) if p == bp => {
+                        let bs = bs.unwrap_or_else(|| score(b));
+                        let cs = score(c);
+                        if cs.total_cmp(&bs).then(c.pop.cmp(&b.pop)).is_lt() {
+                            Some((p, c, Some(cs)))
+                        } else {
+                            Some((bp, b, Some(bs)))
+                        }
+                    }
+                    keep => keep,
+                };
+            }
             return Ranking {
-                order: winner.into_iter().collect(),
+                order: best.map(|(_, c, _)| c.pop).into_iter().collect(),
                 failed_open: self.failed_open,
             };
         }

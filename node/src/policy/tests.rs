@@ -58,6 +58,14 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
     (candidates, own, stat, client)
 }
 
+/// The candidates' hops as a decision-table row.
+fn row(candidates: &[Candidate]) -> Vec<u8> {
+    candidates
+        .iter()
+        .map(|c| c.hops.unwrap_or(NO_ROUTE))
+        .collect()
+}
+
 fn run(case: &str) -> String {
     let (candidates, own_pop, static_pop, client_hash) = parse(case);
     let input = PolicyInput {
@@ -82,13 +90,7 @@ fn run(case: &str) -> String {
             want,
             "rank_first disagrees on {case}"
         );
-        let fast = prepared.rank_first(
-            |col| candidates[col].hops,
-            static_pop,
-            client_hash,
-            k,
-            |_| true,
-        );
+        let fast = prepared.rank_first(&row(&candidates), static_pop, client_hash, k, |_| true);
         assert_eq!(fast.order, want, "Prepared::rank_first disagrees on {case}");
     }
     let order: Vec<&str> = e.ranking.order.iter().map(|&i| NAMES[i]).collect();

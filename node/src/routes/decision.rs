@@ -16,7 +16,7 @@ use super::lpm::{Key, NONE, RangeTable};
 use super::{Hit, HopRanges, StaticMap};
 
 /// Hop byte meaning "no route".
-const NO_ROUTE: u8 = u8::MAX;
+const NO_ROUTE: u8 = crate::policy::NO_ROUTE;
 /// Static-column value meaning "the static map names no candidate".
 const NO_STATIC: u16 = u16::MAX;
 
@@ -40,6 +40,11 @@ impl Row<'_> {
     /// AS hops from candidate `column` to the client, if its view has a route.
     pub fn hops(&self, column: usize) -> Option<u8> {
         Some(self.bytes[column]).filter(|&h| h != NO_ROUTE)
+    }
+
+    /// Every candidate's hop byte, in column order ([`crate::policy::NO_ROUTE`]: no route).
+    pub fn hop_bytes(&self) -> &[u8] {
+        &self.bytes[..self.bytes.len() - 2]
     }
 
     /// The candidate the static map names for the client, if any.
