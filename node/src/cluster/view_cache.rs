@@ -48,46 +48,76 @@ fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u6
     let config = snapshot.load().config.clone();
     let mut held = vec![None; config.pops.len()];
     let started = std::time::Instant::now();
-    let mut batch = Vec::new();
+    let files: Vec<(usize, std::path::PathBuf)> = config
+        .pops
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != config.node.pop)
+        .map(|(i, pop)| (i, dir.join(format!("{}.view", pop.name))))
+        .filter(|(_, path)| path.exists())
+        .collect();
+    // Reading and checking a full view takes a fraction of a second: every core but one
+    // decodes while this thread merges what is ready into the decision tables, a batch at a
+    // time (the channel's bound caps the decoded views held at once).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::sync_channel(LOAD_BATCH);
     let mut loaded = 0usize;
-    for (i, pop) in config.pops.iter().enumerate() {
-        if i == config.node.pop {
-            continue;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (tx, next, files) = (tx.clone(), &next, &files);
+            scope.spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((i, path)) = files.get(n) else {
+                        return;
+                    };
+                    let decoded = std::fs::read(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| transfer::decode_stream(&b).map_err(|e| e.to_string()));
+                    if tx.send((*i, path.clone(), decoded)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        let path = dir.join(format!("{}.view", pop.name));
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "cannot read kept route view");
-                continue;
+        drop(tx);
+        let mut batch = Vec::new();
+        let flush = |batch: &mut Vec<_>| {
+            if !batch.is_empty() {
+                snapshot.rcu(|s| s.with_pulled(batch));
+                batch.clear();
             }
         };
-        match transfer::decode_stream(&bytes) {
-            Ok((header, view)) => {
-                held[i] = Some(header.digest);
-                let info = ViewInfo {
-                    version: Some(header.version),
-                    digest: Some(header.digest),
-                    prefixes: header.prefixes,
-                    source: format!("kept from the last run (pulled from {})", pop.name),
-                    stale_since_ms: None,
-                };
-                batch.push((i, Arc::new(view), info));
-                loaded += 1;
+        for (i, path, decoded) in rx {
+            match decoded {
+                Ok((header, view)) => {
+                    held[i] = Some(header.digest);
+                    let info = ViewInfo {
+                        version: Some(header.version),
+                        digest: Some(header.digest),
+                        prefixes: header.prefixes,
+                        source: format!(
+                            "kept from the last run (pulled from {})",
+                            config.pops[i].name
+                        ),
+                        stale_since_ms: None,
+                    };
+                    batch.push((i, Arc::new(view), info));
+                    loaded += 1;
+                }
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "kept route view refused; it will be pulled again");
+                }
             }
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "kept route view refused; it will be pulled again");
+            if batch.len() == LOAD_BATCH {
+                flush(&mut batch);
             }
         }
-        if batch.len() == LOAD_BATCH {
-            snapshot.rcu(|s| s.with_pulled(&batch));
-            batch.clear();
-        }
-    }
-    if !batch.is_empty() {
-        snapshot.rcu(|s| s.with_pulled(&batch));
-    }
+        flush(&mut batch);
+    });
     if loaded > 0 {
         info!(
             views = loaded,
