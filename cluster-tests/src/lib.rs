@@ -380,6 +380,19 @@ impl GossipNode {
         tls: sparrow_node::cluster::tls::ClusterTls,
         seeds: &[SocketAddr],
     ) -> anyhow::Result<Self> {
+        let keys = vec![("pop".to_owned(), name.to_owned())];
+        Self::start_with_keys(name, tls, seeds, keys, Duration::from_millis(100)).await
+    }
+
+    /// Starts node `name` publishing `keys` (e.g. a Sparrow node's hot state, to stand in
+    /// for a peer whose POP is alive), gossiping every `interval`.
+    pub async fn start_with_keys(
+        name: &str,
+        tls: sparrow_node::cluster::tls::ClusterTls,
+        seeds: &[SocketAddr],
+        keys: Vec<(String, String)>,
+        interval: Duration,
+    ) -> anyhow::Result<Self> {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
         let cluster = tls.cluster.clone();
@@ -406,19 +419,18 @@ impl GossipNode {
         let config = chitchat::ChitchatConfig {
             chitchat_id: chitchat::ChitchatId::new(name, 0, addr),
             cluster_id: cluster,
-            gossip_interval: Duration::from_millis(100),
+            gossip_interval: interval,
             listen_addr: addr,
             seed_nodes: seeds.iter().map(ToString::to_string).collect(),
             failure_detector_config: chitchat::FailureDetectorConfig {
-                initial_interval: Duration::from_millis(100),
+                initial_interval: interval,
                 ..Default::default()
             },
             marked_for_deletion_grace_period: Duration::from_secs(3600),
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let handle =
-            chitchat::spawn_chitchat(config, vec![("pop".into(), name.into())], &transport).await?;
+        let handle = chitchat::spawn_chitchat(config, keys, &transport).await?;
         Ok(Self {
             addr,
             handle,

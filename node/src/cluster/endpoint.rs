@@ -62,14 +62,30 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, tls: Arc<ClusterTls>, handle
     }
 }
 
+/// Whether a QUIC error code carries a TLS alert (RFC 9001 §4.8: 0x0100 to 0x01ff).
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
 async fn accept(incoming: quinn::Incoming, tls: Arc<ClusterTls>, handlers: Arc<Handlers>) {
     let from = incoming.remote_address();
     let refused = || handlers.stats.peers_refused.fetch_add(1, Ordering::Relaxed);
     let conn = match incoming.await {
         Ok(c) => c,
-        Err(e) => {
+        // A TLS alert: the certificate or the protocol did not check out.
+        Err(quinn::ConnectionError::TransportError(e)) if is_crypto(e.code) => {
             refused();
-            warn!(peer = %from, error = %e, "cluster handshake failed; peer refused");
+            warn!(peer = %from, error = %e, "cluster handshake refused");
+            return;
+        }
+        Err(quinn::ConnectionError::ConnectionClosed(c)) if is_crypto(c.error_code) => {
+            refused();
+            warn!(peer = %from, error = %c, "cluster handshake refused by the peer");
+            return;
+        }
+        Err(e) => {
+            // Timed out, reset or abandoned: a network or load problem, not a refusal.
+            debug!(peer = %from, error = %e, "cluster handshake did not complete");
             return;
         }
     };

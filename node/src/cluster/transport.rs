@@ -348,6 +348,11 @@ pub(crate) async fn serve_gossip(
         count_wire(&conn, &mut wire_seen, &stats);
         let bytes = match stream.read_to_end(MAX_MESSAGE).await {
             Ok(b) => b,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                // The peer went away (shut down, restarted): nothing it did wrong.
+                debug!(peer = %from, identity = %id, error = %e, "gossip connection closed");
+                return;
+            }
             Err(e) => {
                 warn!(peer = %from, identity = %id, error = %e, "oversized or broken gossip message; peer disconnected");
                 conn.close(BAD_MESSAGE.into(), b"bad message");
