@@ -30,6 +30,9 @@ pub enum Reply {
     },
     /// No response within the timeout.
     Timeout,
+    /// The server's host said nothing listens there (ICMP port unreachable): the node is
+    /// down. Resolvers move on at once, as on a timeout.
+    Unreachable,
     /// The query could not be sent or the response not read (a local error).
     Error(String),
 }
@@ -47,6 +50,7 @@ impl Reply {
                 other => format!("RCODE{}", u16::from(other)),
             },
             Self::Timeout => "timeout".to_owned(),
+            Self::Unreachable => "unreachable".to_owned(),
             Self::Error(_) => "error".to_owned(),
         }
     }
@@ -76,6 +80,12 @@ pub async fn ask(
 ) -> Reply {
     match tokio::time::timeout(timeout, exchange(bind, server, name, rtype, subnet, id)).await {
         Ok(Ok(r)) => r,
+        Ok(Err(e))
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::ConnectionRefused) =>
+        {
+            Reply::Unreachable
+        }
         Ok(Err(e)) => Reply::Error(format!("{e:#}")),
         Err(_) => Reply::Timeout,
     }

@@ -118,16 +118,25 @@ impl InProc {
         gossip: std::net::UdpSocket,
     ) -> anyhow::Result<Node> {
         let span = tracing::info_span!("node", pop = %self.names[i]);
-        let loaded = sparrow_node::config::load(&self.configs[i])
-            .with_context(|| format!("node {}", self.names[i]))?;
-        let timeout = loaded.config.node.tcp_idle_timeout;
-        let api_path = loaded
-            .config
-            .node
-            .api_socket
-            .clone()
-            .context("the generated config names an API socket")?;
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
+        // Loading parses every route view and builds the decision tables: seconds of CPU
+        // for a large world, which must not stall the other nodes' gossip on the async
+        // workers (they would miss heartbeats and declare each other dead).
+        let path = self.configs[i].clone();
+        let (snapshot, timeout, api_path) = tokio::task::spawn_blocking(move || {
+            let loaded = sparrow_node::config::load(&path)?;
+            let timeout = loaded.config.node.tcp_idle_timeout;
+            let api_path = loaded
+                .config
+                .node
+                .api_socket
+                .clone()
+                .context("the generated config names an API socket")?;
+            anyhow::Ok((Snapshot::from_config(loaded.config), timeout, api_path))
+        })
+        .await
+        .context("loading the config panicked")?
+        .with_context(|| format!("node {}", self.names[i]))?;
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let shutdown = CancellationToken::new();
         let cluster = app::start_state(&snapshot, Some(gossip), &shutdown)
             .instrument(span.clone())

@@ -160,15 +160,17 @@ pub async fn run(
         work.display()
     );
     let result = drive(&sim, &plan, opts, &mut nodes, &api, &work, cancel).await;
+    let notes = nodes.notes();
     nodes.shutdown().await;
     let (records, samples, node_events, baseline) = result?;
     let backend = match opts.backend {
         BackendKind::InProc => "inproc",
         BackendKind::Netns => "netns",
     };
-    let summary = report::summarize(
+    let mut summary = report::summarize(
         scenario, &sim, &plan, opts.seed, backend, &records, &samples, &baseline,
     );
+    summary.notes = notes;
     let failures = report::check(
         scenario,
         &sim,
@@ -354,6 +356,13 @@ impl Nodes {
                 Ok(())
             }
             Self::Netns(n) => n.set_network(state),
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        match self {
+            Self::InProc(_) => Vec::new(),
+            Self::Netns(n) => n.notes().to_vec(),
         }
     }
 
@@ -655,7 +664,7 @@ async fn workload(
                         )
                         .await;
                         let retry = match &reply {
-                            Reply::Timeout | Reply::Error(_) => true,
+                            Reply::Timeout | Reply::Unreachable | Reply::Error(_) => true,
                             Reply::Answer { rcode, .. } => {
                                 *rcode == hickory_proto::op::ResponseCode::ServFail
                             }

@@ -2,12 +2,16 @@
 //! joined by veth pairs to a bridge that this run creates; the runner's clients reach the
 //! nodes through the bridge from the root namespace.
 //!
-//! Faults are the kernel's: on each node's `eth0`, an HTB class per peer (matched by the
-//! peer's address) carries a `tc netem` queue whose delay, jitter and loss the timeline
-//! changes, so a link can be lossy or slow in one direction without touching the others or
-//! the clients' traffic; cuts are nftables rules in the node's namespace that drop what it
-//! sends to a peer (one way; a QUIC connection then fails in both directions, since its
-//! handshake needs both). Crashes are `SIGKILL`.
+//! Faults are the kernel's, set in each node's namespace on what it sends to each peer (one
+//! direction of a link; the clients' traffic is never touched):
+//! - cuts: an nftables rule that drops packets to the peer (a QUIC connection then fails in
+//!   both directions, since its handshake needs both);
+//! - loss: an nftables rule that drops that share of them at random (`numgen random`);
+//! - delay and jitter: a `tc netem` queue in an HTB class per peer, matched by the peer's
+//!   address. Kernels built without `sch_netem` (the CI machine's, for one) cannot delay
+//!   packets: the run then says so in its notes and applies the other faults.
+//!
+//! Crashes are `SIGKILL`.
 //!
 //! Everything is named after the run (`sn<pid>r<k>`: `…n<i>` namespaces, `…b` the bridge)
 //! and torn down at the end, on error and on drop (a panic); at creation, leftovers of runs
@@ -37,6 +41,10 @@ pub struct Netns {
     bridge: String,
     addrs: Vec<Ipv4Addr>,
     applied: NetState,
+    /// Whether the kernel has `tc netem` (delay and jitter).
+    netem: bool,
+    /// What this backend could not do, for the summary.
+    notes: Vec<String>,
     children: Vec<Option<Child>>,
     sparrow: PathBuf,
     configs: Vec<PathBuf>,
@@ -172,6 +180,8 @@ impl Netns {
             id,
             addrs,
             applied: NetState::healthy(n),
+            netem: false,
+            notes: Vec::new(),
             children: (0..n).map(|_| None).collect(),
             sparrow: PathBuf::new(),
             configs: Vec::new(),
@@ -187,7 +197,7 @@ impl Netns {
         Ok(me)
     }
 
-    fn build(&self, b: u8, c: u8) -> anyhow::Result<()> {
+    fn build(&mut self, b: u8, c: u8) -> anyhow::Result<()> {
         let br = &self.bridge;
         ip(&["link", "add", br, "type", "bridge"])?;
         ip(&["addr", "add", &format!("198.{b}.{c}.254/24"), "dev", br])?;
@@ -210,19 +220,34 @@ impl Netns {
             ])?;
             ip(&["-n", ns, "link", "set", "eth0", "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            let mut tc = String::from(
-                "qdisc add dev eth0 root handle 1: htb default 1\n\
-                 class add dev eth0 parent 1: classid 1:1 htb rate 10gbit\n",
-            );
-            for (j, peer) in self.addrs.iter().enumerate().filter(|&(j, _)| j != i) {
-                let cls = class(j);
-                tc.push_str(&format!(
-                    "class add dev eth0 parent 1: classid 1:{cls:x} htb rate 10gbit\n\
-                     qdisc add dev eth0 parent 1:{cls:x} handle {cls:x}: netem delay 0ms\n\
-                     filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst {peer}/32 flowid 1:{cls:x}\n"
-                ));
+            if i == 0 {
+                // Probe for netem once: add and remove a queue on the first node's link.
+                self.netem = run(Command::new("ip").args([
+                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
+                    "delay", "1ms",
+                ]))
+                .is_ok();
+                if self.netem {
+                    run(Command::new("ip").args([
+                        "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+                    ]))?;
+                }
             }
-            run_with_input("ip", &["netns", "exec", ns, "tc", "-batch", "-"], &tc)?;
+            if self.netem {
+                let mut tc = String::from(
+                    "qdisc add dev eth0 root handle 1: htb default 1\n\
+                     class add dev eth0 parent 1: classid 1:1 htb rate 10gbit\n",
+                );
+                for (j, peer) in self.addrs.iter().enumerate().filter(|&(j, _)| j != i) {
+                    let cls = class(j);
+                    tc.push_str(&format!(
+                        "class add dev eth0 parent 1: classid 1:{cls:x} htb rate 10gbit\n\
+                         qdisc add dev eth0 parent 1:{cls:x} handle {cls:x}: netem delay 0ms\n\
+                         filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst {peer}/32 flowid 1:{cls:x}\n"
+                    ));
+                }
+                run_with_input("ip", &["netns", "exec", ns, "tc", "-batch", "-"], &tc)?;
+            }
             run_with_input(
                 "ip",
                 &["netns", "exec", ns, "nft", "-f", "-"],
@@ -304,37 +329,63 @@ impl Netns {
         }
     }
 
-    /// Makes the kernel's faults those of `state`: nftables cuts and netem queues, changing
-    /// only what differs from what was applied.
+    /// What this backend could not do in this run (empty: everything asked was done).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Makes the kernel's faults those of `state` (nftables cuts and loss, netem delays),
+    /// changing only what differs from what was applied.
     pub fn set_network(&mut self, state: &NetState) -> anyhow::Result<()> {
         let n = state.n;
         for a in 0..n {
             let ns = &self.namespaces[a];
-            let row = |s: &NetState| (0..n).map(|b| s.cut[a * n + b]).collect::<Vec<_>>();
+            let row = |s: &NetState| {
+                (0..n)
+                    .map(|b| (s.cut[a * n + b], s.loss[a * n + b]))
+                    .collect::<Vec<_>>()
+            };
             if row(state) != row(&self.applied) {
                 let mut rules = String::from("flush chain inet netsim out\n");
-                for b in (0..n).filter(|&b| state.cut[a * n + b]) {
-                    rules.push_str(&format!(
-                        "add rule inet netsim out ip daddr {} drop\n",
-                        self.addrs[b]
-                    ));
+                for b in (0..n).filter(|&b| b != a) {
+                    let k = a * n + b;
+                    let to = self.addrs[b];
+                    if state.cut[k] {
+                        rules.push_str(&format!("add rule inet netsim out ip daddr {to} drop\n"));
+                    } else if state.loss[k] > 0.0 {
+                        let per_10k = (state.loss[k] * 10_000.0).round() as u32;
+                        rules.push_str(&format!(
+                            "add rule inet netsim out ip daddr {to} numgen random mod 10000 < {per_10k} drop\n"
+                        ));
+                    }
                 }
                 run_with_input("ip", &["netns", "exec", ns, "nft", "-f", "-"], &rules)?;
             }
             let mut tc = String::new();
             for b in (0..n).filter(|&b| b != a) {
                 let k = a * n + b;
-                if state.loss[k] == self.applied.loss[k] && state.delay[k] == self.applied.delay[k]
-                {
+                if state.delay[k] == self.applied.delay[k] {
                     continue;
                 }
                 let (delay, jitter) = state.delay[k];
+                if !self.netem {
+                    if delay.is_zero() {
+                        continue;
+                    }
+                    let note = format!(
+                        "delay not applied: this kernel has no tc netem (CONFIG_NET_SCH_NETEM), so links kept their latency (asked: {delay:?} +/- {jitter:?})"
+                    );
+                    if !self.notes.contains(&note) {
+                        eprintln!("netsim: {note}");
+                        self.notes.push(note);
+                    }
+                    continue;
+                }
                 let cls = class(b);
                 tc.push_str(&format!(
-                    "qdisc change dev eth0 parent 1:{cls:x} handle {cls:x}: netem delay {}us {}us loss {}%\n",
+                    "qdisc change dev eth0 parent 1:{cls:x} handle {cls:x}: netem delay {}us {}us\n",
                     delay.as_micros(),
                     jitter.as_micros(),
-                    state.loss[k] * 100.0
                 ));
             }
             if !tc.is_empty() {

@@ -108,6 +108,8 @@ pub struct Summary {
     pub local_only_s: BTreeMap<String, f64>,
     /// Mapping quality: Sparrow's answers and the baselines on the same queries.
     pub mapping: Mapping,
+    /// What the backend could not do (e.g. a kernel without netem cannot add delay).
+    pub notes: Vec<String>,
 }
 
 /// What happened around one event.
@@ -267,6 +269,7 @@ pub fn summarize(
         settled_after_s,
         local_only_s: local_only_time(sim, samples),
         mapping: mapping(sim, plan, records),
+        notes: Vec::new(),
     }
 }
 
@@ -436,12 +439,12 @@ pub fn check(
     }
     if x.no_timeout {
         let bad: Vec<_> = attempts()
-            .filter(|(_, a)| matches!(a.reply, Reply::Timeout))
+            .filter(|(_, a)| matches!(a.reply, Reply::Timeout | Reply::Unreachable))
             .filter(|(_, a)| up_throughout(node_events, a.node, a.sent, a.sent + ATTEMPT_TIMEOUT))
             .collect();
         if let Some((r, a)) = bad.first() {
             out.push(format!(
-                "no_timeout: {} queries to nodes that were up went unanswered; the first at {:.1} s to {} for {}",
+                "no_timeout: {} queries to nodes that were up went unanswered (timeout or port unreachable); the first at {:.1} s to {} for {}",
                 bad.len(),
                 secs(a.sent),
                 name(a.node),
@@ -654,6 +657,9 @@ pub fn render(s: &Summary) -> String {
             lo.join(", ")
         }
     );
+    for note in &s.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     let m = &s.mapping;
     let q = |name: &str, q: &Quality| {
         format!(
