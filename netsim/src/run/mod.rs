@@ -399,7 +399,13 @@ async fn drive(
         for path in api {
             let ok = matches!(
                 api::call(path, &Request::Status, Duration::from_secs(2)).await,
-                Ok(Response::Status(s)) if s.mode == "cluster" && s.alive == n
+                // Formed: every node in cluster mode, seeing every node alive and every POP
+                // live, healthy, active and with a view. A node that has just heard of a
+                // peer treats its POP as down until the peer's keys arrive, so `alive`
+                // alone comes too early for the no-fault answers.
+                Ok(Response::Status(s)) if s.mode == "cluster"
+                    && s.alive == n
+                    && s.pops.iter().all(|p| p.live && p.healthy && p.admin == "active" && p.view.is_some())
             );
             all &= ok;
             if !ok {

@@ -435,4 +435,31 @@ mod tests {
         assert_eq!(owner("eth0"), None);
         assert_eq!(owner("sn12rx"), None);
     }
+
+    /// Needs root and iproute2, as the namespaces backend does (CI has both).
+    #[test]
+    fn leftovers_of_a_run_whose_process_is_gone_are_removed_and_others_kept() {
+        // A pid that no process has (the largest pids are free on a test machine).
+        let dead = (4_000_000..4_194_304)
+            .rev()
+            .find(|&p| !pid_alive(p))
+            .unwrap();
+        let stale = format!("sn{dead}r9n0");
+        let ours = format!("sn{}r9n0", std::process::id());
+        ip(&["netns", "add", &stale]).unwrap();
+        ip(&["netns", "add", &ours]).unwrap();
+        clean_stale();
+        let list = String::from_utf8(
+            Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let _ = ip(&["netns", "del", &ours]);
+        let _ = ip(&["netns", "del", &stale]);
+        assert!(!list.contains(&stale), "{list}");
+        assert!(list.contains(&ours), "{list}");
+    }
 }

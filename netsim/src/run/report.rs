@@ -130,6 +130,10 @@ pub struct EventSummary {
     pub wrong_after: usize,
     /// Answers that differ from the no-fault answer, in the whole window.
     pub differ_from_no_fault: usize,
+    /// The longest a node went on handing out a POP after it became unusable for that node
+    /// (the measured detection time, to hold against the detection bound); `None`: no such
+    /// answer.
+    pub last_wrong_s: Option<f64>,
     /// Seconds until every node's status (mode, which POPs it can hand out) stopped
     /// changing; `None` if it was still changing at the next event.
     pub converged_after_s: Option<f64>,
@@ -212,11 +216,16 @@ pub fn summarize(
             let mut wrong_during = 0;
             let mut wrong_after = 0;
             let mut differ = 0;
+            let mut last_wrong: Option<Duration> = None;
             for r in &window {
                 let (Some(a), Some(pop)) = (r.last(), r.pop) else {
                     continue;
                 };
                 if plan.state_at(a.sent).unusable_for(a.node, pop) && !fail_open(plan, a) {
+                    if let Some(since) = plan.unusable_since(a.node, pop, a.sent) {
+                        let late = a.sent.saturating_sub(since);
+                        last_wrong = Some(last_wrong.map_or(late, |l| l.max(late)));
+                    }
                     if a.sent < step.at + bound {
                         wrong_during += 1;
                     } else {
@@ -235,6 +244,7 @@ pub fn summarize(
                 wrong_during,
                 wrong_after,
                 differ_from_no_fault: differ,
+                last_wrong_s: last_wrong.map(secs),
                 converged_after_s: converged(samples, n, step.at, end).map(secs),
             }
         })
@@ -618,19 +628,29 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(out, "outcomes: {}", outcomes.join(", "));
     let _ = writeln!(
         out,
-        "{:>7}  {:<24} {:>7} {:>8} {:>7} {:>6} {:>7} {:>10}",
-        "at", "event", "queries", "answered", "wrong<b", "wrong>b", "differ", "converged"
+        "{:>7}  {:<24} {:>7} {:>8} {:>7} {:>7} {:>10} {:>7} {:>10}",
+        "at",
+        "event",
+        "queries",
+        "answered",
+        "wrong<b",
+        "wrong>b",
+        "last wrong",
+        "differ",
+        "converged"
     );
     for e in &s.events {
         let _ = writeln!(
             out,
-            "{:>6.1}s  {:<24} {:>7} {:>7.2}% {:>7} {:>6} {:>7} {:>10}",
+            "{:>6.1}s  {:<24} {:>7} {:>7.2}% {:>7} {:>7} {:>10} {:>7} {:>10}",
             e.at_s,
             e.event,
             e.queries,
             e.availability * 100.0,
             e.wrong_during,
             e.wrong_after,
+            e.last_wrong_s
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.1} s")),
             e.differ_from_no_fault,
             e.converged_after_s
                 .map_or_else(|| "no".to_owned(), |c| format!("{c:.1} s"))

@@ -127,6 +127,8 @@ fn servfail_timeouts_late_dead_answers_and_unsettled_answers_are_each_reported()
     let summary = summarize(&s, &sim, &p, 7, "inproc", &records, &[], &base);
     assert_eq!(summary.events[0].wrong_during, 1);
     assert_eq!(summary.events[0].wrong_after, 1);
+    // fra went on being handed out by sin 15 s after sin lost it.
+    assert_eq!(summary.events[0].last_wrong_s, Some(15.0));
     assert_eq!(summary.outcomes["SERVFAIL"], 1);
     assert_eq!(summary.outcomes["timeout"], 1);
     assert!((summary.availability - 0.6).abs() < 1e-9);
