@@ -529,8 +529,10 @@ mod tests {
         let half = plan(&s, &sim, 7, 0.5).unwrap();
         assert_eq!(half.steps[0].at, Duration::from_secs(10));
         assert_eq!(half.steps[1].at, Duration::from_secs(30));
-        // Heal at 30 s + settle 20 s + the check window.
-        assert_eq!(half.duration, Duration::from_secs(60));
+        // Heal at 30 s + settle 10 s + the check window: the scaled 50 s just fits.
+        assert_eq!(half.duration, Duration::from_secs(50));
+        let quarter = plan(&s, &sim, 7, 0.25).unwrap();
+        assert_eq!(quarter.duration, Duration::from_secs(15 + 10 + 10));
         assert!(plan(&s, &sim, 7, 0.0).is_err());
     }
 

@@ -110,11 +110,11 @@ fn servfail_timeouts_late_dead_answers_and_unsettled_answers_are_each_reported()
     r.attempts[0].reply = Reply::Timeout;
     r.pop = None;
     records.push(r);
-    // sin hands out fra 15 s into the partition: unusable for sin since 20 s, bound 10 s.
+    // sin hands out fra 15 s into the partition: unusable for sin since 20 s, bound 5 s.
     records.push(record(&sim, 2, 2, 35, 3, 0));
     // Within the bound it is only a "wrong during".
-    records.push(record(&sim, 3, 3, 25, 3, 0));
-    // After heal + settle (80 s), sjc answers sin where the no-fault answer is sjc.
+    records.push(record(&sim, 3, 3, 23, 3, 0));
+    // After heal + settle (70 s), sjc answers sin where the no-fault answer is sjc.
     records.push(record(&sim, 4, 4, 90, 2, 3));
     let base = baseline_all(&p, 5, 2);
     let failures = check(&s, &sim, &p, &records, &samples(&p, 100, 60), &[], &base);
@@ -180,7 +180,7 @@ fn a_timeout_from_a_crashed_node_is_no_failure() {
 fn local_only_held_too_long_or_entered_by_the_majority_is_reported() {
     let (s, sim, p) = world();
     let base = baseline_all(&p, 5, 0);
-    // The minority stays local-only until 75 s: more than 10 s after the heal at 60 s.
+    // The minority stays local-only until 75 s: more than 5 s after the heal at 60 s.
     let failures = check(&s, &sim, &p, &[], &samples(&p, 100, 75), &[], &base);
     assert!(
         failures
