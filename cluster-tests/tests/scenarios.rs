@@ -174,3 +174,106 @@ async fn split_brain_and_loss_meet_their_expectations_in_network_namespaces() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// Not a shipped scenario: the event kinds the suite does not use (probe failure, drain, load
+/// spike) on three nodes, to show they go through the real probes and the operator API.
+const PROBES_DRAIN_LOAD: &str = r#"
+name = "probes-drain-load"
+duration = "60s"
+[topology]
+ases = 300
+seed = 1
+[cluster]
+config = { cluster = { gossip_interval_ms = 200 } }
+[[cluster.pop]]
+name = "fra"
+region = "eu"
+[[cluster.pop]]
+name = "nyc"
+region = "na-east"
+[[cluster.pop]]
+name = "sin"
+region = "as-south"
+[workload]
+qps = 60
+clients = 300
+resolvers = 10
+ecs = 1.0
+[[event]]
+at = "10s"
+kind = "probe-fail"
+pops = ["nyc"]
+[[event]]
+at = "20s"
+kind = "probe-recover"
+pops = ["nyc"]
+[[event]]
+at = "25s"
+kind = "drain"
+pops = ["sin"]
+[[event]]
+at = "35s"
+kind = "undrain"
+pops = ["sin"]
+[[event]]
+at = "40s"
+label = "spike"
+kind = "load"
+pops = ["fra"]
+load = 0.95
+[expect]
+detection_bound = "5s"
+[[expect.local_only]]
+pops = ["fra", "nyc", "sin"]
+never = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_failure_drain_and_load_spike_go_through_real_probes_and_the_api() {
+    let _turn = TURN.lock().await;
+    let scenario =
+        Scenario::from_str(PROBES_DRAIN_LOAD, Path::new("probes-drain-load.toml")).unwrap();
+    let opts = RunOptions {
+        seed: seed(),
+        backend: BackendKind::InProc,
+        out: out_dir("inproc", &scenario.name),
+        time_scale: TIME_SCALE,
+        sparrow: None,
+    };
+    let outcome = run::run(&scenario, &opts, CancellationToken::new())
+        .await
+        .unwrap();
+    let report = run::report::render(&outcome.summary);
+    eprintln!("{report}");
+    // The detection bound covers the failing probe and the drain.
+    assert!(
+        outcome.failures.is_empty(),
+        "{report}\n{:#?}",
+        outcome.failures
+    );
+    let e = &outcome.summary.events;
+    assert_eq!(e.len(), 5);
+    // Nobody lost an answer, and the failing probe, the drain and the spike each moved
+    // clients away (every POP is some clients' nearest).
+    for ev in e {
+        assert_eq!(ev.availability, 1.0, "{report}");
+    }
+    for k in [0, 2, 4] {
+        assert!(e[k].differ_from_no_fault > 0, "{report}");
+    }
+    // Above the high-water mark (0.9), fra is not handed out once its load probe has read
+    // the file and gossip has carried it: check the query log past the bound.
+    let log = std::fs::read_to_string(opts.out.join("queries.tsv")).unwrap();
+    let spike_ms = (e[4].at_s * 1000.0) as u64 + 5_000;
+    let late: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split('\t').next().unwrap().parse::<u64>().unwrap() > spike_ms)
+        .collect();
+    assert!(late.len() > 100, "{} queries after the spike", late.len());
+    let to_fra = late
+        .iter()
+        .filter(|l| l.split('\t').nth(6) == Some("fra"))
+        .count();
+    assert_eq!(to_fra, 0, "fra handed out {to_fra} times while loaded");
+}

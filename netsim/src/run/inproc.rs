@@ -100,8 +100,14 @@ impl InProc {
             seed,
         };
         for (i, (d, g)) in bound.dns.into_iter().zip(bound.gossip).enumerate() {
-            let node = me.start_node(i, d, g).await?;
-            me.nodes.push(Some(node));
+            match me.start_node(i, d, g).await {
+                Ok(node) => me.nodes.push(Some(node)),
+                Err(e) => {
+                    // Stop the ones already running: nothing of a failed run stays behind.
+                    me.shutdown().await;
+                    return Err(e);
+                }
+            }
         }
         Ok(me)
     }

@@ -115,7 +115,8 @@ pub async fn run(
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let work = work_dir()?;
+    let folder = WorkDir(work_dir()?);
+    let work = folder.0.as_path();
     let n = sim.pops.len();
     let names: Vec<String> = sim.pops.iter().map(|p| p.name.clone()).collect();
     // The backend decides the addresses; the folder is written with them.
@@ -126,12 +127,12 @@ pub async fn run(
                 scenario,
                 &plan,
                 &sim,
-                &work,
+                work,
                 bound.dns_addrs()?,
                 bound.gossip_addrs()?,
             );
-            let configs = write_world(&sim, &layout, &work)?;
-            let api = names.iter().map(|p| inproc::api_socket(&work, p)).collect();
+            let configs = write_world(&sim, &layout, work)?;
+            let api = names.iter().map(|p| inproc::api_socket(work, p)).collect();
             let nodes = inproc::InProc::start(configs, names.clone(), bound, opts.seed).await?;
             (Nodes::InProc(nodes), api)
         }
@@ -142,12 +143,12 @@ pub async fn run(
                 scenario,
                 &plan,
                 &sim,
-                &work,
+                work,
                 net.dns_addrs(),
                 net.gossip_addrs(),
             );
-            let configs = write_world(&sim, &layout, &work)?;
-            let api = names.iter().map(|p| inproc::api_socket(&work, p)).collect();
+            let configs = write_world(&sim, &layout, work)?;
+            let api = names.iter().map(|p| inproc::api_socket(work, p)).collect();
             let mut net = net;
             net.start_all(&sparrow, configs, &opts.out.join("logs"))?;
             (Nodes::Netns(Box::new(net)), api)
@@ -159,7 +160,7 @@ pub async fn run(
         scenario.name,
         work.display()
     );
-    let result = drive(&sim, &plan, opts, &mut nodes, &api, &work, cancel).await;
+    let result = drive(&sim, &plan, opts, &mut nodes, &api, work, cancel).await;
     let notes = nodes.notes();
     nodes.shutdown().await;
     let (records, samples, node_events, baseline) = result?;
@@ -180,8 +181,11 @@ pub async fn run(
         &node_events,
         &baseline,
     );
-    report::write_queries(&opts.out.join("queries.tsv"), &sim, &plan, &records)
-        .context("cannot write the query log")?;
+    std::fs::write(
+        opts.out.join("queries.tsv"),
+        report::queries_text(&sim, &plan, &records),
+    )
+    .context("cannot write the query log")?;
     std::fs::write(
         opts.out.join("summary.json"),
         serde_json::to_string_pretty(&report::SummaryFile {
@@ -193,8 +197,16 @@ pub async fn run(
         opts.out.join("timeline.svg"),
         svg::timeline(scenario, &sim, &plan, &records),
     )?;
-    let _ = std::fs::remove_dir_all(&work);
     Ok(Outcome { summary, failures })
+}
+
+/// The run's folder of cluster files, removed when the run ends, however it ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A folder for the cluster's files, short enough for Unix socket paths.

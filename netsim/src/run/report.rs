@@ -1,12 +1,11 @@
 //! \[P\] What a run shows: the per-query log, the summary (availability, wrong answers and
 //! convergence per event, local-only time per node, mapping quality beside the baselines)
 //! and the check of the scenario's expectations. Everything here is computed from what the
-//! run recorded (queries, status samples, node starts and stops) and the plan; only
-//! [`write_queries`] touches the disk.
+//! run recorded (queries, status samples, node starts and stops) and the plan; the runner
+//! writes what it returns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -699,16 +698,6 @@ pub fn render(s: &Summary) -> String {
         q("geoip", &m.geoip)
     );
     out
-}
-
-/// Writes the per-query log: one line per query, tab-separated, with a header.
-pub fn write_queries(
-    path: &Path,
-    sim: &Sim,
-    plan: &Plan,
-    records: &[QueryRecord],
-) -> std::io::Result<()> {
-    std::fs::write(path, queries_text(sim, plan, records))
 }
 
 /// The per-query log as text.
