@@ -16,12 +16,13 @@
 //! - [`pops`]: POP placement; [`truth`]: ground truth per client prefix, the round-robin and
 //!   GeoIP baselines, and scoring;
 //! - [`scenario`]: scenario files (cluster, workload, fault timeline, expectations);
-//! - [`folder`]: a generated world and the ready-to-run cluster folder made from it (the one
-//!   module that writes files).
+//! - [`folder`]: a generated world and the ready-to-run cluster folder made from it;
 //! - [`mrt`]: the per-POP views of [`fulltable`] as MRT RIB dumps (TABLE_DUMP_V2), as routers
 //!   and collectors write them;
+//! - [`run`]: running a scenario against real nodes (in this process, or as `sparrow`
+//!   processes in network namespaces) with real DNS clients, and its report.
 //!
-//! Not yet: running nodes under a scenario's faults (in-process and network namespaces).
+//! The data modules above know nothing of the node; only [`run`] uses `sparrow-node`.
 
 pub mod folder;
 pub mod fulltable;
@@ -29,6 +30,7 @@ pub mod mrt;
 pub mod pops;
 mod rng;
 pub mod routes;
+pub mod run;
 pub mod scenario;
 pub mod topology;
 pub mod truth;

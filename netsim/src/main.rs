@@ -1,8 +1,10 @@
 //! `netsim`: generate a simulated Internet and a ready-to-run Sparrow cluster folder from it,
-//! check scenario files, and score answers against ground truth.
+//! check scenario files, run them against real nodes, and score answers against ground
+//! truth.
 //!
 //! Exit codes: 0 success, 1 runtime failure (a file cannot be written, `sparrow cert`
-//! failed), 2 bad input (command line, scenario file, truth file).
+//! failed, a node or a namespace did not start), 2 bad input (command line, scenario file,
+//! truth file), 3 a scenario run's expectations were not met.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use sparrow_netsim::folder::{self, Layout, Sim};
 use sparrow_netsim::pops::PopRequest;
+use sparrow_netsim::run::{BackendKind, RunOptions};
 use sparrow_netsim::scenario::Scenario;
 use sparrow_netsim::topology::TopologySpec;
 use sparrow_netsim::truth::{Score, Truth};
@@ -67,6 +70,29 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Run a scenario against real nodes, write its outputs and check its expectations.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Seed of the run (default: `SPARROW_SEED`, else the scenario's, else a fresh one).
+        /// Printed, so a failure can be replayed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where the nodes run: `inproc` (this process, faults at the transport) or `netns`
+        /// (`sparrow` processes in network namespaces; needs root, iproute2, nftables).
+        #[arg(long, value_enum, default_value_t = BackendArg::Inproc)]
+        backend: BackendArg,
+        /// Folder of the outputs (default: `netsim-out/NAME-SEED`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Multiply every time of the timeline by this (e.g. 0.5 for a run half as long;
+        /// expectations such as the detection bound are not scaled).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// The `sparrow` binary for `--backend netns` (default: next to this one).
+        #[arg(long)]
+        sparrow: Option<PathBuf>,
+    },
     /// Score answers against a truth file; without answers, score the baselines.
     Score {
         /// A `truth.txt` written by `netsim gen`.
@@ -78,10 +104,19 @@ enum Command {
     },
 }
 
-/// Failures are either bad input (exit 2) or the machine's (exit 1).
+/// Backends of `netsim run`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BackendArg {
+    Inproc,
+    Netns,
+}
+
+/// Failures are bad input (exit 2), the machine's (exit 1), or a run whose expectations
+/// were not met (exit 3).
 enum Failure {
     Input(anyhow::Error),
     Runtime(anyhow::Error),
+    Expectations,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +145,14 @@ fn main() -> ExitCode {
             make_pki,
         }),
         Command::Check { scenarios } => check(&scenarios),
+        Command::Run {
+            scenario,
+            seed,
+            backend,
+            out,
+            time_scale,
+            sparrow,
+        } => run(&scenario, seed, backend, out, time_scale, sparrow),
         Command::Score { truth, answers } => score(&truth, answers.as_deref()),
     };
     match result {
@@ -122,6 +165,92 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Expectations) => ExitCode::from(3),
+    }
+}
+
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    backend: BackendArg,
+    out: Option<PathBuf>,
+    time_scale: f64,
+    sparrow: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let scenario = Scenario::load(path).map_err(|e| Failure::Input(e.into()))?;
+    if !(time_scale > 0.0 && time_scale.is_finite()) {
+        return Err(Failure::Input(anyhow::anyhow!(
+            "--time-scale must be a positive number"
+        )));
+    }
+    let seed = pick_seed(seed, scenario.seed)?;
+    eprintln!("netsim: seed {seed} (replay with --seed {seed} or SPARROW_SEED={seed})");
+    let out = out
+        .unwrap_or_else(|| PathBuf::from("netsim-out").join(format!("{}-{seed}", scenario.name)));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create {}", out.display()))
+        .map_err(Failure::Runtime)?;
+    // The nodes' logs (one process, many nodes: each line names its POP) go to a file, so
+    // that the terminal shows the run.
+    let log = std::fs::File::create(out.join("nodes.log"))
+        .with_context(|| format!("cannot write {}", out.join("nodes.log").display()))
+        .map_err(Failure::Runtime)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,quinn=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .init();
+    let opts = RunOptions {
+        seed,
+        backend: match backend {
+            BackendArg::Inproc => BackendKind::InProc,
+            BackendArg::Netns => BackendKind::Netns,
+        },
+        out: out.clone(),
+        time_scale,
+        sparrow,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let outcome = runtime
+        .block_on(async {
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let on_signal = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("netsim: interrupted; tearing down");
+                    on_signal.cancel();
+                }
+            });
+            sparrow_netsim::run::run(&scenario, &opts, cancel).await
+        })
+        .map_err(Failure::Runtime)?;
+    print!("{}", sparrow_netsim::run::report::render(&outcome.summary));
+    println!(
+        "outputs: {}/{{queries.tsv,summary.json,timeline.svg,nodes.log}}",
+        out.display()
+    );
+    if outcome.failures.is_empty() {
+        println!(
+            "PASS {}: every expectation met (seed {seed})",
+            scenario.name
+        );
+        Ok(())
+    } else {
+        println!(
+            "FAIL {}: {} expectations not met (seed {seed}):",
+            scenario.name,
+            outcome.failures.len()
+        );
+        for f in &outcome.failures {
+            println!("  - {f}");
+        }
+        Err(Failure::Expectations)
     }
 }
 

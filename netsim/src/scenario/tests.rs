@@ -77,14 +77,14 @@ fn the_example_scenario_is_typed_as_written() {
                 pops: vec![0, 1],
                 after: 0,
                 until: Some(1),
-                within: Duration::from_secs(10)
+                within: Duration::from_secs(5)
             },
             LocalOnly::Never {
                 pops: vec![2, 3, 4]
             }
         ]
     );
-    assert_eq!(s.expect.detection_bound, Some(Duration::from_secs(10)));
+    assert_eq!(s.expect.detection_bound, Some(Duration::from_secs(5)));
     assert!(s.expect.no_servfail && s.expect.no_timeout);
 }
 

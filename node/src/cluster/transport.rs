@@ -68,8 +68,8 @@ fn count_wire(conn: &quinn::Connection, seen: &mut u64, stats: &TransportStats) 
 }
 
 /// Fault injection at the transport, for partition tests and simulations: cuts (both ways
-/// or one way) and random loss of gossip messages. Empty unless a test or a simulation
-/// fills it; a node in production never does.
+/// or one way), random loss of gossip messages (to every peer or per peer) and added delay
+/// per peer. Empty unless a test or a simulation fills it; a node in production never does.
 #[derive(Clone, Debug, Default)]
 pub struct Faults(Arc<std::sync::Mutex<FaultState>>);
 
@@ -83,6 +83,23 @@ struct FaultState {
     loss: f64,
     /// State of the generator behind `loss` (SplitMix64).
     rng: u64,
+    /// Share of gossip messages to each of these peers that are dropped, on top of `loss`.
+    peer_loss: HashMap<SocketAddr, f64>,
+    /// Delay (and jitter, plus or minus) added to gossip messages to each of these peers.
+    delay: HashMap<SocketAddr, (Duration, Duration)>,
+}
+
+impl FaultState {
+    /// The next number of the generator, uniform in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        // SplitMix64: a tiny, seedable generator is all loss and jitter need.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 impl Faults {
@@ -122,22 +139,66 @@ impl Faults {
         self.with(|s| s.to.contains(&peer) || s.from.contains(&peer))
     }
 
+    /// Drops this share (0.0 to 1.0; 0 ends it) of the gossip messages to `peer` only, on
+    /// top of [`Faults::set_loss`], drawn from the same seeded generator: loss on one link.
+    pub fn set_peer_loss(&self, peer: SocketAddr, share: f64) {
+        self.with(|s| {
+            if share > 0.0 {
+                s.peer_loss.insert(peer, share.min(1.0));
+            } else {
+                s.peer_loss.remove(&peer);
+            }
+        });
+    }
+
+    /// Holds every gossip message to `peer` back for `delay`, plus or minus up to `jitter`
+    /// (uniform, from the seeded generator), as a long or congested link would; a zero
+    /// delay ends it. Messages may overtake each other under jitter, as on a real network.
+    pub fn set_delay(&self, peer: SocketAddr, delay: Duration, jitter: Duration) {
+        self.with(|s| {
+            if delay.is_zero() {
+                s.delay.remove(&peer);
+            } else {
+                s.delay.insert(peer, (delay, jitter.min(delay)));
+            }
+        });
+    }
+
+    /// Ends every fault: cuts, loss (global and per peer) and delays.
+    pub fn clear(&self) {
+        self.with(|s| {
+            let rng = s.rng;
+            *s = FaultState {
+                rng,
+                ..FaultState::default()
+            };
+        });
+    }
+
     /// Whether the next message to `peer` is lost (cut, or unlucky under loss).
     pub fn drops_to(&self, peer: SocketAddr) -> bool {
         self.with(|s| {
             if s.to.contains(&peer) {
                 return true;
             }
-            if s.loss <= 0.0 {
-                return false;
+            let share = s.peer_loss.get(&peer).copied().unwrap_or(0.0);
+            // Independent losses: the message survives both or is lost.
+            let lost = 1.0 - (1.0 - s.loss) * (1.0 - share);
+            lost > 0.0 && s.next_unit() < lost
+        })
+    }
+
+    /// How long the next message to `peer` is held back, if its link has a delay.
+    pub fn delay_to(&self, peer: SocketAddr) -> Option<Duration> {
+        self.with(|s| {
+            let (delay, jitter) = *s.delay.get(&peer)?;
+            if jitter.is_zero() {
+                return Some(delay);
             }
-            // SplitMix64: a tiny, seedable generator is all loss needs.
-            s.rng = s.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s.rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 11) as f64 / (1u64 << 53) as f64) < s.loss
+            let offset = jitter.as_secs_f64() * (2.0 * s.next_unit() - 1.0);
+            Some(Duration::from_secs_f64(
+                (delay.as_secs_f64() + offset).max(0.0),
+            ))
         })
     }
 
@@ -243,6 +304,18 @@ impl Socket for QuicSocket {
             ));
             tx
         });
+        if let Some(delay) = self.faults.delay_to(to) {
+            // A slow link: the message joins the peer's queue later, without holding up
+            // gossip to anyone else.
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if queue.try_send(bytes).is_err() {
+                    debug!(peer = %to, "gossip queue full, delayed message dropped");
+                }
+            });
+            return Ok(());
+        }
         if queue.try_send(bytes).is_err() {
             debug!(peer = %to, "gossip queue full, message dropped");
         }
@@ -406,5 +479,117 @@ mod tests {
         assert_ne!(pattern(7), pattern(8));
         f.set_loss(0.0, 0);
         assert!((0..1000).all(|_| !f.drops_to(a)));
+    }
+
+    #[test]
+    fn faults_lose_and_delay_per_peer_and_clear_ends_everything() {
+        let f = Faults::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        f.set_loss(0.0, 9);
+        f.set_peer_loss(a, 0.3);
+        let lost_a = (0..100_000).filter(|_| f.drops_to(a)).count();
+        let lost_b = (0..100_000).filter(|_| f.drops_to(b)).count();
+        assert!((29_000..31_000).contains(&lost_a), "{lost_a}");
+        assert_eq!(lost_b, 0);
+        // Global and per-peer loss combine as independent losses: 1 - 0.8 * 0.7 = 0.44.
+        f.set_loss(0.2, 9);
+        let lost = (0..100_000).filter(|_| f.drops_to(a)).count();
+        assert!((43_000..45_000).contains(&lost), "{lost}");
+        assert_eq!(f.delay_to(a), None);
+        f.set_delay(a, Duration::from_millis(50), Duration::ZERO);
+        assert_eq!(f.delay_to(a), Some(Duration::from_millis(50)));
+        assert_eq!(f.delay_to(b), None);
+        f.set_delay(a, Duration::from_millis(50), Duration::from_millis(10));
+        let delays: Vec<Duration> = (0..1000).filter_map(|_| f.delay_to(a)).collect();
+        assert_eq!(delays.len(), 1000);
+        assert!(delays.iter().all(|d| (40..=60).contains(&d.as_millis())));
+        assert!(
+            delays.iter().any(|d| d.as_millis() < 45) && delays.iter().any(|d| d.as_millis() > 55)
+        );
+        f.cut(b, true);
+        f.clear();
+        assert!(!f.is_cut(b) && f.delay_to(a).is_none());
+        assert!((0..1000).all(|_| !f.drops_to(a) && !f.drops_to(b)));
+    }
+
+    #[tokio::test]
+    async fn a_delayed_link_holds_messages_back_and_other_peers_are_not_slowed() {
+        // Two real transports on loopback: what arrives, and when, is measured at the
+        // receiving endpoint's inbox.
+        let ca = crate::pki::new_ca(
+            "t",
+            time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
+            30,
+        )
+        .unwrap();
+        let tls_of = |name: &str| {
+            let id = Identity {
+                cluster: "t".into(),
+                role: crate::pki::Role::Node,
+                name: name.into(),
+            };
+            let cert = crate::pki::issue(
+                &ca,
+                &id,
+                &[],
+                time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
+                30,
+            )
+            .unwrap();
+            Arc::new(ClusterTls::from_pem("t", &ca.cert, &cert.cert, &cert.key).unwrap())
+        };
+        let start = |name: &str| {
+            let tls = tls_of(name);
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let endpoint = super::super::endpoint::bind(&tls, socket).unwrap();
+            let stats = Arc::new(TransportStats::default());
+            let faults = Faults::default();
+            let (transport, inbox) =
+                QuicTransport::new(endpoint.clone(), &tls, stats.clone(), faults.clone()).unwrap();
+            let handlers = Arc::new(super::super::endpoint::Handlers {
+                gossip: inbox,
+                views: Arc::new(super::super::view_sync::ViewServer::new(name)),
+                api: std::sync::OnceLock::new(),
+                stats,
+                faults: faults.clone(),
+            });
+            tokio::spawn(super::super::endpoint::accept_loop(
+                endpoint.clone(),
+                tls,
+                handlers,
+            ));
+            (endpoint.local_addr().unwrap(), transport, faults)
+        };
+        let (a_addr, a, a_faults) = start("a");
+        let (b_addr, b, _) = start("b");
+        let (c_addr, c, _) = start("c");
+        let mut a_sock = a.open(a_addr).await.unwrap();
+        let mut b_sock = b.open(b_addr).await.unwrap();
+        let mut c_sock = c.open(c_addr).await.unwrap();
+        let msg = || ChitchatMessage::BadCluster;
+        // Warm both connections up, so the handshake is not part of what is measured.
+        a_sock.send(b_addr, msg()).await.unwrap();
+        a_sock.send(c_addr, msg()).await.unwrap();
+        b_sock.recv().await.unwrap();
+        c_sock.recv().await.unwrap();
+        a_faults.set_delay(b_addr, Duration::from_millis(1000), Duration::ZERO);
+        let sent = tokio::time::Instant::now();
+        a_sock.send(b_addr, msg()).await.unwrap();
+        a_sock.send(c_addr, msg()).await.unwrap();
+        let (from, _) = c_sock.recv().await.unwrap();
+        assert_eq!(from, a_addr);
+        assert!(
+            sent.elapsed() < Duration::from_millis(800),
+            "{:?}",
+            sent.elapsed()
+        );
+        let (from, _) = b_sock.recv().await.unwrap();
+        assert_eq!(from, a_addr);
+        assert!(
+            sent.elapsed() >= Duration::from_millis(1000),
+            "{:?}",
+            sent.elapsed()
+        );
     }
 }

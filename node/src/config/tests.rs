@@ -729,12 +729,12 @@ impl FileSource for BinFiles {
 #[test]
 fn view_sources_refuse_what_they_cannot_use() {
     let routes = vec![("100.64.0.0/16".parse().unwrap(), vec![64501u32, 64510])];
-    let peer = sparrow_netsim::mrt::MrtPeer {
+    let peer = crate::routes::mrt::write::MrtPeer {
         ip: "192.0.2.1".parse().unwrap(),
         asn: 64501,
         bgp_id: "192.0.2.1".parse().unwrap(),
     };
-    let dump = sparrow_netsim::mrt::rib_dump(&[(peer, &routes)], 1);
+    let dump = crate::routes::mrt::write::rib_dump(&[(peer, &routes)], 1);
     let mut files = BinFiles::default();
     files
         .0

@@ -48,6 +48,7 @@ use super::aspath::{PathBuilder, Segment, SegmentKind, merge_as4_path};
 
 #[cfg(test)]
 mod tests;
+pub mod write;
 
 /// TABLE_DUMP_V2 subtypes (RFC 6396 §4.3, RFC 8050 for ADD-PATH).
 const PEER_INDEX_TABLE: u16 = 1;

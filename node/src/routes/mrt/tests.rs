@@ -1,12 +1,12 @@
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::write::{MrtPeer, rib_dump};
 use bgpkit_parser::models::{
     AsPath, AsPathSegment, Asn, AttributeValue, Attributes, CommonHeader, EntryType, MrtMessage,
     NetworkPrefix, Origin, Peer, PeerIndexTable, RibAfiEntries, RibEntry, TableDumpV2Message,
     TableDumpV2Type,
 };
-use sparrow_netsim::mrt::{MrtPeer, rib_dump};
 
 use super::*;
 use crate::routes::parse_route_view;

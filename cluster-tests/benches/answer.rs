@@ -10,7 +10,7 @@
 //! Client addresses are precomputed, 4096 per case, and cycled through so that the lookups
 //! touch different parts of the tables instead of one hot cache line.
 //!
-//! Run with `cargo bench -p sparrow-node --bench answer`. Without `--bench` (under
+//! Run with `cargo bench -p sparrow-cluster-tests --bench answer`. Without `--bench` (under
 //! `cargo test --benches`) it runs each case once on a small table, as a smoke test.
 
 use std::cell::RefCell;
