@@ -128,7 +128,15 @@ async fn failover(kills: usize) {
         // Let the failure detector see a steady heartbeat after the restart.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let victim = nodes.remove(1);
+        // A crash, not a goodbye: from now on not one packet leaves or reaches the victim
+        // (as when its machine dies); then its tasks are stopped.
+        let handle = |n: &TestNode| n.cluster.clone().expect("clustered");
+        let victim_gossip = handle(&victim).local_addr();
         let t0 = Instant::now();
+        for n in &nodes {
+            handle(n).faults.cut(victim_gossip, true);
+            handle(&victim).faults.cut(handle(n).local_addr(), true);
+        }
         victim.stop().await.expect("victim stops");
         loop {
             let mut any = false;
@@ -150,6 +158,9 @@ async fn failover(kills: usize) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        for n in &nodes {
+            handle(n).faults.cut(victim_gossip, false);
+        }
         nodes.insert(
             1,
             TestNode::start_clustered(&configs[1], socket)
