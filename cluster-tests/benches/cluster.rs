@@ -496,9 +496,12 @@ async fn load_latency(nodes: &[TestNode], round: u32) -> f64 {
         .set_load(Some(value));
     let t0 = Instant::now();
     loop {
-        let seen = nodes
-            .iter()
-            .all(|node| node.snapshot.load().pop_status[2].load == Some(value));
+        // Gossip carries the load with three decimals.
+        let seen = nodes.iter().all(|node| {
+            node.snapshot.load().pop_status[2]
+                .load
+                .is_some_and(|l| (l - value).abs() < 0.001)
+        });
         if seen {
             return t0.elapsed().as_secs_f64();
         }

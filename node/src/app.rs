@@ -235,7 +235,9 @@ pub fn apply_own_view(snapshot: &Arc<ArcSwap<Snapshot>>, own: usize, v: &OwnView
     if same {
         snapshot.rcu(|s| s.with_view_info(own, info.clone()));
     } else {
-        snapshot.rcu(|s| s.with_view_from(own, v.view.clone(), info.clone()));
+        viewsource::swap_views(snapshot, |s| {
+            s.with_view_from(own, v.view.clone(), info.clone())
+        });
     }
 }
 

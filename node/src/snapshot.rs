@@ -245,6 +245,27 @@ impl Snapshot {
         next
     }
 
+    /// Whether `self` answers from the same decision tables as `other` (the same views).
+    pub fn same_tables(&self, other: &Self) -> bool {
+        self.decisions.len() == other.decisions.len()
+            && self
+                .decisions
+                .iter()
+                .zip(&other.decisions)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// This snapshot's POP states and mode with `other`'s views and decision tables: how a
+    /// rebuild computed from an older snapshot lands without undoing the state changes that
+    /// came in while it ran.
+    pub fn with_tables_of(&self, other: &Self) -> Self {
+        let mut next = self.clone();
+        next.decisions = other.decisions.clone();
+        next.views = other.views.clone();
+        next.view_info = other.view_info.clone();
+        next
+    }
+
     /// Replaces the hops of the given POPs in every decision table that has them as
     /// candidates.
     fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::config::MrtSource;
 use crate::routes::mrt;
 use crate::routes::{OwnView, RouteView};
+use crate::snapshot::Snapshot;
 
 /// The callback that receives views.
 pub type Publish = Arc<dyn Fn(OwnView) + Send + Sync>;
@@ -202,4 +204,79 @@ async fn mark_stale(describe: &str, last: &Option<Arc<RouteView>>, publish: &Pub
     let publish = publish.clone();
     let _ = background(move || publish(view)).await;
     true
+}
+
+/// Applies `rebuild` (a change of views: seconds of CPU at full scale) to the snapshot in
+/// `current` and installs the result, keeping POP states and mode that changed while it ran;
+/// if another view change landed meanwhile, rebuilds again from that one. Unlike
+/// `ArcSwap::rcu`, the expensive part is not redone for every cheap change that races it.
+pub fn swap_views(current: &ArcSwap<Snapshot>, rebuild: impl Fn(&Snapshot) -> Snapshot) {
+    loop {
+        let base = current.load_full();
+        let rebuilt = rebuild(&base);
+        loop {
+            let now = current.load_full();
+            if !now.same_tables(&base) {
+                break; // Another view change won: start over from it.
+            }
+            let next = Arc::new(now.with_tables_of(&rebuilt));
+            let previous = current.compare_and_swap(&now, next);
+            if Arc::ptr_eq(&*previous, &now) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::config::{AdminState, Config, Disk};
+    use crate::routes::parse_route_view;
+
+    fn example() -> Snapshot {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    #[test]
+    fn a_view_rebuild_keeps_state_changes_that_raced_it_and_restarts_after_another_rebuild() {
+        let current = ArcSwap::from_pointee(example());
+        let (view, _) = parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n");
+        let view = Arc::new(view);
+        let calls = AtomicUsize::new(0);
+        swap_views(&current, |base| {
+            // While the first rebuild runs, an operator drains syd (a cheap change).
+            if calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                current.store(Arc::new(current.load().with_admin(2, AdminState::Drained)));
+            }
+            base.with_view(1, Some(view.clone()))
+        });
+        let s = current.load();
+        // One rebuild was enough: the drain did not touch the tables.
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(s.pop_status[2].admin, AdminState::Drained);
+        assert!(Arc::ptr_eq(s.view(1).unwrap(), &view));
+
+        // A view change that lands during a rebuild makes it start over from it.
+        let other = Arc::new(parse_route_view("100.64.0.0/16 1\n").0);
+        let calls = AtomicUsize::new(0);
+        swap_views(&current, |base| {
+            if calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                current.store(Arc::new(current.load().with_view(2, Some(other.clone()))));
+            }
+            base.with_view(0, None)
+        });
+        let s = current.load();
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert!(
+            Arc::ptr_eq(s.view(2).unwrap(), &other),
+            "the racing change is kept"
+        );
+        assert!(s.view(0).is_none(), "and this one applied on top of it");
+    }
 }

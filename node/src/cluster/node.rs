@@ -29,7 +29,7 @@ use crate::api::ApiContext;
 use crate::config::AdminState;
 use crate::routes::{HopRanges, OwnView, RouteView, transfer};
 use crate::snapshot::{Snapshot, ViewInfo};
-use crate::viewsource::background;
+use crate::viewsource::{background, swap_views};
 
 /// How often the node re-reads cluster state even without a membership change.
 const REFRESH: Duration = Duration::from_millis(250);
@@ -129,7 +129,9 @@ impl ClusterHandle {
         // Rebuilding decision tables over full views takes CPU time: on the view builder
         // thread, below the DNS threads.
         let _ = background(move || {
-            snapshot.rcu(|s| s.with_view_from(pop, view.clone(), info.clone()));
+            swap_views(&snapshot, |s| {
+                s.with_view_from(pop, view.clone(), info.clone())
+            });
         })
         .await;
         self.handlers.views.set(encoded);
@@ -410,7 +412,7 @@ async fn follow(
                 while let Ok(more) = done_rx.try_recv() {
                     batch.push(more);
                 }
-                apply_pulled(&snapshot, &mut catalog, &puller, batch).await;
+                apply_pulled(&snapshot, &mut catalog, &puller, batch);
             }
             changed = own_rx.changed() => {
                 if changed.is_err() {
@@ -546,7 +548,7 @@ fn follow_views(
 }
 
 /// Puts pulled views into answers in one rebuild (and logs the pulls that failed).
-async fn apply_pulled(
+fn apply_pulled(
     snapshot: &Arc<ArcSwap<Snapshot>>,
     catalog: &mut ViewCatalog,
     puller: &Puller,
@@ -584,11 +586,11 @@ async fn apply_pulled(
     }
     let snapshot = snapshot.clone();
     // Rebuilding decision tables over full views takes CPU time: on the view builder thread,
-    // below the DNS threads.
-    let _ = background(move || {
-        snapshot.rcu(|s| s.with_pulled(&good));
-    })
-    .await;
+    // below the DNS threads, and without holding up the follow loop (liveness, health and
+    // load keep reaching answers while it runs).
+    drop(background(move || {
+        swap_views(&snapshot, |s| s.with_pulled(&good));
+    }));
 }
 fn log_mode_change(before: Mode, after: Mode) {
     match (before, after) {
