@@ -182,3 +182,17 @@ async fn a_malformed_or_oversized_message_disconnects_the_peer_and_gossip_goes_o
         .await
     );
 }
+
+#[tokio::test]
+async fn a_node_with_an_expired_certificate_of_our_ca_cannot_join() {
+    let pki = TestPki::new("test");
+    let id = sparrow_node::pki::Identity {
+        cluster: "test".into(),
+        role: Role::Node,
+        name: "evil".into(),
+    };
+    // Valid for one day, ten days ago.
+    let issued = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+    let expired = sparrow_node::pki::issue(&pki.ca, &id, &[], issued, 1).unwrap();
+    intruder_is_refused(&pki, pki.tls(&expired)).await;
+}
