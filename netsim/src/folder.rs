@@ -147,16 +147,28 @@ pub fn node_config(sim: &Sim, layout: &Layout, pop: usize) -> String {
         Value::Array(
             sim.pops
                 .iter()
-                .map(|p| {
-                    table([
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut t = table([
                         ("name", p.name.as_str().into()),
                         ("asn", i64::from(p.asn).into()),
                         (
                             "addresses",
                             array(p.addresses.iter().map(|a| a.to_string().into())),
                         ),
-                        ("route_view", format!("views/{}.routes", p.name).into()),
-                    ])
+                    ]);
+                    // In a cluster a node reads only its own POP's view, as in production:
+                    // the others are pulled from their nodes (and a node keeps only their
+                    // hops). A standalone node needs every view.
+                    if (layout.cluster.is_none() || i == pop)
+                        && let Value::Table(t) = &mut t
+                    {
+                        t.insert(
+                            "route_view".into(),
+                            format!("views/{}.routes", p.name).into(),
+                        );
+                    }
+                    t
                 })
                 .collect(),
         ),

@@ -37,8 +37,16 @@ fn node_config_has_the_example_shape_and_takes_overrides() {
     assert_eq!(doc["node"]["pop"].as_str(), Some("nyc"));
     assert_eq!(doc["node"]["listen"][0].as_str(), Some("127.0.0.1:5302"));
     assert_eq!(doc["pop"].as_array().unwrap().len(), 3);
+    // A clustered node reads its own view; the others come from their nodes.
     assert_eq!(
-        doc["pop"][2]["route_view"].as_str(),
+        doc["pop"][1]["route_view"].as_str(),
+        Some("views/nyc.routes")
+    );
+    assert!(doc["pop"][2].get("route_view").is_none());
+    let standalone = Layout::loopback(3, 5301, None, "lab");
+    let alone: Table = toml::from_str(&node_config(&s, &standalone, 1)).unwrap();
+    assert_eq!(
+        alone["pop"][2]["route_view"].as_str(),
         Some("views/sjc.routes")
     );
     assert_eq!(doc["geo"][0]["name"].as_str(), Some(GEO_NAME));
