@@ -268,7 +268,7 @@ pub async fn start_state_with(
             let handle =
                 Arc::new(cluster::node::start(snapshot.clone(), socket, shutdown.clone()).await?);
             if let Some(m) = metrics {
-                m.set_gossip(handle.stats.clone());
+                m.set_cluster(&handle);
             }
             let h = handle.clone();
             spawn_health(

@@ -186,7 +186,14 @@ pub struct Metrics {
     registry: Registry,
     dns: Arc<DnsMetrics>,
     probes: Arc<ProbeMetrics>,
-    gossip: Arc<OnceLock<Arc<TransportStats>>>,
+    gossip: Arc<OnceLock<ClusterCounters>>,
+}
+
+/// The counters of a node's cluster membership.
+#[derive(Debug)]
+struct ClusterCounters {
+    transport: Arc<TransportStats>,
+    views: Arc<crate::cluster::view_sync::ViewServer>,
 }
 
 impl Metrics {
@@ -274,9 +281,13 @@ impl Metrics {
         self.probes.clone()
     }
 
-    /// Reports the gossip transport's counters from now on (once; later calls are ignored).
-    pub fn set_gossip(&self, stats: Arc<TransportStats>) {
-        let _ = self.gossip.set(stats);
+    /// Reports the counters of `cluster` (gossip transport, route-view transfers) from now on
+    /// (once; later calls are ignored).
+    pub fn set_cluster(&self, cluster: &crate::cluster::node::ClusterHandle) {
+        let _ = self.gossip.set(ClusterCounters {
+            transport: cluster.stats.clone(),
+            views: cluster.view_server(),
+        });
     }
 
     /// The OpenMetrics text exposition of every metric, as of now.
@@ -364,11 +375,19 @@ fn register_load_probe(registry: &mut Registry) -> CheckSeries {
     s
 }
 
+/// Which part of a view a gauge shows.
+#[derive(Clone, Copy)]
+enum ViewField {
+    Prefixes,
+    Age,
+    Stale,
+}
+
 /// Reads what the node believes at scrape time.
 #[derive(Debug)]
 struct StateCollector {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    gossip: Arc<OnceLock<Arc<TransportStats>>>,
+    gossip: Arc<OnceLock<ClusterCounters>>,
 }
 
 impl Collector for StateCollector {
@@ -443,7 +462,85 @@ impl Collector for StateCollector {
             }
         }
 
-        if let Some(stats) = self.gossip.get() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for (name, help, unit, value) in [
+            (
+                "sparrow_view_prefixes",
+                "Prefixes in each POP's route view as this node holds it (absent: no view).",
+                None,
+                ViewField::Prefixes,
+            ),
+            (
+                "sparrow_view_age",
+                "Seconds since each POP's route view was built at its source (absent: unknown).",
+                Some(&Unit::Seconds),
+                ViewField::Age,
+            ),
+            (
+                "sparrow_view_stale",
+                "1 while a POP's view source is not current (e.g. its BGP session is down).",
+                None,
+                ViewField::Stale,
+            ),
+        ] {
+            let mut m = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+            for (i, pop) in config.pops.iter().enumerate() {
+                let Some(v) = snap.view_info(i) else {
+                    continue;
+                };
+                let value = match value {
+                    ViewField::Prefixes => Some(v.prefixes as i64),
+                    ViewField::Age => v
+                        .version
+                        .map(|ms| (now_ms.saturating_sub(ms) / 1000) as i64),
+                    ViewField::Stale => Some(i64::from(v.stale_since_ms.is_some())),
+                };
+                if let Some(value) = value {
+                    ConstGauge::new(value)
+                        .encode(m.encode_family(&[("pop", pop.name.as_str())])?)?;
+                }
+            }
+        }
+
+        if let Some(counters) = self.gossip.get() {
+            let (stats, views) = (&counters.transport, &counters.views.stats);
+            for (name, help, unit, value) in [
+                (
+                    "sparrow_gossip_wire_sent",
+                    "Bytes of QUIC datagrams sent on gossip connections (handshakes, acknowledgements and encryption included).",
+                    Some(&Unit::Bytes),
+                    &stats.wire_bytes_sent,
+                ),
+                (
+                    "sparrow_views_served",
+                    "Route views this node served to peers.",
+                    None,
+                    &views.served,
+                ),
+                (
+                    "sparrow_views_sent",
+                    "Bytes of route views served to peers.",
+                    Some(&Unit::Bytes),
+                    &views.bytes_served,
+                ),
+                (
+                    "sparrow_views_pulled",
+                    "Route views pulled from peers and accepted.",
+                    None,
+                    &views.pulled,
+                ),
+                (
+                    "sparrow_view_pull_failures",
+                    "Route-view pulls that failed or were refused (the view in use stays).",
+                    None,
+                    &views.pull_failures,
+                ),
+            ] {
+                let c = ConstCounter::new(value.load(Ordering::Relaxed));
+                c.encode(encoder.encode_descriptor(name, help, unit, c.metric_type())?)?;
+            }
             for (name, help, unit, value) in [
                 (
                     "sparrow_gossip_sent",

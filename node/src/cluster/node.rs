@@ -63,6 +63,11 @@ impl ClusterHandle {
         self.own.send_modify(|s| s.load = load);
     }
 
+    /// The server of this node's own view (and its transfer counters).
+    pub fn view_server(&self) -> Arc<ViewServer> {
+        self.handlers.views.clone()
+    }
+
     /// Counters of route-view transfers.
     pub fn view_stats(&self) -> &view_sync::ViewStats {
         &self.handlers.views.stats
