@@ -568,10 +568,7 @@ type Result<T> = std::result::Result<T, ScenarioError>;
 
 impl Cx<'_> {
     fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, col)
+        sparrow_node::config::line_col(self.text, offset)
     }
 
     fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ScenarioError {

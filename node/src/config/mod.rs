@@ -283,6 +283,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The 1-based line and column of byte `offset` in `text` (how config and scenario errors
+/// name their place).
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
 /// Where the files a config names come from: the disk in production, a map in tests.
 pub trait FileSource {
     /// Reads a whole file as UTF-8 text.

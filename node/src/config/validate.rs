@@ -201,10 +201,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, col)
+        line_col(self.text, offset)
     }
 
     fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ConfigError {
