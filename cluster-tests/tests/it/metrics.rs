@@ -268,7 +268,10 @@ async fn a_cluster_reports_members_gossip_and_partitions() {
         assert_eq!(m.value("sparrow_partitions_total"), 0.0);
         for pop in ["ams", "nyc", "syd"] {
             assert_eq!(m.value(&pop_state(pop, "live")), 1.0);
-            assert_eq!(m.value(&format!("sparrow_view_stale{{pop=\"{pop}\"}}")), 0.0);
+            assert_eq!(
+                m.value(&format!("sparrow_view_stale{{pop=\"{pop}\"}}")),
+                0.0
+            );
             assert!(m.value(&format!("sparrow_view_prefixes{{pop=\"{pop}\"}}")) >= 7.0);
         }
         assert!(m.value("sparrow_gossip_wire_sent_bytes_total") > 0.0);
@@ -278,9 +281,13 @@ async fn a_cluster_reports_members_gossip_and_partitions() {
     // have none) and serves its own.
     let pulled = |m: &Scraped| {
         m.get("sparrow_views_pulled_total") == Some(2.0)
-            && m.get("sparrow_views_served_total").is_some_and(|v| v >= 2.0)
+            && m.get("sparrow_views_served_total")
+                .is_some_and(|v| v >= 2.0)
     };
-    assert!(eventually(SETTLE, || all(&nodes, pulled)).await, "views not pulled");
+    assert!(
+        eventually(SETTLE, || all(&nodes, pulled)).await,
+        "views not pulled"
+    );
 
     // Cut ams off from both others: it counts one partition and its local-only answers.
     let gossip = |n: &TestNode| n.snapshot.load().config.cluster.as_ref().unwrap().listen;
