@@ -8,23 +8,25 @@
 //! counts, digest): a file that fails is logged and ignored, and the view is pulled again.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
-use crate::routes::transfer;
+use sparrow_proto::views::ViewHeader;
+
+use crate::routes::transfer::{TransferError, ViewStream};
 use crate::snapshot::{Snapshot, ViewInfo};
 
-/// Views merged into the decision tables per pass while loading (bounds the memory held in
-/// decoded views at once).
-const LOAD_BATCH: usize = 8;
+/// Read buffer per kept view while loading: frames are read whole past it, so it only
+/// batches the small reads (length prefixes).
+const STREAM_BUFFER: usize = 16 * 1024;
 
 /// Keeps `bytes`, the transfer of POP `pop`'s view, in `dir`.
 pub fn save(dir: &Path, pop: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{pop}.view"));
+    let path = path_of(dir, pop);
     let tmp = dir.join(format!(".{pop}.view.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;
@@ -48,84 +50,77 @@ fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u6
     let config = snapshot.load().config.clone();
     let mut held = vec![None; config.pops.len()];
     let started = std::time::Instant::now();
-    let files: Vec<(usize, std::path::PathBuf)> = config
-        .pops
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != config.node.pop)
-        .map(|(i, pop)| (i, dir.join(format!("{}.view", pop.name))))
-        .filter(|(_, path)| path.exists())
+    let pops: Vec<usize> = (0..config.pops.len())
+        .filter(|&i| i != config.node.pop && path_of(dir, &config.pops[i].name).exists())
         .collect();
-    // Reading and checking a full view takes a fraction of a second: every core but one
-    // decodes while this thread merges what is ready into the decision tables, a batch at a
-    // time (the channel's bound caps the decoded views held at once).
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::sync_channel(LOAD_BATCH);
-    let mut loaded = 0usize;
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (tx, next, files) = (tx.clone(), &next, &files);
-            scope.spawn(move || {
-                loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((i, path)) = files.get(n) else {
-                        return;
-                    };
-                    let decoded = std::fs::read(path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| transfer::decode_stream(&b).map_err(|e| e.to_string()));
-                    if tx.send((*i, path.clone(), decoded)).is_err() {
-                        return;
-                    }
-                }
-            });
+    if pops.is_empty() {
+        return held;
+    }
+    // Every kept view is read as a stream, all of them at once, into one pass that builds
+    // each decision table (see `Snapshot::build_streamed`): no view is ever decoded whole.
+    let open = |pop: usize| {
+        let file = std::fs::File::open(path_of(dir, &config.pops[pop].name))
+            .map_err(|e| TransferError::Read(e.to_string()))?;
+        ViewStream::open(std::io::BufReader::with_capacity(STREAM_BUFFER, file))
+    };
+    let info = |pop: usize, header: ViewHeader| ViewInfo {
+        version: Some(header.version),
+        digest: Some(header.digest),
+        prefixes: header.prefixes,
+        source: format!(
+            "kept from the last run (pulled from {})",
+            config.pops[pop].name
+        ),
+        stale_since_ms: None,
+    };
+    let mut base = snapshot.load_full();
+    let streamed = loop {
+        let streamed = base.build_streamed(&pops, open, info);
+        // The own POP's view source may have swapped a snapshot in meanwhile: its change
+        // goes on top (`with_streamed`), or, if that cannot be, the load starts over.
+        let mut applied = false;
+        snapshot.rcu(|current| match current.with_streamed(&streamed) {
+            Some(next) => {
+                applied = true;
+                Arc::new(next)
+            }
+            None => {
+                applied = false;
+                current.clone()
+            }
+        });
+        if applied {
+            break streamed;
         }
-        drop(tx);
-        let mut batch = Vec::new();
-        let flush = |batch: &mut Vec<_>| {
-            if !batch.is_empty() {
-                snapshot.rcu(|s| s.with_pulled(batch));
-                batch.clear();
-            }
-        };
-        for (i, path, decoded) in rx {
-            match decoded {
-                Ok((header, view)) => {
-                    held[i] = Some(header.digest);
-                    let info = ViewInfo {
-                        version: Some(header.version),
-                        digest: Some(header.digest),
-                        prefixes: header.prefixes,
-                        source: format!(
-                            "kept from the last run (pulled from {})",
-                            config.pops[i].name
-                        ),
-                        stale_since_ms: None,
-                    };
-                    batch.push((i, Arc::new(view), info));
-                    loaded += 1;
-                }
-                Err(e) => {
-                    warn!(file = %path.display(), error = %e, "kept route view refused; it will be pulled again");
-                }
-            }
-            if batch.len() == LOAD_BATCH {
-                flush(&mut batch);
-            }
-        }
-        flush(&mut batch);
-    });
-    if loaded > 0 {
-        info!(
-            views = loaded,
-            took_ms = started.elapsed().as_millis() as u64,
-            "route views kept from the last run loaded"
+        base = snapshot.load_full();
+    };
+    drop(base);
+    for (pop, e) in &streamed.failed {
+        warn!(
+            file = %path_of(dir, &config.pops[*pop].name).display(),
+            error = %e,
+            "kept route view refused; it will be pulled again"
         );
     }
+    for (pop, header, _) in &streamed.loaded {
+        held[*pop] = Some(header.digest);
+    }
+    let loaded = streamed.loaded.len();
+    drop(streamed);
+    // Building the tables freed far more memory than they hold (the old tables, the
+    // interning index, growth slack); give it back to the system.
+    crate::memory::release_free();
+    info!(
+        views = loaded,
+        took_ms = started.elapsed().as_millis() as u64,
+        "route views kept from the last run loaded"
+    );
     held
+}
+
+/// Where POP `pop`'s view is kept in `dir`.
+fn path_of(dir: &Path, pop: &str) -> PathBuf {
+    dir.join(format!("{pop}.view"))
 }
 
 #[cfg(test)]
@@ -133,6 +128,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, Disk};
     use crate::routes::parse_route_view;
+    use crate::routes::transfer;
 
     #[test]
     fn kept_views_load_and_damaged_or_missing_ones_are_skipped() {
@@ -154,6 +150,7 @@ mod tests {
         save(&dir, "syd", &damaged).unwrap();
         // The own POP's file, if any, is never loaded as pulled.
         save(&dir, "ams", &bytes).unwrap();
+        let before = snapshot.load_full();
         let held = load_blocking(&dir, &snapshot);
         assert_eq!(held, vec![None, Some(encoded.header.digest), None]);
         let s = snapshot.load();
@@ -170,6 +167,19 @@ mod tests {
             Some(&0),
             "ams wins with nyc's kept view"
         );
+        // The damaged view left no trace: the tables are those of nyc's view alone.
+        let nyc_only = before.with_pulled(&[(
+            1,
+            Arc::new(transfer::decode_stream(&bytes).unwrap().1),
+            info.clone(),
+        )]);
+        for geo in 0..s.config.geo.len() {
+            assert_eq!(
+                s.decision_table(geo).dump(),
+                nyc_only.decision_table(geo).dump(),
+                "geo name {geo}"
+            );
+        }
         assert!(!dir.join(".nyc.view.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

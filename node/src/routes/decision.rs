@@ -12,7 +12,7 @@
 use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 
-use super::lpm::{Key, NONE, RangeTable};
+use super::lpm::{Key, NONE, RangeCollector, RangeTable};
 use super::{Hit, HopRanges, StaticMap};
 
 /// Hop byte meaning "no route".
@@ -55,13 +55,55 @@ impl Row<'_> {
     }
 }
 
-/// Where a column of a table being built takes its hops from.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    /// The same column of the table being replaced.
-    Old,
-    /// A view (or no view: no route anywhere).
-    New(Option<&'a HopRanges>),
+/// A column's hops as ranges in address order, read as they come: `(start, value)` as in a
+/// [`RangeTable`] of [`HopRanges`] (the first range at zero; the value is a hop count or
+/// [`NONE`]), all IPv4 ranges first, then all IPv6 ones. A view in memory
+/// ([`HopRanges::source`]) and a view read from a stream
+/// ([`super::transfer::ViewStream`]) are both sources.
+pub trait HopSource {
+    /// Why reading failed.
+    type Error;
+    /// The next IPv4 range, `None` after the last.
+    fn next_v4(&mut self) -> Result<Option<(u32, u32)>, Self::Error>;
+    /// The next IPv6 range, `None` after the last; called once `next_v4` has given `None`.
+    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, Self::Error>;
+}
+
+/// The ranges of a [`HopRanges`] as a [`HopSource`].
+#[derive(Debug)]
+pub struct TableSource<'a> {
+    v4: std::iter::Copied<std::slice::Iter<'a, (u32, u32)>>,
+    v6: std::iter::Copied<std::slice::Iter<'a, (u128, u32)>>,
+}
+
+impl HopRanges {
+    /// This view's ranges, to build a decision table from.
+    pub fn source(&self) -> TableSource<'_> {
+        TableSource {
+            v4: self.v4.iter(),
+            v6: self.v6.iter(),
+        }
+    }
+}
+
+impl HopSource for TableSource<'_> {
+    type Error = std::convert::Infallible;
+
+    fn next_v4(&mut self) -> Result<Option<(u32, u32)>, Self::Error> {
+        Ok(self.v4.next())
+    }
+
+    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, Self::Error> {
+        Ok(self.v6.next())
+    }
+}
+
+/// Unwraps the result of a merge that cannot fail.
+fn infallible<T>(r: Result<T, (usize, std::convert::Infallible)>) -> T {
+    match r {
+        Ok(t) => t,
+        Err((_, never)) => match never {},
+    }
 }
 
 impl DecisionTable {
@@ -75,72 +117,50 @@ impl DecisionTable {
     ) -> Self {
         let columns = views.len();
         assert!(columns < usize::from(NO_STATIC), "too many candidate POPs");
-        let sources: Vec<Source<'_>> = views.iter().map(|v| Source::New(*v)).collect();
-        let static_of = |map: &StaticMap, value: u32| match value {
-            NONE => NO_STATIC,
-            i => map
+        let static_of = |value: u32| match (value, static_map) {
+            (NONE, _) | (_, None) => NO_STATIC,
+            (i, Some(map)) => map
                 .entries
                 .get(i as usize)
                 .and_then(|(_, pop)| static_column(*pop))
                 .map_or(NO_STATIC, |c| c as u16),
         };
-        let mut rows = Rows::new(columns);
-        let v4 = merge(
-            None,
-            &sources,
-            |v| &v.v4,
-            static_map.map(|m| (&m.v4, m)),
-            &static_of,
-            &mut rows,
-        );
-        let v6 = merge(
-            None,
-            &sources,
-            |v| &v.v6,
-            static_map.map(|m| (&m.v6, m)),
-            &static_of,
-            &mut rows,
-        );
-        Self {
+        let mut sources: Vec<(usize, Option<TableSource<'_>>)> = views
+            .iter()
+            .enumerate()
+            .map(|(column, v)| (column, v.map(HopRanges::source)))
+            .collect();
+        let statics = static_map.map(|m| (&m.v4, &m.v6));
+        infallible(assemble(
             columns,
-            v4,
-            v6,
-            rows: rows.bytes.into(),
-        }
+            None,
+            &mut sources,
+            statics.map(|(v4, v6)| (v4, v6, &static_of as &dyn Fn(u32) -> u16)),
+        ))
     }
 
     /// The same table with the views of some columns replaced: `(column, view)` pairs, `None`
     /// for "no view". Costs one pass over this table's ranges and the new views' ranges,
     /// whatever the number of columns; the result keeps no trace of the replaced views.
     pub fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {
-        let mut sources: Vec<Source<'_>> = vec![Source::Old; self.columns];
-        for &(column, view) in replace {
-            sources[column] = Source::New(view);
-        }
-        let mut rows = Rows::new(self.columns);
-        let keep_static = |_: &(), _: u32| NO_STATIC;
-        let v4 = merge(
-            Some((&self.v4, self)),
-            &sources,
-            |v| &v.v4,
-            None::<(&RangeTable<u32>, &())>,
-            &keep_static,
-            &mut rows,
-        );
-        let v6 = merge(
-            Some((&self.v6, self)),
-            &sources,
-            |v| &v.v6,
-            None::<(&RangeTable<u128>, &())>,
-            &keep_static,
-            &mut rows,
-        );
-        Self {
-            columns: self.columns,
-            v4,
-            v6,
-            rows: rows.bytes.into(),
-        }
+        let mut sources: Vec<(usize, Option<TableSource<'_>>)> = replace
+            .iter()
+            .map(|&(column, v)| (column, v.map(HopRanges::source)))
+            .collect();
+        infallible(assemble(self.columns, Some(self), &mut sources, None))
+    }
+
+    /// The same table with the views of some columns replaced by views read as they come
+    /// (`(column, source)` pairs): one pass over this table and every source at once, so
+    /// however many views come in, none is ever held whole. Fails with the index (into
+    /// `replace`) of the first source that failed, and its error; nothing is built then.
+    pub fn with_sources<S: HopSource>(
+        &self,
+        replace: Vec<(usize, S)>,
+    ) -> Result<Self, (usize, S::Error)> {
+        let mut sources: Vec<(usize, Option<S>)> =
+            replace.into_iter().map(|(c, s)| (c, Some(s))).collect();
+        assemble(self.columns, Some(self), &mut sources, None)
     }
 
     fn row_bytes(&self, id: u32) -> &[u8] {
@@ -163,6 +183,17 @@ impl DecisionTable {
             },
             hit,
         )
+    }
+
+    /// Every range of both families with its row's bytes: `(is IPv6, start, row)`; two
+    /// tables that answer alike dump alike.
+    #[cfg(test)]
+    pub(crate) fn dump(&self) -> Vec<(bool, u128, Vec<u8>)> {
+        let v4 = self.v4.iter().map(|(s, id)| (false, u128::from(s), id));
+        let v6 = self.v6.iter().map(|(s, id)| (true, s, id));
+        v4.chain(v6)
+            .map(|(v6, start, id)| (v6, start, self.row_bytes(id).to_vec()))
+            .collect()
     }
 
     /// Distinct rows (a measure of memory use).
@@ -219,79 +250,165 @@ impl Rows {
     }
 }
 
-/// Merges the ranges of one family into a table of row ids: each column from its source,
-/// the static column from `static_map` or, when there is an old table, from the old table.
-fn merge<'a, K: Key, S>(
+/// The static map's ranges per family, and how a static map value becomes the static
+/// column's value.
+type Statics<'a> = (
+    &'a RangeTable<u32>,
+    &'a RangeTable<u128>,
+    &'a dyn Fn(u32) -> u16,
+);
+
+/// One family of the static map, and how its values become the static column's.
+type StaticRanges<'a, K> = (&'a RangeTable<K>, &'a dyn Fn(u32) -> u16);
+
+/// Builds a table of `columns` columns, both families: the columns of `replaced` from their
+/// sources (`None`: no route anywhere), the others and the static column from `old`, or
+/// the static column from `statics` when there is no old table.
+fn assemble<S: HopSource>(
+    columns: usize,
+    old: Option<&DecisionTable>,
+    replaced: &mut [(usize, Option<S>)],
+    statics: Option<Statics<'_>>,
+) -> Result<DecisionTable, (usize, S::Error)> {
+    debug_assert!(old.is_none() || statics.is_none());
+    let mut rows = Rows::new(columns);
+    let v4 = merge(
+        old.map(|t| (&t.v4, t)),
+        replaced,
+        S::next_v4,
+        statics.map(|(t, _, f)| (t, f)),
+        &mut rows,
+    )?;
+    let v6 = merge(
+        old.map(|t| (&t.v6, t)),
+        replaced,
+        S::next_v6,
+        statics.map(|(_, t, f)| (t, f)),
+        &mut rows,
+    )?;
+    Ok(DecisionTable {
+        columns,
+        v4,
+        v6,
+        rows: rows.bytes.into(),
+    })
+}
+
+/// Where the sources of a merge stand: per source, the start of its next range (`K::MAX`
+/// once it has none, see `more`) and that range's value.
+struct Cursors<K> {
+    next: Vec<K>,
+    value: Vec<u32>,
+    more: Vec<bool>,
+}
+
+impl<K: Key> Cursors<K> {
+    fn set(&mut self, slot: usize, range: Option<(K, u32)>) {
+        match range {
+            Some((start, value)) => {
+                self.next[slot] = start;
+                self.value[slot] = value;
+                self.more[slot] = true;
+            }
+            None => {
+                self.next[slot] = K::MAX;
+                self.more[slot] = false;
+            }
+        }
+    }
+
+    /// The least start of a next range, if any source has one.
+    fn least(&self) -> Option<K> {
+        let least = *self.next.iter().min()?;
+        // K::MAX is both "no range left" and a start a host route can have.
+        (least != K::MAX
+            || self
+                .next
+                .iter()
+                .zip(&self.more)
+                .any(|(&n, &m)| m && n == least))
+        .then_some(least)
+    }
+}
+
+/// Merges the ranges of one family into a table of row ids: each replaced column from its
+/// source, the other columns and the static column from the old table, or the static
+/// column from `static_map` (without an old table).
+///
+/// Every input starts a range at zero; the merged table has a range wherever any input
+/// starts one. Walking the inputs side by side, the next start is the least of their next
+/// starts, and only the inputs starting a range there change the row: O(inputs) memory and
+/// O(ranges x inputs) time, with no list of all starts (which would hold a hundred full
+/// tables' worth of addresses at a time).
+fn merge<K: Key, S: HopSource>(
     old: Option<(&RangeTable<K>, &DecisionTable)>,
-    sources: &[Source<'a>],
-    family: impl Fn(&'a HopRanges) -> &'a RangeTable<K>,
-    static_map: Option<(&RangeTable<K>, &S)>,
-    static_of: &impl Fn(&S, u32) -> u16,
+    replaced: &mut [(usize, Option<S>)],
+    next_of: impl Fn(&mut S) -> Result<Option<(K, u32)>, S::Error>,
+    static_map: Option<StaticRanges<'_, K>>,
     rows: &mut Rows,
-) -> RangeTable<K> {
-    let new: Vec<Option<&RangeTable<K>>> = sources
-        .iter()
-        .map(|s| match s {
-            Source::New(Some(v)) => Some(family(v)),
-            _ => None,
-        })
-        .collect();
-    // Every table starts a range at zero; the merged table has a range wherever any input
-    // starts one. Walking the inputs side by side, the next start is the least of their next
-    // starts: O(inputs) memory and O(ranges x inputs) time, with no list of all starts (which
-    // would hold a hundred full tables' worth of addresses at a time).
-    // The columns that do not come from the old table, with their new view (if any).
-    let replaced: Vec<(usize, Option<&RangeTable<K>>)> = sources
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s, Source::New(_)))
-        .map(|(column, _)| (column, new[column]))
-        .collect();
-    let static_table = static_map.map(|(t, _)| t);
-    let old_table = old.map(|(t, _)| t);
-    let mut cursors = vec![0usize; new.len()];
-    let mut static_cursor = 0usize;
-    let mut old_cursor = 0usize;
-    let mut row = vec![0u8; sources.len() + 2];
-    let mut out = Vec::new();
+) -> Result<RangeTable<K>, (usize, S::Error)> {
+    let n = replaced.len();
+    // Slots 0..n: the replaced columns; n: the old table; n + 1: the static map.
+    let (old_slot, static_slot) = (n, n + 1);
+    let mut cursors = Cursors {
+        next: vec![K::MAX; n + 2],
+        value: vec![NONE; n + 2],
+        more: vec![false; n + 2],
+    };
+    let mut old_ranges = old.map(|(t, _)| t.iter());
+    let mut static_ranges = static_map.map(|(t, _)| t.iter());
+    let mut row = vec![0u8; rows.stride];
+    let stride = rows.stride;
+    let set_static = |row: &mut [u8], s: u16| row[stride - 2..].copy_from_slice(&s.to_le_bytes());
+    set_static(&mut row, NO_STATIC);
+    // Each input's first range (at zero) goes in as if it started there.
+    for (slot, (column, source)) in replaced.iter_mut().enumerate() {
+        row[*column] = NO_ROUTE;
+        if let Some(source) = source {
+            let first = next_of(source).map_err(|e| (slot, e))?;
+            cursors.set(slot, first);
+        }
+    }
+    cursors.set(old_slot, old_ranges.as_mut().and_then(Iterator::next));
+    cursors.set(static_slot, static_ranges.as_mut().and_then(Iterator::next));
+    let mut hops = vec![NO_ROUTE; n];
+    let mut out = RangeCollector::default();
     let mut start = K::ZERO;
     loop {
-        let old_row = old.map(|(t, table)| table.row_bytes(advance(t, &mut old_cursor, start)));
-        if let Some(r) = old_row {
-            // Columns kept from the old table, and its static column, in one copy.
-            row.copy_from_slice(r);
-        }
-        for &(column, table) in &replaced {
-            row[column] = match table {
-                Some(t) => hop_byte(advance(t, &mut cursors[column], start)),
-                None => NO_ROUTE,
-            };
-        }
-        let n = row.len();
-        match (static_map, old_row) {
-            (Some((table, m)), _) => {
-                let s = static_of(m, advance(table, &mut static_cursor, start));
-                row[n - 2..].copy_from_slice(&s.to_le_bytes());
+        // Move every input whose next range starts at `start` onto it.
+        let old_moved = cursors.more[old_slot] && cursors.next[old_slot] == start;
+        if old_moved {
+            let (_, table) = old.expect("only an old table fills the old slot");
+            row.copy_from_slice(table.row_bytes(cursors.value[old_slot]));
+            cursors.set(old_slot, old_ranges.as_mut().and_then(Iterator::next));
+            // The old row brought the old hops of the replaced columns: put theirs back.
+            for (slot, (column, _)) in replaced.iter().enumerate() {
+                row[*column] = hops[slot];
             }
-            // Copied with the old row.
-            (None, Some(_)) => {}
-            (None, None) => row[n - 2..].copy_from_slice(&NO_STATIC.to_le_bytes()),
         }
-        out.push((start, rows.intern(&row)));
-        // Every cursor now sits on the range holding `start`: the next start is the least
-        // start after it.
-        let next = replaced
-            .iter()
-            .filter_map(|&(column, t)| t.and_then(|t| t.start(cursors[column] + 1)))
-            .chain(static_table.and_then(|t| t.start(static_cursor + 1)))
-            .chain(old_table.and_then(|t| t.start(old_cursor + 1)))
-            .min();
-        match next {
-            Some(n) => start = n,
+        for slot in 0..n {
+            if cursors.more[slot] && cursors.next[slot] == start {
+                hops[slot] = hop_byte(cursors.value[slot]);
+                row[replaced[slot].0] = hops[slot];
+                let (_, source) = &mut replaced[slot];
+                // INVARIANT: only a slot with a source has more ranges.
+                let source = source.as_mut().expect("a slot with ranges has a source");
+                let next = next_of(source).map_err(|e| (slot, e))?;
+                cursors.set(slot, next);
+            }
+        }
+        if cursors.more[static_slot] && cursors.next[static_slot] == start {
+            let (_, static_of) = static_map.expect("only a static map fills the static slot");
+            set_static(&mut row, static_of(cursors.value[static_slot]));
+            cursors.set(static_slot, static_ranges.as_mut().and_then(Iterator::next));
+        }
+        out.push(start, rows.intern(&row));
+        match cursors.least() {
+            Some(next) => start = next,
             None => break,
         }
     }
-    RangeTable::from_ranges(out)
+    Ok(out.finish())
 }
 
 /// The hop byte of a [`HopRanges`] value.
@@ -301,12 +418,4 @@ fn hop_byte(value: u32) -> u8 {
         // Paths of 255 hops or more saturate just below "no route".
         hops => u8::try_from(hops).unwrap_or(NO_ROUTE - 1).min(NO_ROUTE - 1),
     }
-}
-
-/// Moves `cursor` to the range of `table` that holds `start`; returns its value.
-fn advance<K: Key>(table: &RangeTable<K>, cursor: &mut usize, start: K) -> u32 {
-    while table.start(*cursor + 1).is_some_and(|next| next <= start) {
-        *cursor += 1;
-    }
-    table.value(*cursor)
 }
