@@ -13,7 +13,7 @@ use sparrow_proto::views::ViewHeader;
 use crate::cluster::state::Mode;
 use crate::config::{AdminState, Config, GeoName};
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
-use crate::routes::transfer::{TransferError, ViewStream};
+use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
 /// What the node currently believes about a POP.
@@ -288,16 +288,26 @@ impl Snapshot {
     /// node kept on disk, at start): each table in one pass over all of them at once, so
     /// memory holds the tables being built and a few buffers per view, never a whole view.
     ///
-    /// `open(pop)` opens POP `pop`'s stream; it is called again for every pass (one per
-    /// distinct table, and one more after a failure), so it must give the same bytes each
-    /// time. A view that fails (it does not open, a frame is bad, it is short, its digest
-    /// does not match) is left out and the passes are redone without it: its ranges never
-    /// reach a table. `info(pop, header)` describes a view that loaded. The result goes into
-    /// a snapshot with [`Self::with_streamed`].
-    pub fn build_streamed<R: std::io::Read>(
+    /// `build(table, columns)` builds one table: `table` with the columns of `columns`
+    /// (`(column, pop)` pairs) replaced by POP `pop`'s view, read as a stream
+    /// ([`DecisionTable::with_sources`], or [`DecisionTable::with_parts`] on several
+    /// cores); it returns the table and the header of every view that went in, or the POP
+    /// whose view failed and why. It is called once per distinct table, and again after a
+    /// failure, so it must read the same bytes each time. A view that fails (it does not
+    /// open, a frame is bad, it is short, its digest does not match) is left out and the
+    /// tables are built again without it: its ranges never reach a table. `info(pop,
+    /// header)` describes a view that loaded. The result goes into a snapshot with
+    /// [`Self::with_streamed`].
+    pub fn build_streamed(
         &self,
         pops: &[usize],
-        mut open: impl FnMut(usize) -> Result<ViewStream<R>, TransferError>,
+        mut build: impl FnMut(
+            &DecisionTable,
+            &[(usize, usize)],
+        ) -> Result<
+            (DecisionTable, Vec<(usize, ViewHeader)>),
+            (usize, TransferError),
+        >,
         info: impl Fn(usize, ViewHeader) -> ViewInfo,
     ) -> StreamedViews {
         let mut failed: Vec<(usize, TransferError)> = Vec::new();
@@ -311,40 +321,27 @@ impl Snapshot {
                     decisions[geo] = table.clone();
                     continue;
                 }
-                let mut streams = Vec::new();
-                for &pop in pops {
-                    let Some(column) = g.pops.iter().position(|&p| p == pop) else {
-                        continue;
-                    };
-                    if failed.iter().any(|&(p, _)| p == pop) {
-                        continue;
-                    }
-                    match open(pop) {
-                        Ok(stream) => {
-                            if !headers.iter().any(|&(p, _)| p == pop) {
-                                headers.push((pop, stream.header()));
-                            }
-                            streams.push((column, stream, pop));
-                        }
-                        Err(e) => {
-                            failed.push((pop, e));
-                            continue 'pass;
-                        }
-                    }
-                }
-                if streams.is_empty() {
+                let columns: Vec<(usize, usize)> = pops
+                    .iter()
+                    .filter(|&&pop| failed.iter().all(|&(p, _)| p != pop))
+                    .filter_map(|&pop| Some((g.pops.iter().position(|&p| p == pop)?, pop)))
+                    .collect();
+                if columns.is_empty() {
                     continue;
                 }
-                let pops_of: Vec<usize> = streams.iter().map(|&(_, _, pop)| pop).collect();
-                let sources = streams.into_iter().map(|(c, s, _)| (c, s)).collect();
-                match old.with_sources(sources) {
-                    Ok(table) => {
+                match build(old, &columns) {
+                    Ok((table, read)) => {
+                        for (pop, header) in read {
+                            if headers.iter().all(|&(p, _)| p != pop) {
+                                headers.push((pop, header));
+                            }
+                        }
                         let table = Arc::new(table);
                         done.insert(Arc::as_ptr(old), table.clone());
                         decisions[geo] = table;
                     }
-                    Err((i, e)) => {
-                        failed.push((pops_of[i], e));
+                    Err(failure) => {
+                        failed.push(failure);
                         continue 'pass;
                     }
                 }

@@ -16,8 +16,15 @@ use tracing::{info, warn};
 
 use sparrow_proto::views::ViewHeader;
 
+use crate::routes::DecisionTable;
+use crate::routes::decision::PartMerge;
 use crate::routes::transfer::{TransferError, ViewStream};
 use crate::snapshot::{Snapshot, ViewInfo};
+
+/// Most parts the kept views are split into to be merged at once (one per core).
+const MAX_PARTS: usize = 4;
+/// Chunks of merged ranges a part may have sent ahead of the final merge.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Read buffer per kept view while loading: frames are read whole past it, so it only
 /// batches the small reads (length prefixes).
@@ -47,6 +54,14 @@ pub async fn load_into(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Opt
 }
 
 fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u64>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_PARTS);
+    load_with(dir, snapshot, workers)
+}
+
+/// [`load_blocking`] with the views split into `workers` parts at most.
+fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> Vec<Option<u64>> {
     let config = snapshot.load().config.clone();
     let mut held = vec![None; config.pops.len()];
     let started = std::time::Instant::now();
@@ -58,10 +73,15 @@ fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u6
     }
     // Every kept view is read as a stream, all of them at once, into one pass that builds
     // each decision table (see `Snapshot::build_streamed`): no view is ever decoded whole.
+    // The views are split into one part per core, each merged on its own thread, and the
+    // parts' rows put together on this one.
     let open = |pop: usize| {
         let file = std::fs::File::open(path_of(dir, &config.pops[pop].name))
             .map_err(|e| TransferError::Read(e.to_string()))?;
         ViewStream::open(std::io::BufReader::with_capacity(STREAM_BUFFER, file))
+    };
+    let build = |table: &DecisionTable, columns: &[(usize, usize)]| {
+        build_table(table, columns, &open, workers)
     };
     let info = |pop: usize, header: ViewHeader| ViewInfo {
         version: Some(header.version),
@@ -75,7 +95,7 @@ fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u6
     };
     let mut base = snapshot.load_full();
     let streamed = loop {
-        let streamed = base.build_streamed(&pops, open, info);
+        let streamed = base.build_streamed(&pops, build, info);
         // The own POP's view source may have swapped a snapshot in meanwhile: its change
         // goes on top (`with_streamed`), or, if that cannot be, the load starts over.
         let mut applied = false;
@@ -118,6 +138,70 @@ fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u6
     held
 }
 
+/// A table built from kept views, and the header of each.
+type Built = (DecisionTable, Vec<(usize, ViewHeader)>);
+
+/// A stream of a kept view.
+type Stream = ViewStream<std::io::BufReader<std::fs::File>>;
+
+/// Builds `table` with the columns of `columns` (`(column, pop)`) replaced by the kept
+/// views `open` reads, in `workers` parts merged at once; see `Snapshot::build_streamed`.
+fn build_table(
+    table: &DecisionTable,
+    columns: &[(usize, usize)],
+    open: &(impl Fn(usize) -> Result<Stream, TransferError> + Sync),
+    workers: usize,
+) -> Result<Built, (usize, TransferError)> {
+    let mut streams = Vec::with_capacity(columns.len());
+    for &(column, pop) in columns {
+        streams.push((column, pop, open(pop).map_err(|e| (pop, e))?));
+    }
+    let headers = streams
+        .iter()
+        .map(|(_, pop, s)| (*pop, s.header()))
+        .collect();
+    let parts = workers.min(streams.len()).max(1);
+    if parts == 1 {
+        let pops: Vec<usize> = streams.iter().map(|&(_, pop, _)| pop).collect();
+        let sources = streams.into_iter().map(|(c, _, s)| (c, s)).collect();
+        let built = table.with_sources(sources).map_err(|(i, e)| (pops[i], e))?;
+        return Ok((built, headers));
+    }
+    let per_part = streams.len().div_ceil(parts);
+    let mut groups: Vec<Vec<(usize, usize, Stream)>> = Vec::new();
+    let mut rest = streams.into_iter();
+    loop {
+        let group: Vec<_> = rest.by_ref().take(per_part).collect();
+        if group.is_empty() {
+            break;
+        }
+        groups.push(group);
+    }
+    std::thread::scope(|scope| {
+        let mut inputs = Vec::new();
+        for group in groups {
+            let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+            let columns: Vec<usize> = group.iter().map(|&(c, _, _)| c).collect();
+            let pops: Vec<usize> = group.iter().map(|&(_, pop, _)| pop).collect();
+            let sources = group.into_iter().map(|(_, _, s)| s).collect();
+            scope.spawn(move || {
+                let mut part = PartMerge::new(sources);
+                loop {
+                    let chunk = part.next_chunk().map_err(|(i, e)| (pops[i], e));
+                    let last = !matches!(&chunk, Ok(c) if !c.is_last());
+                    // The receiver is gone when another part failed: stop.
+                    if tx.send(chunk).is_err() || last {
+                        return;
+                    }
+                }
+            });
+            inputs.push((columns, rx.into_iter()));
+        }
+        let built = table.with_parts(inputs).map_err(|(_, failure)| failure)?;
+        Ok((built, headers))
+    })
+}
+
 /// Where POP `pop`'s view is kept in `dir`.
 fn path_of(dir: &Path, pop: &str) -> PathBuf {
     dir.join(format!("{pop}.view"))
@@ -151,7 +235,12 @@ mod tests {
         // The own POP's file, if any, is never loaded as pulled.
         save(&dir, "ams", &bytes).unwrap();
         let before = snapshot.load_full();
-        let held = load_blocking(&dir, &snapshot);
+        // One part (this thread) and two parts (two threads, rows put together here) load
+        // the same tables.
+        let held = load_with(&dir, &snapshot, 1);
+        let one_part = snapshot.swap(before.clone());
+        let held_parts = load_with(&dir, &snapshot, 2);
+        assert_eq!(held, held_parts);
         assert_eq!(held, vec![None, Some(encoded.header.digest), None]);
         let s = snapshot.load();
         let info = s.view_info(1).unwrap();
@@ -178,6 +267,11 @@ mod tests {
                 s.decision_table(geo).dump(),
                 nyc_only.decision_table(geo).dump(),
                 "geo name {geo}"
+            );
+            assert_eq!(
+                one_part.decision_table(geo).dump(),
+                nyc_only.decision_table(geo).dump(),
+                "geo name {geo}, one part"
             );
         }
         assert!(!dir.join(".nyc.view.tmp").exists());

@@ -163,6 +163,37 @@ impl DecisionTable {
         assemble(self.columns, Some(self), &mut sources, None)
     }
 
+    /// The same table with some columns replaced by parts merged on their own
+    /// ([`PartMerge`], possibly on other threads): `(columns, chunks)` per part, the part's
+    /// columns in the order of its sources. Fails with the index of the first part whose
+    /// chunks failed, and its error.
+    pub fn with_parts<E, I: Iterator<Item = Result<PartChunk, E>>>(
+        &self,
+        parts: Vec<(Vec<usize>, I)>,
+    ) -> Result<Self, (usize, E)> {
+        let mut cursors: Vec<PartCursor<I>> = parts
+            .into_iter()
+            .map(|(columns, chunks)| PartCursor {
+                chunks,
+                row: vec![NO_ROUTE; columns.len()],
+                columns,
+                chunk: PartChunk::default(),
+                at: 0,
+                stash: None,
+                done: false,
+            })
+            .collect();
+        let mut rows = Rows::new(self.columns);
+        let v4 = merge_parts(self, &self.v4, &mut cursors, false, &mut rows)?;
+        let v6 = merge_parts(self, &self.v6, &mut cursors, true, &mut rows)?;
+        Ok(Self {
+            columns: self.columns,
+            v4,
+            v6,
+            rows: rows.bytes.into(),
+        })
+    }
+
     fn row_bytes(&self, id: u32) -> &[u8] {
         let stride = self.columns + 2;
         let start = id as usize * stride;
@@ -303,6 +334,15 @@ struct Cursors<K> {
 }
 
 impl<K: Key> Cursors<K> {
+    fn new(slots: usize) -> Self {
+        Self {
+            next: vec![K::MAX; slots],
+            value: vec![NONE; slots],
+            more: vec![false; slots],
+        }
+    }
+
+    #[inline]
     fn set(&mut self, slot: usize, range: Option<(K, u32)>) {
         match range {
             Some((start, value)) => {
@@ -315,6 +355,11 @@ impl<K: Key> Cursors<K> {
                 self.more[slot] = false;
             }
         }
+    }
+
+    #[inline]
+    fn starts_at(&self, slot: usize, start: K) -> bool {
+        self.next[slot] == start && self.more[slot]
     }
 
     /// The least start of a next range, if any source has one.
@@ -331,15 +376,122 @@ impl<K: Key> Cursors<K> {
     }
 }
 
-/// Merges the ranges of one family into a table of row ids: each replaced column from its
-/// source, the other columns and the static column from the old table, or the static
-/// column from `static_map` (without an old table).
+/// The ranges of a [`RangeTable`], in order.
+type RangeIter<'t, K> = std::iter::Copied<std::slice::Iter<'t, (K, u32)>>;
+
+/// How a static map value becomes the static column's value.
+type StaticOf<'f> = dyn Fn(u32) -> u16 + 'f;
+
+/// A merged range: its start and row.
+type MergedRange<'r, K> = (K, &'r [u8]);
+
+/// The merge of one family, range by range: each replaced column from its source, the
+/// other columns and the static column from the old table, or the static column from the
+/// static map (without an old table).
 ///
 /// Every input starts a range at zero; the merged table has a range wherever any input
 /// starts one. Walking the inputs side by side, the next start is the least of their next
 /// starts, and only the inputs starting a range there change the row: O(inputs) memory and
 /// O(ranges x inputs) time, with no list of all starts (which would hold a hundred full
 /// tables' worth of addresses at a time).
+struct Merge<'t, K: Key> {
+    /// Slots 0..n: the replaced columns; n: the old table; n + 1: the static map.
+    cursors: Cursors<K>,
+    /// The replaced columns' current hops (slot order).
+    hops: Vec<u8>,
+    row: Vec<u8>,
+    /// Start of the next merged range; `None` when done.
+    start: Option<K>,
+    old: Option<(RangeIter<'t, K>, &'t DecisionTable)>,
+    statics: Option<(RangeIter<'t, K>, &'t StaticOf<'t>)>,
+}
+
+impl<'t, K: Key> Merge<'t, K> {
+    /// Starts the merge; `stride` is the row's length (the static column's two bytes last,
+    /// if `with_static`).
+    fn new<S: HopSource>(
+        stride: usize,
+        with_static: bool,
+        old: Option<(&'t RangeTable<K>, &'t DecisionTable)>,
+        replaced: &mut [(usize, Option<S>)],
+        next_of: &impl Fn(&mut S) -> Result<Option<(K, u32)>, S::Error>,
+        static_map: Option<StaticRanges<'t, K>>,
+    ) -> Result<Self, (usize, S::Error)> {
+        let n = replaced.len();
+        let mut merge = Self {
+            cursors: Cursors::new(n + 2),
+            hops: vec![NO_ROUTE; n],
+            row: vec![NO_ROUTE; stride],
+            start: Some(K::ZERO),
+            old: old.map(|(t, table)| (t.iter(), table)),
+            statics: static_map.map(|(t, f)| (t.iter(), f)),
+        };
+        if with_static {
+            merge.row[stride - 2..].copy_from_slice(&NO_STATIC.to_le_bytes());
+        }
+        // Each input's first range (at zero) goes in as if it started there.
+        for (slot, (_, source)) in replaced.iter_mut().enumerate() {
+            if let Some(source) = source {
+                let first = next_of(source).map_err(|e| (slot, e))?;
+                merge.cursors.set(slot, first);
+            }
+        }
+        let old_first = merge.old.as_mut().and_then(|(it, _)| it.next());
+        merge.cursors.set(n, old_first);
+        let static_first = merge.statics.as_mut().and_then(|(it, _)| it.next());
+        merge.cursors.set(n + 1, static_first);
+        Ok(merge)
+    }
+
+    /// The next merged range: its start and row; `None` after the last.
+    fn next<S: HopSource>(
+        &mut self,
+        replaced: &mut [(usize, Option<S>)],
+        next_of: &impl Fn(&mut S) -> Result<Option<(K, u32)>, S::Error>,
+    ) -> Result<Option<MergedRange<'_, K>>, (usize, S::Error)> {
+        let Some(start) = self.start else {
+            return Ok(None);
+        };
+        let n = replaced.len();
+        let (old_slot, static_slot) = (n, n + 1);
+        if self.cursors.starts_at(old_slot, start) {
+            // INVARIANT: only an old table fills the old slot.
+            let (ranges, table) = self.old.as_mut().expect("old table");
+            self.row
+                .copy_from_slice(table.row_bytes(self.cursors.value[old_slot]));
+            let next = ranges.next();
+            self.cursors.set(old_slot, next);
+            // The old row brought the old hops of the replaced columns: put theirs back.
+            for (slot, (column, _)) in replaced.iter().enumerate() {
+                self.row[*column] = self.hops[slot];
+            }
+        }
+        for (slot, (column, source)) in replaced.iter_mut().enumerate() {
+            if self.cursors.starts_at(slot, start) {
+                let hop = hop_byte(self.cursors.value[slot]);
+                self.hops[slot] = hop;
+                self.row[*column] = hop;
+                // INVARIANT: only a slot with a source has more ranges.
+                let source = source.as_mut().expect("a slot with ranges has a source");
+                let next = next_of(source).map_err(|e| (slot, e))?;
+                self.cursors.set(slot, next);
+            }
+        }
+        if self.cursors.starts_at(static_slot, start) {
+            // INVARIANT: only a static map fills the static slot.
+            let (ranges, static_of) = self.statics.as_mut().expect("static map");
+            let s = static_of(self.cursors.value[static_slot]);
+            let stride = self.row.len();
+            self.row[stride - 2..].copy_from_slice(&s.to_le_bytes());
+            let next = ranges.next();
+            self.cursors.set(static_slot, next);
+        }
+        self.start = self.cursors.least();
+        Ok(Some((start, &self.row)))
+    }
+}
+
+/// Merges one family into a table of row ids (see [`Merge`]).
 fn merge<K: Key, S: HopSource>(
     old: Option<(&RangeTable<K>, &DecisionTable)>,
     replaced: &mut [(usize, Option<S>)],
@@ -347,64 +499,223 @@ fn merge<K: Key, S: HopSource>(
     static_map: Option<StaticRanges<'_, K>>,
     rows: &mut Rows,
 ) -> Result<RangeTable<K>, (usize, S::Error)> {
-    let n = replaced.len();
-    // Slots 0..n: the replaced columns; n: the old table; n + 1: the static map.
-    let (old_slot, static_slot) = (n, n + 1);
-    let mut cursors = Cursors {
-        next: vec![K::MAX; n + 2],
-        value: vec![NONE; n + 2],
-        more: vec![false; n + 2],
-    };
-    let mut old_ranges = old.map(|(t, _)| t.iter());
-    let mut static_ranges = static_map.map(|(t, _)| t.iter());
-    let mut row = vec![0u8; rows.stride];
-    let stride = rows.stride;
-    let set_static = |row: &mut [u8], s: u16| row[stride - 2..].copy_from_slice(&s.to_le_bytes());
-    set_static(&mut row, NO_STATIC);
-    // Each input's first range (at zero) goes in as if it started there.
-    for (slot, (column, source)) in replaced.iter_mut().enumerate() {
-        row[*column] = NO_ROUTE;
-        if let Some(source) = source {
-            let first = next_of(source).map_err(|e| (slot, e))?;
-            cursors.set(slot, first);
+    let mut merge = Merge::new(rows.stride, true, old, replaced, &next_of, static_map)?;
+    let mut out = RangeCollector::default();
+    while let Some((start, row)) = merge.next(replaced, &next_of)? {
+        out.push(start, rows.intern(row));
+    }
+    Ok(out.finish())
+}
+
+/// Ranges per [`PartChunk`].
+const CHUNK_RANGES: usize = 4096;
+
+/// Some of the replaced columns merged on their own, so that several parts of a large
+/// replacement can be merged at once (on as many cores) and their rows put together by
+/// [`DecisionTable::with_parts`]. Yields the part's merged ranges in chunks: IPv4, then
+/// IPv6.
+pub struct PartMerge<S> {
+    sources: Vec<(usize, Option<S>)>,
+    v4: Option<Merge<'static, u32>>,
+    v6: Option<Merge<'static, u128>>,
+    /// The IPv4 ranges are over.
+    v4_done: bool,
+}
+
+/// A run of a part's merged ranges, in address order: each range's start and the part's
+/// hop bytes over it.
+#[derive(Debug, Default)]
+pub struct PartChunk {
+    /// IPv6 ranges (else IPv4).
+    v6: bool,
+    starts: Vec<u128>,
+    /// `starts.len()` rows of the part's width.
+    hops: Vec<u8>,
+    /// The part's last chunk.
+    last: bool,
+}
+
+impl<S: HopSource> PartMerge<S> {
+    /// A part made of these sources (their columns numbered 0.. in this order).
+    pub fn new(sources: Vec<S>) -> Self {
+        Self {
+            sources: sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (i, Some(s)))
+                .collect(),
+            v4: None,
+            v6: None,
+            v4_done: false,
         }
     }
-    cursors.set(old_slot, old_ranges.as_mut().and_then(Iterator::next));
-    cursors.set(static_slot, static_ranges.as_mut().and_then(Iterator::next));
-    let mut hops = vec![NO_ROUTE; n];
+
+    /// The next chunk of merged ranges. Fails with the index of the first source that
+    /// failed (in the order given to [`Self::new`]) and its error.
+    pub fn next_chunk(&mut self) -> Result<PartChunk, (usize, S::Error)> {
+        let width = self.sources.len();
+        let mut chunk = PartChunk::default();
+        if !self.v4_done {
+            if self.v4.is_none() {
+                self.v4 = Some(Merge::new(
+                    width,
+                    false,
+                    None,
+                    &mut self.sources,
+                    &S::next_v4,
+                    None,
+                )?);
+            }
+            // INVARIANT: set just above.
+            let merge = self.v4.as_mut().expect("IPv4 merge");
+            while chunk.starts.len() < CHUNK_RANGES {
+                match merge.next(&mut self.sources, &S::next_v4)? {
+                    Some((start, row)) => {
+                        chunk.starts.push(u128::from(start));
+                        chunk.hops.extend_from_slice(row);
+                    }
+                    None => {
+                        self.v4_done = true;
+                        self.v4 = None;
+                        break;
+                    }
+                }
+            }
+            if !chunk.starts.is_empty() {
+                return Ok(chunk);
+            }
+        }
+        chunk.v6 = true;
+        if self.v6.is_none() {
+            self.v6 = Some(Merge::new(
+                width,
+                false,
+                None,
+                &mut self.sources,
+                &S::next_v6,
+                None,
+            )?);
+        }
+        // INVARIANT: set just above.
+        let merge = self.v6.as_mut().expect("IPv6 merge");
+        while chunk.starts.len() < CHUNK_RANGES {
+            match merge.next(&mut self.sources, &S::next_v6)? {
+                Some((start, row)) => {
+                    chunk.starts.push(start);
+                    chunk.hops.extend_from_slice(row);
+                }
+                None => {
+                    chunk.last = true;
+                    break;
+                }
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+impl PartChunk {
+    /// Whether this is the part's last chunk.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+}
+
+/// A part's chunks as the final merge reads them: the row in force, and the chunk holding
+/// the ranges after it.
+struct PartCursor<I> {
+    chunks: I,
+    columns: Vec<usize>,
+    /// The part's hops over the range in force.
+    row: Vec<u8>,
+    chunk: PartChunk,
+    /// Index in `chunk` of the next range.
+    at: usize,
+    /// A chunk of the next family, read while finishing this one.
+    stash: Option<PartChunk>,
+    done: bool,
+}
+
+impl<E, I: Iterator<Item = Result<PartChunk, E>>> PartCursor<I> {
+    /// Start of the next range of family `v6`, reading a chunk if needed; `None` when the
+    /// family is over for this part.
+    fn peek(&mut self, v6: bool) -> Result<Option<u128>, E> {
+        while self.at >= self.chunk.starts.len() {
+            let next = match self.stash.take() {
+                Some(c) => c,
+                None if self.done => return Ok(None),
+                None => match self.chunks.next() {
+                    Some(c) => c?,
+                    None => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                },
+            };
+            self.done = next.last;
+            if next.v6 != v6 {
+                self.stash = Some(next);
+                return Ok(None);
+            }
+            (self.chunk, self.at) = (next, 0);
+        }
+        Ok(Some(self.chunk.starts[self.at]))
+    }
+
+    /// Moves onto the next range (which [`Self::peek`] found).
+    fn step(&mut self) {
+        let width = self.columns.len();
+        self.row
+            .copy_from_slice(&self.chunk.hops[self.at * width..(self.at + 1) * width]);
+        self.at += 1;
+    }
+}
+
+/// Puts the rows of parts together with the old table's, one family (see
+/// [`DecisionTable::with_parts`]).
+fn merge_parts<K: Key, E, I: Iterator<Item = Result<PartChunk, E>>>(
+    old: &DecisionTable,
+    old_ranges: &RangeTable<K>,
+    parts: &mut [PartCursor<I>],
+    v6: bool,
+    rows: &mut Rows,
+) -> Result<RangeTable<K>, (usize, E)> {
+    let mut row = vec![0u8; rows.stride];
     let mut out = RangeCollector::default();
-    let mut start = K::ZERO;
+    let mut old_at = 0usize;
+    let mut nexts: Vec<Option<u128>> = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter_mut().enumerate() {
+        // A part with no range of this family has no route there.
+        part.row.fill(NO_ROUTE);
+        nexts.push(part.peek(v6).map_err(|e| (i, e))?);
+    }
+    let mut start: u128 = 0;
     loop {
-        // Move every input whose next range starts at `start` onto it.
-        let old_moved = cursors.more[old_slot] && cursors.next[old_slot] == start;
-        if old_moved {
-            let (_, table) = old.expect("only an old table fills the old slot");
-            row.copy_from_slice(table.row_bytes(cursors.value[old_slot]));
-            cursors.set(old_slot, old_ranges.as_mut().and_then(Iterator::next));
-            // The old row brought the old hops of the replaced columns: put theirs back.
-            for (slot, (column, _)) in replaced.iter().enumerate() {
-                row[*column] = hops[slot];
+        while old_ranges
+            .start(old_at + 1)
+            .is_some_and(|s| s.widen() <= start)
+        {
+            old_at += 1;
+        }
+        row.copy_from_slice(old.row_bytes(old_ranges.value(old_at)));
+        for (i, part) in parts.iter_mut().enumerate() {
+            if nexts[i] == Some(start) {
+                part.step();
+                nexts[i] = part.peek(v6).map_err(|e| (i, e))?;
+            }
+            for (&column, &hop) in part.columns.iter().zip(&part.row) {
+                row[column] = hop;
             }
         }
-        for slot in 0..n {
-            if cursors.more[slot] && cursors.next[slot] == start {
-                hops[slot] = hop_byte(cursors.value[slot]);
-                row[replaced[slot].0] = hops[slot];
-                let (_, source) = &mut replaced[slot];
-                // INVARIANT: only a slot with a source has more ranges.
-                let source = source.as_mut().expect("a slot with ranges has a source");
-                let next = next_of(source).map_err(|e| (slot, e))?;
-                cursors.set(slot, next);
-            }
-        }
-        if cursors.more[static_slot] && cursors.next[static_slot] == start {
-            let (_, static_of) = static_map.expect("only a static map fills the static slot");
-            set_static(&mut row, static_of(cursors.value[static_slot]));
-            cursors.set(static_slot, static_ranges.as_mut().and_then(Iterator::next));
-        }
-        out.push(start, rows.intern(&row));
-        match cursors.least() {
-            Some(next) => start = next,
+        out.push(K::narrow(start), rows.intern(&row));
+        let next = nexts
+            .iter()
+            .flatten()
+            .copied()
+            .chain(old_ranges.start(old_at + 1).map(Key::widen))
+            .min();
+        match next {
+            Some(n) => start = n,
             None => break,
         }
     }

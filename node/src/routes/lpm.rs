@@ -24,6 +24,8 @@ pub trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     fn last_of(self, len: u8) -> Self;
     /// Widens to `u128` (the form ranges are reported in).
     fn widen(self) -> u128;
+    /// Narrows a widened address back (the bits above the width are dropped).
+    fn narrow(wide: u128) -> Self;
 }
 
 macro_rules! impl_key {
@@ -43,6 +45,9 @@ macro_rules! impl_key {
             }
             fn widen(self) -> u128 {
                 u128::from(self)
+            }
+            fn narrow(wide: u128) -> Self {
+                wide as $t
             }
         }
     };

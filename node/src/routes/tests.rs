@@ -408,6 +408,18 @@ fn tables_built_from_streamed_views_equal_tables_built_from_views_in_memory() {
             .collect();
         let streamed = empty.with_sources(sources).unwrap();
         assert_eq!(streamed.dump(), whole.dump(), "seed {seed}");
+        // The same views merged in two parts, then put together.
+        let split = 1 + (seed as usize % 3);
+        let columns: Vec<usize> = (0..5).filter(|&c| bytes[c].is_some()).collect();
+        let parts: Vec<(Vec<usize>, _)> = [&columns[..split], &columns[split..]]
+            .into_iter()
+            .map(|cols| {
+                let chunks = part_chunks(cols.iter().map(|&c| bytes[c].as_deref().unwrap()));
+                (cols.to_vec(), chunks.into_iter())
+            })
+            .collect();
+        let put_together = empty.with_parts(parts).unwrap();
+        assert_eq!(put_together.dump(), whole.dump(), "seed {seed}, parts");
         assert_eq!(streamed.row_count(), whole.row_count(), "seed {seed}");
         // Replacing some columns of a full table: the same as building it anew.
         let other = kept_bytes(&random_dual_view(seed + 1000, 100));
@@ -421,6 +433,43 @@ fn tables_built_from_streamed_views_equal_tables_built_from_views_in_memory() {
         assert_eq!(replaced.dump(), fresh.dump(), "seed {seed}");
         assert_eq!(replaced.row_count(), fresh.row_count(), "seed {seed}");
     }
+}
+
+/// Every chunk of a part merged from these streams (an error ends the list).
+fn part_chunks<'a>(
+    streams: impl Iterator<Item = &'a [u8]>,
+) -> Vec<Result<decision::PartChunk, (usize, transfer::TransferError)>> {
+    let sources = streams
+        .map(|b| transfer::ViewStream::open(b).unwrap())
+        .collect();
+    let mut part = decision::PartMerge::new(sources);
+    let mut chunks = Vec::new();
+    loop {
+        let chunk = part.next_chunk();
+        let last = !matches!(&chunk, Ok(c) if !c.is_last());
+        chunks.push(chunk);
+        if last {
+            return chunks;
+        }
+    }
+}
+
+#[test]
+fn a_damaged_stream_in_a_part_fails_the_whole_and_names_its_part() {
+    let good = kept_bytes(&random_dual_view(3, 400));
+    let mut bad = kept_bytes(&random_dual_view(4, 400));
+    let flip = bad.len() - 40;
+    bad[flip] ^= 0x08;
+    let base = DecisionTable::build(&[None; 3], None, |_| None);
+    let parts = vec![
+        (vec![0], part_chunks([&good[..]].into_iter()).into_iter()),
+        (
+            vec![1, 2],
+            part_chunks([&good[..], &bad[..]].into_iter()).into_iter(),
+        ),
+    ];
+    let (part, (source, _)) = base.with_parts(parts).unwrap_err();
+    assert_eq!((part, source), (1, 1));
 }
 
 #[test]
