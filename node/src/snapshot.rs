@@ -239,6 +239,13 @@ impl Snapshot {
     /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
     /// the decision tables of the geo names `pop` may serve; the others are shared.
     pub fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
+        if let (Some(new), Some(held)) = (&view, &self.views[pop])
+            && Arc::ptr_eq(new, held)
+        {
+            // The very view the tables were built with (the node announcing the view it
+            // started with): the tables stay as they are.
+            return self.clone();
+        }
         let hops = view.as_deref().map(RouteView::hop_ranges);
         let mut next = self.with_columns(&[(pop, hops.as_ref())]);
         next.views[pop] = view;

@@ -75,6 +75,9 @@ fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> V
     // each decision table (see `Snapshot::build_streamed`): no view is ever decoded whole.
     // The views are split into one part per core, each merged on its own thread, and the
     // parts' rows put together on this one.
+    // Whatever parsing the config freed (the own view's text and parse state) goes back
+    // first, so that the tables being built do not come on top of it.
+    crate::memory::release_free();
     let open = |pop: usize| {
         let file = std::fs::File::open(path_of(dir, &config.pops[pop].name))
             .map_err(|e| TransferError::Read(e.to_string()))?;
