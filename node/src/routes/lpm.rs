@@ -161,6 +161,9 @@ impl<K: Key> RangeTable<K> {
     }
 }
 
+/// Ranges a [`Flattener`] hands out before it drops them from its buffer.
+const COMPACT_AFTER: usize = 256;
+
 /// Turns prefixes, given in `(start, length)` order, into the ranges of
 /// [`RangeTable::build`], as they come: the ranges that no later prefix can change are
 /// handed out at once, so a view read from a stream never needs its whole list of prefixes
@@ -217,8 +220,8 @@ impl<K: Key> Flattener<K> {
         let keep = if self.closed { 0 } else { 2 };
         let ranges = &mut self.out.ranges;
         if self.taken + keep >= ranges.len() {
-            // Drop what was handed out so the buffer stays a few ranges long.
-            if self.taken > 0 && !self.closed {
+            // Drop what was handed out, now and then, so the buffer stays short.
+            if self.taken >= COMPACT_AFTER && !self.closed {
                 ranges.drain(..self.taken);
                 self.taken = 0;
             }

@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sparrow_proto::frame::{self, FrameError};
 use sparrow_proto::views::{
-    CHUNK, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, ViewFrame, ViewHeader,
+    CHUNK, FrameRoutes, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, RouteCursor, ViewFrame,
+    ViewHeader, read_routes,
 };
 
 use std::io::Read;
@@ -176,11 +177,24 @@ impl Checks {
     fn frame(&mut self, body: &[u8]) -> Result<ViewFrame, TransferError> {
         let message: ViewFrame = frame::decode(body)?;
         if !matches!(message, ViewFrame::End) {
-            // INVARIANT: bodies are bounded by MAX_FRAME, far below 4 GiB.
-            self.hasher.write(&(body.len() as u32).to_le_bytes());
-            self.hasher.write(body);
+            self.digest(body);
         }
         Ok(message)
+    }
+
+    /// Opens the body of a frame for reading in place and adds it to the digest.
+    fn frame_in_place(&mut self, body: &[u8]) -> Result<FrameRoutes, TransferError> {
+        let message = read_routes(body)?;
+        if !matches!(message, FrameRoutes::Other(ViewFrame::End)) {
+            self.digest(body);
+        }
+        Ok(message)
+    }
+
+    fn digest(&mut self, body: &[u8]) {
+        // INVARIANT: bodies are bounded by MAX_FRAME, far below 4 GiB.
+        self.hasher.write(&(body.len() as u32).to_le_bytes());
+        self.hasher.write(body);
     }
 
     /// Checks the next IPv4 route of a chunk (`prev`: the previous address in the chunk);
@@ -320,30 +334,26 @@ impl ViewDecoder {
 /// A transfer read frame by frame from a byte stream (a view kept on disk), its routes
 /// handed out as hop ranges, IPv4 then IPv6, as they are read: the form in which decision
 /// tables are built from many views at once ([`crate::routes::DecisionTable::with_sources`])
-/// without holding any of them whole. Every frame is checked as [`ViewDecoder`] checks it;
-/// the counts and the digest can only be checked at `End`, after the last range, so a
-/// caller must not use what it built from a stream until the stream has ended without an
-/// error.
+/// without holding any of them whole (one frame's bytes, read in place). Every frame is
+/// checked as [`ViewDecoder`] checks it; the counts and the digest can only be checked at
+/// `End`, after the last range, so a caller must not use what it built from a stream until
+/// the stream has ended without an error.
 #[derive(Debug)]
 pub struct ViewStream<R> {
     reader: R,
     checks: Checks,
     /// The body of the frame being read (reused).
     body: Vec<u8>,
-    /// IPv4 routes of the frame being read, the next one's index, the previous address.
-    v4: Vec<Route4>,
-    at4: usize,
+    /// Where the routes of `body` are read from, and of which family (`None`: no routes
+    /// left in it).
+    routes: Option<(bool, RouteCursor)>,
+    /// The previous address in the frame, per family.
     prev4: u32,
-    /// IPv6 routes likewise (the first IPv6 frame arrives while IPv4 ranges are read).
-    v6: Vec<Route6>,
-    at6: usize,
     prev6: u64,
     /// `End` has been read and checked.
     ended: bool,
     flat4: Flattener<u32>,
     flat6: Flattener<u128>,
-    /// No IPv4 route is left to read.
-    v4_done: bool,
 }
 
 impl<R: Read> ViewStream<R> {
@@ -363,16 +373,12 @@ impl<R: Read> ViewStream<R> {
             reader,
             checks: Checks::new(header)?,
             body,
-            v4: Vec::new(),
-            at4: 0,
+            routes: None,
             prev4: 0,
-            v6: Vec::new(),
-            at6: 0,
             prev6: 0,
             ended: false,
             flat4: Flattener::default(),
             flat6: Flattener::default(),
-            v4_done: false,
         })
     }
 
@@ -381,71 +387,65 @@ impl<R: Read> ViewStream<R> {
         self.checks.header
     }
 
-    /// Reads and checks the next frame; `End` is checked here.
-    fn next_frame(&mut self) -> Result<ViewFrame, TransferError> {
+    /// Reads and checks the next frame, leaving its routes (if any) to read; `End` is
+    /// checked here.
+    fn next_frame(&mut self) -> Result<(), TransferError> {
         read_frame(&mut self.reader, &mut self.body)?;
-        let message = self.checks.frame(&self.body)?;
-        match message {
-            ViewFrame::End => {
+        self.routes = match self.checks.frame_in_place(&self.body)? {
+            FrameRoutes::V4(cursor) => {
+                self.prev4 = 0;
+                Some((false, cursor))
+            }
+            FrameRoutes::V6(cursor) => {
+                self.prev6 = 0;
+                Some((true, cursor))
+            }
+            FrameRoutes::Other(ViewFrame::End) => {
                 self.checks.end()?;
                 self.ended = true;
+                None
             }
-            ViewFrame::Header(_) => return Err(TransferError::Unexpected("second header")),
-            ViewFrame::Refused { .. } => {
+            FrameRoutes::Other(ViewFrame::Header(_)) => {
+                return Err(TransferError::Unexpected("second header"));
+            }
+            FrameRoutes::Other(_) => {
                 return Err(TransferError::Unexpected("refusal inside a transfer"));
             }
-            ViewFrame::V4(_) | ViewFrame::V6(_) => {}
-        }
-        Ok(message)
+        };
+        Ok(())
     }
 
-    /// The next IPv4 route, or `None` once the IPv4 routes are over.
-    fn next_v4_route(&mut self) -> Result<Option<(u32, u8, u8)>, TransferError> {
+    /// The next route of the current frame, or of the next ones, while they are of family
+    /// `v6`; `None` at the first frame of the other family (kept for later) or at `End`.
+    fn next_route(&mut self, v6: bool) -> Result<Option<(u128, u8, u8)>, TransferError> {
         loop {
-            if let Some(r) = self.v4.get(self.at4) {
-                self.at4 += 1;
-                let (addr, len) = self.checks.v4(&mut self.prev4, r)?;
-                return Ok(Some((addr, len, r.hops)));
-            }
-            if self.ended {
-                return Ok(None);
-            }
-            match self.next_frame()? {
-                ViewFrame::V4(routes) => {
-                    (self.v4, self.at4, self.prev4) = (routes, 0, 0);
-                }
-                ViewFrame::V6(routes) => {
-                    (self.v6, self.at6, self.prev6) = (routes, 0, 0);
-                    return Ok(None);
-                }
-                _ => return Ok(None),
-            }
-        }
-    }
-
-    /// The next IPv6 route, or `None` at the end of the view.
-    fn next_v6_route(&mut self) -> Result<Option<(u128, u8, u8)>, TransferError> {
-        loop {
-            if let Some(r) = self.v6.get(self.at6) {
-                self.at6 += 1;
-                let (addr, len) = self.checks.v6(&mut self.prev6, r)?;
-                return Ok(Some((addr, len, r.hops)));
-            }
-            if self.ended {
-                return Ok(None);
-            }
-            match self.next_frame()? {
-                ViewFrame::V6(routes) => {
-                    (self.v6, self.at6, self.prev6) = (routes, 0, 0);
-                }
-                ViewFrame::V4(routes) => {
-                    // IPv4 after IPv6: the order check refuses any route it holds.
-                    let mut prev = 0u32;
-                    for r in &routes {
-                        self.checks.v4(&mut prev, r)?;
+            match &mut self.routes {
+                Some((false, cursor)) => match cursor.next_v4(&self.body)? {
+                    Some(r) if !v6 => {
+                        let (addr, len) = self.checks.v4(&mut self.prev4, &r)?;
+                        return Ok(Some((u128::from(addr), len, r.hops)));
+                    }
+                    // IPv4 after IPv6: the order check refuses it.
+                    Some(r) => {
+                        self.checks.v4(&mut self.prev4, &r)?;
+                    }
+                    None => self.routes = None,
+                },
+                Some((true, cursor)) => {
+                    if !v6 {
+                        // The first IPv6 frame: the IPv4 routes are over.
+                        return Ok(None);
+                    }
+                    match cursor.next_v6(&self.body)? {
+                        Some(r) => {
+                            let (addr, len) = self.checks.v6(&mut self.prev6, &r)?;
+                            return Ok(Some((addr, len, r.hops)));
+                        }
+                        None => self.routes = None,
                     }
                 }
-                _ => return Ok(None),
+                None if self.ended => return Ok(None),
+                None => self.next_frame()?,
             }
         }
     }
@@ -459,17 +459,13 @@ impl<R: Read> HopSource for ViewStream<R> {
             if let Some(range) = self.flat4.next_final() {
                 return Ok(Some(range));
             }
-            if self.v4_done {
+            if self.flat4.is_closed() {
                 return Ok(None);
             }
-            match self.next_v4_route()? {
-                Some((addr, len, hops)) => self.flat4.prefix(addr, len, u32::from(hops)),
-                None => {
-                    self.flat4.close();
-                    self.v4_done = true;
-                    // The IPv4 routes' memory is not needed again.
-                    self.v4 = Vec::new();
-                }
+            match self.next_route(false)? {
+                // INVARIANT: IPv4 routes carry 32-bit addresses.
+                Some((addr, len, hops)) => self.flat4.prefix(addr as u32, len, u32::from(hops)),
+                None => self.flat4.close(),
             }
         }
     }
@@ -484,11 +480,10 @@ impl<R: Read> HopSource for ViewStream<R> {
             if self.flat6.is_closed() {
                 return Ok(None);
             }
-            match self.next_v6_route()? {
+            match self.next_route(true)? {
                 Some((addr, len, hops)) => self.flat6.prefix(addr, len, u32::from(hops)),
                 None => {
                     self.flat6.close();
-                    self.v6 = Vec::new();
                     self.body = Vec::new();
                 }
             }
