@@ -78,11 +78,7 @@ fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> V
     // Whatever parsing the config freed (the own view's text and parse state) goes back
     // first, so that the tables being built do not come on top of it.
     crate::memory::release_free();
-    let open = |pop: usize| {
-        let file = std::fs::File::open(path_of(dir, &config.pops[pop].name))
-            .map_err(|e| TransferError::Read(e.to_string()))?;
-        ViewStream::open(std::io::BufReader::with_capacity(STREAM_BUFFER, file))
-    };
+    let open = |pop: usize| open_kept(dir, &config.pops[pop].name);
     let build = |table: &DecisionTable, columns: &[(usize, usize)]| {
         build_table(table, columns, &open, workers)
     };
@@ -205,6 +201,13 @@ fn build_table(
     })
 }
 
+/// Opens the view of POP `pop` kept in `dir` as a stream.
+fn open_kept(dir: &Path, pop: &str) -> Result<Stream, TransferError> {
+    let file =
+        std::fs::File::open(path_of(dir, pop)).map_err(|e| TransferError::Read(e.to_string()))?;
+    ViewStream::open(std::io::BufReader::with_capacity(STREAM_BUFFER, file))
+}
+
 /// Where POP `pop`'s view is kept in `dir`.
 fn path_of(dir: &Path, pop: &str) -> PathBuf {
     dir.join(format!("{pop}.view"))
@@ -278,6 +281,73 @@ mod tests {
             );
         }
         assert!(!dir.join(".nyc.view.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_view_changed_during_the_load_goes_on_top_of_the_loaded_tables() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
+        let base = Arc::new(Snapshot::from_config(config));
+        let dir = std::env::temp_dir().join(format!("sparrow-view-graft-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kept = transfer::stream_bytes(&transfer::encode(
+            &parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n2001:db8::/32 1\n").0,
+            42,
+        ));
+        save(&dir, "nyc", &kept).unwrap();
+        let info = |pop: usize, h: ViewHeader| ViewInfo {
+            version: Some(h.version),
+            digest: Some(h.digest),
+            prefixes: h.prefixes,
+            source: format!("kept {pop}"),
+            stale_since_ms: None,
+        };
+        let open = |pop: usize| open_kept(&dir, &base.config.pops[pop].name);
+        let streamed =
+            base.build_streamed(&[1], |t, columns| build_table(t, columns, &open, 2), info);
+        assert!(streamed.failed.is_empty());
+        // Meanwhile the own POP (ams) published another view.
+        let own = Arc::new(parse_route_view("100.64.2.0/24 9 9\n10.0.0.0/8 1\n").0);
+        let own_info = ViewInfo {
+            version: Some(7),
+            digest: None,
+            prefixes: 2,
+            source: "bgp".into(),
+            stale_since_ms: None,
+        };
+        let current = base.with_view_from(0, Some(own.clone()), Some(own_info.clone()));
+        let applied = current.with_streamed(&streamed).unwrap();
+        let (header, hops) = transfer::decode_stream(&kept).unwrap();
+        let expected = base
+            .with_pulled(&[(1, Arc::new(hops), info(1, header))])
+            .with_view_from(0, Some(own), Some(own_info.clone()));
+        for geo in 0..base.config.geo.len() {
+            assert_eq!(
+                applied.decision_table(geo).dump(),
+                expected.decision_table(geo).dump(),
+                "geo name {geo}"
+            );
+        }
+        assert_eq!(applied.view_info(0), Some(&own_info));
+        assert_eq!(applied.view_info(1), Some(&info(1, header)));
+        // Straight onto the snapshot it was built from: the loaded tables as they are.
+        let same = base.with_streamed(&streamed).unwrap();
+        let (_, hops) = transfer::decode_stream(&kept).unwrap();
+        let pulled_only = base.with_pulled(&[(1, Arc::new(hops), info(1, header))]);
+        assert_eq!(
+            same.decision_table(0).dump(),
+            pulled_only.decision_table(0).dump()
+        );
+        // A view that came as hops only (a pull) cannot be merged again: build anew.
+        let pulled = base.with_pulled(&[(
+            2,
+            Arc::new(transfer::decode_stream(&kept).unwrap().1),
+            info(2, header),
+        )]);
+        assert!(pulled.with_streamed(&streamed).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
