@@ -39,7 +39,7 @@ fn route_view_parses_both_families_comments_and_empty_paths() {
         hit.entry.unwrap().0,
         "100.64.1.0/24".parse::<IpNet>().unwrap()
     );
-    assert_eq!(&*hit.entry.unwrap().1, &[64496]);
+    assert_eq!(hit.entry.unwrap().1, &[64496]);
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn flattening_as_prefixes_come_gives_the_ranges_of_a_whole_build() {
     for seed in 0..40u64 {
         let (view, _) = parse_route_view(&random_dual_view(seed, 1 + seed as usize * 7));
         let mut v4: Vec<(u32, u8, u32)> = Vec::new();
-        for (i, (net, _)) in view.entries().iter().enumerate() {
+        for (i, (net, _)) in view.entries().enumerate() {
             if let IpNet::V4(n) = net {
                 v4.push((u32::from(n.network()), n.prefix_len(), i as u32 % 3));
             }
@@ -514,10 +514,11 @@ fn a_damaged_stream_among_good_ones_fails_the_pass_and_names_itself() {
     assert!(refused > bytes.len() / 2, "{refused} of {}", bytes.len());
     // A digest that does not match is only found at the end, after every range.
     let header_digest = transfer::decode_stream(&bytes).unwrap().0.digest;
-    let mut view = parse_route_view(&random_dual_view(5, 300))
+    let mut view: Vec<(IpNet, Box<[u32]>)> = parse_route_view(&random_dual_view(5, 300))
         .0
         .entries()
-        .to_vec();
+        .map(|(net, path)| (net, path.into()))
+        .collect();
     view[0].1 = vec![1; 9].into();
     let mut other = transfer::encode(&RouteView::new(view), 1);
     other.header.digest = header_digest;
@@ -528,4 +529,42 @@ fn a_damaged_stream_among_good_ones_fails_the_pass_and_names_itself() {
         "{}",
         e.1
     );
+}
+
+#[test]
+fn route_view_keeps_every_entry_in_order_and_stores_each_path_once() {
+    for seed in 0..20u64 {
+        let text = random_dual_view(seed + 500, 200);
+        let (view, _) = parse_route_view(&text);
+        // The entries as given (first of duplicates), in file order.
+        let mut seen = std::collections::HashSet::new();
+        let given: Vec<(IpNet, Vec<u32>)> = text
+            .lines()
+            .map(|l| {
+                let mut fields = l.split_whitespace();
+                let net: IpNet = fields.next().unwrap().parse().unwrap();
+                (net, fields.map(|f| f.parse().unwrap()).collect())
+            })
+            .filter(|(net, _)| seen.insert(*net))
+            .collect();
+        let stored: Vec<(IpNet, Vec<u32>)> = view.entries().map(|(n, p)| (n, p.to_vec())).collect();
+        assert_eq!(stored, given, "seed {seed}");
+        assert_eq!(view.entries().len(), view.len());
+        let distinct: std::collections::HashSet<&Vec<u32>> = given.iter().map(|(_, p)| p).collect();
+        assert_eq!(view.distinct_paths(), distinct.len(), "seed {seed}");
+        // Longest prefix match against a scan of every entry, at both ends of each.
+        for (net, _) in &given {
+            for addr in [net.network(), net.broadcast()] {
+                let want = given
+                    .iter()
+                    .filter(|(n, _)| n.contains(&addr))
+                    .max_by_key(|(n, _)| n.prefix_len())
+                    .map(|(n, p)| (*n, p.as_slice()));
+                assert_eq!(view.lookup(addr).entry, want, "seed {seed} {addr}");
+            }
+        }
+    }
+    assert_eq!(RouteView::new(Vec::new()).distinct_paths(), 0);
+    assert_eq!(RouteView::default().distinct_paths(), 0);
+    assert!(RouteView::default().lookup(ip("10.0.0.1")).entry.is_none());
 }
