@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use sparrow_proto::views::ViewHeader;
 
 use crate::routes::DecisionTable;
-use crate::routes::decision::PartMerge;
+use crate::routes::decision::{HopSource as _, PartMerge};
 use crate::routes::transfer::{TransferError, ViewStream};
 use crate::snapshot::{Snapshot, ViewInfo};
 
@@ -94,7 +94,18 @@ fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> V
     };
     let mut base = snapshot.load_full();
     let streamed = loop {
-        let streamed = base.build_streamed(&pops, build, info);
+        let mut streamed = base.build_streamed(&pops, build, info);
+        // A kept view of a POP that no geo name lists reaches no table; it is still read
+        // through and checked, so that status shows it and it is not pulled again.
+        for &pop in &pops {
+            if config.geo.iter().any(|g| g.pops.contains(&pop)) {
+                continue;
+            }
+            match read_through(open(pop)) {
+                Ok(header) => streamed.loaded.push((pop, header, info(pop, header))),
+                Err(e) => streamed.failed.push((pop, e)),
+            }
+        }
         // The own POP's view source may have swapped a snapshot in meanwhile: its change
         // goes on top (`with_streamed`), or, if that cannot be, the load starts over.
         let mut applied = false;
@@ -199,6 +210,14 @@ fn build_table(
         let built = table.with_parts(inputs).map_err(|(_, failure)| failure)?;
         Ok((built, headers))
     })
+}
+
+/// Reads a stream to its end, every check included; returns its header.
+fn read_through(stream: Result<Stream, TransferError>) -> Result<ViewHeader, TransferError> {
+    let mut stream = stream?;
+    while stream.next_v4()?.is_some() {}
+    while stream.next_v6()?.is_some() {}
+    Ok(stream.header())
 }
 
 /// Opens the view of POP `pop` kept in `dir` as a stream.
@@ -348,6 +367,45 @@ mod tests {
             info(2, header),
         )]);
         assert!(pulled.with_streamed(&streamed).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_view_no_geo_name_uses_is_checked_and_held_but_builds_nothing() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "# pops = [\"ams\", \"nyc\", \"syd\"]",
+            "pops = [\"ams\", \"nyc\"]",
+        );
+        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+        let dir = std::env::temp_dir().join(format!("sparrow-view-outside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let encoded = transfer::encode(&parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n").0, 9);
+        let bytes = transfer::stream_bytes(&encoded);
+        save(&dir, "syd", &bytes).unwrap();
+        let before = snapshot.load_full();
+        let held = load_with(&dir, &snapshot, 2);
+        assert_eq!(held, vec![None, None, Some(encoded.header.digest)]);
+        let s = snapshot.load();
+        assert!(s.view_info(2).unwrap().source.starts_with("kept"));
+        assert_eq!(s.decision_table(0).dump(), before.decision_table(0).dump());
+        // Damaged, it is refused like any other and syd keeps its file view.
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 8;
+        damaged[last] ^= 0xff;
+        save(&dir, "syd", &damaged).unwrap();
+        snapshot.store(before.clone());
+        assert_eq!(load_with(&dir, &snapshot, 2), vec![None, None, None]);
+        assert!(
+            snapshot
+                .load()
+                .view_info(2)
+                .unwrap()
+                .source
+                .starts_with("file")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
