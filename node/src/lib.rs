@@ -19,6 +19,7 @@
 //! - [`demo`] [E]: `sparrow demo`, a three-node cluster in one process, no files.
 //! - [`api`] [E]: the operator API (JSON lines over a Unix socket).
 //! - [`metrics`] [E]: Prometheus metrics and their HTTP endpoint.
+//! - [`memory`] [E]: freed memory handed back to the system after big rebuilds.
 //! - [`viewsource`] [E]: the MRT dump watcher that keeps the own POP's view current.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod dns;
 pub mod explain;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod pki;
 pub mod policy;

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use ipnet::IpNet;
+use sparrow_proto::views::ViewHeader;
 
 use crate::cluster::state::Mode;
 use crate::config::{AdminState, Config, GeoName};
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
+use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
 /// What the node currently believes about a POP.
@@ -40,6 +42,20 @@ pub struct ViewInfo {
     pub source: String,
     /// Unix time (ms) since which the source has not been current, if it is not.
     pub stale_since_ms: Option<u64>,
+}
+
+/// Decision tables built by [`Snapshot::build_streamed`], to go into a snapshot with
+/// [`Snapshot::with_streamed`].
+#[derive(Debug)]
+pub struct StreamedViews {
+    /// The snapshot they were built from.
+    base: Snapshot,
+    /// Per geo name.
+    decisions: Vec<Arc<DecisionTable>>,
+    /// The views that went in: POP, header, description.
+    pub loaded: Vec<(usize, ViewHeader, ViewInfo)>,
+    /// The views left out, and why.
+    pub failed: Vec<(usize, TransferError)>,
 }
 
 /// The answer records of one geo name, per POP and family, built once.
@@ -223,6 +239,13 @@ impl Snapshot {
     /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
     /// the decision tables of the geo names `pop` may serve; the others are shared.
     pub fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
+        if let (Some(new), Some(held)) = (&view, &self.views[pop])
+            && Arc::ptr_eq(new, held)
+        {
+            // The very view the tables were built with (the node announcing the view it
+            // started with): the tables stay as they are.
+            return self.clone();
+        }
         let hops = view.as_deref().map(RouteView::hop_ranges);
         let mut next = self.with_columns(&[(pop, hops.as_ref())]);
         next.views[pop] = view;
@@ -287,6 +310,122 @@ impl Snapshot {
             next.decisions[geo] = new.clone();
         }
         next
+    }
+
+    /// Builds the decision tables with the views of `pops` read as streams (the views a
+    /// node kept on disk, at start): each table in one pass over all of them at once, so
+    /// memory holds the tables being built and a few buffers per view, never a whole view.
+    ///
+    /// `build(table, columns)` builds one table: `table` with the columns of `columns`
+    /// (`(column, pop)` pairs) replaced by POP `pop`'s view, read as a stream
+    /// ([`DecisionTable::with_sources`], or [`DecisionTable::with_parts`] on several
+    /// cores); it returns the table and the header of every view that went in, or the POP
+    /// whose view failed and why. It is called once per distinct table, and again after a
+    /// failure, so it must read the same bytes each time. A view that fails (it does not
+    /// open, a frame is bad, it is short, its digest does not match) is left out and the
+    /// tables are built again without it: its ranges never reach a table. `info(pop,
+    /// header)` describes a view that loaded. The result goes into a snapshot with
+    /// [`Self::with_streamed`].
+    pub fn build_streamed(
+        &self,
+        pops: &[usize],
+        mut build: impl FnMut(
+            &DecisionTable,
+            &[(usize, usize)],
+        ) -> Result<
+            (DecisionTable, Vec<(usize, ViewHeader)>),
+            (usize, TransferError),
+        >,
+        info: impl Fn(usize, ViewHeader) -> ViewInfo,
+    ) -> StreamedViews {
+        let mut failed: Vec<(usize, TransferError)> = Vec::new();
+        'pass: loop {
+            let mut decisions = self.decisions.clone();
+            let mut headers: Vec<(usize, ViewHeader)> = Vec::new();
+            let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
+            for (geo, g) in self.config.geo.iter().enumerate() {
+                let old = &self.decisions[geo];
+                if let Some(table) = done.get(&Arc::as_ptr(old)) {
+                    decisions[geo] = table.clone();
+                    continue;
+                }
+                let columns: Vec<(usize, usize)> = pops
+                    .iter()
+                    .filter(|&&pop| failed.iter().all(|&(p, _)| p != pop))
+                    .filter_map(|&pop| Some((g.pops.iter().position(|&p| p == pop)?, pop)))
+                    .collect();
+                if columns.is_empty() {
+                    continue;
+                }
+                match build(old, &columns) {
+                    Ok((table, read)) => {
+                        for (pop, header) in read {
+                            if headers.iter().all(|&(p, _)| p != pop) {
+                                headers.push((pop, header));
+                            }
+                        }
+                        let table = Arc::new(table);
+                        done.insert(Arc::as_ptr(old), table.clone());
+                        decisions[geo] = table;
+                    }
+                    Err(failure) => {
+                        failed.push(failure);
+                        continue 'pass;
+                    }
+                }
+            }
+            let loaded = headers
+                .into_iter()
+                .map(|(pop, header)| (pop, header, info(pop, header)))
+                .collect();
+            return StreamedViews {
+                base: self.clone(),
+                decisions,
+                loaded,
+                failed,
+            };
+        }
+    }
+
+    /// This snapshot with the tables and views of `streamed` in. `streamed` was built from
+    /// an earlier snapshot; POPs whose views changed since (the own POP's view source may
+    /// publish during a long load) are merged again from this snapshot's views, in one
+    /// more pass. `None` if one of them is a view this snapshot holds as hops only (a pull
+    /// landed meanwhile): the caller builds again from this snapshot.
+    pub fn with_streamed(&self, streamed: &StreamedViews) -> Option<Self> {
+        let base = &streamed.base;
+        let same = |a: &Option<Arc<RouteView>>, b: &Option<Arc<RouteView>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let mut changed = Vec::new();
+        for pop in 0..self.views.len() {
+            if same(&self.views[pop], &base.views[pop])
+                && self.view_info[pop] == base.view_info[pop]
+            {
+                continue;
+            }
+            match (&self.views[pop], &self.view_info[pop]) {
+                (Some(view), _) => changed.push((pop, Some(view.hop_ranges()))),
+                (None, None) => changed.push((pop, None)),
+                (None, Some(_)) => return None,
+            }
+        }
+        let mut next = self.clone();
+        next.decisions = streamed.decisions.clone();
+        for (pop, _, info) in &streamed.loaded {
+            if changed.iter().all(|(p, _)| p != pop) {
+                next.views[*pop] = None;
+                next.view_info[*pop] = Some(info.clone());
+            }
+        }
+        if changed.is_empty() {
+            return Some(next);
+        }
+        let columns: Vec<(usize, Option<&HopRanges>)> =
+            changed.iter().map(|(pop, h)| (*pop, h.as_ref())).collect();
+        Some(next.with_columns(&columns))
     }
 
     /// POP `pop`'s route view, if this node has one.

@@ -34,6 +34,10 @@ pub type Publish = Arc<dyn Fn(OwnView) + Send + Sync>;
 /// build still progresses, at about a tenth of a busy core, when DNS takes the rest.
 const BUILDER_NICE: libc::c_int = 10;
 
+/// Jobs at least this long free enough memory (old decision tables, a replaced view) to
+/// be worth handing back to the system afterwards (`memory::release_free`).
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Runs `job` on the view builder thread (one per process, jobs in order); the receiver
@@ -53,8 +57,14 @@ pub fn background<T: Send + 'static>(
             .spawn(move || {
                 lower_priority();
                 for job in queue {
+                    let started = std::time::Instant::now();
                     // A panicking build loses that view, not the builder.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    // A long job rebuilt tables over full views and freed the old ones:
+                    // that memory goes back to the system instead of staying in RSS.
+                    if started.elapsed() >= RELEASE_AFTER {
+                        crate::memory::release_free();
+                    }
                 }
             });
         if let Err(e) = spawned {

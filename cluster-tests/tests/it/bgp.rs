@@ -137,9 +137,8 @@ fn own_view(node: &TestNode) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn lines(entries: &[(ipnet::IpNet, Box<[u32]>)]) -> Vec<String> {
+fn lines<'a>(entries: impl Iterator<Item = (ipnet::IpNet, &'a [u32])>) -> Vec<String> {
     let mut out: Vec<String> = entries
-        .iter()
         .map(|(net, path)| {
             std::iter::once(net.to_string())
                 .chain(path.iter().map(u32::to_string))

@@ -8,23 +8,32 @@
 //! counts, digest): a file that fails is logged and ignored, and the view is pulled again.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
-use crate::routes::transfer;
+use sparrow_proto::views::ViewHeader;
+
+use crate::routes::DecisionTable;
+use crate::routes::decision::{HopSource as _, PartMerge};
+use crate::routes::transfer::{TransferError, ViewStream};
 use crate::snapshot::{Snapshot, ViewInfo};
 
-/// Views merged into the decision tables per pass while loading (bounds the memory held in
-/// decoded views at once).
-const LOAD_BATCH: usize = 8;
+/// Most parts the kept views are split into to be merged at once (one per core).
+const MAX_PARTS: usize = 4;
+/// Chunks of merged ranges a part may have sent ahead of the final merge.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Read buffer per kept view while loading: frames are read whole past it, so it only
+/// batches the small reads (length prefixes).
+const STREAM_BUFFER: usize = 16 * 1024;
 
 /// Keeps `bytes`, the transfer of POP `pop`'s view, in `dir`.
 pub fn save(dir: &Path, pop: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{pop}.view"));
+    let path = path_of(dir, pop);
     let tmp = dir.join(format!(".{pop}.view.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;
@@ -45,87 +54,182 @@ pub async fn load_into(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Opt
 }
 
 fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u64>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_PARTS);
+    load_with(dir, snapshot, workers)
+}
+
+/// [`load_blocking`] with the views split into `workers` parts at most.
+fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> Vec<Option<u64>> {
     let config = snapshot.load().config.clone();
     let mut held = vec![None; config.pops.len()];
     let started = std::time::Instant::now();
-    let files: Vec<(usize, std::path::PathBuf)> = config
-        .pops
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != config.node.pop)
-        .map(|(i, pop)| (i, dir.join(format!("{}.view", pop.name))))
-        .filter(|(_, path)| path.exists())
+    let pops: Vec<usize> = (0..config.pops.len())
+        .filter(|&i| i != config.node.pop && path_of(dir, &config.pops[i].name).exists())
         .collect();
-    // Reading and checking a full view takes a fraction of a second: every core but one
-    // decodes while this thread merges what is ready into the decision tables, a batch at a
-    // time (the channel's bound caps the decoded views held at once).
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::sync_channel(LOAD_BATCH);
-    let mut loaded = 0usize;
+    if pops.is_empty() {
+        return held;
+    }
+    // Every kept view is read as a stream, all of them at once, into one pass that builds
+    // each decision table (see `Snapshot::build_streamed`): no view is ever decoded whole.
+    // The views are split into one part per core, each merged on its own thread, and the
+    // parts' rows put together on this one.
+    // Whatever parsing the config freed (the own view's text and parse state) goes back
+    // first, so that the tables being built do not come on top of it.
+    crate::memory::release_free();
+    let open = |pop: usize| open_kept(dir, &config.pops[pop].name);
+    let build = |table: &DecisionTable, columns: &[(usize, usize)]| {
+        build_table(table, columns, &open, workers)
+    };
+    let info = |pop: usize, header: ViewHeader| ViewInfo {
+        version: Some(header.version),
+        digest: Some(header.digest),
+        prefixes: header.prefixes,
+        source: format!(
+            "kept from the last run (pulled from {})",
+            config.pops[pop].name
+        ),
+        stale_since_ms: None,
+    };
+    let mut base = snapshot.load_full();
+    let streamed = loop {
+        let mut streamed = base.build_streamed(&pops, build, info);
+        // A kept view of a POP that no geo name lists reaches no table; it is still read
+        // through and checked, so that status shows it and it is not pulled again.
+        for &pop in &pops {
+            if config.geo.iter().any(|g| g.pops.contains(&pop)) {
+                continue;
+            }
+            match read_through(open(pop)) {
+                Ok(header) => streamed.loaded.push((pop, header, info(pop, header))),
+                Err(e) => streamed.failed.push((pop, e)),
+            }
+        }
+        // The own POP's view source may have swapped a snapshot in meanwhile: its change
+        // goes on top (`with_streamed`), or, if that cannot be, the load starts over.
+        let mut applied = false;
+        snapshot.rcu(|current| match current.with_streamed(&streamed) {
+            Some(next) => {
+                applied = true;
+                Arc::new(next)
+            }
+            None => {
+                applied = false;
+                current.clone()
+            }
+        });
+        if applied {
+            break streamed;
+        }
+        base = snapshot.load_full();
+    };
+    drop(base);
+    for (pop, e) in &streamed.failed {
+        warn!(
+            file = %path_of(dir, &config.pops[*pop].name).display(),
+            error = %e,
+            "kept route view refused; it will be pulled again"
+        );
+    }
+    for (pop, header, _) in &streamed.loaded {
+        held[*pop] = Some(header.digest);
+    }
+    let loaded = streamed.loaded.len();
+    drop(streamed);
+    // Building the tables freed far more memory than they hold (the old tables, the
+    // interning index, growth slack); give it back to the system.
+    crate::memory::release_free();
+    info!(
+        views = loaded,
+        took_ms = started.elapsed().as_millis() as u64,
+        "route views kept from the last run loaded"
+    );
+    held
+}
+
+/// A table built from kept views, and the header of each.
+type Built = (DecisionTable, Vec<(usize, ViewHeader)>);
+
+/// A stream of a kept view.
+type Stream = ViewStream<std::io::BufReader<std::fs::File>>;
+
+/// Builds `table` with the columns of `columns` (`(column, pop)`) replaced by the kept
+/// views `open` reads, in `workers` parts merged at once; see `Snapshot::build_streamed`.
+fn build_table(
+    table: &DecisionTable,
+    columns: &[(usize, usize)],
+    open: &(impl Fn(usize) -> Result<Stream, TransferError> + Sync),
+    workers: usize,
+) -> Result<Built, (usize, TransferError)> {
+    let mut streams = Vec::with_capacity(columns.len());
+    for &(column, pop) in columns {
+        streams.push((column, pop, open(pop).map_err(|e| (pop, e))?));
+    }
+    let headers = streams
+        .iter()
+        .map(|(_, pop, s)| (*pop, s.header()))
+        .collect();
+    let parts = workers.min(streams.len()).max(1);
+    if parts == 1 {
+        let pops: Vec<usize> = streams.iter().map(|&(_, pop, _)| pop).collect();
+        let sources = streams.into_iter().map(|(c, _, s)| (c, s)).collect();
+        let built = table.with_sources(sources).map_err(|(i, e)| (pops[i], e))?;
+        return Ok((built, headers));
+    }
+    let per_part = streams.len().div_ceil(parts);
+    let mut groups: Vec<Vec<(usize, usize, Stream)>> = Vec::new();
+    let mut rest = streams.into_iter();
+    loop {
+        let group: Vec<_> = rest.by_ref().take(per_part).collect();
+        if group.is_empty() {
+            break;
+        }
+        groups.push(group);
+    }
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (tx, next, files) = (tx.clone(), &next, &files);
+        let mut inputs = Vec::new();
+        for group in groups {
+            let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+            let columns: Vec<usize> = group.iter().map(|&(c, _, _)| c).collect();
+            let pops: Vec<usize> = group.iter().map(|&(_, pop, _)| pop).collect();
+            let sources = group.into_iter().map(|(_, _, s)| s).collect();
             scope.spawn(move || {
+                let mut part = PartMerge::new(sources);
                 loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((i, path)) = files.get(n) else {
-                        return;
-                    };
-                    let decoded = std::fs::read(path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| transfer::decode_stream(&b).map_err(|e| e.to_string()));
-                    if tx.send((*i, path.clone(), decoded)).is_err() {
+                    let chunk = part.next_chunk().map_err(|(i, e)| (pops[i], e));
+                    let last = !matches!(&chunk, Ok(c) if !c.is_last());
+                    // The receiver is gone when another part failed: stop.
+                    if tx.send(chunk).is_err() || last {
                         return;
                     }
                 }
             });
+            inputs.push((columns, rx.into_iter()));
         }
-        drop(tx);
-        let mut batch = Vec::new();
-        let flush = |batch: &mut Vec<_>| {
-            if !batch.is_empty() {
-                snapshot.rcu(|s| s.with_pulled(batch));
-                batch.clear();
-            }
-        };
-        for (i, path, decoded) in rx {
-            match decoded {
-                Ok((header, view)) => {
-                    held[i] = Some(header.digest);
-                    let info = ViewInfo {
-                        version: Some(header.version),
-                        digest: Some(header.digest),
-                        prefixes: header.prefixes,
-                        source: format!(
-                            "kept from the last run (pulled from {})",
-                            config.pops[i].name
-                        ),
-                        stale_since_ms: None,
-                    };
-                    batch.push((i, Arc::new(view), info));
-                    loaded += 1;
-                }
-                Err(e) => {
-                    warn!(file = %path.display(), error = %e, "kept route view refused; it will be pulled again");
-                }
-            }
-            if batch.len() == LOAD_BATCH {
-                flush(&mut batch);
-            }
-        }
-        flush(&mut batch);
-    });
-    if loaded > 0 {
-        info!(
-            views = loaded,
-            took_ms = started.elapsed().as_millis() as u64,
-            "route views kept from the last run loaded"
-        );
-    }
-    held
+        let built = table.with_parts(inputs).map_err(|(_, failure)| failure)?;
+        Ok((built, headers))
+    })
+}
+
+/// Reads a stream to its end, every check included; returns its header.
+fn read_through(stream: Result<Stream, TransferError>) -> Result<ViewHeader, TransferError> {
+    let mut stream = stream?;
+    while stream.next_v4()?.is_some() {}
+    while stream.next_v6()?.is_some() {}
+    Ok(stream.header())
+}
+
+/// Opens the view of POP `pop` kept in `dir` as a stream.
+fn open_kept(dir: &Path, pop: &str) -> Result<Stream, TransferError> {
+    let file =
+        std::fs::File::open(path_of(dir, pop)).map_err(|e| TransferError::Read(e.to_string()))?;
+    ViewStream::open(std::io::BufReader::with_capacity(STREAM_BUFFER, file))
+}
+
+/// Where POP `pop`'s view is kept in `dir`.
+fn path_of(dir: &Path, pop: &str) -> PathBuf {
+    dir.join(format!("{pop}.view"))
 }
 
 #[cfg(test)]
@@ -133,6 +237,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, Disk};
     use crate::routes::parse_route_view;
+    use crate::routes::transfer;
 
     #[test]
     fn kept_views_load_and_damaged_or_missing_ones_are_skipped() {
@@ -154,7 +259,13 @@ mod tests {
         save(&dir, "syd", &damaged).unwrap();
         // The own POP's file, if any, is never loaded as pulled.
         save(&dir, "ams", &bytes).unwrap();
-        let held = load_blocking(&dir, &snapshot);
+        let before = snapshot.load_full();
+        // One part (this thread) and two parts (two threads, rows put together here) load
+        // the same tables.
+        let held = load_with(&dir, &snapshot, 1);
+        let one_part = snapshot.swap(before.clone());
+        let held_parts = load_with(&dir, &snapshot, 2);
+        assert_eq!(held, held_parts);
         assert_eq!(held, vec![None, Some(encoded.header.digest), None]);
         let s = snapshot.load();
         let info = s.view_info(1).unwrap();
@@ -170,7 +281,131 @@ mod tests {
             Some(&0),
             "ams wins with nyc's kept view"
         );
+        // The damaged view left no trace: the tables are those of nyc's view alone.
+        let nyc_only = before.with_pulled(&[(
+            1,
+            Arc::new(transfer::decode_stream(&bytes).unwrap().1),
+            info.clone(),
+        )]);
+        for geo in 0..s.config.geo.len() {
+            assert_eq!(
+                s.decision_table(geo).dump(),
+                nyc_only.decision_table(geo).dump(),
+                "geo name {geo}"
+            );
+            assert_eq!(
+                one_part.decision_table(geo).dump(),
+                nyc_only.decision_table(geo).dump(),
+                "geo name {geo}, one part"
+            );
+        }
         assert!(!dir.join(".nyc.view.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_view_changed_during_the_load_goes_on_top_of_the_loaded_tables() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
+        let base = Arc::new(Snapshot::from_config(config));
+        let dir = std::env::temp_dir().join(format!("sparrow-view-graft-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kept = transfer::stream_bytes(&transfer::encode(
+            &parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n2001:db8::/32 1\n").0,
+            42,
+        ));
+        save(&dir, "nyc", &kept).unwrap();
+        let info = |pop: usize, h: ViewHeader| ViewInfo {
+            version: Some(h.version),
+            digest: Some(h.digest),
+            prefixes: h.prefixes,
+            source: format!("kept {pop}"),
+            stale_since_ms: None,
+        };
+        let open = |pop: usize| open_kept(&dir, &base.config.pops[pop].name);
+        let streamed =
+            base.build_streamed(&[1], |t, columns| build_table(t, columns, &open, 2), info);
+        assert!(streamed.failed.is_empty());
+        // Meanwhile the own POP (ams) published another view.
+        let own = Arc::new(parse_route_view("100.64.2.0/24 9 9\n10.0.0.0/8 1\n").0);
+        let own_info = ViewInfo {
+            version: Some(7),
+            digest: None,
+            prefixes: 2,
+            source: "bgp".into(),
+            stale_since_ms: None,
+        };
+        let current = base.with_view_from(0, Some(own.clone()), Some(own_info.clone()));
+        let applied = current.with_streamed(&streamed).unwrap();
+        let (header, hops) = transfer::decode_stream(&kept).unwrap();
+        let expected = base
+            .with_pulled(&[(1, Arc::new(hops), info(1, header))])
+            .with_view_from(0, Some(own), Some(own_info.clone()));
+        for geo in 0..base.config.geo.len() {
+            assert_eq!(
+                applied.decision_table(geo).dump(),
+                expected.decision_table(geo).dump(),
+                "geo name {geo}"
+            );
+        }
+        assert_eq!(applied.view_info(0), Some(&own_info));
+        assert_eq!(applied.view_info(1), Some(&info(1, header)));
+        // Straight onto the snapshot it was built from: the loaded tables as they are.
+        let same = base.with_streamed(&streamed).unwrap();
+        let (_, hops) = transfer::decode_stream(&kept).unwrap();
+        let pulled_only = base.with_pulled(&[(1, Arc::new(hops), info(1, header))]);
+        assert_eq!(
+            same.decision_table(0).dump(),
+            pulled_only.decision_table(0).dump()
+        );
+        // A view that came as hops only (a pull) cannot be merged again: build anew.
+        let pulled = base.with_pulled(&[(
+            2,
+            Arc::new(transfer::decode_stream(&kept).unwrap().1),
+            info(2, header),
+        )]);
+        assert!(pulled.with_streamed(&streamed).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_view_no_geo_name_uses_is_checked_and_held_but_builds_nothing() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "# pops = [\"ams\", \"nyc\", \"syd\"]",
+            "pops = [\"ams\", \"nyc\"]",
+        );
+        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+        let dir = std::env::temp_dir().join(format!("sparrow-view-outside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let encoded = transfer::encode(&parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n").0, 9);
+        let bytes = transfer::stream_bytes(&encoded);
+        save(&dir, "syd", &bytes).unwrap();
+        let before = snapshot.load_full();
+        let held = load_with(&dir, &snapshot, 2);
+        assert_eq!(held, vec![None, None, Some(encoded.header.digest)]);
+        let s = snapshot.load();
+        assert!(s.view_info(2).unwrap().source.starts_with("kept"));
+        assert_eq!(s.decision_table(0).dump(), before.decision_table(0).dump());
+        // Damaged, it is refused like any other and syd keeps its file view.
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 8;
+        damaged[last] ^= 0xff;
+        save(&dir, "syd", &damaged).unwrap();
+        snapshot.store(before.clone());
+        assert_eq!(load_with(&dir, &snapshot, 2), vec![None, None, None]);
+        assert!(
+            snapshot
+                .load()
+                .view_info(2)
+                .unwrap()
+                .source
+                .starts_with("file")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -659,7 +659,6 @@ fn the_example_mrt_source_gives_the_same_view_as_the_route_file() {
             .as_ref()
             .unwrap()
             .entries()
-            .iter()
             .map(|(n, p)| format!("{n} {p:?}"))
             .collect();
         e.sort();
@@ -750,7 +749,7 @@ fn view_sources_refuse_what_they_cannot_use() {
         .unwrap()
         .config;
     let view = c.pops[0].route_view.as_ref().unwrap();
-    assert_eq!(view.entries()[0].1.as_ref(), [64510], "own ASN dropped");
+    assert_eq!(view.entries().next().unwrap().1, [64510], "own ASN dropped");
     let refused_with = |table: &str| {
         Config::from_str(&with(table), Path::new("/etc/sparrow/sparrow.toml"), &files)
             .map(|_| ())

@@ -24,6 +24,8 @@ pub trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     fn last_of(self, len: u8) -> Self;
     /// Widens to `u128` (the form ranges are reported in).
     fn widen(self) -> u128;
+    /// Narrows a widened address back (the bits above the width are dropped).
+    fn narrow(wide: u128) -> Self;
 }
 
 macro_rules! impl_key {
@@ -43,6 +45,9 @@ macro_rules! impl_key {
             }
             fn widen(self) -> u128 {
                 u128::from(self)
+            }
+            fn narrow(wide: u128) -> Self {
+                wide as $t
             }
         }
     };
@@ -98,17 +103,12 @@ impl<K: Key> RangeTable<K> {
     pub fn build(mut prefixes: Vec<(K, u8, u32)>) -> Self {
         // Parents sort before their children: same start, shorter length first.
         prefixes.sort_unstable_by_key(|&(start, len, _)| (start, len));
-        let mut out = Builder::default();
-        // Open prefixes, outermost first: (last address, value).
-        let mut open: Vec<(K, u32)> = Vec::new();
+        let mut flat = Flattener::default();
         for (start, len, value) in prefixes {
-            debug_assert_ne!(value, NONE);
-            close_until(&mut open, &mut out, Some(start));
-            out.push(start, value);
-            open.push((start.last_of(len), value));
+            flat.prefix(start, len, value);
         }
-        close_until(&mut open, &mut out, None);
-        out.finish()
+        flat.close();
+        flat.out.finish()
     }
 
     /// Finds the most specific prefix covering `addr` and the range sharing its answer.
@@ -132,17 +132,16 @@ impl<K: Key> RangeTable<K> {
 
     /// Builds a table from `(start, value)` ranges with strictly increasing starts, the first
     /// one zero. Adjacent ranges with the same value merge.
-    pub fn from_ranges(ranges: Vec<(K, u32)>) -> Self {
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (K, u32)>) -> Self {
         let mut out = Builder::default();
         for (start, value) in ranges {
-            debug_assert!(start > out.ranges[out.ranges.len() - 1].0 || start == K::ZERO);
-            out.push(start, value);
+            out.push_next(start, value);
         }
         out.finish()
     }
 
     /// The ranges, in address order: `(start, value)`.
-    pub fn iter(&self) -> impl Iterator<Item = (K, u32)> + '_ {
+    pub fn iter(&self) -> std::iter::Copied<std::slice::Iter<'_, (K, u32)>> {
         self.ranges.iter().copied()
     }
 
@@ -162,21 +161,93 @@ impl<K: Key> RangeTable<K> {
     }
 }
 
-/// Pops every open prefix that ends before `next` (all of them for `None`), starting the range
-/// that follows each one with the value of the prefix that encloses it.
-fn close_until<K: Key>(open: &mut Vec<(K, u32)>, out: &mut Builder<K>, next: Option<K>) {
-    while let Some(&(last, _)) = open.last() {
-        if next.is_some_and(|n| n <= last) {
-            break;
-        }
-        open.pop();
-        if let Some(after) = last.succ() {
-            let outer = open.last().map_or(NONE, |&(_, v)| v);
-            out.push(after, outer);
+/// Ranges a [`Flattener`] hands out before it drops them from its buffer.
+const COMPACT_AFTER: usize = 256;
+
+/// Turns prefixes, given in `(start, length)` order, into the ranges of
+/// [`RangeTable::build`], as they come: the ranges that no later prefix can change are
+/// handed out at once, so a view read from a stream never needs its whole list of prefixes
+/// (or of ranges) in memory. [`RangeTable::build`] runs through the same code.
+#[derive(Debug)]
+pub(crate) struct Flattener<K: Key> {
+    /// Open prefixes, outermost first: (last address, value).
+    open: Vec<(K, u32)>,
+    out: Builder<K>,
+    /// Ranges of `out` already handed out by [`Self::next_final`].
+    taken: usize,
+    closed: bool,
+}
+
+impl<K: Key> Default for Flattener<K> {
+    fn default() -> Self {
+        Self {
+            open: Vec::new(),
+            out: Builder::default(),
+            taken: 0,
+            closed: false,
         }
     }
 }
 
+impl<K: Key> Flattener<K> {
+    /// Adds the next prefix: strictly after the previous one in `(start, length)` order, no
+    /// bits set past `len`, `value` not [`NONE`].
+    pub(crate) fn prefix(&mut self, start: K, len: u8, value: u32) {
+        debug_assert_ne!(value, NONE);
+        debug_assert!(!self.closed);
+        self.close_until(Some(start));
+        self.out.push(start, value);
+        self.open.push((start.last_of(len), value));
+    }
+
+    /// Ends the input: every open prefix closes.
+    pub(crate) fn close(&mut self) {
+        self.close_until(None);
+        self.closed = true;
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next range that no later prefix can change, if there is one yet.
+    ///
+    /// A new prefix only ever changes the last range built (a more specific prefix at the
+    /// same start overrides its value) and, through that, may merge it into the one before;
+    /// so all but the last two ranges are final, and all of them once the input is closed.
+    pub(crate) fn next_final(&mut self) -> Option<(K, u32)> {
+        let keep = if self.closed { 0 } else { 2 };
+        let ranges = &mut self.out.ranges;
+        if self.taken + keep >= ranges.len() {
+            // Drop what was handed out, now and then, so the buffer stays short.
+            if self.taken >= COMPACT_AFTER && !self.closed {
+                ranges.drain(..self.taken);
+                self.taken = 0;
+            }
+            return None;
+        }
+        self.taken += 1;
+        Some(ranges[self.taken - 1])
+    }
+
+    /// Pops every open prefix that ends before `next` (all of them for `None`), starting the
+    /// range that follows each one with the value of the prefix that encloses it.
+    fn close_until(&mut self, next: Option<K>) {
+        while let Some(&(last, _)) = self.open.last() {
+            if next.is_some_and(|n| n <= last) {
+                break;
+            }
+            self.open.pop();
+            if let Some(after) = last.succ() {
+                let outer = self.open.last().map_or(NONE, |&(_, v)| v);
+                self.out.push(after, outer);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Builder<K: Key> {
     ranges: Vec<(K, u32)>,
 }
@@ -191,7 +262,7 @@ impl<K: Key> Default for Builder<K> {
 
 impl<K: Key> Builder<K> {
     fn push(&mut self, start: K, value: u32) {
-        // INVARIANT: the builder always holds the range starting at zero.
+        // INVARIANT: the builder always holds at least one range.
         let last = self.ranges.len() - 1;
         if self.ranges[last].0 == start {
             // A more specific prefix (or the end of one) at the same address wins.
@@ -205,12 +276,48 @@ impl<K: Key> Builder<K> {
         }
     }
 
+    /// Appends a range that starts after every range so far (or replaces the first one, at
+    /// zero), merging it into the last one if their values are equal.
+    fn push_next(&mut self, start: K, value: u32) {
+        // INVARIANT: the builder always holds at least one range.
+        let last = self.ranges.len() - 1;
+        debug_assert!(start > self.ranges[last].0 || (start == K::ZERO && last == 0));
+        if self.ranges[last].0 == start {
+            self.ranges[last].1 = value;
+        } else if self.ranges[last].1 != value {
+            self.ranges.push((start, value));
+        }
+    }
+
     fn finish(self) -> RangeTable<K> {
         let summary = self.ranges.iter().step_by(BLOCK).map(|&(s, _)| s).collect();
         RangeTable {
             ranges: self.ranges.into(),
             summary,
         }
+    }
+}
+
+/// Collects ranges given in address order into a [`RangeTable`], merging neighbours with the
+/// same value (what a decision-table merge builds its output with).
+#[derive(Debug)]
+pub(crate) struct RangeCollector<K: Key>(Builder<K>);
+
+impl<K: Key> Default for RangeCollector<K> {
+    fn default() -> Self {
+        Self(Builder::default())
+    }
+}
+
+impl<K: Key> RangeCollector<K> {
+    /// Appends the range starting at `start` (after every range so far; the first at zero).
+    pub(crate) fn push(&mut self, start: K, value: u32) {
+        self.0.push_next(start, value);
+    }
+
+    /// The table.
+    pub(crate) fn finish(self) -> RangeTable<K> {
+        self.0.finish()
     }
 }
 

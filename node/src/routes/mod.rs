@@ -130,7 +130,193 @@ impl<T> PrefixTable<T> {
 }
 
 /// One POP's view of the Internet: prefix -> AS path.
-pub type RouteView = PrefixTable<Box<[u32]>>;
+///
+/// Compact: a full table is 1.25 M prefixes, and a heap box per AS path cost more than the
+/// paths themselves. The paths are interned into one arena and each prefix holds the id of
+/// its path; prefixes and path ids sit in two flat arrays (BENCHMARKS.md, "Full scale").
+#[derive(Clone, Debug)]
+pub struct RouteView {
+    nets: Box<[IpNet]>,
+    /// Per prefix (same index as `nets`): the id of its path.
+    path_ids: Box<[u32]>,
+    /// Path `i` is `arena[path_starts[i] .. path_starts[i + 1]]`.
+    path_starts: Box<[u32]>,
+    arena: Box<[u32]>,
+    v4: RangeTable<u32>,
+    v6: RangeTable<u128>,
+}
+
+/// The result of a [`RouteView`] lookup.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLookup<'a> {
+    /// The most specific prefix covering the address, and its AS path, if any.
+    pub entry: Option<(IpNet, &'a [u32])>,
+    /// Addresses around the queried one (same family) for which the lookup is the same.
+    pub span: Hit,
+}
+
+/// Every prefix of a [`RouteView`] with its AS path, in the order the view was built from.
+#[derive(Clone, Debug)]
+pub struct RouteEntries<'a> {
+    view: &'a RouteView,
+    next: usize,
+}
+
+impl<'a> Iterator for RouteEntries<'a> {
+    type Item = (IpNet, &'a [u32]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let view = self.view;
+        let net = *view.nets.get(self.next)?;
+        let path = view.path(view.path_ids[self.next]);
+        self.next += 1;
+        Some((net, path))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.view.nets.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RouteEntries<'_> {}
+
+impl Default for RouteView {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl RouteView {
+    /// Builds the view. Prefixes must be distinct and carry no host bits.
+    pub fn new(entries: Vec<(IpNet, Box<[u32]>)>) -> Self {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        let mut nets = Vec::with_capacity(entries.len());
+        let mut path_ids = Vec::with_capacity(entries.len());
+        let mut paths = PathInterner::default();
+        for (i, (net, path)) in entries.into_iter().enumerate() {
+            // INVARIANT: tables hold far fewer than u32::MAX entries (a full table is ~1.3 M).
+            let index = u32::try_from(i).expect("route view larger than u32::MAX entries");
+            match net {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), n.prefix_len(), index)),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len(), index)),
+            }
+            nets.push(net);
+            path_ids.push(paths.intern(&path));
+        }
+        let (path_starts, arena) = paths.finish();
+        Self {
+            nets: nets.into(),
+            path_ids: path_ids.into(),
+            path_starts,
+            arena,
+            v4: RangeTable::build(v4),
+            v6: RangeTable::build(v6),
+        }
+    }
+
+    fn path(&self, id: u32) -> &[u32] {
+        let id = id as usize;
+        &self.arena[self.path_starts[id] as usize..self.path_starts[id + 1] as usize]
+    }
+
+    /// Longest-prefix match of `addr`.
+    pub fn lookup(&self, addr: IpAddr) -> RouteLookup<'_> {
+        let span = match addr {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        };
+        let entry = match span.value {
+            NONE => None,
+            i => self
+                .nets
+                .get(i as usize)
+                .map(|net| (*net, self.path(self.path_ids[i as usize]))),
+        };
+        RouteLookup { entry, span }
+    }
+
+    /// Every prefix with its AS path, in the order the view was built from.
+    pub fn entries(&self) -> RouteEntries<'_> {
+        RouteEntries {
+            view: self,
+            next: 0,
+        }
+    }
+
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.nets.len()
+    }
+
+    /// Whether the view holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    /// Number of flattened ranges across both families (a measure of memory use).
+    pub fn ranges(&self) -> usize {
+        self.v4.ranges() + self.v6.ranges()
+    }
+
+    /// Distinct AS paths (a measure of memory use).
+    pub fn distinct_paths(&self) -> usize {
+        self.path_starts.len() - 1
+    }
+}
+
+/// Interns AS paths into one arena while a [`RouteView`] is built.
+struct PathInterner {
+    starts: Vec<u32>,
+    arena: Vec<u32>,
+    ids: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Default for PathInterner {
+    fn default() -> Self {
+        Self {
+            starts: vec![0],
+            arena: Vec::new(),
+            ids: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl PathInterner {
+    fn get<'a>(starts: &[u32], arena: &'a [u32], id: u32) -> &'a [u32] {
+        &arena[starts[id as usize] as usize..starts[id as usize + 1] as usize]
+    }
+
+    fn intern(&mut self, path: &[u32]) -> u32 {
+        use std::hash::BuildHasher as _;
+        let hash = self.hasher.hash_one(path);
+        let (starts, arena) = (&self.starts, &self.arena);
+        if let Some(&id) = self
+            .ids
+            .find(hash, |&id| Self::get(starts, arena, id) == path)
+        {
+            return id;
+        }
+        // INVARIANT: at most one path per prefix, and prefixes are far fewer than u32::MAX;
+        // a full table's paths hold a few million AS numbers.
+        let id = u32::try_from(self.starts.len() - 1).expect("paths fit in u32");
+        self.arena.extend_from_slice(path);
+        let end = u32::try_from(self.arena.len()).expect("AS path arena fits in u32");
+        self.starts.push(end);
+        let (starts, arena, hasher) = (&self.starts, &self.arena, &self.hasher);
+        self.ids.insert_unique(hash, id, |&id| {
+            hasher.hash_one(Self::get(starts, arena, id))
+        });
+        id
+    }
+
+    fn finish(self) -> (Box<[u32]>, Box<[u32]>) {
+        (self.starts.into(), self.arena.into())
+    }
+}
 
 /// A POP's view reduced to what answers need: AS hops per address range, longest prefix
 /// match already applied. This is what a node keeps of a peer's view (the AS paths stay with
@@ -192,11 +378,7 @@ impl HopRanges {
 impl RouteView {
     /// The view's hops per range (what decision tables and peers need of it).
     pub fn hop_ranges(&self) -> HopRanges {
-        HopRanges::new(
-            self.entries
-                .iter()
-                .map(|(net, path)| (*net, Self::hops_of(path))),
-        )
+        HopRanges::new(self.entries().map(|(net, path)| (net, Self::hops_of(path))))
     }
 }
 

@@ -39,7 +39,7 @@ fn route_view_parses_both_families_comments_and_empty_paths() {
         hit.entry.unwrap().0,
         "100.64.1.0/24".parse::<IpNet>().unwrap()
     );
-    assert_eq!(&*hit.entry.unwrap().1, &[64496]);
+    assert_eq!(hit.entry.unwrap().1, &[64496]);
 }
 
 #[test]
@@ -303,4 +303,268 @@ fn decision_table_with_no_views_has_one_empty_row() {
     );
     assert_eq!((span.lo, span.hi), (0, u128::from(u32::MAX)));
     assert_eq!(table.row_count(), 1);
+}
+
+/// Random IPv4 and IPv6 routes in small address spaces, so that prefixes nest often and the
+/// views of different POPs overlap: the text of a route file.
+fn random_dual_view(seed: u64, n: usize) -> String {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = String::new();
+    for _ in 0..n {
+        let path: Vec<String> = (0..next() % 7).map(|h| (64500 + h).to_string()).collect();
+        let net = if next() % 4 == 0 {
+            let len = 16 + (next() % 49) as u8;
+            let addr = (0x2001_0db8u128 << 96) | (u128::from(next() as u32 & 0x00FF_FFFF) << 64);
+            IpNet::new(IpAddr::from(addr.to_be_bytes()), len).unwrap()
+        } else {
+            let len = (next() % 33) as u8;
+            let addr = 0x0A00_0000 | (next() as u32 & 0x00FF_0F0F);
+            IpNet::new(IpAddr::from(addr.to_be_bytes()), len).unwrap()
+        };
+        text.push_str(&format!("{} {}\n", net.trunc(), path.join(" ")));
+    }
+    // Both ends of both families, and a default route now and then.
+    match seed % 4 {
+        0 => text.push_str("0.0.0.0/0 1 2\n255.255.255.255/32 1\n0.0.0.0/32\n"),
+        1 => text.push_str("::/0 1 2 3\nffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128 1\n"),
+        _ => {}
+    }
+    text
+}
+
+/// A view as the bytes of a kept transfer.
+fn kept_bytes(text: &str) -> Vec<u8> {
+    let (view, _) = parse_route_view(text);
+    transfer::stream_bytes(&transfer::encode(&view, 1))
+}
+
+#[test]
+fn flattening_as_prefixes_come_gives_the_ranges_of_a_whole_build() {
+    for seed in 0..40u64 {
+        let (view, _) = parse_route_view(&random_dual_view(seed, 1 + seed as usize * 7));
+        let mut v4: Vec<(u32, u8, u32)> = Vec::new();
+        for (i, (net, _)) in view.entries().enumerate() {
+            if let IpNet::V4(n) = net {
+                v4.push((u32::from(n.network()), n.prefix_len(), i as u32 % 3));
+            }
+        }
+        v4.sort_unstable_by_key(|&(s, l, _)| (s, l));
+        let whole: Vec<(u32, u32)> = RangeTable::build(v4.clone()).iter().collect();
+        let mut flat = lpm::Flattener::default();
+        let mut streamed = Vec::new();
+        for &(start, len, value) in &v4 {
+            flat.prefix(start, len, value);
+            while let Some(r) = flat.next_final() {
+                streamed.push(r);
+            }
+        }
+        flat.close();
+        while let Some(r) = flat.next_final() {
+            streamed.push(r);
+        }
+        assert_eq!(streamed, whole, "seed {seed}");
+    }
+}
+
+#[test]
+fn tables_built_from_streamed_views_equal_tables_built_from_views_in_memory() {
+    for seed in 0..30u64 {
+        // Five POPs: random views of all sizes (the first often empty), no view for one.
+        let texts: Vec<Option<String>> = (0..5u64)
+            .map(|i| match i {
+                3 => None,
+                0 => Some(random_dual_view(seed * 5, (seed % 3) as usize * 40)),
+                _ => Some(random_dual_view(seed * 5 + i, 150)),
+            })
+            .collect();
+        let (map, _) = parse_static_map(
+            &random_dual_view(seed * 19 + 7, 12)
+                .lines()
+                .map(|l| format!("{} {}\n", l.split_whitespace().next().unwrap(), seed % 5))
+                .collect::<String>(),
+            |asn| Some(asn as usize),
+        );
+        let bytes: Vec<Option<Vec<u8>>> =
+            texts.iter().map(|t| t.as_deref().map(kept_bytes)).collect();
+        let hops: Vec<Option<HopRanges>> = bytes
+            .iter()
+            .map(|b| b.as_ref().map(|b| transfer::decode_stream(b).unwrap().1))
+            .collect();
+        let refs: Vec<Option<&HopRanges>> = hops.iter().map(Option::as_ref).collect();
+        let column = |pop: usize| (pop < 5).then_some(pop);
+        let whole = DecisionTable::build(&refs, Some(&map), column);
+        // The streams replace columns of a table that has none of these views, in one pass.
+        let empty = DecisionTable::build(&[None; 5], Some(&map), column);
+        let sources: Vec<(usize, transfer::ViewStream<&[u8]>)> = bytes
+            .iter()
+            .enumerate()
+            .filter_map(|(c, b)| Some((c, transfer::ViewStream::open(b.as_deref()?).unwrap())))
+            .collect();
+        let streamed = empty.with_sources(sources).unwrap();
+        assert_eq!(streamed.dump(), whole.dump(), "seed {seed}");
+        // The same views merged in two parts, then put together.
+        let split = 1 + (seed as usize % 3);
+        let columns: Vec<usize> = (0..5).filter(|&c| bytes[c].is_some()).collect();
+        let parts: Vec<(Vec<usize>, _)> = [&columns[..split], &columns[split..]]
+            .into_iter()
+            .map(|cols| {
+                let chunks = part_chunks(cols.iter().map(|&c| bytes[c].as_deref().unwrap()));
+                (cols.to_vec(), chunks.into_iter())
+            })
+            .collect();
+        let put_together = empty.with_parts(parts).unwrap();
+        assert_eq!(put_together.dump(), whole.dump(), "seed {seed}, parts");
+        assert_eq!(streamed.row_count(), whole.row_count(), "seed {seed}");
+        // Replacing some columns of a full table: the same as building it anew.
+        let other = kept_bytes(&random_dual_view(seed + 1000, 100));
+        let replaced = whole
+            .with_sources(vec![(1, transfer::ViewStream::open(&other[..]).unwrap())])
+            .unwrap();
+        let other_hops = transfer::decode_stream(&other).unwrap().1;
+        let mut refs2 = refs.clone();
+        refs2[1] = Some(&other_hops);
+        let fresh = DecisionTable::build(&refs2, Some(&map), column);
+        assert_eq!(replaced.dump(), fresh.dump(), "seed {seed}");
+        assert_eq!(replaced.row_count(), fresh.row_count(), "seed {seed}");
+    }
+}
+
+/// Every chunk of a part merged from these streams (an error ends the list).
+fn part_chunks<'a>(
+    streams: impl Iterator<Item = &'a [u8]>,
+) -> Vec<Result<decision::PartChunk, (usize, transfer::TransferError)>> {
+    let sources = streams
+        .map(|b| transfer::ViewStream::open(b).unwrap())
+        .collect();
+    let mut part = decision::PartMerge::new(sources);
+    let mut chunks = Vec::new();
+    loop {
+        let chunk = part.next_chunk();
+        let last = !matches!(&chunk, Ok(c) if !c.is_last());
+        chunks.push(chunk);
+        if last {
+            return chunks;
+        }
+    }
+}
+
+#[test]
+fn a_damaged_stream_in_a_part_fails_the_whole_and_names_its_part() {
+    let good = kept_bytes(&random_dual_view(3, 400));
+    let mut bad = kept_bytes(&random_dual_view(4, 400));
+    let flip = bad.len() - 40;
+    bad[flip] ^= 0x08;
+    let base = DecisionTable::build(&[None; 3], None, |_| None);
+    let parts = vec![
+        (vec![0], part_chunks([&good[..]].into_iter()).into_iter()),
+        (
+            vec![1, 2],
+            part_chunks([&good[..], &bad[..]].into_iter()).into_iter(),
+        ),
+    ];
+    let (part, (source, _)) = base.with_parts(parts).unwrap_err();
+    assert_eq!((part, source), (1, 1));
+}
+
+#[test]
+fn a_damaged_stream_among_good_ones_fails_the_pass_and_names_itself() {
+    let good: Vec<Vec<u8>> = (0..3)
+        .map(|i| kept_bytes(&random_dual_view(i + 77, 200)))
+        .collect();
+    let base = DecisionTable::build(&[None; 4], None, |_| None);
+    let run = |bad: &[u8]| {
+        let mut sources = vec![];
+        for (c, b) in good.iter().enumerate() {
+            sources.push((c, transfer::ViewStream::open(&b[..])?));
+        }
+        sources.push((3, transfer::ViewStream::open(bad)?));
+        Ok::<_, transfer::TransferError>(base.with_sources(sources))
+    };
+    let bytes = kept_bytes(&random_dual_view(5, 300));
+    let whole = run(&bytes).unwrap().unwrap();
+    // Cut anywhere: refused, whether at opening or in the pass, where it names column 3.
+    for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+        match run(&bytes[..cut]) {
+            Err(_) => {}
+            Ok(Err((index, e))) => assert_eq!(index, 3, "cut at {cut}: {e}"),
+            Ok(Ok(_)) => panic!("cut at {cut} accepted"),
+        }
+    }
+    // Any flipped byte: refused, or (if it only touched what the digest does not cover) the
+    // very same table.
+    let mut refused = 0;
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x10;
+        match run(&bad) {
+            Err(_) => refused += 1,
+            Ok(Err((index, _))) => {
+                assert_eq!(index, 3, "byte {i}");
+                refused += 1;
+            }
+            Ok(Ok(table)) => assert_eq!(table.dump(), whole.dump(), "byte {i}"),
+        }
+    }
+    assert!(refused > bytes.len() / 2, "{refused} of {}", bytes.len());
+    // A digest that does not match is only found at the end, after every range.
+    let header_digest = transfer::decode_stream(&bytes).unwrap().0.digest;
+    let mut view: Vec<(IpNet, Box<[u32]>)> = parse_route_view(&random_dual_view(5, 300))
+        .0
+        .entries()
+        .map(|(net, path)| (net, path.into()))
+        .collect();
+    view[0].1 = vec![1; 9].into();
+    let mut other = transfer::encode(&RouteView::new(view), 1);
+    other.header.digest = header_digest;
+    let e = run(&transfer::stream_bytes(&other)).unwrap().unwrap_err();
+    assert_eq!(e.0, 3);
+    assert!(
+        matches!(e.1, transfer::TransferError::Digest { .. }),
+        "{}",
+        e.1
+    );
+}
+
+#[test]
+fn route_view_keeps_every_entry_in_order_and_stores_each_path_once() {
+    for seed in 0..20u64 {
+        let text = random_dual_view(seed + 500, 200);
+        let (view, _) = parse_route_view(&text);
+        // The entries as given (first of duplicates), in file order.
+        let mut seen = std::collections::HashSet::new();
+        let given: Vec<(IpNet, Vec<u32>)> = text
+            .lines()
+            .map(|l| {
+                let mut fields = l.split_whitespace();
+                let net: IpNet = fields.next().unwrap().parse().unwrap();
+                (net, fields.map(|f| f.parse().unwrap()).collect())
+            })
+            .filter(|(net, _)| seen.insert(*net))
+            .collect();
+        let stored: Vec<(IpNet, Vec<u32>)> = view.entries().map(|(n, p)| (n, p.to_vec())).collect();
+        assert_eq!(stored, given, "seed {seed}");
+        assert_eq!(view.entries().len(), view.len());
+        let distinct: std::collections::HashSet<&Vec<u32>> = given.iter().map(|(_, p)| p).collect();
+        assert_eq!(view.distinct_paths(), distinct.len(), "seed {seed}");
+        // Longest prefix match against a scan of every entry, at both ends of each.
+        for (net, _) in &given {
+            for addr in [net.network(), net.broadcast()] {
+                let want = given
+                    .iter()
+                    .filter(|(n, _)| n.contains(&addr))
+                    .max_by_key(|(n, _)| n.prefix_len())
+                    .map(|(n, p)| (*n, p.as_slice()));
+                assert_eq!(view.lookup(addr).entry, want, "seed {seed} {addr}");
+            }
+        }
+    }
+    assert_eq!(RouteView::new(Vec::new()).distinct_paths(), 0);
+    assert_eq!(RouteView::default().distinct_paths(), 0);
+    assert!(RouteView::default().lookup(ip("10.0.0.1")).entry.is_none());
 }

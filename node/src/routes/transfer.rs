@@ -11,9 +11,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sparrow_proto::frame::{self, FrameError};
 use sparrow_proto::views::{
-    CHUNK, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, ViewFrame, ViewHeader,
+    CHUNK, FrameRoutes, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, RouteCursor, ViewFrame,
+    ViewHeader, read_routes,
 };
 
+use std::io::Read;
+
+use super::decision::HopSource;
+use super::lpm::Flattener;
 use super::{HopRanges, RouteView};
 use crate::policy::StableHasher;
 
@@ -69,6 +74,9 @@ pub enum TransferError {
         /// Announced.
         announced: u64,
     },
+    /// The bytes could not be read (a view kept on disk).
+    #[error("read failed: {0}")]
+    Read(String),
     /// The bytes received do not hash to the announced digest.
     #[error("digest {got:016x} does not match the announced {announced:016x}")]
     Digest {
@@ -138,27 +146,19 @@ pub fn encode(view: &RouteView, version: u64) -> EncodedView {
     }
 }
 
-/// Sort order of routes on the wire: IPv4 first, then by address, then by length.
-fn sort_key(net: &IpNet) -> (bool, u128, u8) {
-    match net {
-        IpNet::V4(n) => (false, u128::from(u32::from(n.network())), n.prefix_len()),
-        IpNet::V6(n) => (true, u128::from(n.network()), n.prefix_len()),
-    }
-}
-
-/// Rebuilds a view from the frames that follow a header, checking each as it comes.
+/// The checks every received view goes through, frame by frame, whether its routes are
+/// collected ([`ViewDecoder`]) or streamed ([`ViewStream`]): bounds, order, counts, digest.
 #[derive(Debug)]
-pub struct ViewDecoder {
+struct Checks {
     header: ViewHeader,
     hasher: StableHasher,
-    v4: Vec<(u32, u8, u32)>,
-    v6: Vec<(u128, u8, u32)>,
+    routes: u64,
+    /// The last route's `(is IPv6, address, length)`.
     last: Option<(bool, u128, u8)>,
 }
 
-impl ViewDecoder {
-    /// Starts decoding the view `header` announces.
-    pub fn new(header: ViewHeader) -> Result<Self, TransferError> {
+impl Checks {
+    fn new(header: ViewHeader) -> Result<Self, TransferError> {
         if header.prefixes > MAX_PREFIXES {
             return Err(TransferError::TooMany {
                 what: "prefixes",
@@ -168,85 +168,103 @@ impl ViewDecoder {
         Ok(Self {
             header,
             hasher: StableHasher::default(),
-            v4: Vec::new(),
-            v6: Vec::new(),
+            routes: 0,
             last: None,
         })
     }
 
-    /// Takes the body of the next frame (without its length prefix). Returns the view once
-    /// `End` arrives and everything checks out.
-    pub fn push(&mut self, body: &[u8]) -> Result<Option<HopRanges>, TransferError> {
+    /// Decodes the body of a frame (without its length prefix) and adds it to the digest.
+    fn frame(&mut self, body: &[u8]) -> Result<ViewFrame, TransferError> {
         let message: ViewFrame = frame::decode(body)?;
         if !matches!(message, ViewFrame::End) {
-            // INVARIANT: bodies are bounded by MAX_FRAME, far below 4 GiB.
-            self.hasher.write(&(body.len() as u32).to_le_bytes());
-            self.hasher.write(body);
+            self.digest(body);
         }
-        match message {
-            ViewFrame::V4(routes) => {
-                let mut prev = 0u32;
-                for r in routes {
-                    let addr = prev
-                        .checked_add(r.gap)
-                        .ok_or(TransferError::BadPrefix("IPv4 address past the end".into()))?;
-                    prev = addr;
-                    let net = Ipv4Net::new(Ipv4Addr::from(addr), r.len).map_err(|_| {
-                        TransferError::BadPrefix(format!("{}/{}", Ipv4Addr::from(addr), r.len))
-                    })?;
-                    self.route(IpNet::V4(net))?;
-                    self.v4.push((addr, r.len, u32::from(r.hops)));
-                }
-            }
-            ViewFrame::V6(routes) => {
-                let mut prev = 0u64;
-                for r in routes {
-                    let hi = prev
-                        .checked_add(r.gap_hi)
-                        .ok_or(TransferError::BadPrefix("IPv6 address past the end".into()))?;
-                    prev = hi;
-                    let addr = (u128::from(hi) << 64) | u128::from(r.lo);
-                    let net = Ipv6Net::new(Ipv6Addr::from(addr), r.len).map_err(|_| {
-                        TransferError::BadPrefix(format!("{}/{}", Ipv6Addr::from(addr), r.len))
-                    })?;
-                    self.route(IpNet::V6(net))?;
-                    self.v6.push((addr, r.len, u32::from(r.hops)));
-                }
-            }
-            ViewFrame::End => return self.finish().map(Some),
-            ViewFrame::Header(_) => return Err(TransferError::Unexpected("second header")),
-            ViewFrame::Refused { .. } => {
-                return Err(TransferError::Unexpected("refusal inside a transfer"));
-            }
-        }
-        Ok(None)
+        Ok(message)
     }
 
-    /// Checks one route: no host bits, strictly after the previous one, within the count.
-    fn route(&mut self, net: IpNet) -> Result<(), TransferError> {
-        if net.trunc() != net {
-            return Err(TransferError::BadPrefix(net.to_string()));
+    /// Opens the body of a frame for reading in place and adds it to the digest.
+    fn frame_in_place(&mut self, body: &[u8]) -> Result<FrameRoutes, TransferError> {
+        let message = read_routes(body)?;
+        if !matches!(message, FrameRoutes::Other(ViewFrame::End)) {
+            self.digest(body);
         }
-        let key = sort_key(&net);
+        Ok(message)
+    }
+
+    fn digest(&mut self, body: &[u8]) {
+        // INVARIANT: bodies are bounded by MAX_FRAME, far below 4 GiB.
+        self.hasher.write(&(body.len() as u32).to_le_bytes());
+        self.hasher.write(body);
+    }
+
+    /// Checks the next IPv4 route of a chunk (`prev`: the previous address in the chunk);
+    /// returns its network address and length.
+    fn v4(&mut self, prev: &mut u32, r: &Route4) -> Result<(u32, u8), TransferError> {
+        let addr = prev
+            .checked_add(r.gap)
+            .ok_or_else(|| TransferError::BadPrefix("IPv4 address past the end".into()))?;
+        *prev = addr;
+        let host = u32::MAX.checked_shr(u32::from(r.len)).unwrap_or(0);
+        if r.len > 32 || addr & host != 0 {
+            return Err(TransferError::BadPrefix(format!(
+                "{}/{}",
+                Ipv4Addr::from(addr),
+                r.len
+            )));
+        }
+        self.route((false, u128::from(addr), r.len), || {
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(addr), r.len).unwrap_or_default())
+        })?;
+        Ok((addr, r.len))
+    }
+
+    /// Checks the next IPv6 route of a chunk, as [`Self::v4`].
+    fn v6(&mut self, prev: &mut u64, r: &Route6) -> Result<(u128, u8), TransferError> {
+        let hi = prev
+            .checked_add(r.gap_hi)
+            .ok_or_else(|| TransferError::BadPrefix("IPv6 address past the end".into()))?;
+        *prev = hi;
+        let addr = (u128::from(hi) << 64) | u128::from(r.lo);
+        let host = u128::MAX.checked_shr(u32::from(r.len)).unwrap_or(0);
+        if r.len > 128 || addr & host != 0 {
+            return Err(TransferError::BadPrefix(format!(
+                "{}/{}",
+                Ipv6Addr::from(addr),
+                r.len
+            )));
+        }
+        self.route((true, addr, r.len), || {
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(addr), r.len).unwrap_or_default())
+        })?;
+        Ok((addr, r.len))
+    }
+
+    /// Checks that a route comes strictly after the previous one and within the count.
+    fn route(
+        &mut self,
+        key: (bool, u128, u8),
+        net: impl FnOnce() -> IpNet,
+    ) -> Result<(), TransferError> {
         if self.last.is_some_and(|last| last >= key) {
-            return Err(TransferError::OutOfOrder(net));
+            return Err(TransferError::OutOfOrder(net()));
         }
         self.last = Some(key);
-        if (self.v4.len() + self.v6.len()) as u64 >= self.header.prefixes {
+        if self.routes >= self.header.prefixes {
             return Err(TransferError::TooMany {
                 what: "prefixes",
                 announced: self.header.prefixes,
             });
         }
+        self.routes += 1;
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<HopRanges, TransferError> {
-        let got = (self.v4.len() + self.v6.len()) as u64;
-        if got != self.header.prefixes {
+    /// At `End`: everything announced came, and the digest matches.
+    fn end(&self) -> Result<(), TransferError> {
+        if self.routes != self.header.prefixes {
             return Err(TransferError::Short {
                 what: "prefixes",
-                got,
+                got: self.routes,
                 announced: self.header.prefixes,
             });
         }
@@ -257,11 +275,241 @@ impl ViewDecoder {
                 announced: self.header.digest,
             });
         }
-        Ok(HopRanges::from_parts(
-            std::mem::take(&mut self.v4),
-            std::mem::take(&mut self.v6),
-        ))
+        Ok(())
     }
+}
+
+/// Rebuilds a view from the frames that follow a header, checking each as it comes.
+#[derive(Debug)]
+pub struct ViewDecoder {
+    checks: Checks,
+    v4: Vec<(u32, u8, u32)>,
+    v6: Vec<(u128, u8, u32)>,
+}
+
+impl ViewDecoder {
+    /// Starts decoding the view `header` announces.
+    pub fn new(header: ViewHeader) -> Result<Self, TransferError> {
+        Ok(Self {
+            checks: Checks::new(header)?,
+            v4: Vec::new(),
+            v6: Vec::new(),
+        })
+    }
+
+    /// Takes the body of the next frame (without its length prefix). Returns the view once
+    /// `End` arrives and everything checks out.
+    pub fn push(&mut self, body: &[u8]) -> Result<Option<HopRanges>, TransferError> {
+        match self.checks.frame(body)? {
+            ViewFrame::V4(routes) => {
+                let mut prev = 0u32;
+                for r in &routes {
+                    let (addr, len) = self.checks.v4(&mut prev, r)?;
+                    self.v4.push((addr, len, u32::from(r.hops)));
+                }
+            }
+            ViewFrame::V6(routes) => {
+                let mut prev = 0u64;
+                for r in &routes {
+                    let (addr, len) = self.checks.v6(&mut prev, r)?;
+                    self.v6.push((addr, len, u32::from(r.hops)));
+                }
+            }
+            ViewFrame::End => {
+                self.checks.end()?;
+                return Ok(Some(HopRanges::from_parts(
+                    std::mem::take(&mut self.v4),
+                    std::mem::take(&mut self.v6),
+                )));
+            }
+            ViewFrame::Header(_) => return Err(TransferError::Unexpected("second header")),
+            ViewFrame::Refused { .. } => {
+                return Err(TransferError::Unexpected("refusal inside a transfer"));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A transfer read frame by frame from a byte stream (a view kept on disk), its routes
+/// handed out as hop ranges, IPv4 then IPv6, as they are read: the form in which decision
+/// tables are built from many views at once ([`crate::routes::DecisionTable::with_sources`])
+/// without holding any of them whole (one frame's bytes, read in place). Every frame is
+/// checked as [`ViewDecoder`] checks it; the counts and the digest can only be checked at
+/// `End`, after the last range, so a caller must not use what it built from a stream until
+/// the stream has ended without an error.
+#[derive(Debug)]
+pub struct ViewStream<R> {
+    reader: R,
+    checks: Checks,
+    /// The body of the frame being read (reused).
+    body: Vec<u8>,
+    /// Where the routes of `body` are read from, and of which family (`None`: no routes
+    /// left in it).
+    routes: Option<(bool, RouteCursor)>,
+    /// The previous address in the frame, per family.
+    prev4: u32,
+    prev6: u64,
+    /// `End` has been read and checked.
+    ended: bool,
+    flat4: Flattener<u32>,
+    flat6: Flattener<u128>,
+}
+
+impl<R: Read> ViewStream<R> {
+    /// Reads the preamble and the header.
+    pub fn open(mut reader: R) -> Result<Self, TransferError> {
+        let mut preamble = [0u8; frame::PREAMBLE_BYTES];
+        read_exact(&mut reader, &mut preamble, "end of data in the preamble")?;
+        frame::check_preamble(MAGIC, preamble)?;
+        let mut body = Vec::new();
+        read_frame(&mut reader, &mut body)?;
+        let header = match frame::decode::<ViewFrame>(&body)? {
+            ViewFrame::Header(h) => h,
+            ViewFrame::Refused { reason } => return Err(TransferError::Refused(reason)),
+            _ => return Err(TransferError::Unexpected("data without a header")),
+        };
+        Ok(Self {
+            reader,
+            checks: Checks::new(header)?,
+            body,
+            routes: None,
+            prev4: 0,
+            prev6: 0,
+            ended: false,
+            flat4: Flattener::default(),
+            flat6: Flattener::default(),
+        })
+    }
+
+    /// The header: version, digest, prefixes announced.
+    pub fn header(&self) -> ViewHeader {
+        self.checks.header
+    }
+
+    /// Reads and checks the next frame, leaving its routes (if any) to read; `End` is
+    /// checked here.
+    fn next_frame(&mut self) -> Result<(), TransferError> {
+        read_frame(&mut self.reader, &mut self.body)?;
+        self.routes = match self.checks.frame_in_place(&self.body)? {
+            FrameRoutes::V4(cursor) => {
+                self.prev4 = 0;
+                Some((false, cursor))
+            }
+            FrameRoutes::V6(cursor) => {
+                self.prev6 = 0;
+                Some((true, cursor))
+            }
+            FrameRoutes::Other(ViewFrame::End) => {
+                self.checks.end()?;
+                self.ended = true;
+                None
+            }
+            FrameRoutes::Other(ViewFrame::Header(_)) => {
+                return Err(TransferError::Unexpected("second header"));
+            }
+            FrameRoutes::Other(_) => {
+                return Err(TransferError::Unexpected("refusal inside a transfer"));
+            }
+        };
+        Ok(())
+    }
+
+    /// The next route of the current frame, or of the next ones, while they are of family
+    /// `v6`; `None` at the first frame of the other family (kept for later) or at `End`.
+    fn next_route(&mut self, v6: bool) -> Result<Option<(u128, u8, u8)>, TransferError> {
+        loop {
+            match &mut self.routes {
+                Some((false, cursor)) => match cursor.next_v4(&self.body)? {
+                    Some(r) if !v6 => {
+                        let (addr, len) = self.checks.v4(&mut self.prev4, &r)?;
+                        return Ok(Some((u128::from(addr), len, r.hops)));
+                    }
+                    // IPv4 after IPv6: the order check refuses it.
+                    Some(r) => {
+                        self.checks.v4(&mut self.prev4, &r)?;
+                    }
+                    None => self.routes = None,
+                },
+                Some((true, cursor)) => {
+                    if !v6 {
+                        // The first IPv6 frame: the IPv4 routes are over.
+                        return Ok(None);
+                    }
+                    match cursor.next_v6(&self.body)? {
+                        Some(r) => {
+                            let (addr, len) = self.checks.v6(&mut self.prev6, &r)?;
+                            return Ok(Some((addr, len, r.hops)));
+                        }
+                        None => self.routes = None,
+                    }
+                }
+                None if self.ended => return Ok(None),
+                None => self.next_frame()?,
+            }
+        }
+    }
+}
+
+impl<R: Read> HopSource for ViewStream<R> {
+    type Error = TransferError;
+
+    fn next_v4(&mut self) -> Result<Option<(u32, u32)>, TransferError> {
+        loop {
+            if let Some(range) = self.flat4.next_final() {
+                return Ok(Some(range));
+            }
+            if self.flat4.is_closed() {
+                return Ok(None);
+            }
+            match self.next_route(false)? {
+                // INVARIANT: IPv4 routes carry 32-bit addresses.
+                Some((addr, len, hops)) => self.flat4.prefix(addr as u32, len, u32::from(hops)),
+                None => self.flat4.close(),
+            }
+        }
+    }
+
+    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
+        // IPv6 routes come after every IPv4 route: read past any the caller skipped.
+        while self.next_v4()?.is_some() {}
+        loop {
+            if let Some(range) = self.flat6.next_final() {
+                return Ok(Some(range));
+            }
+            if self.flat6.is_closed() {
+                return Ok(None);
+            }
+            match self.next_route(true)? {
+                Some((addr, len, hops)) => self.flat6.prefix(addr, len, u32::from(hops)),
+                None => {
+                    self.flat6.close();
+                    self.body = Vec::new();
+                }
+            }
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; the end of the data is `eof`.
+fn read_exact(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    eof: &'static str,
+) -> Result<(), TransferError> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => TransferError::Unexpected(eof),
+        _ => TransferError::Read(e.to_string()),
+    })
+}
+
+/// Reads one frame's length prefix and body into `body`.
+fn read_frame(reader: &mut impl Read, body: &mut Vec<u8>) -> Result<(), TransferError> {
+    let mut len = [0u8; frame::LEN_BYTES];
+    read_exact(reader, &mut len, "end of data in a frame length")?;
+    let len = frame::body_len(len, MAX_FRAME)?;
+    body.resize(len, 0);
+    read_exact(reader, body, "end of data in a frame")
 }
 
 /// A whole transfer as one buffer (preamble, header, frames through `End`): the form a node

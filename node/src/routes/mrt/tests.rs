@@ -37,7 +37,6 @@ fn by_ip(ip: &str) -> PeerSelector {
 fn lines(view: &RouteView) -> Vec<String> {
     let mut out: Vec<String> = view
         .entries()
-        .iter()
         .map(|(net, path)| {
             let mut line = net.to_string();
             for asn in path.iter() {
