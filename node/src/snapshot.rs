@@ -65,6 +65,17 @@ struct GeoRecords {
     aaaa: Vec<Vec<Record>>,
 }
 
+impl GeoRecords {
+    /// Per POP, its records of type `rtype` (A, or AAAA for any other type).
+    fn of(&self, rtype: RecordType) -> &[Vec<Record>] {
+        if rtype == RecordType::A {
+            &self.a
+        } else {
+            &self.aaaa
+        }
+    }
+}
+
 /// A routing decision for one client and one geo name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
@@ -104,8 +115,9 @@ pub struct Snapshot {
     local_records: Arc<[GeoRecords]>,
     /// Per geo name (shared between names with the same POP list).
     decisions: Vec<Arc<DecisionTable>>,
-    /// Per geo name: the client-independent part of its ranking, from `pop_status`.
-    prepared: Arc<[policy::Prepared]>,
+    /// Per geo name and address family (A, AAAA): the client-independent part of its
+    /// ranking over the POPs that have an address of that family, from `pop_status`.
+    prepared: Arc<[[policy::Prepared; 2]]>,
     geo_index: Arc<HashMap<LowerName, usize>>,
     name_hashes: Arc<[u64]>,
 }
@@ -184,18 +196,22 @@ impl Snapshot {
     /// The same snapshot with its per-geo-name rankings prepared from the current POP
     /// states; every change of `pop_status` goes through here.
     fn prepared(mut self) -> Self {
-        let prepared: Vec<policy::Prepared> = self
+        let prepared: Vec<[policy::Prepared; 2]> = self
             .config
             .geo
             .iter()
-            .map(|g| {
+            .enumerate()
+            .map(|(geo, g)| {
                 let candidates: Vec<Candidate> =
                     g.pops.iter().map(|&i| self.candidate(i, None)).collect();
-                policy::Prepared::new(
-                    &candidates,
-                    self.config.node.pop,
-                    self.config.node.load_high_water,
-                )
+                [RecordType::A, RecordType::AAAA].map(|t| {
+                    policy::Prepared::new(
+                        &candidates,
+                        self.config.node.pop,
+                        self.config.node.load_high_water,
+                        |pop| !self.geo_records[geo].of(t)[pop].is_empty(),
+                    )
+                })
             })
             .collect();
         self.prepared = prepared.into();
@@ -501,23 +517,19 @@ impl Snapshot {
         }
     }
 
-    /// The first `k` POPs of [`Self::route`]'s ranking that `accept` takes: what an answer
-    /// needs, computed without ranking the POPs it will not hand out.
-    pub fn route_first(
-        &self,
-        geo: usize,
-        client: IpAddr,
-        k: usize,
-        accept: impl Fn(usize) -> bool,
-    ) -> Routed {
+    /// The first `k` POPs of [`Self::route`]'s ranking that have an address of type `rtype`
+    /// (A, or AAAA for any other type): what an answer needs, computed without ranking the
+    /// POPs it will not hand out.
+    pub fn route_first(&self, geo: usize, client: IpAddr, k: usize, rtype: RecordType) -> Routed {
         let client = client.to_canonical();
         let (row, span) = self.decisions[geo].lookup(client);
         let (block, client_hash) = block_of(client, span);
         let static_pop = row
             .static_column()
             .map(|column| self.config.geo[geo].pops[column]);
+        let family = usize::from(rtype != RecordType::A);
         let ranking =
-            self.prepared[geo].rank_first(row.hop_bytes(), static_pop, client_hash, k, accept);
+            self.prepared[geo][family].rank_first(row.hop_bytes(), static_pop, client_hash, k);
         Routed { ranking, block }
     }
 

@@ -179,9 +179,7 @@ fn geo_answer(
     let mut first = None;
     for &t in types {
         // The best `count` POPs that have an address of this family.
-        let routed = snap.route_first(geo, client.decision_address(), count, |pop| {
-            !snap.geo_records(geo, pop, t).is_empty()
-        });
+        let routed = snap.route_first(geo, client.decision_address(), count, t);
         block_len = routed.block.prefix_len();
         first = first.or(routed.ranking.order.first().copied());
         records.extend(
@@ -303,6 +301,29 @@ mod tests {
     }
 
     #[test]
+    fn each_family_is_answered_by_the_nearest_pop_that_has_an_address_of_it() {
+        // nyc, nearest to 100.64.2.0/24, has no IPv6 address: AAAA goes to the next nearest
+        // POP that has one (ams, 3 hops; syd is 4), A still to nyc.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[\"198.51.100.10\", \"2001:db8:b::10\"]",
+            "[\"198.51.100.10\"]",
+        );
+        assert!(!text.contains("2001:db8:b::10"), "example changed");
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        let www = "www.example.net.";
+        assert_eq!(
+            ask(&snap, www, RecordType::A, Some("100.64.2.0/24")),
+            "No Error aa=true [A 198.51.100.10] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask(&snap, www, RecordType::AAAA, Some("100.64.2.0/24")),
+            "No Error aa=true [AAAA 2001:db8:a::10] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
     fn a_geo_name_without_addresses_of_the_family_is_nodata() {
         // www served by ams alone, and ams has no IPv6 address.
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -386,10 +407,22 @@ mod tests {
                 ] {
                     let addr = client.parse().unwrap();
                     let full = snap.route(0, addr);
-                    for k in 1..=3 {
-                        let first = snap.route_first(0, addr, k, |_| true);
-                        let want: Vec<usize> = full.ranking.order.iter().copied().take(k).collect();
-                        assert_eq!(first.ranking.order, want, "state {n} client {client} k={k}");
+                    for (k, rtype) in
+                        (1..=3).flat_map(|k| [(k, RecordType::A), (k, RecordType::AAAA)])
+                    {
+                        let first = snap.route_first(0, addr, k, rtype);
+                        let want: Vec<usize> = full
+                            .ranking
+                            .order
+                            .iter()
+                            .copied()
+                            .filter(|&pop| !snap.geo_records(0, pop, rtype).is_empty())
+                            .take(k)
+                            .collect();
+                        assert_eq!(
+                            first.ranking.order, want,
+                            "state {n} client {client} k={k} {rtype}"
+                        );
                         assert_eq!(first.block, full.block);
                         assert_eq!(first.ranking.failed_open, full.ranking.failed_open);
                     }

@@ -22,7 +22,9 @@
 //!    6. lower preference;
 //!    7. weighted rendezvous hashing of the client's block: each POP scores
 //!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
-//!       the lowest score wins. Equal POPs share clients in proportion to their weights, a
+//!       the lowest score wins, and between equal scores the higher `u` (so among POPs of
+//!       equal weight the order is that of `u` alone, and the answer path skips the
+//!       logarithm). Equal POPs share clients in proportion to their weights, a
 //!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
 //!       only its own clients;
 //!    8. the POP index, so the order is total even on a hash collision.
@@ -190,7 +192,7 @@ pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> b
         .map(|c| (SortKey::new_unscored(input, c).primary(), c))
         .collect();
     let mut order = Vec::with_capacity(k.min(remaining.len()));
-    let mut group: Vec<(f64, usize)> = Vec::new();
+    let mut group: Vec<(Score, usize)> = Vec::new();
     while order.len() < k && !remaining.is_empty() {
         // INVARIANT: `remaining` is not empty.
         let best = remaining.iter().map(|&(p, _)| p).min().expect("not empty");
@@ -201,7 +203,7 @@ pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> b
             }
             p != best
         });
-        group.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        group.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         order.extend(group.iter().map(|&(_, pop)| pop).take(k - order.len()));
     }
     Ranking { order, failed_open }
@@ -211,33 +213,49 @@ pub fn rank_first(input: &PolicyInput<'_>, k: usize, accept: impl Fn(usize) -> b
 pub const NO_ROUTE: u8 = u8::MAX;
 
 /// What of a ranking does not depend on the client, computed once per snapshot for one list
-/// of candidates: which of them may be ranked at all (eligibility and the load filter look
-/// only at POP state) and the client-independent part of each one's sort key. The answer
-/// path then ranks a client from its row of hops alone, without building candidates:
-/// [`Prepared::rank_first`] gives what [`rank_first`] gives for the same input (the policy
-/// tests check it on every case).
+/// of candidates and one filter (e.g. "has an IPv4 address"): which of them may be ranked
+/// at all (eligibility and the load filter look only at POP state) and the
+/// client-independent part of each one's sort key. The answer path then ranks a client
+/// from its row of hops alone, without building candidates: [`Prepared::rank_first`] gives
+/// what [`rank_first`] gives for the same input and filter (the policy tests check it on
+/// every case and on thousands of random clusters).
 #[derive(Clone, Debug)]
 pub struct Prepared {
     failed_open: bool,
+    /// Every kept candidate has the same weight: ties are broken by the hash draw alone.
+    uniform_weight: bool,
     kept: Vec<PreparedCandidate>,
 }
 
+/// 32 bytes: the answer path reads a hundred of them per query.
 #[derive(Clone, Copy, Debug)]
 struct PreparedCandidate {
-    /// Position in the candidate list (the column of the decision table).
-    column: usize,
-    pop: usize,
     name_hash: u64,
+    /// `load << 17 | preference`: the key bits of a POP with a route, but for its hops.
+    routed: u32,
+    /// `not_own << 16 | load << 17 | preference`: the key of the POP when it has no route,
+    /// but for the no-route bit (33) and the static-map bit.
+    unrouted: u32,
+    /// Position in the candidate list (the column of the decision table).
+    column: u32,
+    pop: u32,
     weight: u32,
     eligible: bool,
-    not_own: bool,
-    /// `load << 17 | preference`: the key bits that never depend on the client.
-    base: u64,
 }
 
+/// Key bit: the POP is not the static map's choice (or not eligible to be).
+const NOT_STATIC: u64 = 1 << 34;
+
 impl Prepared {
-    /// Prepares `candidates` (their `hops` are ignored: they come per client).
-    pub fn new(candidates: &[Candidate], own_pop: usize, high_water: f32) -> Self {
+    /// Prepares `candidates` (their `hops` are ignored: they come per client), keeping only
+    /// those `accept` takes, as [`rank_first`]'s filter does: eligibility and the load
+    /// filter still look at every candidate.
+    pub fn new(
+        candidates: &[Candidate],
+        own_pop: usize,
+        high_water: f32,
+        accept: impl Fn(usize) -> bool,
+    ) -> Self {
         let input = PolicyInput {
             candidates,
             own_pop,
@@ -254,95 +272,123 @@ impl Prepared {
             .enumerate()
             .filter(|(_, c)| !any_eligible || is_eligible(c))
             .filter(|(_, c)| !any_unloaded || !is_overloaded(c, &input))
-            .map(|(column, c)| PreparedCandidate {
-                column,
-                pop: c.pop,
-                name_hash: c.name_hash,
-                weight: c.weight,
-                eligible: is_eligible(c),
-                not_own: c.pop != own_pop,
-                base: (u64::from(load_step(c.load)) << 17) | u64::from(c.preference),
+            .filter(|(_, c)| accept(c.pop))
+            .map(|(column, c)| {
+                let base = (u32::from(load_step(c.load)) << 17) | u32::from(c.preference);
+                PreparedCandidate {
+                    name_hash: c.name_hash,
+                    routed: base,
+                    unrouted: (u32::from(c.pop != own_pop) << 16) | base,
+                    // INVARIANT: POP and candidate counts are far below 2^32 (a config
+                    // names them one by one).
+                    column: u32::try_from(column).expect("fewer than 2^32 candidates"),
+                    pop: u32::try_from(c.pop).expect("fewer than 2^32 POPs"),
+                    weight: c.weight,
+                    eligible: is_eligible(c),
+                }
             })
-            .collect();
+            .collect::<Vec<PreparedCandidate>>();
         Self {
             failed_open: !any_eligible && !candidates.is_empty(),
+            uniform_weight: kept.windows(2).all(|w| w[0].weight == w[1].weight),
             kept,
         }
     }
 
+    /// The first of `tied` (POPs with equal keys) by rendezvous score, then POP index.
+    fn tie_winner<'a>(
+        &self,
+        tied: impl Iterator<Item = &'a PreparedCandidate>,
+        client_hash: u64,
+    ) -> Option<usize> {
+        let pop = if self.uniform_weight {
+            // Equal weights: the higher draw wins, then the lower POP index.
+            tied.map(|c| (draw(client_hash, c.name_hash), std::cmp::Reverse(c.pop)))
+                .max()
+                .map(|(_, std::cmp::Reverse(pop))| pop)
+        } else {
+            tied.map(|c| (Score::new(draw(client_hash, c.name_hash), c.weight), c.pop))
+                .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
+                .map(|(_, pop)| pop)
+        }?;
+        Some(pop as usize)
+    }
+
     /// [`rank_first`] for a client whose hops per column are `hops` ([`NO_ROUTE`] for none:
-    /// a decision-table row as it is) and whose static-map POP is `static_pop`.
+    /// a decision-table row as it is) and whose static-map POP is `static_pop`, with the
+    /// filter given to [`Prepared::new`].
     pub fn rank_first(
         &self,
         hops: &[u8],
         static_pop: Option<usize>,
         client_hash: u64,
         k: usize,
-        accept: impl Fn(usize) -> bool,
     ) -> Ranking {
+        // u32::MAX is no POP's index (there are fewer, see `new`).
+        let static_pop = static_pop.map_or(u32::MAX, |p| u32::try_from(p).unwrap_or(u32::MAX));
+        // The packed key of `SortKey::primary`, without branches.
         let primary = |c: &PreparedCandidate| {
-            let h = hops[c.column];
-            let no_route = h == NO_ROUTE;
-            let not_static = !(static_pop == Some(c.pop) && c.eligible);
-            (u64::from(not_static) << 34)
-                | (u64::from(no_route) << 33)
-                | (u64::from(if no_route { 0 } else { h }) << 25)
-                | (u64::from(no_route && c.not_own) << 16)
-                | c.base
+            let h = hops[c.column as usize];
+            let key = if h == NO_ROUTE {
+                (1 << 33) | u64::from(c.unrouted)
+            } else {
+                (u64::from(h) << 25) | u64::from(c.routed)
+            };
+            key | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
         };
-        let score = |c: &PreparedCandidate| {
-            let h = mix64(client_hash ^ c.name_hash);
-            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            -u.ln() / f64::from(c.weight.max(1))
-        };
+        let score = |c: &PreparedCandidate| Score::new(draw(client_hash, c.name_hash), c.weight);
         if k == 1 {
-            // The common answer: one POP, in one pass with no allocation. A score (a
-            // logarithm) is computed only when a POP ties the best key so far.
-            let mut best: Option<(u64, &PreparedCandidate, Option<f64>)> = None;
-            for c in &self.kept {
-                if !accept(c.pop) {
-                    continue;
+            // The common answer: one POP, without allocating, in one pass that keeps the
+            // least key and the POPs that share it; then, only among those, the rendezvous
+            // draw (and the logarithm only when their weights differ).
+            const TIES: usize = 64;
+            let mut best = u64::MAX;
+            let mut ties = [0u32; TIES];
+            let mut tied = 0;
+            for (i, c) in self.kept.iter().enumerate() {
+                let key = primary(c);
+                if key < best {
+                    best = key;
+                    tied = 0;
                 }
-                let p = primary(c);
-                best = match best {
-                    None => Some((p, c, None)),
-                    Some((bp, _, _)) if p < bp => Some((p, c, None)),
-                    Some((bp, b, bs)) if p == bp => {
-                        let bs = bs.unwrap_or_else(|| score(b));
-                        let cs = score(c);
-                        if cs.total_cmp(&bs).then(c.pop.cmp(&b.pop)).is_lt() {
-                            Some((p, c, Some(cs)))
-                        } else {
-                            Some((bp, b, Some(bs)))
-                        }
+                if key == best {
+                    // Past TIES, only the count goes on: the ties are found again below.
+                    if tied < TIES {
+                        // INVARIANT: fewer than 2^32 candidates (see `new`).
+                        ties[tied] = i as u32;
                     }
-                    keep => keep,
-                };
+                    tied += 1;
+                }
             }
+            let winner = if tied <= TIES {
+                self.tie_winner(
+                    ties[..tied].iter().map(|&i| &self.kept[i as usize]),
+                    client_hash,
+                )
+            } else {
+                let best_only = self.kept.iter().filter(|c| primary(c) == best);
+                self.tie_winner(best_only, client_hash)
+            };
             return Ranking {
-                order: best.map(|(_, c, _)| c.pop).into_iter().collect(),
+                order: winner.into_iter().collect(),
                 failed_open: self.failed_open,
             };
         }
-        let mut remaining: Vec<(u64, &PreparedCandidate)> = self
-            .kept
-            .iter()
-            .filter(|c| accept(c.pop))
-            .map(|c| (primary(c), c))
-            .collect();
+        let mut remaining: Vec<(u64, &PreparedCandidate)> =
+            self.kept.iter().map(|c| (primary(c), c)).collect();
         let mut order = Vec::with_capacity(k.min(remaining.len()));
-        let mut group: Vec<(f64, usize)> = Vec::new();
+        let mut group: Vec<(Score, usize)> = Vec::new();
         while order.len() < k && !remaining.is_empty() {
             // INVARIANT: `remaining` is not empty.
             let best = remaining.iter().map(|&(p, _)| p).min().expect("not empty");
             group.clear();
             remaining.retain(|&(p, c)| {
                 if p == best {
-                    group.push((score(c), c.pop));
+                    group.push((score(c), c.pop as usize));
                 }
                 p != best
             });
-            group.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            group.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             order.extend(group.iter().map(|&(_, pop)| pop).take(k - order.len()));
         }
         Ranking {
@@ -362,7 +408,7 @@ pub fn explain(input: &PolicyInput<'_>) -> Explanation {
             pop: c.pop,
             excluded: exclusions(c, input, &keys),
             rank: keys.iter().position(|k| k.pop == c.pop),
-            score: score(input.client_hash, c),
+            score: score(input.client_hash, c).value,
         })
         .collect();
     let reason = match keys.as_slice() {
@@ -431,7 +477,7 @@ struct SortKey {
     load: u8,
     not_own: bool,
     preference: u16,
-    score: f64,
+    score: Score,
     pop: usize,
 }
 
@@ -454,7 +500,7 @@ impl SortKey {
             // The own-POP rule applies only among POPs that have no route.
             not_own: c.hops.is_none() && c.pop != input.own_pop,
             preference: c.preference,
-            score: 0.0,
+            score: Score::UNSCORED,
             pop: c.pop,
         }
     }
@@ -486,7 +532,7 @@ impl SortKey {
                 other.not_own,
                 other.preference,
             ))
-            .then_with(|| self.score.total_cmp(&other.score))
+            .then_with(|| self.score.cmp(&other.score))
             .then_with(|| self.pop.cmp(&other.pop))
     }
 
@@ -523,12 +569,47 @@ fn load_step(load: Option<f32>) -> u8 {
     load.map_or(0, |l| (l.clamp(0.0, 1.0) * 10.0).floor() as u8)
 }
 
-/// Weighted rendezvous score of a candidate for a client: `-ln(u) / weight`, lower wins.
-fn score(client_hash: u64, c: &Candidate) -> f64 {
-    let h = mix64(client_hash ^ c.name_hash);
-    // 53 random bits as a float in (0, 1): never 0, so ln is finite.
-    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    -u.ln() / f64::from(c.weight.max(1))
+/// Weighted rendezvous score of a candidate for a client.
+fn score(client_hash: u64, c: &Candidate) -> Score {
+    Score::new(draw(client_hash, c.name_hash), c.weight)
+}
+
+/// The rendezvous draw of a POP for a client: 53 stable random bits.
+fn draw(client_hash: u64, name_hash: u64) -> u64 {
+    mix64(client_hash ^ name_hash) >> 11
+}
+
+/// A rendezvous score: `value = -ln(u) / weight` with `u` the draw as a float in (0, 1);
+/// lower wins, and between equal values the higher draw. `-ln` is monotone, so among
+/// candidates of equal weight this order is the draws' order alone: the answer path
+/// ([`Prepared::rank_first`]) compares draws and skips the logarithm.
+#[derive(Clone, Copy, Debug)]
+struct Score {
+    value: f64,
+    draw: u64,
+}
+
+impl Score {
+    /// Placeholder in keys that are compared before scores matter.
+    const UNSCORED: Self = Self {
+        value: 0.0,
+        draw: 0,
+    };
+
+    fn new(draw: u64, weight: u32) -> Self {
+        // Never 0, so ln is finite.
+        let u = (draw as f64 + 0.5) / (1u64 << 53) as f64;
+        Self {
+            value: -u.ln() / f64::from(weight.max(1)),
+            draw,
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.value
+            .total_cmp(&other.value)
+            .then(other.draw.cmp(&self.draw))
+    }
 }
 
 /// A hash that is the same on every node, build and platform (FNV-1a, then a 64-bit

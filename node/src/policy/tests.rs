@@ -82,7 +82,7 @@ fn run(case: &str) -> String {
         e.ranking,
         "rank and explain disagree on {case}"
     );
-    let prepared = Prepared::new(&candidates, own_pop, 0.9);
+    let prepared = Prepared::new(&candidates, own_pop, 0.9, |_| true);
     for k in 1..=candidates.len() {
         let want = &e.ranking.order[..k.min(e.ranking.order.len())];
         assert_eq!(
@@ -90,7 +90,7 @@ fn run(case: &str) -> String {
             want,
             "rank_first disagrees on {case}"
         );
-        let fast = prepared.rank_first(&row(&candidates), static_pop, client_hash, k, |_| true);
+        let fast = prepared.rank_first(&row(&candidates), static_pop, client_hash, k);
         assert_eq!(fast.order, want, "Prepared::rank_first disagrees on {case}");
     }
     let order: Vec<&str> = e.ranking.order.iter().map(|&i| NAMES[i]).collect();
@@ -323,11 +323,10 @@ fn check_invariants(case: &str) {
         high_water: 0.9,
     };
     let r = rank(&input);
-    // The answer path's shortcut agrees with the full ranking, whatever it is asked for.
+    // The answer path's shortcuts agree with the full ranking, whatever they are asked for.
     for k in [1, 2, 3, 6] {
         let accepts: [&dyn Fn(usize) -> bool; 3] = [&|_| true, &|p| p % 2 == 0, &|p| p == 5];
         for accept in accepts {
-            let first = rank_first(&input, k, accept);
             let want: Vec<usize> = r
                 .order
                 .iter()
@@ -335,8 +334,13 @@ fn check_invariants(case: &str) {
                 .filter(|&p| accept(p))
                 .take(k)
                 .collect();
+            let first = rank_first(&input, k, accept);
             assert_eq!(first.order, want, "{case} k={k}");
             assert_eq!(first.failed_open, r.failed_open, "{case}");
+            let prepared = Prepared::new(&candidates, own_pop, 0.9, accept);
+            let fast = prepared.rank_first(&row(&candidates), static_pop, client_hash, k);
+            assert_eq!(fast.order, want, "Prepared: {case} k={k}");
+            assert_eq!(fast.failed_open, r.failed_open, "Prepared: {case}");
         }
     }
     let eligible: Vec<usize> = candidates
@@ -420,4 +424,100 @@ fn explain_names_the_overloaded() {
     });
     assert_eq!(e.verdicts[0].excluded, [Exclusion::Overloaded]);
     assert_eq!(e.verdicts[0].rank, None);
+}
+
+/// SplitMix64: the randomized tests' deterministic source (seeded, so a failure replays).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Large random clusters: up to 120 POPs, few distinct hop counts (so many ties), equal or
+/// mixed weights, some POPs down, drained or loaded, a static map or none. The answer path
+/// ([`Prepared::rank_first`], which skips the logarithm when weights are equal) must give
+/// exactly [`rank`]'s order for every `k` and filter.
+#[test]
+fn prepared_ranking_equals_rank_on_random_clusters() {
+    let mut rng = SplitMix(2026);
+    for case in 0..3000 {
+        let n = 1 + rng.below(120) as usize;
+        let uniform = rng.below(2) == 0;
+        // One case in ten: every POP one hop away, same preference, no load, so ties run
+        // past the answer path's buffer of 64.
+        let flat = case % 10 == 0;
+        let candidates: Vec<Candidate> = (0..n)
+            .map(|pop| Candidate {
+                pop,
+                name_hash: stable_hash(format!("pop{pop}").as_bytes()),
+                hops: match rng.below(if flat { 1 } else { 5 }) {
+                    0 if !flat => None,
+                    h => Some(h as u8 + 1),
+                },
+                admin: if rng.below(20) == 0 {
+                    AdminState::Drained
+                } else {
+                    AdminState::Active
+                },
+                live: rng.below(15) != 0,
+                healthy: rng.below(15) != 0,
+                preference: if flat {
+                    100
+                } else {
+                    [100, 100, 100, 50][rng.below(4) as usize]
+                },
+                weight: if uniform {
+                    100
+                } else {
+                    [0, 1, 50, 100, 300][rng.below(5) as usize]
+                },
+                load: if flat {
+                    None
+                } else {
+                    [None, None, Some(0.1), Some(0.45), Some(0.95)][rng.below(5) as usize]
+                },
+            })
+            .collect();
+        let own_pop = rng.below(n as u64) as usize;
+        let static_pop = (rng.below(3) == 0).then(|| rng.below(n as u64) as usize);
+        let client_hash = rng.next();
+        let input = PolicyInput {
+            candidates: &candidates,
+            own_pop,
+            static_pop,
+            client_hash,
+            high_water: 0.9,
+        };
+        let r = rank(&input);
+        let hops = row(&candidates);
+        for k in [1, 2, 5] {
+            let accepts: [&dyn Fn(usize) -> bool; 2] = [&|_| true, &|p| p % 3 != 0];
+            for accept in accepts {
+                let want: Vec<usize> = r
+                    .order
+                    .iter()
+                    .copied()
+                    .filter(|&p| accept(p))
+                    .take(k)
+                    .collect();
+                let prepared = Prepared::new(&candidates, own_pop, 0.9, accept);
+                let fast = prepared.rank_first(&hops, static_pop, client_hash, k);
+                assert_eq!(
+                    fast.order, want,
+                    "case {case} (n={n}, uniform={uniform}) k={k}"
+                );
+                assert_eq!(fast.failed_open, r.failed_open, "case {case}");
+            }
+        }
+    }
 }

@@ -190,7 +190,7 @@ impl DecisionTable {
             columns: self.columns,
             v4,
             v6,
-            rows: rows.bytes.into(),
+            rows: crate::memory::into_hugepages(rows.bytes),
         })
     }
 
@@ -321,7 +321,7 @@ fn assemble<S: HopSource>(
         columns,
         v4,
         v6,
-        rows: rows.bytes.into(),
+        rows: crate::memory::into_hugepages(rows.bytes),
     })
 }
 

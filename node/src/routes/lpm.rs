@@ -292,7 +292,7 @@ impl<K: Key> Builder<K> {
     fn finish(self) -> RangeTable<K> {
         let summary = self.ranges.iter().step_by(BLOCK).map(|&(s, _)| s).collect();
         RangeTable {
-            ranges: self.ranges.into(),
+            ranges: crate::memory::into_hugepages(self.ranges),
             summary,
         }
     }

@@ -407,11 +407,14 @@ impl RouteView {
     }
 }
 
-/// The smallest aligned prefix around `addr` that lies inside `lo ..= hi`: the block of
-/// clients sure to get the same lookup results as `addr`.
+/// The largest aligned prefix around `addr` that lies inside `lo ..= hi` (its length is
+/// returned): the block of clients sure to get the same lookup results as `addr`.
 ///
 /// `bits` is the address width (32 or 128); `addr`, `lo` and `hi` are widened addresses with
-/// `lo <= addr <= hi`.
+/// `lo <= addr <= hi`. In closed form, on the answer path: the block with `h` host bits
+/// starts at or after `lo` exactly when `h` is at most the highest bit where `addr` and `lo`
+/// differ, or at most `lo`'s trailing zeros; its end, mirrored (complemented), likewise
+/// against `hi`.
 pub fn enclosing_block(addr: u128, lo: u128, hi: u128, bits: u8) -> u8 {
     debug_assert!(lo <= addr && addr <= hi);
     let width_max = if bits == 128 {
@@ -419,12 +422,18 @@ pub fn enclosing_block(addr: u128, lo: u128, hi: u128, bits: u8) -> u8 {
     } else {
         (1u128 << bits) - 1
     };
-    for len in 0..bits {
-        let host = width_max >> len;
-        let start = addr & !host & width_max;
-        if start >= lo && start | host <= hi {
-            return len;
-        }
-    }
-    bits
+    // Most host bits a block around `a` can have and still start at or after `bound`
+    // (`bound <= a`).
+    let host_bits = |a: u128, bound: u128| -> u32 {
+        let below_difference = match a ^ bound {
+            0 => 0,
+            d => 127 - d.leading_zeros(),
+        };
+        below_difference.max(bound.trailing_zeros())
+    };
+    let h = host_bits(addr, lo)
+        .min(host_bits(!addr & width_max, !hi & width_max))
+        .min(u32::from(bits));
+    // INVARIANT: h <= bits <= 128.
+    bits - h as u8
 }

@@ -138,6 +138,75 @@ fn enclosing_block_is_the_largest_aligned_prefix_inside_the_span() {
     assert_eq!(enclosing_block(5, 0, u128::MAX, 128), 0);
 }
 
+/// `enclosing_block` by its definition: try every length from the shortest.
+fn enclosing_block_by_search(addr: u128, lo: u128, hi: u128, bits: u8) -> u8 {
+    let width_max = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
+    (0..bits)
+        .find(|&len| {
+            let host = width_max >> len;
+            let start = addr & !host & width_max;
+            start >= lo && start | host <= hi
+        })
+        .unwrap_or(bits)
+}
+
+#[test]
+fn enclosing_block_in_closed_form_equals_the_search() {
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state
+    };
+    for bits in [32u8, 128] {
+        let width_max = if bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
+        for _ in 0..200_000 {
+            let wide = |n: u64, m: u64| ((u128::from(n) << 64) | u128::from(m)) & width_max;
+            // Mostly spans that start and end on aligned boundaries, as route ranges do.
+            let mut v = [
+                wide(next(), next()),
+                wide(next(), next()),
+                wide(next(), next()),
+            ];
+            for x in &mut v {
+                match next() % 4 {
+                    0 => *x &= !(width_max >> (next() % u64::from(bits))),
+                    1 => *x |= width_max >> (next() % u64::from(bits)),
+                    _ => {}
+                }
+            }
+            v.sort_unstable();
+            let [lo, addr, hi] = v;
+            assert_eq!(
+                enclosing_block(addr, lo, hi, bits),
+                enclosing_block_by_search(addr, lo, hi, bits),
+                "addr {addr:#x} lo {lo:#x} hi {hi:#x} bits {bits}"
+            );
+            for (a, l, h) in [
+                (lo, lo, hi),
+                (hi, lo, hi),
+                (addr, addr, addr),
+                (addr, 0, width_max),
+            ] {
+                assert_eq!(
+                    enclosing_block(a, l, h, bits),
+                    enclosing_block_by_search(a, l, h, bits),
+                    "addr {a:#x} lo {l:#x} hi {h:#x} bits {bits}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn lookup_span_never_crosses_a_more_specific_prefix() {
     let (view, _) = parse_route_view("10.0.0.0/8 1\n10.5.0.0/16 1 2\n");
