@@ -20,22 +20,42 @@ pub fn release_free() {
 /// Below this, a table is left as the allocator placed it.
 const HUGE_MIN_BYTES: usize = 4 << 20;
 
-/// `items` as a boxed slice whose memory the kernel is asked to back with transparent huge
-/// pages, for the big read-mostly tables the answer path looks up at random: the decision
-/// table's rows and ranges (hundreds of MB at full scale). With 4 KiB pages nearly every
-/// such lookup also misses the TLB and walks the page tables; with 2 MiB pages it does not.
+/// Makes room in `v` for `additional` more items. Once `v` is large, it grows into memory
+/// the kernel is asked to back with transparent huge pages (`MADV_HUGEPAGE`) before it is
+/// first touched, so its pages fault in 2 MiB at a time: for the big read-mostly tables the
+/// answer path looks up at random (the decision table's rows and ranges, hundreds of MB at
+/// full scale). With 4 KiB pages nearly every such lookup also misses the TLB and walks the
+/// page tables; with 2 MiB pages it does not.
 ///
-/// In place: `MADV_HUGEPAGE` marks the table's whole 2 MiB pages, and `MADV_COLLAPSE`
-/// (Linux 6.1+) remaps them now, 2 MiB at a time, so memory use never rises by more than
-/// that. Older kernels collapse them later (khugepaged); where huge pages are off, or the
-/// table is small, nothing changes. Runs once per rebuild, never on the answer path.
-pub fn into_hugepages<T>(items: Vec<T>) -> Box<[T]> {
-    let items = items.into_boxed_slice();
-    let bytes = size_of_val(&*items);
-    if bytes >= HUGE_MIN_BYTES {
-        advise_huge(items.as_ptr() as usize, bytes);
+/// Growth doubles, as `Vec`'s own does, by copying into the new advised buffer. Where huge
+/// pages are off the advice does nothing and the table is as before. Runs on rebuilds only,
+/// never on the answer path.
+#[inline]
+pub fn reserve_huge<T: Copy>(v: &mut Vec<T>, additional: usize) {
+    let needed = v.len() + additional;
+    if needed <= v.capacity() {
+        return;
     }
-    items
+    grow_huge(v, needed);
+}
+
+#[cold]
+fn grow_huge<T: Copy>(v: &mut Vec<T>, needed: usize) {
+    let capacity = needed.max(v.capacity() * 2).max(8);
+    if capacity * size_of::<T>() < HUGE_MIN_BYTES {
+        v.reserve_exact(capacity - v.len());
+        return;
+    }
+    let mut next: Vec<T> = Vec::with_capacity(capacity);
+    advise_huge(next.as_ptr() as usize, capacity * size_of::<T>());
+    next.extend_from_slice(v);
+    *v = next;
+}
+
+/// `items` without their spare capacity. The table keeps the memory it grew in (a shrink in
+/// place), huge pages included.
+pub fn into_table<T>(items: Vec<T>) -> Box<[T]> {
+    items.into_boxed_slice()
 }
 
 /// Advises huge pages for the whole 2 MiB pages inside `[start, start + len)`.
@@ -48,18 +68,15 @@ fn advise_huge(start: usize, len: usize) {
         if end <= first {
             return;
         }
-        for advice in [libc::MADV_HUGEPAGE, libc::MADV_COLLAPSE] {
-            // SAFETY: the range lies inside one live allocation of ours (rounded inwards to
-            // whole huge pages); both advices change how it is backed, never its contents.
-            let rc = unsafe { libc::madvise(first as *mut libc::c_void, end - first, advice) };
-            if rc != 0 {
-                tracing::debug!(
-                    advice,
-                    error = %std::io::Error::last_os_error(),
-                    "huge pages not available for a table"
-                );
-                return;
-            }
+        // SAFETY: the range lies inside one live allocation of ours (rounded inwards to
+        // whole huge pages); the advice changes how it is backed, never its contents.
+        let rc =
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+        if rc != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "huge pages not available for a table"
+            );
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

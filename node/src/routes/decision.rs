@@ -183,14 +183,14 @@ impl DecisionTable {
                 done: false,
             })
             .collect();
-        let mut rows = Rows::new(self.columns);
+        let mut rows = Rows::new(self.columns, self.rows.len());
         let v4 = merge_parts(self, &self.v4, &mut cursors, false, &mut rows)?;
         let v6 = merge_parts(self, &self.v6, &mut cursors, true, &mut rows)?;
         Ok(Self {
             columns: self.columns,
             v4,
             v6,
-            rows: crate::memory::into_hugepages(rows.bytes),
+            rows: crate::memory::into_table(rows.bytes),
         })
     }
 
@@ -248,10 +248,14 @@ struct Rows {
 }
 
 impl Rows {
-    fn new(columns: usize) -> Self {
+    /// Rows of `columns` hop columns; `expected` bytes of them (e.g. the size of the table
+    /// being replaced) are allocated at once, so a rebuild seldom grows its buffer.
+    fn new(columns: usize, expected: usize) -> Self {
+        let mut bytes = Vec::new();
+        crate::memory::reserve_huge(&mut bytes, expected + expected / 16);
         Self {
             stride: columns + 2,
-            bytes: Vec::new(),
+            bytes,
             ids: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
         }
@@ -272,6 +276,7 @@ impl Rows {
         }
         // INVARIANT: at most one row per range, and ranges are far fewer than u32::MAX.
         let id = u32::try_from(self.bytes.len() / self.stride).expect("rows fit in u32");
+        crate::memory::reserve_huge(&mut self.bytes, row.len());
         self.bytes.extend_from_slice(row);
         let (bytes, hasher) = (&self.bytes, &self.hasher);
         self.ids.insert_unique(hash, id, |&id| {
@@ -302,7 +307,7 @@ fn assemble<S: HopSource>(
     statics: Option<Statics<'_>>,
 ) -> Result<DecisionTable, (usize, S::Error)> {
     debug_assert!(old.is_none() || statics.is_none());
-    let mut rows = Rows::new(columns);
+    let mut rows = Rows::new(columns, old.map_or(0, |t| t.rows.len()));
     let v4 = merge(
         old.map(|t| (&t.v4, t)),
         replaced,
@@ -321,7 +326,7 @@ fn assemble<S: HopSource>(
         columns,
         v4,
         v6,
-        rows: crate::memory::into_hugepages(rows.bytes),
+        rows: crate::memory::into_table(rows.bytes),
     })
 }
 
@@ -499,8 +504,8 @@ fn merge<K: Key, S: HopSource>(
     static_map: Option<StaticRanges<'_, K>>,
     rows: &mut Rows,
 ) -> Result<RangeTable<K>, (usize, S::Error)> {
+    let mut out = RangeCollector::with_capacity(old.map_or(0, |(t, _)| t.ranges()));
     let mut merge = Merge::new(rows.stride, true, old, replaced, &next_of, static_map)?;
-    let mut out = RangeCollector::default();
     while let Some((start, row)) = merge.next(replaced, &next_of)? {
         out.push(start, rows.intern(row));
     }
@@ -681,7 +686,7 @@ fn merge_parts<K: Key, E, I: Iterator<Item = Result<PartChunk, E>>>(
     rows: &mut Rows,
 ) -> Result<RangeTable<K>, (usize, E)> {
     let mut row = vec![0u8; rows.stride];
-    let mut out = RangeCollector::default();
+    let mut out = RangeCollector::with_capacity(old_ranges.ranges());
     let mut old_at = 0usize;
     let mut nexts: Vec<Option<u128>> = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter_mut().enumerate() {

@@ -272,6 +272,7 @@ impl<K: Key> Builder<K> {
                 self.ranges.pop();
             }
         } else if self.ranges[last].1 != value {
+            crate::memory::reserve_huge(&mut self.ranges, 1);
             self.ranges.push((start, value));
         }
     }
@@ -285,6 +286,7 @@ impl<K: Key> Builder<K> {
         if self.ranges[last].0 == start {
             self.ranges[last].1 = value;
         } else if self.ranges[last].1 != value {
+            crate::memory::reserve_huge(&mut self.ranges, 1);
             self.ranges.push((start, value));
         }
     }
@@ -292,7 +294,7 @@ impl<K: Key> Builder<K> {
     fn finish(self) -> RangeTable<K> {
         let summary = self.ranges.iter().step_by(BLOCK).map(|&(s, _)| s).collect();
         RangeTable {
-            ranges: crate::memory::into_hugepages(self.ranges),
+            ranges: crate::memory::into_table(self.ranges),
             summary,
         }
     }
@@ -310,6 +312,14 @@ impl<K: Key> Default for RangeCollector<K> {
 }
 
 impl<K: Key> RangeCollector<K> {
+    /// A collector with room for about `expected` ranges (e.g. those of the table it
+    /// replaces), so a rebuild seldom grows its buffer.
+    pub(crate) fn with_capacity(expected: usize) -> Self {
+        let mut builder = Builder::default();
+        crate::memory::reserve_huge(&mut builder.ranges, expected + expected / 16);
+        Self(builder)
+    }
+
     /// Appends the range starting at `start` (after every range so far; the first at zero).
     pub(crate) fn push(&mut self, start: K, value: u32) {
         self.0.push_next(start, value);
