@@ -272,7 +272,6 @@ impl<K: Key> Builder<K> {
                 self.ranges.pop();
             }
         } else if self.ranges[last].1 != value {
-            crate::memory::reserve_huge(&mut self.ranges, 1);
             self.ranges.push((start, value));
         }
     }
@@ -286,7 +285,6 @@ impl<K: Key> Builder<K> {
         if self.ranges[last].0 == start {
             self.ranges[last].1 = value;
         } else if self.ranges[last].1 != value {
-            crate::memory::reserve_huge(&mut self.ranges, 1);
             self.ranges.push((start, value));
         }
     }
@@ -322,6 +320,8 @@ impl<K: Key> RangeCollector<K> {
 
     /// Appends the range starting at `start` (after every range so far; the first at zero).
     pub(crate) fn push(&mut self, start: K, value: u32) {
+        // Decision tables (what collectors build) live in huge pages; see `with_capacity`.
+        crate::memory::reserve_huge(&mut self.0.ranges, 1);
         self.0.push_next(start, value);
     }
 
