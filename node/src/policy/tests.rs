@@ -324,25 +324,12 @@ fn check_invariants(case: &str) {
     };
     let r = rank(&input);
     // The answer path's shortcuts agree with the full ranking, whatever they are asked for.
-    for k in [1, 2, 3, 6] {
-        let accepts: [&dyn Fn(usize) -> bool; 3] = [&|_| true, &|p| p % 2 == 0, &|p| p == 5];
-        for accept in accepts {
-            let want: Vec<usize> = r
-                .order
-                .iter()
-                .copied()
-                .filter(|&p| accept(p))
-                .take(k)
-                .collect();
-            let first = rank_first(&input, k, accept);
-            assert_eq!(first.order, want, "{case} k={k}");
-            assert_eq!(first.failed_open, r.failed_open, "{case}");
-            let prepared = Prepared::new(&candidates, own_pop, 0.9, accept);
-            let fast = prepared.rank_first(&row(&candidates), static_pop, client_hash, k);
-            assert_eq!(fast.order, want, "Prepared: {case} k={k}");
-            assert_eq!(fast.failed_open, r.failed_open, "Prepared: {case}");
-        }
-    }
+    shortcuts_agree(
+        &input,
+        &[1, 2, 3, 6],
+        &[&|_| true, &|p| p % 2 == 0, &|p| p == 5],
+        case,
+    );
     let eligible: Vec<usize> = candidates
         .iter()
         .filter(|c| is_eligible(c))
@@ -498,26 +485,41 @@ fn prepared_ranking_equals_rank_on_random_clusters() {
             client_hash,
             high_water: 0.9,
         };
-        let r = rank(&input);
-        let hops = row(&candidates);
-        for k in [1, 2, 5] {
-            let accepts: [&dyn Fn(usize) -> bool; 2] = [&|_| true, &|p| p % 3 != 0];
-            for accept in accepts {
-                let want: Vec<usize> = r
-                    .order
-                    .iter()
-                    .copied()
-                    .filter(|&p| accept(p))
-                    .take(k)
-                    .collect();
-                let prepared = Prepared::new(&candidates, own_pop, 0.9, accept);
-                let fast = prepared.rank_first(&hops, static_pop, client_hash, k);
-                assert_eq!(
-                    fast.order, want,
-                    "case {case} (n={n}, uniform={uniform}) k={k}"
-                );
-                assert_eq!(fast.failed_open, r.failed_open, "case {case}");
-            }
+        shortcuts_agree(
+            &input,
+            &[1, 2, 5],
+            &[&|_| true, &|p| p % 3 != 0],
+            &format!("case {case} (n={n}, uniform={uniform})"),
+        );
+    }
+}
+
+/// `rank_first` and `Prepared::rank_first` give the first `k` POPs of `rank`'s order that
+/// `accept` takes, and the same `failed_open`, for every `k` and filter given.
+fn shortcuts_agree(
+    input: &PolicyInput<'_>,
+    ks: &[usize],
+    accepts: &[&dyn Fn(usize) -> bool],
+    case: &str,
+) {
+    let r = rank(input);
+    let hops = row(input.candidates);
+    for &k in ks {
+        for &accept in accepts {
+            let want: Vec<usize> = r
+                .order
+                .iter()
+                .copied()
+                .filter(|&p| accept(p))
+                .take(k)
+                .collect();
+            let first = rank_first(input, k, accept);
+            assert_eq!(first.order, want, "{case} k={k}");
+            assert_eq!(first.failed_open, r.failed_open, "{case}");
+            let prepared = Prepared::new(input.candidates, input.own_pop, input.high_water, accept);
+            let fast = prepared.rank_first(&hops, input.static_pop, input.client_hash, k);
+            assert_eq!(fast.order, want, "Prepared: {case} k={k}");
+            assert_eq!(fast.failed_open, r.failed_open, "Prepared: {case}");
         }
     }
 }
