@@ -113,7 +113,10 @@ impl Fixture {
             .filter(IpAddr::is_ipv4)
             .collect();
         drop((prefixes, v4_prefixes, v6_prefixes));
-        println!("memory before load: {}", memory());
+        println!(
+            "memory before load: {}",
+            sparrow_cluster_tests::process_memory()
+        );
 
         let files = Files(RefCell::new(files));
         let started = Instant::now();
@@ -146,7 +149,10 @@ impl Fixture {
         let started = Instant::now();
         let snapshot = Snapshot::from_config(loaded.config);
         println!("Snapshot::from_config: {:.2?}", started.elapsed());
-        println!("memory after load: {}", memory());
+        println!(
+            "memory after load: {}",
+            sparrow_cluster_tests::process_memory()
+        );
 
         let qname = LowerName::from(Name::from_ascii(QNAME).expect("valid name"));
         let geo = snapshot.geo_index(&qname).expect("www is a geo name");
@@ -159,19 +165,6 @@ impl Fixture {
             misses,
         }
     }
-}
-
-/// Resident and peak memory of this process, from `/proc/self/status` (Linux only).
-fn memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or("n/a", str::trim)
-            .to_owned()
-    };
-    format!("VmRSS {}, VmHWM {}", field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The ECS subnet a resolver would send for `addr`: /24 for IPv4, /56 for IPv6 (RFC 7871's

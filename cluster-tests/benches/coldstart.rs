@@ -34,18 +34,6 @@ use sparrow_node::routes::{RouteView, transfer};
 const POPS: usize = 100;
 const SEED: u64 = 2026;
 
-fn rss() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or("n/a", str::trim)
-            .to_owned()
-    };
-    format!("VmRSS {}, VmHWM {}", field("VmRSS:"), field("VmHWM:"))
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -229,7 +217,7 @@ async fn run(dir: &Path) {
         .lines()
         .map(str::to_owned)
         .collect();
-    println!("before start: {}", rss());
+    println!("before start: {}", sparrow_cluster_tests::process_memory());
     let t0 = Instant::now();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let node = TestNode::start_clustered(&config, socket)
@@ -293,7 +281,7 @@ async fn run(dir: &Path) {
         "holding {views} views: decision table of {} ranges and {} rows; {}",
         table.ranges(),
         table.row_count(),
-        rss()
+        sparrow_cluster_tests::process_memory()
     );
     drop(s);
     let _ = node.stop().await;

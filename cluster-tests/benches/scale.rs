@@ -43,18 +43,6 @@ impl FileSource for NoFiles {
     }
 }
 
-fn rss() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or("n/a", str::trim)
-            .to_owned()
-    };
-    format!("VmRSS {}, VmHWM {}", field("VmRSS:"), field("VmHWM:"))
-}
-
 fn config(pops: usize) -> Config {
     let mut text = String::from(
         "[node]\npop = \"p00\"\nlisten = [\"127.0.0.1:0\"]\n\n\
@@ -130,7 +118,7 @@ fn main() {
     let clients: Vec<IpAddr> = fulltable::sample_addresses(&v4_prefixes, 4096, seed ^ 4);
     drop(v4_prefixes);
     let mut snap = Snapshot::from_config(config(pops));
-    println!("empty node: {}", rss());
+    println!("empty node: {}", sparrow_cluster_tests::process_memory());
 
     let mut decode_secs = 0.0;
     let mut merge_secs = 0.0;
@@ -163,14 +151,20 @@ fn main() {
         table.row_count(),
         pops + 2
     );
-    println!("node with {pops} views: {}", rss());
+    println!(
+        "node with {pops} views: {}",
+        sparrow_cluster_tests::process_memory()
+    );
     // One more view replaced, as when a peer's view changes.
     let (hops, info, _, _) = pulled(&prefixes, 1000, seed);
     let started = Instant::now();
     snap = snap.with_pulled(&[(1, Arc::new(hops), info)]);
     let took = started.elapsed().as_secs_f64();
     sparrow_node::memory::release_free();
-    println!("one changed view merged in {took:.2} s; {}", rss());
+    println!(
+        "one changed view merged in {took:.2} s; {}",
+        sparrow_cluster_tests::process_memory()
+    );
 
     // How many POPs tie at the fewest hops for these clients: the answer path computes a
     // rendezvous score only for those.

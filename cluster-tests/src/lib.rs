@@ -34,6 +34,20 @@ use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Resident and peak memory of this process, `VmRSS …, VmHWM …` from `/proc/self/status`
+/// (Linux; `n/a` elsewhere), for the benches' memory figures.
+pub fn process_memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or("n/a", str::trim)
+            .to_owned()
+    };
+    format!("VmRSS {}, VmHWM {}", field("VmRSS:"), field("VmHWM:"))
+}
+
 /// The example every operator starts from (`deploy/examples/single-node/sparrow.toml`).
 pub fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml")

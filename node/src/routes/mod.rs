@@ -33,13 +33,17 @@ pub struct Skipped {
 
 /// Summarises skipped lines for a log message: the count and the first few line numbers.
 pub fn describe_skipped(skipped: &[Skipped]) -> String {
-    const SHOWN: usize = 5;
-    let first: Vec<String> = skipped
-        .iter()
-        .take(SHOWN)
-        .map(|s| format!("line {}: {}", s.line, s.reason))
-        .collect();
-    let more = skipped.len().saturating_sub(SHOWN);
+    summarize_skipped(skipped, 5, |s| format!("line {}: {}", s.line, s.reason))
+}
+
+/// `N skipped (first; second; ...; and M more)`, with the first `shown` items described.
+pub(crate) fn summarize_skipped<T>(
+    skipped: &[T],
+    shown: usize,
+    describe: impl Fn(&T) -> String,
+) -> String {
+    let first: Vec<String> = skipped.iter().take(shown).map(describe).collect();
+    let more = skipped.len().saturating_sub(shown);
     let tail = if more > 0 {
         format!("; and {more} more")
     } else {

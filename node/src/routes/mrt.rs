@@ -142,19 +142,7 @@ pub struct MrtLoad {
 
 /// Summarises skipped items for a log message: the count and the first few.
 pub fn describe_skipped(skipped: &[Skipped]) -> String {
-    const SHOWN: usize = 3;
-    let first: Vec<String> = skipped
-        .iter()
-        .take(SHOWN)
-        .map(|s| format!("record {}: {}", s.record, s.reason))
-        .collect();
-    let more = skipped.len().saturating_sub(SHOWN);
-    let tail = if more > 0 {
-        format!("; and {more} more")
-    } else {
-        String::new()
-    };
-    format!("{} skipped ({}{tail})", skipped.len(), first.join("; "))
+    super::summarize_skipped(skipped, 3, |s| format!("record {}: {}", s.record, s.reason))
 }
 
 /// Loads the view of the peers `peer` selects from an MRT dump (plain, gzip or bzip2).
