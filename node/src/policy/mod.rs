@@ -225,6 +225,11 @@ pub struct Prepared {
     /// Every kept candidate has the same weight: ties are broken by the hash draw alone.
     uniform_weight: bool,
     kept: Vec<PreparedCandidate>,
+    /// Per column of the candidate list: 0 if its candidate is kept, 0xFF if not, so that
+    /// `hop | mask` is the hop byte of a kept candidate and [`NO_ROUTE`] for the others.
+    mask: Vec<u8>,
+    /// Per column: the index of its candidate in `kept` (u32::MAX if not kept).
+    kept_at: Vec<u32>,
 }
 
 /// 32 bytes: the answer path reads a hundred of them per query.
@@ -288,11 +293,61 @@ impl Prepared {
                 }
             })
             .collect::<Vec<PreparedCandidate>>();
+        let mut mask = vec![0xFF; candidates.len()];
+        let mut kept_at = vec![u32::MAX; candidates.len()];
+        for (i, c) in kept.iter().enumerate() {
+            mask[c.column as usize] = 0;
+            // INVARIANT: fewer than 2^32 candidates (checked above).
+            kept_at[c.column as usize] = i as u32;
+        }
         Self {
             failed_open: !any_eligible && !candidates.is_empty(),
             uniform_weight: kept.windows(2).all(|w| w[0].weight == w[1].weight),
             kept,
+            mask,
+            kept_at,
         }
+    }
+
+    /// The answer for one POP when no static map applies and some kept POP has a route (else
+    /// `None`, and the general pass decides). The fewest hops decide first, so the row's
+    /// bytes are scanned for their least value (a loop over bytes, which compiles to vector
+    /// instructions) and only the POPs at that value have their keys compared: the
+    /// `(hops, load, preference)` order of the key, without visiting every candidate.
+    fn nearest(&self, hops: &[u8], client_hash: u64) -> Option<usize> {
+        let hops = hops.get(..self.mask.len())?;
+        let fewest = hops
+            .iter()
+            .zip(&self.mask)
+            .map(|(&h, &m)| h | m)
+            .min()
+            .filter(|&h| h != NO_ROUTE)?;
+        const TIES: usize = 64;
+        let mut ties = [0u32; TIES];
+        let mut tied = 0;
+        let mut best = u32::MAX;
+        for (column, (&h, &m)) in hops.iter().zip(&self.mask).enumerate() {
+            if h | m != fewest {
+                continue;
+            }
+            let at = self.kept_at[column];
+            // The rest of the key: load, then preference (the own-POP bit is for POPs
+            // without a route).
+            let routed = self.kept[at as usize].routed;
+            if routed < best {
+                best = routed;
+                tied = 0;
+            }
+            if routed == best {
+                if tied == TIES {
+                    return None;
+                }
+                ties[tied] = at;
+                tied += 1;
+            }
+        }
+        let tied = ties[..tied].iter().map(|&i| &self.kept[i as usize]);
+        self.tie_winner(tied, client_hash)
     }
 
     /// The first of `tied` (POPs with equal keys) by rendezvous score, then POP index.
@@ -337,6 +392,15 @@ impl Prepared {
             key | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
         };
         let score = |c: &PreparedCandidate| Score::new(draw(client_hash, c.name_hash), c.weight);
+        if k == 1
+            && static_pop == u32::MAX
+            && let Some(winner) = self.nearest(hops, client_hash)
+        {
+            return Ranking {
+                order: vec![winner],
+                failed_open: self.failed_open,
+            };
+        }
         if k == 1 {
             // The common answer: one POP, without allocating, in one pass that keeps the
             // least key and the POPs that share it; then, only among those, the rendezvous
