@@ -72,17 +72,19 @@ async fn a_standalone_node_counts_exactly_what_it_answered() {
     );
 
     // Wait for the load probe's first reading, so that every query below sees the same
-    // state.
+    // state, and for both health probes' first checks (the exec one can take a while on a
+    // busy machine).
     assert!(
         eventually(Duration::from_secs(10), || async {
-            scrape(addr)
-                .await
-                .unwrap()
-                .get("sparrow_pop_load_ratio{pop=\"ams\"}")
-                == Some(0.5)
+            let m = scrape(addr).await.unwrap();
+            m.get("sparrow_pop_load_ratio{pop=\"ams\"}") == Some(0.5)
+                && m.get("sparrow_probe_checks_total{probe=\"web\",outcome=\"ok\"}")
+                    .is_some_and(|v| v >= 1.0)
+                && m.get("sparrow_probe_checks_total{probe=\"disk\",outcome=\"warning\"}")
+                    .is_some_and(|v| v >= 1.0)
         })
         .await,
-        "load never reported"
+        "load or probe checks never reported"
     );
 
     // nyc is 1 hop from 100.64.2.0/24 and 2001:db8:ff02::/48 (the README's walk-through).
