@@ -39,4 +39,6 @@ pub mod pki;
 pub mod policy;
 pub mod routes;
 pub mod snapshot;
+#[cfg(test)]
+pub(crate) mod testrng;
 pub mod viewsource;

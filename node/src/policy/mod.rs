@@ -402,39 +402,12 @@ impl Prepared {
             };
         }
         if k == 1 {
-            // The common answer: one POP, without allocating, in one pass that keeps the
-            // least key and the POPs that share it; then, only among those, the rendezvous
-            // draw (and the logarithm only when their weights differ).
-            const TIES: usize = 64;
-            let mut best = u64::MAX;
-            let mut ties = [0u32; TIES];
-            let mut tied = 0;
-            for (i, c) in self.kept.iter().enumerate() {
-                let key = primary(c);
-                if key < best {
-                    best = key;
-                    tied = 0;
-                }
-                if key == best {
-                    // Past TIES, only the count goes on: the ties are found again below.
-                    if tied < TIES {
-                        // INVARIANT: fewer than 2^32 candidates (see `new`).
-                        ties[tied] = i as u32;
-                    }
-                    tied += 1;
-                }
-            }
-            let winner = if tied <= TIES {
-                self.tie_winner(
-                    ties[..tied].iter().map(|&i| &self.kept[i as usize]),
-                    client_hash,
-                )
-            } else {
-                let best_only = self.kept.iter().filter(|c| primary(c) == best);
-                self.tie_winner(best_only, client_hash)
-            };
+            // One POP for a static-map or unrouted client (the rest took `nearest`): the
+            // least key, then the rendezvous draw among the POPs that share it.
+            let best = self.kept.iter().map(primary).min();
+            let tied = self.kept.iter().filter(|c| Some(primary(c)) == best);
             return Ranking {
-                order: winner.into_iter().collect(),
+                order: self.tie_winner(tied, client_hash).into_iter().collect(),
                 failed_open: self.failed_open,
             };
         }

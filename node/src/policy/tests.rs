@@ -413,33 +413,17 @@ fn explain_names_the_overloaded() {
     assert_eq!(e.verdicts[0].rank, None);
 }
 
-/// SplitMix64: the randomized tests' deterministic source (seeded, so a failure replays).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Large random clusters: up to 120 POPs, few distinct hop counts (so many ties), equal or
 /// mixed weights, some POPs down, drained or loaded, a static map or none. The answer path
 /// ([`Prepared::rank_first`], which skips the logarithm when weights are equal) must give
 /// exactly [`rank`]'s order for every `k` and filter.
 #[test]
 fn prepared_ranking_equals_rank_on_random_clusters() {
-    let mut rng = SplitMix(2026);
+    let mut next = crate::testrng::xorshift(2026);
+    let mut below = move |n: u64| next() % n;
     for case in 0..3000 {
-        let n = 1 + rng.below(120) as usize;
-        let uniform = rng.below(2) == 0;
+        let n = 1 + below(120) as usize;
+        let uniform = below(2) == 0;
         // One case in ten: every POP one hop away, same preference, no load, so ties run
         // past the answer path's buffer of 64.
         let flat = case % 10 == 0;
@@ -447,37 +431,37 @@ fn prepared_ranking_equals_rank_on_random_clusters() {
             .map(|pop| Candidate {
                 pop,
                 name_hash: stable_hash(format!("pop{pop}").as_bytes()),
-                hops: match rng.below(if flat { 1 } else { 5 }) {
+                hops: match below(if flat { 1 } else { 5 }) {
                     0 if !flat => None,
                     h => Some(h as u8 + 1),
                 },
-                admin: if rng.below(20) == 0 {
+                admin: if below(20) == 0 {
                     AdminState::Drained
                 } else {
                     AdminState::Active
                 },
-                live: rng.below(15) != 0,
-                healthy: rng.below(15) != 0,
+                live: below(15) != 0,
+                healthy: below(15) != 0,
                 preference: if flat {
                     100
                 } else {
-                    [100, 100, 100, 50][rng.below(4) as usize]
+                    [100, 100, 100, 50][below(4) as usize]
                 },
                 weight: if uniform {
                     100
                 } else {
-                    [0, 1, 50, 100, 300][rng.below(5) as usize]
+                    [0, 1, 50, 100, 300][below(5) as usize]
                 },
                 load: if flat {
                     None
                 } else {
-                    [None, None, Some(0.1), Some(0.45), Some(0.95)][rng.below(5) as usize]
+                    [None, None, Some(0.1), Some(0.45), Some(0.95)][below(5) as usize]
                 },
             })
             .collect();
-        let own_pop = rng.below(n as u64) as usize;
-        let static_pop = (rng.below(3) == 0).then(|| rng.below(n as u64) as usize);
-        let client_hash = rng.next();
+        let own_pop = below(n as u64) as usize;
+        let static_pop = (below(3) == 0).then(|| below(n as u64) as usize);
+        let client_hash = below(u64::MAX);
         let input = PolicyInput {
             candidates: &candidates,
             own_pop,

@@ -418,13 +418,7 @@ mod tests {
     #[test]
     fn many_blocks_match_naive_scan() {
         // Enough ranges for hundreds of index blocks, with nesting.
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testrng::xorshift(0x2545_F491_4F6C_DD1D_u64);
         let mut prefixes: Vec<(u32, u8)> = Vec::new();
         while prefixes.len() < 6000 {
             let len = 8 + (next() % 17) as u8;
@@ -455,13 +449,7 @@ mod tests {
     #[test]
     fn matches_naive_scan_on_pseudo_random_tables() {
         // A fixed xorshift sequence: reproducible, no external randomness.
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testrng::xorshift(0x9E37_79B9_7F4A_7C15_u64);
         for _ in 0..200 {
             let mut prefixes: Vec<(u32, u8)> = Vec::new();
             for _ in 0..(next() % 40) {

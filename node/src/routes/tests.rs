@@ -156,13 +156,7 @@ fn enclosing_block_by_search(addr: u128, lo: u128, hi: u128, bits: u8) -> u8 {
 
 #[test]
 fn enclosing_block_in_closed_form_equals_the_search() {
-    let mut state = 0x5eed_u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        state
-    };
+    let mut next = crate::testrng::xorshift(0x5eed);
     for bits in [32u8, 128] {
         let width_max = if bits == 128 {
             u128::MAX
@@ -226,13 +220,7 @@ fn lookup_span_never_crosses_a_more_specific_prefix() {
 
 /// Random views over a small address space, so that prefixes of different views overlap.
 fn random_view(seed: u64, n: usize) -> String {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testrng::xorshift(seed | 1);
     let mut text = String::new();
     for _ in 0..n {
         let len = 8 + (next() % 17) as u8;
@@ -377,17 +365,11 @@ fn decision_table_with_no_views_has_one_empty_row() {
 /// Random IPv4 and IPv6 routes in small address spaces, so that prefixes nest often and the
 /// views of different POPs overlap: the text of a route file.
 fn random_dual_view(seed: u64, n: usize) -> String {
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testrng::xorshift(seed | 1);
     let mut text = String::new();
     for _ in 0..n {
         let path: Vec<String> = (0..next() % 7).map(|h| (64500 + h).to_string()).collect();
-        let net = if next() % 4 == 0 {
+        let net = if next().is_multiple_of(4) {
             let len = 16 + (next() % 49) as u8;
             let addr = (0x2001_0db8u128 << 96) | (u128::from(next() as u32 & 0x00FF_FFFF) << 64);
             IpNet::new(IpAddr::from(addr.to_be_bytes()), len).unwrap()
