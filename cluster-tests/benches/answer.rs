@@ -250,10 +250,7 @@ fn main() {
     // Cargo passes `--bench` under `cargo bench` only; under `cargo test` criterion runs
     // each case once, and a small table keeps that quick in a debug build.
     let bench = std::env::args().any(|a| a == "--bench");
-    let seed = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
+    let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", DEFAULT_SEED);
     let fixture = Fixture::build(seed, if bench { BENCH_TABLE } else { SMOKE_TABLE });
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))

@@ -65,14 +65,8 @@ const SMOKE: Plan = Plan {
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let plan = if bench { BENCH } else { SMOKE };
-    let seed = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
-    let publish_ms: u64 = std::env::var("SPARROW_PUBLISH_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", DEFAULT_SEED);
+    let publish_ms: u64 = sparrow_cluster_tests::env_or("SPARROW_PUBLISH_MS", 1000);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -32,10 +32,7 @@ fn rss_kb() -> u64 {
 }
 
 fn main() {
-    let seed: u64 = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2026);
+    let seed: u64 = sparrow_cluster_tests::env_or("SPARROW_SEED", 2026);
     let smoke = !std::env::args().any(|a| a == "--bench");
     let (v4, v6) = if smoke {
         (20_000, 5_000)

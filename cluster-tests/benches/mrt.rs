@@ -34,10 +34,7 @@ fn peer(n: u8) -> MrtPeer {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let seed = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
+    let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", DEFAULT_SEED);
     let (v4, v6) = if bench { BENCH_TABLE } else { SMOKE_TABLE };
     let started = Instant::now();
     let prefixes = fulltable::prefixes(TableSpec {

@@ -93,14 +93,8 @@ fn pulled(prefixes: &[IpNet], pop: u32, seed: u64) -> (HopRanges, ViewInfo, f64,
 }
 
 fn main() {
-    let pops: usize = std::env::var("SPARROW_SCALE_POPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let seed: u64 = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2026);
+    let pops: usize = sparrow_cluster_tests::env_or("SPARROW_SCALE_POPS", 100);
+    let seed: u64 = sparrow_cluster_tests::env_or("SPARROW_SEED", 2026);
     let smoke = !std::env::args().any(|a| a == "--bench");
     let (v4, v6) = if smoke {
         (20_000, 5_000)

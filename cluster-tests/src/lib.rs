@@ -34,6 +34,15 @@ use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The value of environment variable `name` (e.g. `SPARROW_SEED`), or `default` when it is
+/// unset or does not parse: how benches and seeded tests take their knobs.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 /// Resident and peak memory of this process, `VmRSS …, VmHWM …` from `/proc/self/status`
 /// (Linux; `n/a` elsewhere), for the benches' memory figures.
 pub fn process_memory() -> String {

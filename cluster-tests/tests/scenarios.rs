@@ -28,10 +28,7 @@ const AT_ONCE: usize = 2;
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn seed() -> u64 {
-    let seed = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(20_261_130);
+    let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", 20_261_130);
     eprintln!("scenario suite seed {seed} (replay with SPARROW_SEED={seed})");
     seed
 }

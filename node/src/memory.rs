@@ -27,9 +27,10 @@ const HUGE_MIN_BYTES: usize = 4 << 20;
 /// full scale). With 4 KiB pages nearly every such lookup also misses the TLB and walks the
 /// page tables; with 2 MiB pages it does not.
 ///
-/// Growth doubles, as `Vec`'s own does, by copying into the new advised buffer. Where huge
-/// pages are off the advice does nothing and the table is as before. Runs on rebuilds only,
-/// never on the answer path.
+/// Growth doubles, as `Vec`'s own does, by copying into the new advised buffer; a final
+/// `into_boxed_slice` shrinks in place and keeps the huge pages. Where huge pages are off
+/// the advice does nothing and the table is as before. Runs on rebuilds only, never on the
+/// answer path.
 #[inline]
 pub fn reserve_huge<T: Copy>(v: &mut Vec<T>, additional: usize) {
     let needed = v.len() + additional;
@@ -50,12 +51,6 @@ fn grow_huge<T: Copy>(v: &mut Vec<T>, needed: usize) {
     advise_huge(next.as_ptr() as usize, capacity * size_of::<T>());
     next.extend_from_slice(v);
     *v = next;
-}
-
-/// `items` without their spare capacity. The table keeps the memory it grew in (a shrink in
-/// place), huge pages included.
-pub fn into_table<T>(items: Vec<T>) -> Box<[T]> {
-    items.into_boxed_slice()
 }
 
 /// Advises huge pages for the whole 2 MiB pages inside `[start, start + len)`.

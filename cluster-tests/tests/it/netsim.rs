@@ -19,10 +19,7 @@ use crate::{answers, ecs};
 
 /// The seed of this run: `SPARROW_SEED`, else a fixed one so that CI is repeatable.
 fn seed() -> u64 {
-    let seed = std::env::var("SPARROW_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(20_261_121);
+    let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", 20_261_121);
     eprintln!("netsim seed {seed} (replay with SPARROW_SEED={seed})");
     seed
 }

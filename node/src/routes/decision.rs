@@ -190,7 +190,7 @@ impl DecisionTable {
             columns: self.columns,
             v4,
             v6,
-            rows: crate::memory::into_table(rows.bytes),
+            rows: rows.bytes.into_boxed_slice(),
         })
     }
 
@@ -326,7 +326,7 @@ fn assemble<S: HopSource>(
         columns,
         v4,
         v6,
-        rows: crate::memory::into_table(rows.bytes),
+        rows: rows.bytes.into_boxed_slice(),
     })
 }
 

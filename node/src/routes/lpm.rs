@@ -292,7 +292,7 @@ impl<K: Key> Builder<K> {
     fn finish(self) -> RangeTable<K> {
         let summary = self.ranges.iter().step_by(BLOCK).map(|&(s, _)| s).collect();
         RangeTable {
-            ranges: crate::memory::into_table(self.ranges),
+            ranges: self.ranges.into_boxed_slice(),
             summary,
         }
     }
