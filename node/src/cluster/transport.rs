@@ -336,6 +336,12 @@ impl Socket for QuicSocket {
     }
 }
 
+/// The longest a sender waits before dialling an unreachable peer again. Short, because
+/// the cluster is blind to a peer until a connection is back: after a partition heals, a
+/// node leaves local-only mode only once it hears a quorum again. A failed dial costs one
+/// QUIC Initial packet.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Sends the messages queued for one peer, one uni stream each, over a connection it keeps.
 async fn peer_sender(
     endpoint: quinn::Endpoint,
@@ -365,7 +371,7 @@ async fn peer_sender(
                 Err(e) => {
                     debug!(peer = %peer, error = %e, "cannot reach gossip peer");
                     retry_at = tokio::time::Instant::now() + backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
                     continue;
                 }
             }
