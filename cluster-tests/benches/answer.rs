@@ -55,7 +55,7 @@ const SMOKE_TABLE: (usize, usize) = (20_000, 5_000);
 struct Files(RefCell<HashMap<PathBuf, String>>);
 
 impl FileSource for Files {
-    fn read(&self, path: &Path) -> io::Result<String> {
+    fn read(&self, path: &Path, _max: u64) -> io::Result<String> {
         self.0.borrow_mut().remove(path).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,

@@ -363,6 +363,7 @@ fn published_keys(node: &TestNode) -> Vec<(String, String)> {
         admin: status.admin,
         load: status.load,
         view,
+        ..sparrow_node::cluster::state::HotState::up()
     }
     .to_keys()
     .into_iter()
@@ -425,17 +426,29 @@ async fn propagate(n: usize) {
             .collect(),
     );
     drop(prefixes);
+    let old_digest = nodes[1].snapshot.load().view_info(1).and_then(|v| v.digest);
     let t0 = Instant::now();
     nodes[1]
-        .cluster
-        .as_ref()
-        .expect("clustered")
-        .set_own_view(sparrow_node::routes::OwnView {
-            view: Some(Arc::new(view)),
-            source: "bench full table".into(),
-            stale_since_ms: None,
-        })
+        .state
+        .send(sparrow_node::state::Change::OwnView(
+            sparrow_node::routes::OwnView {
+                view: Some(Arc::new(view)),
+                source: "bench full table".into(),
+                stale_since_ms: None,
+            },
+        ))
         .await;
+    // Announced once encoded: its digest shows in the node's own view description.
+    while nodes[1].snapshot.load().view_info(1).and_then(|v| v.digest) == old_digest
+        || nodes[1]
+            .snapshot
+            .load()
+            .view_info(1)
+            .and_then(|v| v.digest)
+            .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let announced = t0.elapsed().as_secs_f64();
     let digest = nodes[1].snapshot.load().view_info(1).and_then(|v| v.digest);
     let mut during = Vec::new();
@@ -490,10 +503,9 @@ async fn propagate(n: usize) {
 async fn load_latency(nodes: &[TestNode], round: u32) -> f64 {
     let value = 0.1 + f32::from(u8::try_from(round % 8).unwrap_or(0)) / 10.0;
     nodes[2]
-        .cluster
-        .as_ref()
-        .expect("clustered")
-        .set_load(Some(value));
+        .state
+        .send(sparrow_node::state::Change::Load(Some(value)))
+        .await;
     let t0 = Instant::now();
     loop {
         // Gossip carries the load with three decimals.

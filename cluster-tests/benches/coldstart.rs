@@ -128,15 +128,13 @@ async fn peers(dir: &Path) {
         let name = format!("p{pop:02}");
         let header = kept_header(&dir.join(format!("state/views/{name}.view")));
         let state = sparrow_node::cluster::state::HotState {
-            healthy: true,
-            admin: sparrow_node::config::AdminState::Active,
-            load: None,
             view: Some(sparrow_node::cluster::state::ViewAnnouncement {
                 version: header.version,
                 digest: header.digest,
                 prefixes: header.prefixes,
                 stale_since_ms: None,
             }),
+            ..sparrow_node::cluster::state::HotState::up()
         };
         let keys = state
             .to_keys()
@@ -150,8 +148,11 @@ async fn peers(dir: &Path) {
             &std::fs::read_to_string(dir.join(format!("{name}.key"))).expect("key"),
         )
         .expect("peer TLS");
+        let names: Vec<String> = (0..POPS).map(|p| format!("p{p:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let node = GossipNode::start_with_keys(
             &name,
+            &names,
             tls,
             &seed.into_iter().collect::<Vec<_>>(),
             keys,

@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use sparrow_node::metrics::{DnsTransport, Metrics};
+use sparrow_node::dns::{DnsTransport, QueryObserver as _};
+use sparrow_node::metrics::Metrics;
 use sparrow_node::snapshot::Snapshot;
 
 fn bench(c: &mut Criterion) {

@@ -35,7 +35,7 @@ const BATCH: usize = 4;
 struct NoFiles;
 
 impl FileSource for NoFiles {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
+    fn read(&self, path: &Path, _max: u64) -> std::io::Result<String> {
         Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{} not part of the bench", path.display()),
@@ -125,13 +125,13 @@ fn main() {
         batch.push((pop, Arc::new(hops), info));
         if batch.len() == BATCH || pop + 1 == pops {
             let started = Instant::now();
-            snap = snap.with_pulled(&batch);
+            snap = snap.with_tables(snap.tables().with_pulled(&snap.config, &batch));
             merge_secs += started.elapsed().as_secs_f64();
             batch.clear();
         }
     }
     // The node hands freed memory back after every rebuild on its view builder thread
-    // (`viewsource::background`); so does the bench.
+    // (`state::builder`); so does the bench.
     sparrow_node::memory::release_free();
     let table = snap.decision_table(0);
     println!(
@@ -152,7 +152,10 @@ fn main() {
     // One more view replaced, as when a peer's view changes.
     let (hops, info, _, _) = pulled(&prefixes, 1000, seed);
     let started = Instant::now();
-    snap = snap.with_pulled(&[(1, Arc::new(hops), info)]);
+    snap = snap.with_tables(
+        snap.tables()
+            .with_pulled(&snap.config, &[(1, Arc::new(hops), info)]),
+    );
     let took = started.elapsed().as_secs_f64();
     sparrow_node::memory::release_free();
     println!(

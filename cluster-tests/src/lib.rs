@@ -27,10 +27,9 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use sparrow_node::app;
-use sparrow_node::dns::handler::DnsHandler;
-use sparrow_node::metrics::Metrics;
 use sparrow_node::routes::OwnView;
 use sparrow_node::snapshot::Snapshot;
+use sparrow_node::state::owner::StateHandle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -94,16 +93,34 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Installs a log subscriber for tests when `RUST_LOG` is set (`RUST_LOG=sparrow_node=debug
+/// cargo test ... -- --nocapture`), once per process; without it tests log nothing.
+pub fn subscribe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// A running node.
 pub struct TestNode {
     /// Where it serves DNS (UDP and TCP).
     pub addr: SocketAddr,
-    /// The state it answers from.
+    /// The state it answers from (written by the node's state owner only).
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Where changes to its state go (as its probes, view source, cluster and API send
+    /// them).
+    pub state: StateHandle,
     /// Its cluster membership, when it has one.
     pub cluster: Option<Arc<sparrow_node::cluster::node::ClusterHandle>>,
     /// Where its metrics endpoint listens, when the config sets `metrics_listen`.
     pub metrics: Option<SocketAddr>,
+    node: Option<app::Node>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -116,7 +133,7 @@ impl TestNode {
 
     /// Loads `config` and serves it on `listen` (port 0: any free port).
     pub async fn start_on(config: &Path, listen: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_full(config, listen, None).await
+        Self::start_with(config, listen, None, None).await
     }
 
     /// Loads a clustered `config` and joins the cluster on `gossip` (bound by the caller).
@@ -124,105 +141,76 @@ impl TestNode {
         config: &Path,
         gossip: std::net::UdpSocket,
     ) -> anyhow::Result<Self> {
-        Self::start_full(config, "127.0.0.1:0".parse()?, Some(gossip)).await
+        Self::start_with(config, "127.0.0.1:0".parse()?, Some(gossip), None).await
     }
 
     /// Loads a standalone `config` and serves it on 127.0.0.1, port 0, recording every own
-    /// route view its view source hands over (`[node.mrt]`, `[node.bgp]`) after applying it
-    /// as `app::start_state` does. (Probes and load are not started.)
+    /// route view its view source hands over (`[node.mrt]`, `[node.bgp]`) before the node
+    /// takes it.
     pub async fn start_watching_views(config: &Path) -> anyhow::Result<(Self, ViewLog)> {
         let log = ViewLog::default();
         let l = log.clone();
-        let node = Self::start_with(
-            config,
-            "127.0.0.1:0".parse()?,
-            move |snapshot, _, shutdown| {
-                Box::pin(async move {
-                    let own = snapshot.load().config.node.pop;
-                    let snap = snapshot.clone();
-                    app::spawn_own_view(
-                        &snapshot,
-                        move |v| {
-                            app::apply_own_view(&snap, own, &v);
-                            // INVARIANT: the lock is held for a push only.
-                            l.lock().expect("view log lock").push(v);
-                        },
-                        &shutdown,
-                    )
-                    .await?;
-                    Ok(None)
-                })
-            },
-        )
-        .await?;
+        let tap: app::ViewTap = Arc::new(move |v: &OwnView| {
+            // INVARIANT: the lock is held for a push only.
+            l.lock().expect("view log lock").push(v.clone());
+        });
+        let node = Self::start_with(config, "127.0.0.1:0".parse()?, None, Some(tap)).await?;
         Ok((node, log))
-    }
-
-    async fn start_full(
-        config: &Path,
-        listen: SocketAddr,
-        gossip: Option<std::net::UdpSocket>,
-    ) -> anyhow::Result<Self> {
-        Self::start_with(config, listen, move |snapshot, metrics, shutdown| {
-            Box::pin(async move {
-                app::start_state_with(&snapshot, gossip, metrics.as_deref(), &shutdown).await
-            })
-        })
-        .await
     }
 
     async fn start_with(
         config: &Path,
         listen: SocketAddr,
-        state: impl FnOnce(
-            Arc<ArcSwap<Snapshot>>,
-            Option<Arc<Metrics>>,
-            CancellationToken,
-        ) -> StartState,
+        gossip: Option<std::net::UdpSocket>,
+        tap: Option<app::ViewTap>,
     ) -> anyhow::Result<Self> {
+        subscribe();
         let loaded = sparrow_node::config::load(config)?;
         let timeout = loaded.config.node.tcp_idle_timeout;
         let sockets = app::bind(listen).await?;
         let addr = sockets.local_addr()?;
-        // As `app::run` does: the metrics listener is bound before anything starts.
-        let metrics_listener = match loaded.config.node.metrics_listen {
+        // As `app::run` does: every socket is bound before anything starts.
+        let metrics = match loaded.config.node.metrics_listen {
             Some(a) => Some(app::bind_metrics(a).await?),
             None => None,
         };
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(loaded.config)));
+        let api_socket = loaded.config.node.api_socket.clone();
         let shutdown = CancellationToken::new();
-        let metrics = metrics_listener
-            .as_ref()
-            .map(|_| Arc::new(Metrics::new(&snapshot)));
-        let cluster = state(snapshot.clone(), metrics.clone(), shutdown.clone()).await?;
-        let mut handler = DnsHandler::new(snapshot.clone());
-        let mut metrics_addr = None;
-        if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
-            metrics_addr = Some(listener.local_addr()?);
-            handler = handler.with_metrics(m.dns());
-            app::start_metrics(listener, m, &shutdown)?;
-        }
+        let node = app::Node::start(
+            loaded.config,
+            app::NodeParts {
+                gossip,
+                metrics,
+                api_socket,
+                probes: tap.is_none(),
+                on_own_view: tap,
+            },
+            shutdown.clone(),
+        )
+        .await?;
         let task = tokio::spawn(app::serve_handler(
-            handler,
+            node.handler(),
             vec![sockets],
             timeout,
             shutdown.clone(),
         ));
         Ok(Self {
             addr,
-            snapshot,
-            cluster,
-            metrics: metrics_addr,
+            snapshot: node.state.snapshot.clone(),
+            state: node.state.clone(),
+            cluster: node.cluster.clone(),
+            metrics: node.metrics_addr,
+            node: Some(node),
             shutdown,
             task,
         })
     }
 
     /// Stops the node (DNS and gossip) and reports how its server ended.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        if let Some(c) = &self.cluster {
-            c.shutdown().await;
+        if let Some(node) = self.node.take() {
+            node.stop().await;
         }
         self.task.await.context("node task panicked")?
     }
@@ -230,14 +218,6 @@ impl TestNode {
 
 /// Every own route view a node's view source handed over, in order.
 pub type ViewLog = Arc<Mutex<Vec<OwnView>>>;
-
-type StartState = std::pin::Pin<
-    Box<
-        dyn Future<
-            Output = anyhow::Result<Option<Arc<sparrow_node::cluster::node::ClusterHandle>>>,
-        >,
-    >,
->;
 
 /// Transport of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,103 +366,130 @@ impl TestPki {
     }
 }
 
-/// A chitchat instance gossiping over the QUIC transport on 127.0.0.1.
+/// A node's gossip alone (its mesh of chitchat links over the QUIC transport) on 127.0.0.1.
 pub struct GossipNode {
     /// Its gossip address.
     pub addr: SocketAddr,
-    /// The running chitchat.
-    pub handle: chitchat::ChitchatHandle,
+    /// Its mesh.
+    pub mesh: Arc<sparrow_node::cluster::mesh::Mesh>,
     /// Transport counters.
     pub stats: Arc<sparrow_node::cluster::transport::TransportStats>,
+    _shutdown: tokio_util::sync::DropGuard,
 }
 
 impl GossipNode {
-    /// Starts node `name` with `tls`, seeded with `seeds`, publishing `pop = name`.
+    /// Starts node `name` of a cluster whose POPs are `names`, with `tls`, seeded with
+    /// `seeds`, publishing `pop = name`.
     pub async fn start(
         name: &str,
+        names: &[&str],
         tls: sparrow_node::cluster::tls::ClusterTls,
         seeds: &[SocketAddr],
     ) -> anyhow::Result<Self> {
         let keys = vec![("pop".to_owned(), name.to_owned())];
-        Self::start_with_keys(name, tls, seeds, keys, Duration::from_millis(100)).await
+        Self::start_with_keys(name, names, tls, seeds, keys, Duration::from_millis(100)).await
     }
 
     /// Starts node `name` publishing `keys` (e.g. a Sparrow node's hot state, to stand in
-    /// for a peer whose POP is alive), gossiping every `interval`.
+    /// for a peer whose POP is alive), gossiping every `interval`: the real mesh, endpoint
+    /// and transport of a node, without the rest of it.
     pub async fn start_with_keys(
         name: &str,
+        names: &[&str],
         tls: sparrow_node::cluster::tls::ClusterTls,
         seeds: &[SocketAddr],
         keys: Vec<(String, String)>,
         interval: Duration,
     ) -> anyhow::Result<Self> {
+        use sparrow_node::cluster::{endpoint, mesh, transport};
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let Some(own) = names.iter().position(|n| n == name) else {
+            anyhow::bail!("{name} is not one of {names:?}");
+        };
+        tls.admit(sparrow_node::cluster::tls::Admission {
+            nodes: names.clone(),
+            revoked: Default::default(),
+        });
         let cluster = tls.cluster.clone();
         let tls = Arc::new(tls);
-        let endpoint = sparrow_node::cluster::endpoint::bind(&tls, socket)?;
-        let stats = Arc::new(sparrow_node::cluster::transport::TransportStats::default());
-        let faults = sparrow_node::cluster::transport::Faults::default();
-        let (transport, gossip) = sparrow_node::cluster::transport::QuicTransport::new(
+        let endpoint = endpoint::bind(&tls, socket)?;
+        let stats = Arc::new(transport::TransportStats::default());
+        let faults = transport::Faults::default();
+        let mesh = mesh::Mesh::new(
+            mesh::MeshConfig {
+                cluster,
+                names,
+                own,
+                generation: 1,
+                listen: addr,
+                seeds: seeds.iter().map(ToString::to_string).collect(),
+                gossip_interval: interval,
+            },
             endpoint.clone(),
-            &tls,
+            tls.client_config(sparrow_node::cluster::tls::ALPN_GOSSIP)?,
+            &sparrow_node::cluster::state::HotState::up(),
             stats.clone(),
             faults.clone(),
-        )?;
-        let handlers = Arc::new(sparrow_node::cluster::endpoint::Handlers {
+        );
+        mesh.publish_keys(keys).await;
+        let gossip: endpoint::Service = {
+            let mesh = mesh.clone();
+            Arc::new(move |conn, id| Box::pin(mesh.clone().incoming(conn, id)))
+        };
+        let handlers = Arc::new(endpoint::Handlers {
             gossip,
             views: Arc::new(sparrow_node::cluster::view_sync::ViewServer::new(name)),
-            api: std::sync::OnceLock::new(),
+            api: Mutex::new(None),
             stats: stats.clone(),
             faults,
         });
-        tokio::spawn(sparrow_node::cluster::endpoint::accept_loop(
-            endpoint, tls, handlers,
-        ));
-        let config = chitchat::ChitchatConfig {
-            chitchat_id: chitchat::ChitchatId::new(name, 0, addr),
-            cluster_id: cluster,
-            gossip_interval: interval,
-            listen_addr: addr,
-            seed_nodes: seeds.iter().map(ToString::to_string).collect(),
-            failure_detector_config: chitchat::FailureDetectorConfig {
-                initial_interval: interval,
-                ..Default::default()
-            },
-            marked_for_deletion_grace_period: Duration::from_secs(3600),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-        };
-        let handle = chitchat::spawn_chitchat(config, keys, &transport).await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(endpoint::accept_loop(endpoint, tls, handlers));
+        tokio::spawn(mesh.clone().discover(shutdown.clone()));
         Ok(Self {
             addr,
-            handle,
+            mesh,
             stats,
+            _shutdown: shutdown.drop_guard(),
         })
     }
 
-    /// Names of the nodes this node believes alive (itself included), sorted.
+    /// Names of the nodes this node hears alive (itself included), sorted.
     pub async fn live(&self) -> Vec<String> {
-        let chitchat = self.handle.chitchat();
-        let guard = chitchat.lock().await;
-        let mut names: Vec<String> = guard
-            .live_nodes()
-            .map(|id| id.node_id.to_string())
-            .collect();
-        names.sort();
-        names
+        self.mesh.alive_names().await
     }
 
     /// The value of `key` that this node has from node `name`, if any.
     pub async fn value_from(&self, name: &str, key: &str) -> Option<String> {
-        let chitchat = self.handle.chitchat();
-        let guard = chitchat.lock().await;
-        guard
-            .node_states()
-            .iter()
-            .find(|(id, _)| &*id.node_id == name)
-            .and_then(|(_, state)| state.get(key).map(str::to_owned))
+        self.mesh.peer_value(name, key).await
     }
+
+    /// Publishes `key = value` among this node's keys.
+    pub async fn set(&self, keys: Vec<(String, String)>) {
+        self.mesh.publish_keys(keys).await;
+    }
+}
+
+/// Whether every node of a cluster (`nodes[i]` being POP `i`'s node) answers from the whole
+/// cluster and holds every POP's current view: the digest each POP's own node announces.
+/// What a test that compares answers across nodes must wait for (the cluster forming is not
+/// enough: views arrive after it).
+pub fn views_settled(nodes: &[&TestNode]) -> bool {
+    let own: Vec<Option<u64>> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.snapshot.load().view_info(i).and_then(|v| v.digest))
+        .collect();
+    if own.iter().any(Option::is_none) {
+        return false;
+    }
+    nodes.iter().all(|n| {
+        let s = n.snapshot.load();
+        s.mode == sparrow_node::cluster::state::Mode::Cluster { alive: nodes.len() }
+            && (0..nodes.len()).all(|p| s.view_info(p).and_then(|v| v.digest) == own[p])
+    })
 }
 
 /// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.

@@ -1,32 +1,45 @@
 //! [E] The operator API: `proto::api::Request` / `proto::api::Response` as JSON.
 //!
-//! - Locally, newline-delimited JSON over a Unix socket created with mode 0600: file
-//!   permissions decide who may drive the node.
+//! - Locally, newline-delimited JSON over a Unix socket created with mode 0600 in a folder
+//!   of mode 0700 that the node's user owns: file permissions decide who may drive the
+//!   node. A folder that someone else owns, or that others may write, is refused.
 //! - Remotely, over the node's cluster QUIC endpoint (ALPN `sparrow-api/1`), one request
 //!   and its response per bidirectional stream, for operators whose certificate names
 //!   `sparrow://CLUSTER/operator/NAME` (see [`crate::cluster::endpoint`]). Every change an
 //!   operator makes is logged with their name.
+//!
+//! A drain is carried by the drained POP's own node: a clustered node applies drains of its
+//! own POP only, and answers a drain of another POP with [`Response::Redirect`] naming that
+//! POP's node (the CLI follows it with an operator certificate). After applying one it waits
+//! a few gossip rounds for every live peer to confirm the new state, and reports who did.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use hickory_proto::rr::LowerName;
 use ipnet::IpNet;
-use sparrow_proto::api::{PopReport, Request, Response, StatusReport, ViewReport};
+use sparrow_proto::api::{AdminReport, PopReport, Request, Response, StatusReport, ViewReport};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
+use crate::cluster::endpoint::Service;
 use crate::cluster::node::ClusterHandle;
-use crate::cluster::state::Mode;
-use crate::config::{self, AdminState};
+use crate::cluster::state::{AdminBy, Mode};
+use crate::config;
 use crate::pki::Identity;
+use crate::policy::AdminState;
 use crate::snapshot::Snapshot;
+use crate::state::Change;
+use crate::state::owner::StateHandle;
+
+/// Longest a drain waits for every live peer to confirm it.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -44,21 +57,18 @@ pub fn default_socket() -> PathBuf {
 #[derive(Clone)]
 pub struct ApiContext {
     /// The node's state.
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub state: StateHandle,
     /// Its cluster membership, if clustered.
     pub cluster: Option<Arc<ClusterHandle>>,
 }
 
-/// Binds the API socket at `path` (its folder created 0700), refusing to take over the
-/// socket of a node that is still running.
+/// Binds the API socket at `path`, refusing to take over the socket of a node that is still
+/// running. Its folder is made (mode 0700) if missing; an existing folder must belong to
+/// this process's user and be writable by it alone, or another local user could put their
+/// own socket in the operator's way.
 pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        secure_dir(dir)?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -75,6 +85,55 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(listener)
+}
+
+/// Makes `dir` (mode 0700) or checks that the existing one is this user's own and that no
+/// one else may write to it.
+fn secure_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A parent is missing: make the parents as usual, this folder 0700.
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+        let meta = std::fs::symlink_metadata(dir)
+            .with_context(|| format!("cannot inspect {}", dir.display()))?;
+        anyhow::ensure!(
+            meta.is_dir(),
+            "{} is not a folder (a link?); refusing to put the API socket there",
+            dir.display()
+        );
+        // SAFETY: geteuid takes no argument and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        anyhow::ensure!(
+            meta.uid() == me,
+            "{} belongs to uid {}, not to this node's user (uid {me}); refusing to put the API socket there",
+            dir.display(),
+            meta.uid()
+        );
+        let mode = meta.permissions().mode() & 0o777;
+        anyhow::ensure!(
+            mode & 0o022 == 0,
+            "{} may be written by group or others (mode {mode:o}), who could replace the API socket; make it 0700 or remove it",
+            dir.display()
+        );
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(())
 }
 
 /// Serves API requests on `listener` until `shutdown`.
@@ -95,13 +154,17 @@ pub async fn serve(listener: UnixListener, cx: ApiContext, shutdown: Cancellatio
 }
 
 async fn connection(stream: UnixStream, cx: ApiContext) {
+    let who = match stream.peer_cred() {
+        Ok(c) => format!("local uid {}", c.uid()),
+        Err(_) => "the local API".to_owned(),
+    };
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
                 debug!(?request, "operator request");
-                handle(&cx, request, "the local API").await
+                handle(&cx, request, &who).await
             }
             Err(e) if line.len() > MAX_REQUEST => Response::Error {
                 message: format!("request too large: {e}"),
@@ -120,10 +183,18 @@ async fn connection(stream: UnixStream, cx: ApiContext) {
     }
 }
 
+/// The operator API as a service of the cluster endpoint (ALPN `sparrow-api/1`).
+pub fn quic_service(cx: ApiContext) -> Service {
+    Arc::new(move |conn, id| {
+        let cx = cx.clone();
+        Box::pin(serve_quic(conn, id, cx).instrument(tracing::Span::current()))
+    })
+}
+
 /// Serves the requests of operator `id` on QUIC connection `conn` until it closes.
 pub async fn serve_quic(conn: quinn::Connection, id: Identity, cx: ApiContext) {
     let from = conn.remote_address();
-    let who = format!("operator {} from {from}", id.name);
+    let who = id.name.clone();
     info!(operator = %id.name, peer = %from, "operator connected over QUIC");
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let response = match recv.read_to_end(MAX_REQUEST).await {
@@ -166,7 +237,7 @@ pub async fn call_quic(
     let endpoint = quinn::Endpoint::client(bind)?;
     let client = tls.client_config(crate::cluster::tls::ALPN_API)?;
     let connecting = endpoint.connect_with(client, addr, "sparrow-node")?;
-    let conn = tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
         .with_context(|| format!("no answer from {addr} within 10 s"))?
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -183,49 +254,142 @@ pub async fn call_quic(
 }
 
 async fn handle(cx: &ApiContext, request: Request, who: &str) -> Response {
-    let snap = cx.snapshot.load_full();
+    let snap = cx.state.snapshot.load_full();
     match request {
         Request::Status => Response::Status(status(&snap, cx.cluster.as_deref())),
         Request::Explain { client, name } => match explain(&snap, &client, name.as_deref()) {
             Ok(e) => Response::Explanation(e),
             Err(message) => Response::Error { message },
         },
-        Request::SetAdmin { pop, drained } => {
-            let Some(index) = snap.config.pops.iter().position(|p| p.name == pop) else {
-                return Response::Error {
-                    message: format!("no POP is named `{pop}`"),
-                };
-            };
-            let admin = if drained {
-                AdminState::Drained
-            } else {
-                AdminState::Active
-            };
-            match &cx.cluster {
-                Some(cluster) => cluster.set_admin(&pop, admin).await,
-                None => {
-                    cx.snapshot.rcu(|s| s.with_admin(index, admin));
+        Request::SetAdmin { pop, drained } => set_admin(cx, &snap, &pop, drained, who).await,
+    }
+}
+
+/// Drains or undrains `pop`: on a standalone node any POP (for its own answers), on a
+/// clustered node its own POP only (for every node's answers); others are redirected.
+async fn set_admin(
+    cx: &ApiContext,
+    snap: &Snapshot,
+    pop: &str,
+    drained: bool,
+    who: &str,
+) -> Response {
+    let Some(index) = snap.config.pops.iter().position(|p| p.name == pop) else {
+        return Response::Error {
+            message: format!("no POP is named `{pop}`"),
+        };
+    };
+    let own = snap.config.node.pop;
+    let state = if drained {
+        AdminState::Drained
+    } else {
+        AdminState::Active
+    };
+    if snap.config.cluster.is_some() && index != own {
+        let node = snap.peers[index].addr.map(|a| a.to_string());
+        let message = match &node {
+            Some(addr) => format!(
+                "{pop}'s admin state is held by {pop}'s own node ({addr}): send it there with an operator certificate (`sparrow drain {pop} --remote {addr} ...`), or run the command on that node"
+            ),
+            None => format!(
+                "{pop}'s admin state is held by {pop}'s own node, which this node has not met: send it there with an operator certificate, or run the command on that node"
+            ),
+        };
+        return Response::Redirect {
+            pop: pop.to_owned(),
+            node,
+            message,
+        };
+    }
+    let by = AdminBy {
+        who: who.to_owned(),
+        at_ms: crate::clock::unix_ms(),
+    };
+    info!(pop = %pop, by = %who, state = state.as_str(), "operator sets admin state");
+    if !cx
+        .state
+        .send(Change::Admin {
+            pop: index,
+            state,
+            by: by.clone(),
+        })
+        .await
+    {
+        return Response::Error {
+            message: "the node is shutting down".to_owned(),
+        };
+    }
+    let (confirmed, unconfirmed) = confirm(cx, index, state).await;
+    let verb = if drained { "drained" } else { "undrained" };
+    let message = if snap.config.cluster.is_none() {
+        format!("{pop} {verb} (standalone: this node's answers)")
+    } else if unconfirmed.is_empty() {
+        format!(
+            "{pop} {verb} cluster-wide: held by {} of {} live nodes",
+            confirmed.len(),
+            confirmed.len()
+        )
+    } else {
+        format!(
+            "{pop} {verb}; held by {} of {} live nodes, not confirmed within {}s by: {}",
+            confirmed.len(),
+            confirmed.len() + unconfirmed.len(),
+            CONFIRM_WAIT.as_secs(),
+            unconfirmed.join(", ")
+        )
+    };
+    Response::AdminSet(AdminReport {
+        pop: pop.to_owned(),
+        admin: state.as_str().to_owned(),
+        by: who.to_owned(),
+        confirmed,
+        unconfirmed,
+        message,
+    })
+}
+
+/// Waits (up to [`CONFIRM_WAIT`]) until this node answers with `state` for POP `pop` and
+/// every live peer says it treats `pop` so; returns the nodes that do and those that do not.
+async fn confirm(cx: &ApiContext, pop: usize, state: AdminState) -> (Vec<String>, Vec<String>) {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    loop {
+        let snap = cx.state.snapshot.load_full();
+        let names: Vec<&str> = snap.config.pops.iter().map(|p| p.name.as_str()).collect();
+        let own = snap.config.node.pop;
+        let mut yes = Vec::new();
+        let mut no = Vec::new();
+        if snap.pop_status[pop].admin == state {
+            yes.push(names[own].to_owned());
+        } else {
+            no.push(names[own].to_owned());
+        }
+        if snap.config.cluster.is_some() {
+            for (i, peer) in snap.peers.iter().enumerate() {
+                if i == own || !peer.alive {
+                    continue;
+                }
+                let holds = peer.known.as_ref().is_some_and(|k| {
+                    k.drained.iter().any(|n| n == names[pop]) == (state == AdminState::Drained)
+                });
+                if holds {
+                    yes.push(names[i].to_owned());
+                } else {
+                    no.push(names[i].to_owned());
                 }
             }
-            let verb = if drained { "drained" } else { "undrained" };
-            info!(pop = %pop, by = %who, "{verb} by an operator");
-            Response::Done {
-                message: if cx.cluster.is_some() {
-                    format!("{pop} {verb} cluster-wide")
-                } else {
-                    format!("{pop} {verb}")
-                },
-            }
         }
+        if no.is_empty() || tokio::time::Instant::now() >= deadline {
+            return (yes, no);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The node's view of the cluster.
 pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport {
     let cfg = &snap.config;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::clock::unix_ms();
+    let own_digest = cfg.answer_digest();
     let (mode, alive, quorum) = match snap.mode {
         Mode::Standalone => ("standalone", 1, 1),
         Mode::Cluster { alive } => (
@@ -240,23 +404,32 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
         .iter()
         .zip(&snap.pop_status)
         .enumerate()
-        .map(|(i, (p, s))| PopReport {
-            name: p.name.clone(),
-            this_node: i == cfg.node.pop,
-            live: s.live,
-            healthy: s.healthy,
-            admin: match s.admin {
-                AdminState::Active => "active".to_owned(),
-                AdminState::Drained => "drained".to_owned(),
-            },
-            load: s.load,
-            addresses: p
-                .v4
-                .iter()
-                .map(ToString::to_string)
-                .chain(p.v6.iter().map(ToString::to_string))
-                .collect(),
-            view: snap.view_info(i).map(|v| view_report(v, now_ms)),
+        .map(|(i, (p, s))| {
+            let peer = &snap.peers[i];
+            let digest = if i == cfg.node.pop {
+                Some(own_digest)
+            } else {
+                peer.known.as_ref().and_then(|k| k.config)
+            };
+            PopReport {
+                name: p.name.clone(),
+                this_node: i == cfg.node.pop,
+                live: s.live,
+                healthy: s.healthy,
+                admin: s.admin.as_str().to_owned(),
+                load: s.load,
+                addresses: p
+                    .v4
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(p.v6.iter().map(ToString::to_string))
+                    .collect(),
+                view: snap.view_info(i).map(|v| view_report(v, now_ms)),
+                admin_by: snap.admin_by[i].as_ref().map(AdminBy::to_value),
+                node: peer.addr.map(|a| a.to_string()),
+                config_digest: digest.map(|d| format!("{d:016x}")),
+                config_differs: digest.is_some_and(|d| d != own_digest),
+            }
         })
         .collect();
     let (sent, received) = cluster.map_or((0, 0), |c| {
@@ -283,6 +456,7 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
         gossip_bytes_received: received,
         views_pulled,
         view_pull_failures,
+        config_digest: Some(format!("{own_digest:016x}")),
     }
 }
 

@@ -1,26 +1,32 @@
-//! [E] The one place that knows every edge: binds sockets, starts the DNS server, owns
-//! shutdown.
+//! [E] The one place that knows every edge: it starts a node's parts around its state owner
+//! (probes, own-view source, cluster, operator API, metrics), serves DNS, and owns shutdown.
+//! Callers bind the sockets and pass the shutdown token in (the daemon, the demo, tests and
+//! netsim all start nodes through [`Node::start`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
 use crate::api;
 use crate::bgp;
-use crate::cluster::{self, node::ClusterHandle};
-use crate::config::{BgpMode, Loaded, OwnViewSource};
+use crate::cluster::node::{self as cluster_node, ClusterHandle, ClusterParts};
+use crate::cluster::view_sync::ViewServer;
+use crate::config::{BgpMode, Config, Loaded, OwnViewSource};
 use crate::dns::handler::DnsHandler;
 use crate::health;
-use crate::metrics::{self, Metrics, ProbeMetrics};
+use crate::metrics::{self, Metrics};
 use crate::routes::OwnView;
-use crate::snapshot::Snapshot;
+use crate::state::builder::Builder;
+use crate::state::owner::{self, OwnerParts, StateHandle};
+use crate::state::{Change, NodeState};
 use crate::viewsource;
 
 /// Buffer of outgoing responses per TCP connection.
@@ -68,23 +74,14 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<DnsSockets> {
     Err(e.context(format!("cannot bind TCP beside UDP on {addr}")))
 }
 
-/// Serves DNS on `sockets` from `snapshot` until `shutdown` is cancelled.
-pub async fn serve(
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    sockets: Vec<DnsSockets>,
-    tcp_idle_timeout: Duration,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    serve_handler(
-        DnsHandler::new(snapshot),
-        sockets,
-        tcp_idle_timeout,
-        shutdown,
-    )
-    .await
+/// Binds the metrics endpoint on `addr` (the config's `metrics_listen`).
+pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind metrics endpoint {addr}"))
 }
 
-/// Serves DNS on `sockets` with `handler` (e.g. one counting queries) until `shutdown`.
+/// Serves DNS on `sockets` with `handler` until `shutdown` is cancelled.
 pub async fn serve_handler(
     handler: DnsHandler,
     sockets: Vec<DnsSockets>,
@@ -109,76 +106,256 @@ pub async fn serve_handler(
     Ok(())
 }
 
-/// Starts the probes of the node's own POP, if any; `on_change(healthy)` receives their
-/// verdict, `metrics` (if any) every check.
-pub fn spawn_health(
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    metrics: Option<Arc<ProbeMetrics>>,
-    on_change: impl Fn(bool) + Send + Sync + 'static,
-    shutdown: &CancellationToken,
-) {
-    let config = snapshot.load().config.clone();
-    if config.node.probes.is_empty() {
-        return;
-    }
-    let pop = config.own_pop().name.clone();
-    tokio::spawn(
-        health::monitor(
-            config.node.probes.clone(),
-            metrics,
-            move |healthy| {
-                if healthy {
-                    info!(pop = %pop, "own POP healthy again: handed out");
-                } else {
-                    warn!(pop = %pop, "own POP unhealthy: withdrawn from answers");
-                }
-                on_change(healthy);
+/// A callback that sees every own view the view source publishes.
+pub type ViewTap = Arc<dyn Fn(&OwnView) + Send + Sync>;
+
+/// What a node is started with besides its config: sockets bound by the caller, and which
+/// parts to run.
+#[derive(Default)]
+pub struct NodeParts {
+    /// The cluster socket (`[cluster] listen`); required with a `[cluster]`.
+    pub gossip: Option<std::net::UdpSocket>,
+    /// The metrics listener (`[node] metrics_listen`), if metrics are served.
+    pub metrics: Option<TcpListener>,
+    /// Where the operator API listens; `None`: no API.
+    pub api_socket: Option<PathBuf>,
+    /// Whether the own POP's health and load probes run.
+    pub probes: bool,
+    /// Called with every own view the view source publishes, before the node takes it
+    /// (tests record them).
+    pub on_own_view: Option<ViewTap>,
+}
+
+/// A running node (everything but its DNS sockets, which [`Node::serve`] takes).
+pub struct Node {
+    /// Its state: where changes go, and the snapshot answers read.
+    pub state: StateHandle,
+    /// Its cluster membership, when it has one.
+    pub cluster: Option<Arc<ClusterHandle>>,
+    /// Its metrics, when served.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Where its metrics endpoint listens.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where its operator API listens.
+    pub api_socket: Option<PathBuf>,
+    shutdown: CancellationToken,
+    owner: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Starts a node of `config` with `parts` until `shutdown`: its state owner first, then
+    /// the probes, the own view's source, the cluster, the operator API and the metrics.
+    pub async fn start(
+        config: Config,
+        parts: NodeParts,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let names: Vec<String> = config.pops.iter().map(|p| p.name.clone()).collect();
+        let builder = Builder::start(&format!("sparrow-build-{}", config.own_pop().name))
+            .context("cannot start the builder thread")?;
+        let state_dir = config.node.state_dir.clone();
+        let admin = owner::load_admin(state_dir.as_deref(), &names);
+        let clustered = config.cluster.is_some();
+        let loading_kept = clustered && state_dir.is_some();
+        let mut state = NodeState::new(config.clone(), admin, loading_kept);
+        let (announce_tx, announce_rx) = watch::channel(state.initial_announcement());
+        let (held_tx, held_rx) = oneshot::channel();
+        let views = clustered.then(|| Arc::new(ViewServer::new(&config.own_pop().name)));
+        let (handle, owner_task) = owner::start(
+            state,
+            OwnerParts {
+                builder: builder.clone(),
+                announce: clustered.then_some(announce_tx),
+                views: views.clone(),
+                state_dir,
+                held: clustered.then_some(held_tx),
             },
             shutdown.clone(),
-        )
+        );
+        let metrics = parts
+            .metrics
+            .as_ref()
+            .map(|_| Arc::new(Metrics::new(&handle.snapshot)));
+        let observer: Option<health::Observer> =
+            metrics.as_ref().map(|m| m.probes() as health::Observer);
+        if parts.probes {
+            spawn_probes(&config, &handle, observer, &shutdown);
+        }
+        let cluster = match (&config.cluster, parts.gossip) {
+            (Some(_), Some(socket)) => {
+                let generation = crate::clock::unix_ms();
+                let c = cluster_node::start(
+                    &config,
+                    socket,
+                    generation,
+                    ClusterParts {
+                        builder: builder.clone(),
+                        changes: handle.changes.clone(),
+                        own: announce_rx,
+                        held: held_rx,
+                        // INVARIANT: `views` is set whenever the config is clustered.
+                        views: views.clone().expect("clustered nodes serve views"),
+                    },
+                    shutdown.clone(),
+                )
+                .await?;
+                Some(Arc::new(c))
+            }
+            (Some(c), None) => anyhow::bail!("no cluster socket bound for {}", c.listen),
+            (None, _) => None,
+        };
+        if let (Some(m), Some(c)) = (&metrics, &cluster) {
+            m.set_cluster(c);
+        }
+        spawn_own_view(&config, &handle, builder, parts.on_own_view, &shutdown).await?;
+        if let Some(path) = &parts.api_socket {
+            let listener = api::bind(path).await?;
+            info!(socket = %path.display(), "operator API");
+            let cx = api::ApiContext {
+                state: handle.clone(),
+                cluster: cluster.clone(),
+            };
+            if let Some(c) = &cluster {
+                // Operators with a certificate of the cluster's CA reach it over QUIC too.
+                c.serve_api(api::quic_service(cx.clone()));
+            }
+            tokio::spawn(
+                api::serve(listener, cx, shutdown.clone()).instrument(tracing::Span::current()),
+            );
+        }
+        let mut metrics_addr = None;
+        if let (Some(listener), Some(m)) = (parts.metrics, &metrics) {
+            metrics_addr = Some(listener.local_addr()?);
+            info!(addr = %listener.local_addr()?, "metrics endpoint: /metrics");
+            tokio::spawn(
+                metrics::serve(listener, m.clone(), shutdown.clone())
+                    .instrument(tracing::Span::current()),
+            );
+        }
+        Ok(Self {
+            state: handle,
+            cluster,
+            metrics,
+            metrics_addr,
+            api_socket: parts.api_socket,
+            shutdown,
+            owner: owner_task,
+        })
+    }
+
+    /// The DNS handler answering from this node's state (counting queries in its metrics).
+    pub fn handler(&self) -> DnsHandler {
+        let mut handler = DnsHandler::new(self.state.snapshot.clone());
+        if let Some(m) = &self.metrics {
+            handler = handler.with_metrics(m.dns());
+        }
+        handler
+    }
+
+    /// Stops the node's parts (its DNS server stops with the shutdown token).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Some(c) = &self.cluster {
+            c.shutdown().await;
+        }
+        let _ = self.owner.await;
+        if let Some(path) = &self.api_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Starts the own POP's health and load probes, each bridged to the state owner through a
+/// watch (only the latest verdict matters; none is lost to a full queue).
+fn spawn_probes(
+    config: &Config,
+    state: &StateHandle,
+    observer: Option<health::Observer>,
+    shutdown: &CancellationToken,
+) {
+    if !config.node.probes.is_empty() {
+        let (tx, rx) = watch::channel(true);
+        tokio::spawn(
+            health::monitor(
+                config.node.probes.clone(),
+                observer.clone(),
+                move |healthy| {
+                    tx.send_replace(healthy);
+                },
+                shutdown.clone(),
+            )
+            .instrument(tracing::Span::current()),
+        );
+        bridge(rx, state.clone(), Change::Health);
+    }
+    if let Some(probe) = config.node.load.clone() {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(
+            health::monitor_load(
+                probe,
+                observer,
+                move |load| {
+                    tx.send_replace(load);
+                },
+                shutdown.clone(),
+            )
+            .instrument(tracing::Span::current()),
+        );
+        bridge(rx, state.clone(), Change::Load);
+    }
+}
+
+/// Hands every new value of `rx` to the state owner as `change(value)`.
+fn bridge<T: Clone + Send + Sync + 'static>(
+    mut rx: watch::Receiver<T>,
+    state: StateHandle,
+    change: fn(T) -> Change,
+) {
+    tokio::spawn(
+        async move {
+            while rx.changed().await.is_ok() {
+                let value = rx.borrow_and_update().clone();
+                if !state.send(change(value)).await {
+                    return;
+                }
+            }
+        }
         .instrument(tracing::Span::current()),
     );
 }
 
-/// Starts the own POP's load probe, if any; `on_change(load)` receives each new reading.
-pub fn spawn_load(
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    metrics: Option<Arc<ProbeMetrics>>,
-    on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
-    shutdown: &CancellationToken,
-) {
-    let config = snapshot.load().config.clone();
-    if let Some(probe) = config.node.load.clone() {
-        tokio::spawn(
-            health::monitor_load(probe, metrics, on_change, shutdown.clone())
-                .instrument(tracing::Span::current()),
-        );
-    }
-}
-
 /// Starts the source of the own POP's route view when it runs on its own (`[node.mrt]`:
 /// the dump watcher; `[node.bgp]`: the BGP session, whose listener is bound here in passive
-/// mode); `on_change` receives each new view or staleness. A route file needs nothing.
-pub async fn spawn_own_view(
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    on_change: impl Fn(OwnView) + Send + Sync + 'static,
+/// mode). A route file needs nothing.
+async fn spawn_own_view(
+    config: &Config,
+    state: &StateHandle,
+    builder: Builder,
+    tap: Option<ViewTap>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let config = snapshot.load().config.clone();
     let own = config.own_pop();
     let describe = config.node.own_view.describe();
-    let on_change: viewsource::Publish = Arc::new(on_change);
+    let (tx, rx) = watch::channel(None::<OwnView>);
+    let publish: viewsource::Publish = Arc::new(move |v: OwnView| {
+        if let Some(tap) = &tap {
+            tap(&v);
+        }
+        tx.send_replace(Some(v));
+    });
     match &config.node.own_view {
-        OwnViewSource::File(_) => {}
+        OwnViewSource::File(_) => return Ok(()),
         OwnViewSource::Mrt(source) => {
-            let current = snapshot.load().view(config.node.pop).cloned();
             tokio::spawn(
                 viewsource::watch_mrt(
                     source.clone(),
                     own.asn,
                     describe,
-                    current,
-                    on_change,
+                    own.route_view.clone(),
+                    config.node.max_file_bytes,
+                    builder,
+                    publish,
                     shutdown.clone(),
                 )
                 .instrument(tracing::Span::current()),
@@ -199,176 +376,30 @@ pub async fn spawn_own_view(
                     own.asn,
                     describe,
                     listener,
-                    on_change,
+                    builder,
+                    publish,
                     shutdown.clone(),
                 )
                 .instrument(tracing::Span::current()),
             );
         }
     }
-    Ok(())
-}
-
-/// Puts a new own view into the snapshot (a standalone node's, or one whose view source runs
-/// outside a cluster handle), and logs it.
-pub fn apply_own_view(snapshot: &Arc<ArcSwap<Snapshot>>, own: usize, v: &OwnView) {
-    let routes = v.view.as_ref().map_or(0, |view| view.len());
-    match v.stale_since_ms {
-        None => info!(source = %v.source, routes, "own route view updated"),
-        Some(since) => {
-            warn!(source = %v.source, routes, stale_since_ms = since, "own route view stale")
-        }
-    }
-    let info = v.view.as_ref().map(|view| crate::snapshot::ViewInfo {
-        version: None,
-        digest: None,
-        prefixes: view.len() as u64,
-        source: v.source.clone(),
-        stale_since_ms: v.stale_since_ms,
-    });
-    let same = match (snapshot.load().view(own), &v.view) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    };
-    // Marking a view stale does not change answers: no need to rebuild the decision tables.
-    if same {
-        snapshot.rcu(|s| s.with_view_info(own, info.clone()));
-    } else {
-        viewsource::swap_views(snapshot, |s| {
-            s.with_view_from(own, v.view.clone(), info.clone())
-        });
-    }
-}
-
-/// Starts what keeps the snapshot current: the own POP's probes and view source and, with a `[cluster]`,
-/// the gossip membership (on `gossip_socket`, bound by the caller). The probes' verdict goes
-/// to the cluster when there is one, else straight into the snapshot.
-pub async fn start_state(
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    gossip_socket: Option<std::net::UdpSocket>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<Arc<ClusterHandle>>> {
-    start_state_with(snapshot, gossip_socket, None, shutdown).await
-}
-
-/// [`start_state`], with the probes recording their checks in `metrics` and the gossip
-/// transport's counters handed to it.
-pub async fn start_state_with(
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    gossip_socket: Option<std::net::UdpSocket>,
-    metrics: Option<&Metrics>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<Arc<ClusterHandle>>> {
-    let probes = metrics.map(Metrics::probes);
-    let config = snapshot.load().config.clone();
-    let own = config.node.pop;
-    match (&config.cluster, gossip_socket) {
-        (Some(_), Some(socket)) => {
-            let handle =
-                Arc::new(cluster::node::start(snapshot.clone(), socket, shutdown.clone()).await?);
-            if let Some(m) = metrics {
-                m.set_cluster(&handle);
-            }
-            let h = handle.clone();
-            spawn_health(
-                snapshot,
-                probes.clone(),
-                move |healthy| h.set_health(healthy),
-                shutdown,
-            );
-            let h = handle.clone();
-            spawn_load(snapshot, probes, move |load| h.set_load(load), shutdown);
-            // The own view goes to the cluster: answers, serving it to peers, announcing it.
-            let (tx, mut rx) = tokio::sync::watch::channel(None::<OwnView>);
-            let h = handle.clone();
-            tokio::spawn(
-                async move {
-                    while rx.changed().await.is_ok() {
-                        let latest = rx.borrow_and_update().clone();
-                        if let Some(v) = latest {
-                            h.set_own_view(v).await;
-                        }
-                    }
-                }
-                .instrument(tracing::Span::current()),
-            );
-            spawn_own_view(
-                snapshot,
-                move |v| {
-                    let _ = tx.send_replace(Some(v));
-                },
-                shutdown,
-            )
-            .await?;
-            Ok(Some(handle))
-        }
-        (Some(c), None) => anyhow::bail!("no gossip socket bound for {}", c.listen),
-        (None, _) => {
-            let snap = snapshot.clone();
-            spawn_health(
-                snapshot,
-                probes.clone(),
-                move |healthy| {
-                    snap.rcu(|s| s.with_health(own, healthy));
-                },
-                shutdown,
-            );
-            let snap = snapshot.clone();
-            spawn_load(
-                snapshot,
-                probes,
-                move |load| {
-                    snap.rcu(|s| s.with_load(own, load));
-                },
-                shutdown,
-            );
-            let snap = snapshot.clone();
-            spawn_own_view(snapshot, move |v| apply_own_view(&snap, own, &v), shutdown).await?;
-            Ok(None)
-        }
-    }
-}
-
-/// Binds the metrics endpoint on `addr` (the config's `metrics_listen`).
-pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind metrics endpoint {addr}"))
-}
-
-/// Serves `metrics` at `/metrics` on `listener` (bound by the caller) until `shutdown`.
-pub fn start_metrics(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    info!(addr = %listener.local_addr()?, "metrics endpoint: /metrics");
+    // Only the latest view matters: a view replaced before the owner took it is skipped.
+    let mut rx = rx;
+    let state = state.clone();
     tokio::spawn(
-        metrics::serve(listener, metrics, shutdown.clone()).instrument(tracing::Span::current()),
+        async move {
+            while rx.changed().await.is_ok() {
+                let latest = rx.borrow_and_update().clone();
+                if let Some(v) = latest
+                    && !state.send(Change::OwnView(v)).await
+                {
+                    return;
+                }
+            }
+        }
+        .instrument(tracing::Span::current()),
     );
-    Ok(())
-}
-
-/// Serves the operator API on the Unix socket `path` until `shutdown`, and over the cluster
-/// endpoint (QUIC, operator certificates) when the node is clustered.
-pub async fn start_api(
-    path: &std::path::Path,
-    snapshot: &Arc<ArcSwap<Snapshot>>,
-    cluster: Option<Arc<ClusterHandle>>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = api::bind(path).await?;
-    info!(socket = %path.display(), "operator API");
-    let cx = api::ApiContext {
-        snapshot: snapshot.clone(),
-        cluster: cluster.clone(),
-    };
-    if let Some(c) = &cluster {
-        // Operators with a certificate of the cluster's CA reach it over QUIC too.
-        c.serve_api(cx.clone());
-    }
-    tokio::spawn(api::serve(listener, cx, shutdown.clone()).instrument(tracing::Span::current()));
     Ok(())
 }
 
@@ -408,39 +439,37 @@ pub async fn run(
         "node started"
     );
     let timeout = config.node.tcp_idle_timeout;
-    let gossip_socket = match &config.cluster {
+    let gossip = match &config.cluster {
         Some(c) => Some(
             std::net::UdpSocket::bind(c.listen)
                 .with_context(|| format!("cannot bind gossip {}", c.listen))?,
         ),
         None => None,
     };
-    let metrics_listener = match config.node.metrics_listen {
+    let metrics = match config.node.metrics_listen {
         Some(addr) => Some(bind_metrics(addr).await?),
         None => None,
     };
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
-    let metrics = metrics_listener
-        .as_ref()
-        .map(|_| Arc::new(Metrics::new(&snapshot)));
-    let cluster = start_state_with(&snapshot, gossip_socket, metrics.as_deref(), &shutdown).await?;
-    let api_path = snapshot
-        .load()
-        .config
-        .node
-        .api_socket
-        .clone()
-        .unwrap_or_else(api::default_socket);
-    start_api(&api_path, &snapshot, cluster.clone(), &shutdown).await?;
-    let mut handler = DnsHandler::new(snapshot);
-    if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
-        handler = handler.with_metrics(m.dns());
-        start_metrics(listener, m, &shutdown)?;
-    }
-    let result = serve_handler(handler, sockets, timeout, shutdown).await;
-    let _ = std::fs::remove_file(&api_path);
-    if let Some(c) = cluster {
-        c.shutdown().await;
-    }
+    let api_socket = Some(
+        config
+            .node
+            .api_socket
+            .clone()
+            .unwrap_or_else(api::default_socket),
+    );
+    let node = Node::start(
+        config,
+        NodeParts {
+            gossip,
+            metrics,
+            api_socket,
+            probes: true,
+            on_own_view: None,
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let result = serve_handler(node.handler(), sockets, timeout, shutdown).await;
+    node.stop().await;
     result
 }

@@ -6,17 +6,14 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::app;
 use crate::config::{Config, FileSource};
 use crate::pki;
-use crate::snapshot::Snapshot;
-use crate::{app, cluster};
 
 const CONFIG: &str = include_str!("../../deploy/examples/single-node/sparrow.toml");
 const FILES: [(&str, &str); 5] = [
@@ -48,7 +45,7 @@ pub const POPS: [&str; 3] = ["ams", "nyc", "syd"];
 struct Memory(HashMap<PathBuf, String>);
 
 impl FileSource for Memory {
-    fn read(&self, path: &Path) -> io::Result<String> {
+    fn read(&self, path: &Path, _max: u64) -> io::Result<String> {
         self.0
             .get(path)
             .cloned()
@@ -120,7 +117,7 @@ pub async fn run(
         .map(std::net::UdpSocket::local_addr)
         .collect::<io::Result<Vec<_>>>()?;
     let mut servers = tokio::task::JoinSet::new();
-    let mut members: Vec<Arc<cluster::node::ClusterHandle>> = Vec::new();
+    let mut nodes = Vec::new();
     let mut ports = Vec::new();
     let mut api_paths = Vec::new();
     for (config, socket) in configs(dns_base, &gossip)?.into_iter().zip(sockets) {
@@ -128,23 +125,31 @@ pub async fn run(
         let dns = app::bind(config.node.listen[0]).await?;
         ports.push(dns.local_addr()?.port());
         let timeout = config.node.tcp_idle_timeout;
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
-        let member = app::start_state(&snapshot, Some(socket), &shutdown)
-            .instrument(span.clone())
-            .await?;
         // ams answers `sparrow status` with no flags; the others sit beside it.
-        let pop = snapshot.load().config.own_pop().name.clone();
+        let pop = config.own_pop().name.clone();
         let api_path = if pop == POPS[0] {
             api_socket.clone()
         } else {
             api_socket.with_file_name(format!("api-{pop}.sock"))
         };
-        app::start_api(&api_path, &snapshot, member.clone(), &shutdown)
-            .instrument(span.clone())
-            .await?;
+        let node = app::Node::start(
+            config,
+            app::NodeParts {
+                gossip: Some(socket),
+                api_socket: Some(api_path.clone()),
+                probes: true,
+                ..app::NodeParts::default()
+            },
+            shutdown.clone(),
+        )
+        .instrument(span.clone())
+        .await?;
         api_paths.push(api_path);
-        members.extend(member);
-        servers.spawn(app::serve(snapshot, vec![dns], timeout, shutdown.clone()).instrument(span));
+        servers.spawn(
+            app::serve_handler(node.handler(), vec![dns], timeout, shutdown.clone())
+                .instrument(span),
+        );
+        nodes.push(node);
     }
     println!("Sparrow demo: nodes ams, nyc and syd clustered over QUIC on 127.0.0.1.");
     println!("Each node loads only its own POP's route view and pulls the others' from their");
@@ -169,19 +174,19 @@ pub async fn run(
     );
     println!("  sparrow status");
     println!("  sparrow explain 100.64.2.0/24");
-    println!("  sparrow drain nyc      # then dig again: nyc's clients go elsewhere");
-    println!("  sparrow undrain nyc");
+    println!(
+        "  sparrow drain nyc --socket {}   # nyc's node holds nyc's drain; dig again: nyc's clients go elsewhere",
+        api_paths[1].display()
+    );
+    println!("  sparrow undrain nyc --socket {}", api_paths[1].display());
     println!("Stop with Ctrl-C.");
     // Let a caller reading stdout through a pipe see the commands now.
     let _ = io::Write::flush(&mut io::stdout());
     while let Some(result) = servers.join_next().await {
         result.context("a demo node panicked")??;
     }
-    for m in members {
-        m.shutdown().await;
-    }
-    for p in api_paths {
-        let _ = std::fs::remove_file(p);
+    for node in nodes {
+        node.stop().await;
     }
     Ok(())
 }

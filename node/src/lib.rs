@@ -9,10 +9,15 @@
 //! - [`bgp`]: a read-only BGP speaker: `wire`, `rib` [P]; `session` [E].
 //! - [`policy`] [P]: which POPs a client gets, best first, and why.
 //! - [`snapshot`] [P]: the immutable state answers are computed from.
+//! - [`state`]: the node's state and its one writer: [`state::NodeState`] [P] folds typed
+//!   changes in; [`state::owner`] [E] applies them and publishes snapshots;
+//!   [`state::builder`] [E] is the node's builder thread.
 //! - [`dns`]: `answer`, `ecs`, `zone` [P]; `handler` [E] (hickory-server).
 //! - [`explain`] [P]: a decision as data for `sparrow explain`.
 //! - [`cli`] [E]: the `sparrow` command line; `cli::render` [P].
-//! - [`cluster`] [E]: chitchat gossip over QUIC with mutual TLS.
+//! - [`cluster`]: one chitchat link per peer over QUIC with mutual TLS [E]; the follower
+//!   core and the derivation of POP status [P].
+//! - [`clock`] [E]: the wall clock, read in one place.
 //! - [`health`]: probes [E] of the own POP's services, rise/fall hysteresis [P].
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
@@ -27,6 +32,7 @@ pub mod api;
 pub mod app;
 pub mod bgp;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -39,6 +45,7 @@ pub mod pki;
 pub mod policy;
 pub mod routes;
 pub mod snapshot;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod testrng;
 pub mod viewsource;

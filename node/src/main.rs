@@ -1,4 +1,4 @@
-//! The `sparrow` binary. Exit codes: 0 success, 1 runtime failure, 2 config or command line
+//! [E] The `sparrow` binary. Exit codes: 0 success, 1 runtime failure, 2 config or command line
 //! refused.
 
 use std::io::IsTerminal as _;

@@ -40,8 +40,10 @@ use tracing::{debug, warn};
 
 use crate::cluster::state::Mode;
 use crate::cluster::transport::TransportStats;
-use crate::config::AdminState;
+use crate::dns::{DnsTransport, QueryObserver};
+use crate::health::ProbeObserver;
 use crate::health::state::Outcome;
+use crate::policy::AdminState;
 use crate::snapshot::Snapshot;
 
 /// Content type of the OpenMetrics text exposition. (`prometheus-client` ends registered
@@ -54,15 +56,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A label set: (name, value) pairs.
 type Labels = Vec<(&'static str, String)>;
-
-/// Transport of a DNS query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DnsTransport {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-}
 
 /// Label values of [`DnsTransport`], in its index order.
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
@@ -104,10 +97,10 @@ pub struct DnsMetrics {
     local_only: Counter,
 }
 
-impl DnsMetrics {
+impl QueryObserver for DnsMetrics {
     /// Counts one answered query.
     #[inline]
-    pub fn query(&self, transport: DnsTransport, qtype: RecordType, rcode: ResponseCode) {
+    fn query(&self, transport: DnsTransport, qtype: RecordType, rcode: ResponseCode) {
         let t = match transport {
             DnsTransport::Udp => 0,
             DnsTransport::Tcp => 1,
@@ -118,7 +111,7 @@ impl DnsMetrics {
 
     /// Counts one geo answer whose first POP is `pop`.
     #[inline]
-    pub fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
         // A POP index past the registered ones cannot happen while the POP list is fixed at
         // start; if a reload ever adds POPs, their answers go uncounted rather than panic.
         if let Some(c) = self.geo.get(pop) {
@@ -149,10 +142,10 @@ pub struct ProbeMetrics {
     load: Option<CheckSeries>,
 }
 
-impl ProbeMetrics {
+impl ProbeObserver for ProbeMetrics {
     /// Records one check of health probe `probe`: its outcome, how long it took, and the
     /// probe's state after it (hysteresis applied).
-    pub fn checked(&self, probe: usize, outcome: &Outcome, took: Duration, up: bool) {
+    fn checked(&self, probe: usize, outcome: &Outcome, took: Duration, up: bool) {
         let Some(s) = self.probes.get(probe) else {
             return;
         };
@@ -168,7 +161,7 @@ impl ProbeMetrics {
     }
 
     /// Records one reading of the load probe.
-    pub fn load_read(&self, ok: bool, took: Duration) {
+    fn load_read(&self, ok: bool, took: Duration) {
         if let Some(s) = &self.load {
             if ok {
                 s.ok.inc()

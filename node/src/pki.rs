@@ -10,7 +10,6 @@
 //! Node certificates allow TLS server and client authentication (nodes dial each other);
 //! operator certificates allow client authentication only.
 
-use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -20,100 +19,18 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// URI scheme of certificate identities.
-pub const SCHEME: &str = "sparrow";
+pub mod identity;
+
+use self::identity::check_label;
+pub use self::identity::{
+    Identity, PkiError, Role, SCHEME, ca_cluster, cert_der, identity_of, normalize_serial,
+    serial_of,
+};
+
 /// Validity of a new CA: ten years, renewed by hand.
 pub const DEFAULT_CA_DAYS: u32 = 3650;
 /// Validity of a node or operator certificate: one year.
 pub const DEFAULT_CERT_DAYS: u32 = 365;
-
-/// What a certificate holder may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A Sparrow node: joins the gossip, serves peers.
-    Node,
-    /// An operator: drives a node through its API.
-    Operator,
-}
-
-impl Role {
-    /// `node` or `operator`, as in the identity.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Node => "node",
-            Self::Operator => "operator",
-        }
-    }
-}
-
-/// Who a certificate belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The cluster id.
-    pub cluster: String,
-    /// Node or operator.
-    pub role: Role,
-    /// Node (POP) or operator name.
-    pub name: String,
-}
-
-impl Identity {
-    /// The identity as the URI stored in the certificate.
-    pub fn uri(&self) -> String {
-        format!(
-            "{SCHEME}://{}/{}/{}",
-            self.cluster,
-            self.role.as_str(),
-            self.name
-        )
-    }
-
-    /// Parses `sparrow://CLUSTER/ROLE/NAME`.
-    pub fn parse(uri: &str) -> Option<Self> {
-        let rest = uri.strip_prefix(SCHEME)?.strip_prefix("://")?;
-        let mut parts = rest.split('/');
-        let (cluster, role, name) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || check_label(cluster).is_err() || check_label(name).is_err() {
-            return None;
-        }
-        let role = match role {
-            "node" => Role::Node,
-            "operator" => Role::Operator,
-            _ => return None,
-        };
-        Some(Self {
-            cluster: cluster.to_owned(),
-            role,
-            name: name.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.uri())
-    }
-}
-
-/// Why a certificate could not be made or read.
-#[derive(Debug, thiserror::Error)]
-pub enum PkiError {
-    /// A cluster or holder name that is not a DNS label.
-    #[error("`{0}` must be 1-63 lower-case letters, digits or `-`")]
-    BadName(String),
-    /// The CA files do not hold a usable CA.
-    #[error("the CA certificate or key cannot be used: {0}")]
-    BadCa(#[source] rcgen::Error),
-    /// rcgen refused to build the certificate.
-    #[error("cannot build the certificate: {0}")]
-    Build(#[source] rcgen::Error),
-    /// The certificate does not parse.
-    #[error("the certificate does not parse: {0}")]
-    Parse(String),
-    /// The certificate carries no `sparrow://` identity.
-    #[error("the certificate names no sparrow:// identity")]
-    NoIdentity,
-}
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone, Debug)]
@@ -122,19 +39,6 @@ pub struct Pem {
     pub cert: String,
     /// Its private key (PKCS#8).
     pub key: String,
-}
-
-fn check_label(s: &str) -> Result<(), PkiError> {
-    let ok = (1..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(PkiError::BadName(s.to_owned()))
-    }
 }
 
 fn validity(params: &mut CertificateParams, not_before: OffsetDateTime, days: u32) {
@@ -206,45 +110,6 @@ pub fn issue(
         cert: cert.pem(),
         key: key.serialize_pem(),
     })
-}
-
-/// The `sparrow://` identity of a DER certificate.
-pub fn identity_of(cert_der: &[u8]) -> Result<Identity, PkiError> {
-    use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| PkiError::Parse(e.to_string()))?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| PkiError::Parse(e.to_string()))?
-        .ok_or(PkiError::NoIdentity)?;
-    san.value
-        .general_names
-        .iter()
-        .find_map(|n| match n {
-            GeneralName::URI(uri) => Identity::parse(uri),
-            _ => None,
-        })
-        .ok_or(PkiError::NoIdentity)
-}
-
-/// The DER bytes of the first certificate in PEM text.
-pub fn cert_der(pem: &str) -> Result<Vec<u8>, PkiError> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| PkiError::Parse(e.to_string()))?;
-    Ok(block.contents)
-}
-
-/// The cluster id of a CA made by [`new_ca`] (from its common name).
-pub fn ca_cluster(ca_cert_pem: &str) -> Result<String, PkiError> {
-    let der = cert_der(ca_cert_pem)?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Parse(e.to_string()))?;
-    cert.subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .find_map(|cn| cn.strip_prefix("Sparrow cluster ")?.strip_suffix(" CA"))
-        .map(str::to_owned)
-        .ok_or_else(|| PkiError::Parse("not a CA made by `sparrow cert ca`; pass --cluster".into()))
 }
 
 /// Writes `pem` as `STEM.pem` and `STEM.key` in `dir` (created if missing). Refuses to

@@ -1,5 +1,10 @@
 //! [P] `Snapshot`: everything a DNS answer is computed from (config, route views, POP states),
 //! immutable. A change builds a new snapshot; readers never see a half-applied change.
+//!
+//! Its heavy part, [`Tables`] (the decision table of every geo name and the views they were
+//! built from), changes only with route views and is shared between snapshots; the light
+//! part (POP states, mode, the rankings prepared from them) changes with every probe verdict
+//! or gossip update. Only the node's state owner (`crate::state`) builds snapshots.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,24 +15,13 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use ipnet::IpNet;
 use sparrow_proto::views::ViewHeader;
 
-use crate::cluster::state::Mode;
-use crate::config::{AdminState, Config, GeoName};
+use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus};
+use crate::config::{Config, GeoName};
+#[cfg(test)]
+use crate::policy::AdminState;
 use crate::policy::{self, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
-
-/// What the node currently believes about a POP.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PopStatus {
-    /// Up, as far as this node can tell.
-    pub live: bool,
-    /// Passing its health checks.
-    pub healthy: bool,
-    /// Operator state.
-    pub admin: AdminState,
-    /// Load from 0.0 to 1.0, if known.
-    pub load: Option<f32>,
-}
 
 /// Where a POP's route view came from, for status.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,12 +38,10 @@ pub struct ViewInfo {
     pub stale_since_ms: Option<u64>,
 }
 
-/// Decision tables built by [`Snapshot::build_streamed`], to go into a snapshot with
-/// [`Snapshot::with_streamed`].
+/// Decision tables built by [`Tables::build_streamed`], to go into [`Tables`] with
+/// [`Tables::with_streamed`].
 #[derive(Debug)]
 pub struct StreamedViews {
-    /// The snapshot they were built from.
-    base: Snapshot,
     /// Per geo name.
     decisions: Vec<Arc<DecisionTable>>,
     /// The views that went in: POP, header, description.
@@ -93,61 +85,31 @@ pub(crate) struct Gathered {
     pub(crate) client_hash: u64,
 }
 
-/// An immutable view of everything answers depend on. Cloning shares the heavy parts.
+/// The heavy part of a snapshot: each POP's route view as this node has it and the decision
+/// table of every geo name built over them. Pure functions of (config, views); a changed
+/// view makes new tables, sharing the tables of the geo names it does not touch.
 #[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// Per POP (same index as `config.pops`).
-    pub pop_status: Vec<PopStatus>,
-    /// Standalone, cluster or local-only.
-    pub mode: Mode,
-    /// Times the mode went from cluster to local-only since the node started (for metrics:
-    /// a partition shorter than a scrape interval still counts).
-    pub partitions: u64,
-    /// Each POP's route view as this node has it now (same index as `config.pops`): from the
-    /// config at start, then replaced as views are reloaded, learned or pulled.
+pub struct Tables {
+    /// Each POP's route view as this node reads it (same index as `config.pops`): from the
+    /// config at start, then the own POP's source; pulled views are held as hops only and
+    /// leave `None` here.
     views: Vec<Option<Arc<RouteView>>>,
     /// Where each view came from (same index).
     view_info: Vec<Option<ViewInfo>>,
-    geo_records: Arc<[GeoRecords]>,
-    /// The same with the local-only TTL.
-    local_records: Arc<[GeoRecords]>,
     /// Per geo name (shared between names with the same POP list).
     decisions: Vec<Arc<DecisionTable>>,
-    /// Per geo name and address family (A, AAAA): the client-independent part of its
-    /// ranking over the POPs that have an address of that family, from `pop_status`.
-    prepared: Arc<[[policy::Prepared; 2]]>,
-    geo_index: Arc<HashMap<LowerName, usize>>,
-    name_hashes: Arc<[u64]>,
 }
 
-impl Snapshot {
-    /// A snapshot of a single node that knows only its config: every POP live and healthy,
-    /// admin state as configured.
-    pub fn from_config(config: Config) -> Self {
-        let pop_status = config
-            .pops
-            .iter()
-            .map(|p| PopStatus {
-                live: true,
-                healthy: true,
-                admin: p.admin,
-                load: None,
-            })
-            .collect();
-        let geo_records = build_geo_records(&config, |g| g.ttl);
-        let local_records = match &config.cluster {
-            Some(c) => build_geo_records(&config, |g| g.ttl.min(c.local_only_ttl)),
-            None => geo_records.clone(),
-        };
+impl Tables {
+    /// The tables over the route views the config names.
+    pub fn from_config(config: &Config) -> Self {
         let views: Vec<Option<Arc<RouteView>>> =
             config.pops.iter().map(|p| p.route_view.clone()).collect();
         let hops: Vec<Option<HopRanges>> = views
             .iter()
             .map(|v| v.as_deref().map(RouteView::hop_ranges))
             .collect();
-        let decisions = decision_tables(&config, &hops);
+        let decisions = decision_tables(config, &hops);
         let view_info = config
             .pops
             .iter()
@@ -165,6 +127,271 @@ impl Snapshot {
                 })
             })
             .collect();
+        Self {
+            views,
+            view_info,
+            decisions,
+        }
+    }
+
+    /// POP `pop`'s route view, if this node reads one.
+    pub fn view(&self, pop: usize) -> Option<&Arc<RouteView>> {
+        self.views[pop].as_ref()
+    }
+
+    /// Where POP `pop`'s route view came from.
+    pub fn view_info(&self, pop: usize) -> Option<&ViewInfo> {
+        self.view_info[pop].as_ref()
+    }
+
+    /// The same tables with POP `pop`'s route view replaced (`None`: no view) and described
+    /// by `info`. Rebuilds the decision tables of the geo names `pop` may serve; the others
+    /// are shared.
+    pub fn with_view(
+        &self,
+        config: &Config,
+        pop: usize,
+        view: Option<Arc<RouteView>>,
+        info: Option<ViewInfo>,
+    ) -> Self {
+        let same = match (&view, &self.views[pop]) {
+            (Some(new), Some(held)) => Arc::ptr_eq(new, held),
+            (None, None) => self.view_info[pop].is_none(),
+            _ => false,
+        };
+        let mut next = if same {
+            // The very view the tables were built with: the tables stay as they are.
+            self.clone()
+        } else {
+            let hops = view.as_deref().map(RouteView::hop_ranges);
+            self.with_columns(config, &[(pop, hops.as_ref())])
+        };
+        next.views[pop] = view;
+        next.view_info[pop] = info;
+        next
+    }
+
+    /// The same tables with the views of several POPs replaced by views pulled from their
+    /// nodes (hops only: the AS paths stay with each POP's node), in one pass over each
+    /// decision table.
+    pub fn with_pulled(
+        &self,
+        config: &Config,
+        pulled: &[(usize, Arc<HopRanges>, ViewInfo)],
+    ) -> Self {
+        let columns: Vec<(usize, Option<&HopRanges>)> = pulled
+            .iter()
+            .map(|(pop, h, _)| (*pop, Some(&**h)))
+            .collect();
+        let mut next = self.with_columns(config, &columns);
+        for (pop, _, info) in pulled {
+            next.views[*pop] = None;
+            next.view_info[*pop] = Some(info.clone());
+        }
+        next
+    }
+
+    /// The same tables with only the description of POP `pop`'s view changed (e.g. its
+    /// source went stale): nothing is rebuilt.
+    pub fn with_view_info(&self, pop: usize, info: Option<ViewInfo>) -> Self {
+        let mut next = self.clone();
+        next.view_info[pop] = info;
+        next
+    }
+
+    /// Replaces the hops of the given POPs in every decision table that has them as
+    /// candidates.
+    fn with_columns(&self, config: &Config, replace: &[(usize, Option<&HopRanges>)]) -> Self {
+        let mut next = self.clone();
+        let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
+        for (geo, g) in config.geo.iter().enumerate() {
+            let columns: Vec<(usize, Option<&HopRanges>)> = replace
+                .iter()
+                .filter_map(|&(pop, h)| Some((g.pops.iter().position(|&p| p == pop)?, h)))
+                .collect();
+            if columns.is_empty() {
+                continue;
+            }
+            // Names with the same POP list share one table: rebuild it once.
+            let old = &self.decisions[geo];
+            let new = done
+                .entry(Arc::as_ptr(old))
+                .or_insert_with(|| Arc::new(old.with_columns(&columns)));
+            next.decisions[geo] = new.clone();
+        }
+        next
+    }
+
+    /// Builds the decision tables with the views of `pops` read as streams (the views a
+    /// node kept on disk, at start): each table in one pass over all of them at once, so
+    /// memory holds the tables being built and a few buffers per view, never a whole view.
+    ///
+    /// `build(table, columns)` builds one table: `table` with the columns of `columns`
+    /// (`(column, pop)` pairs) replaced by POP `pop`'s view, read as a stream
+    /// ([`DecisionTable::with_sources`], or [`DecisionTable::with_parts`] on several
+    /// cores); it returns the table and the header of every view that went in, or the POP
+    /// whose view failed and why. It is called once per distinct table, and again after a
+    /// failure, so it must read the same bytes each time. A view that fails (it does not
+    /// open, a frame is bad, it is short, its digest does not match) is left out and the
+    /// tables are built again without it: its ranges never reach a table. `info(pop,
+    /// header)` describes a view that loaded. The result goes in with
+    /// [`Self::with_streamed`].
+    pub fn build_streamed(
+        &self,
+        config: &Config,
+        pops: &[usize],
+        mut build: impl FnMut(
+            &DecisionTable,
+            &[(usize, usize)],
+        ) -> Result<
+            (DecisionTable, Vec<(usize, ViewHeader)>),
+            (usize, TransferError),
+        >,
+        info: impl Fn(usize, ViewHeader) -> ViewInfo,
+    ) -> StreamedViews {
+        let mut failed: Vec<(usize, TransferError)> = Vec::new();
+        'pass: loop {
+            let mut decisions = self.decisions.clone();
+            let mut headers: Vec<(usize, ViewHeader)> = Vec::new();
+            let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
+            for (geo, g) in config.geo.iter().enumerate() {
+                let old = &self.decisions[geo];
+                if let Some(table) = done.get(&Arc::as_ptr(old)) {
+                    decisions[geo] = table.clone();
+                    continue;
+                }
+                let columns: Vec<(usize, usize)> = pops
+                    .iter()
+                    .filter(|&&pop| failed.iter().all(|&(p, _)| p != pop))
+                    .filter_map(|&pop| Some((g.pops.iter().position(|&p| p == pop)?, pop)))
+                    .collect();
+                if columns.is_empty() {
+                    continue;
+                }
+                match build(old, &columns) {
+                    Ok((table, read)) => {
+                        for (pop, header) in read {
+                            if headers.iter().all(|&(p, _)| p != pop) {
+                                headers.push((pop, header));
+                            }
+                        }
+                        let table = Arc::new(table);
+                        done.insert(Arc::as_ptr(old), table.clone());
+                        decisions[geo] = table;
+                    }
+                    Err(failure) => {
+                        failed.push(failure);
+                        continue 'pass;
+                    }
+                }
+            }
+            let loaded = headers
+                .into_iter()
+                .map(|(pop, header)| (pop, header, info(pop, header)))
+                .collect();
+            return StreamedViews {
+                decisions,
+                loaded,
+                failed,
+            };
+        }
+    }
+
+    /// These tables with the decision tables of `streamed` (built from these tables) and
+    /// the views that went into them, held as hops only.
+    pub fn with_streamed(&self, streamed: &StreamedViews) -> Self {
+        let mut next = self.clone();
+        next.decisions = streamed.decisions.clone();
+        for (pop, _, info) in &streamed.loaded {
+            next.views[*pop] = None;
+            next.view_info[*pop] = Some(info.clone());
+        }
+        next
+    }
+
+    /// The decision table of geo name `geo`.
+    pub fn decision_table(&self, geo: usize) -> &DecisionTable {
+        &self.decisions[geo]
+    }
+
+    /// Whether `self` and `other` are the same tables: the same decision tables (by
+    /// pointer), views (by pointer) and descriptions.
+    pub fn same_as(&self, other: &Self) -> bool {
+        let same_view = |a: &Option<Arc<RouteView>>, b: &Option<Arc<RouteView>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.decisions.len() == other.decisions.len()
+            && self
+                .decisions
+                .iter()
+                .zip(&other.decisions)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.views.len() == other.views.len()
+            && self
+                .views
+                .iter()
+                .zip(&other.views)
+                .all(|(a, b)| same_view(a, b))
+            && self.view_info == other.view_info
+    }
+}
+
+/// An immutable view of everything answers depend on. Cloning shares the heavy parts.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Per POP (same index as `config.pops`).
+    pub pop_status: Vec<PopStatus>,
+    /// Who set each POP's admin state, when an operator did (same index).
+    pub admin_by: Vec<Option<AdminBy>>,
+    /// Standalone, cluster or local-only.
+    pub mode: Mode,
+    /// What every other POP's node says of itself and whether it is alive (same index; the
+    /// own POP's entry is unused).
+    pub peers: Arc<[PeerView]>,
+    /// Times the mode went from cluster to local-only since the node started (for metrics:
+    /// a partition shorter than a scrape interval still counts).
+    pub partitions: u64,
+    tables: Tables,
+    geo_records: Arc<[GeoRecords]>,
+    /// The same with the local-only TTL.
+    local_records: Arc<[GeoRecords]>,
+    /// Per geo name and address family (A, AAAA): the client-independent part of its
+    /// ranking over the POPs that have an address of that family, from `pop_status`.
+    prepared: Arc<[[policy::Prepared; 2]]>,
+    geo_index: Arc<HashMap<LowerName, usize>>,
+    name_hashes: Arc<[u64]>,
+}
+
+impl Snapshot {
+    /// A snapshot of a node that knows only its config: every POP live and healthy, admin
+    /// state as configured, views as the config names them.
+    pub fn from_config(config: Config) -> Self {
+        let tables = Tables::from_config(&config);
+        Self::new(Arc::new(config), tables)
+    }
+
+    /// A snapshot of `config` with `tables` (built for it) and every POP live and healthy,
+    /// admin state as configured.
+    pub fn new(config: Arc<Config>, tables: Tables) -> Self {
+        let pop_status = config
+            .pops
+            .iter()
+            .map(|p| PopStatus {
+                live: true,
+                healthy: true,
+                admin: p.admin,
+                load: None,
+            })
+            .collect();
+        let geo_records = build_geo_records(&config, |g| g.ttl);
+        let local_records = match &config.cluster {
+            Some(c) => build_geo_records(&config, |g| g.ttl.min(c.local_only_ttl)),
+            None => geo_records.clone(),
+        };
         let geo_index = config
             .geo
             .iter()
@@ -177,15 +404,15 @@ impl Snapshot {
             .map(|p| policy::stable_hash(p.name.as_bytes()))
             .collect();
         Self {
-            config: Arc::new(config),
+            admin_by: vec![None; config.pops.len()],
+            peers: vec![PeerView::default(); config.pops.len()].into(),
+            config,
             pop_status,
             mode: Mode::Standalone,
             partitions: 0,
-            views,
-            view_info,
+            tables,
             geo_records,
             local_records,
-            decisions,
             geo_index: Arc::new(geo_index),
             name_hashes,
             prepared: Arc::from([]),
@@ -234,258 +461,83 @@ impl Snapshot {
         }
     }
 
-    /// The same snapshot with the cluster's view of every POP and the node's mode.
-    pub fn with_cluster(&self, pop_status: Vec<PopStatus>, mode: Mode) -> Self {
+    /// The same snapshot with every POP's status and the node's mode replaced.
+    pub fn with_status(
+        &self,
+        pop_status: Vec<PopStatus>,
+        admin_by: Vec<Option<AdminBy>>,
+        mode: Mode,
+    ) -> Self {
         let mut next = self.clone();
         if matches!(self.mode, Mode::Cluster { .. }) && mode.is_local_only() {
             next.partitions += 1;
         }
         next.pop_status = pop_status;
+        next.admin_by = admin_by;
         next.mode = mode;
         next.prepared()
     }
 
-    /// The same snapshot with POP `pop`'s admin state set (standalone drain).
-    pub fn with_admin(&self, pop: usize, admin: AdminState) -> Self {
+    /// The same snapshot with what the node knows of its peers replaced (nothing it answers
+    /// from: status and confirmations read it).
+    pub fn with_peers(&self, peers: Vec<PeerView>) -> Self {
         let mut next = self.clone();
-        next.pop_status[pop].admin = admin;
-        next.prepared()
-    }
-
-    /// The same snapshot with POP `pop`'s route view replaced (`None`: no view). Rebuilds
-    /// the decision tables of the geo names `pop` may serve; the others are shared.
-    pub fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
-        if let (Some(new), Some(held)) = (&view, &self.views[pop])
-            && Arc::ptr_eq(new, held)
-        {
-            // The very view the tables were built with (the node announcing the view it
-            // started with): the tables stay as they are.
-            return self.clone();
-        }
-        let hops = view.as_deref().map(RouteView::hop_ranges);
-        let mut next = self.with_columns(&[(pop, hops.as_ref())]);
-        next.views[pop] = view;
-        next
-    }
-
-    /// The same snapshot with the views of several POPs replaced by views pulled from their
-    /// nodes (hops only: the AS paths stay with each POP's node), in one pass over each
-    /// decision table.
-    pub fn with_pulled(&self, pulled: &[(usize, Arc<HopRanges>, ViewInfo)]) -> Self {
-        let columns: Vec<(usize, Option<&HopRanges>)> = pulled
-            .iter()
-            .map(|(pop, h, _)| (*pop, Some(&**h)))
-            .collect();
-        let mut next = self.with_columns(&columns);
-        for (pop, _, info) in pulled {
-            next.views[*pop] = None;
-            next.view_info[*pop] = Some(info.clone());
+        if *next.peers != *peers {
+            next.peers = peers.into();
         }
         next
     }
 
-    /// Whether `self` answers from the same decision tables as `other` (the same views).
-    pub fn same_tables(&self, other: &Self) -> bool {
-        self.decisions.len() == other.decisions.len()
-            && self
-                .decisions
-                .iter()
-                .zip(&other.decisions)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-    }
-
-    /// This snapshot's POP states and mode with `other`'s views and decision tables: how a
-    /// rebuild computed from an older snapshot lands without undoing the state changes that
-    /// came in while it ran.
-    pub fn with_tables_of(&self, other: &Self) -> Self {
+    /// The same snapshot answering from `tables` (built from this snapshot's config).
+    pub fn with_tables(&self, tables: Tables) -> Self {
         let mut next = self.clone();
-        next.decisions = other.decisions.clone();
-        next.views = other.views.clone();
-        next.view_info = other.view_info.clone();
+        next.tables = tables;
         next
     }
 
-    /// Replaces the hops of the given POPs in every decision table that has them as
-    /// candidates.
-    fn with_columns(&self, replace: &[(usize, Option<&HopRanges>)]) -> Self {
-        let mut next = self.clone();
-        let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
-        for (geo, g) in self.config.geo.iter().enumerate() {
-            let columns: Vec<(usize, Option<&HopRanges>)> = replace
-                .iter()
-                .filter_map(|&(pop, h)| Some((g.pops.iter().position(|&p| p == pop)?, h)))
-                .collect();
-            if columns.is_empty() {
-                continue;
-            }
-            // Names with the same POP list share one table: rebuild it once.
-            let old = &self.decisions[geo];
-            let new = done
-                .entry(Arc::as_ptr(old))
-                .or_insert_with(|| Arc::new(old.with_columns(&columns)));
-            next.decisions[geo] = new.clone();
-        }
-        next
+    /// The route views and decision tables answers come from.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
     }
 
-    /// Builds the decision tables with the views of `pops` read as streams (the views a
-    /// node kept on disk, at start): each table in one pass over all of them at once, so
-    /// memory holds the tables being built and a few buffers per view, never a whole view.
-    ///
-    /// `build(table, columns)` builds one table: `table` with the columns of `columns`
-    /// (`(column, pop)` pairs) replaced by POP `pop`'s view, read as a stream
-    /// ([`DecisionTable::with_sources`], or [`DecisionTable::with_parts`] on several
-    /// cores); it returns the table and the header of every view that went in, or the POP
-    /// whose view failed and why. It is called once per distinct table, and again after a
-    /// failure, so it must read the same bytes each time. A view that fails (it does not
-    /// open, a frame is bad, it is short, its digest does not match) is left out and the
-    /// tables are built again without it: its ranges never reach a table. `info(pop,
-    /// header)` describes a view that loaded. The result goes into a snapshot with
-    /// [`Self::with_streamed`].
-    pub fn build_streamed(
-        &self,
-        pops: &[usize],
-        mut build: impl FnMut(
-            &DecisionTable,
-            &[(usize, usize)],
-        ) -> Result<
-            (DecisionTable, Vec<(usize, ViewHeader)>),
-            (usize, TransferError),
-        >,
-        info: impl Fn(usize, ViewHeader) -> ViewInfo,
-    ) -> StreamedViews {
-        let mut failed: Vec<(usize, TransferError)> = Vec::new();
-        'pass: loop {
-            let mut decisions = self.decisions.clone();
-            let mut headers: Vec<(usize, ViewHeader)> = Vec::new();
-            let mut done: HashMap<*const DecisionTable, Arc<DecisionTable>> = HashMap::new();
-            for (geo, g) in self.config.geo.iter().enumerate() {
-                let old = &self.decisions[geo];
-                if let Some(table) = done.get(&Arc::as_ptr(old)) {
-                    decisions[geo] = table.clone();
-                    continue;
-                }
-                let columns: Vec<(usize, usize)> = pops
-                    .iter()
-                    .filter(|&&pop| failed.iter().all(|&(p, _)| p != pop))
-                    .filter_map(|&pop| Some((g.pops.iter().position(|&p| p == pop)?, pop)))
-                    .collect();
-                if columns.is_empty() {
-                    continue;
-                }
-                match build(old, &columns) {
-                    Ok((table, read)) => {
-                        for (pop, header) in read {
-                            if headers.iter().all(|&(p, _)| p != pop) {
-                                headers.push((pop, header));
-                            }
-                        }
-                        let table = Arc::new(table);
-                        done.insert(Arc::as_ptr(old), table.clone());
-                        decisions[geo] = table;
-                    }
-                    Err(failure) => {
-                        failed.push(failure);
-                        continue 'pass;
-                    }
-                }
-            }
-            let loaded = headers
-                .into_iter()
-                .map(|(pop, header)| (pop, header, info(pop, header)))
-                .collect();
-            return StreamedViews {
-                base: self.clone(),
-                decisions,
-                loaded,
-                failed,
-            };
-        }
+    /// The same snapshot with POP `pop`'s admin state set (tests).
+    #[cfg(test)]
+    pub(crate) fn with_admin(&self, pop: usize, admin: AdminState) -> Self {
+        let mut status = self.pop_status.clone();
+        status[pop].admin = admin;
+        self.with_status(status, self.admin_by.clone(), self.mode)
     }
 
-    /// This snapshot with the tables and views of `streamed` in. `streamed` was built from
-    /// an earlier snapshot; POPs whose views changed since (the own POP's view source may
-    /// publish during a long load) are merged again from this snapshot's views, in one
-    /// more pass. `None` if one of them is a view this snapshot holds as hops only (a pull
-    /// landed meanwhile): the caller builds again from this snapshot.
-    pub fn with_streamed(&self, streamed: &StreamedViews) -> Option<Self> {
-        let base = &streamed.base;
-        let same = |a: &Option<Arc<RouteView>>, b: &Option<Arc<RouteView>>| match (a, b) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        let mut changed = Vec::new();
-        for pop in 0..self.views.len() {
-            if same(&self.views[pop], &base.views[pop])
-                && self.view_info[pop] == base.view_info[pop]
-            {
-                continue;
-            }
-            match (&self.views[pop], &self.view_info[pop]) {
-                (Some(view), _) => changed.push((pop, Some(view.hop_ranges()))),
-                (None, None) => changed.push((pop, None)),
-                (None, Some(_)) => return None,
-            }
-        }
-        let mut next = self.clone();
-        next.decisions = streamed.decisions.clone();
-        for (pop, _, info) in &streamed.loaded {
-            if changed.iter().all(|(p, _)| p != pop) {
-                next.views[*pop] = None;
-                next.view_info[*pop] = Some(info.clone());
-            }
-        }
-        if changed.is_empty() {
-            return Some(next);
-        }
-        let columns: Vec<(usize, Option<&HopRanges>)> =
-            changed.iter().map(|(pop, h)| (*pop, h.as_ref())).collect();
-        Some(next.with_columns(&columns))
+    /// The same snapshot with POP `pop`'s load set (tests).
+    #[cfg(test)]
+    pub(crate) fn with_load(&self, pop: usize, load: Option<f32>) -> Self {
+        let mut status = self.pop_status.clone();
+        status[pop].load = load;
+        self.with_status(status, self.admin_by.clone(), self.mode)
     }
 
-    /// POP `pop`'s route view, if this node has one.
+    /// The same snapshot with POP `pop`'s health set (tests).
+    #[cfg(test)]
+    pub(crate) fn with_health(&self, pop: usize, healthy: bool) -> Self {
+        let mut status = self.pop_status.clone();
+        status[pop].healthy = healthy;
+        self.with_status(status, self.admin_by.clone(), self.mode)
+    }
+
+    /// The same snapshot with POP `pop`'s route view replaced (tests).
+    #[cfg(test)]
+    pub(crate) fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
+        self.with_tables(self.tables.with_view(&self.config, pop, view, None))
+    }
+
+    /// POP `pop`'s route view, if this node reads one.
     pub fn view(&self, pop: usize) -> Option<&Arc<RouteView>> {
-        self.views[pop].as_ref()
+        self.tables.view(pop)
     }
 
     /// Where POP `pop`'s route view came from.
     pub fn view_info(&self, pop: usize) -> Option<&ViewInfo> {
-        self.view_info[pop].as_ref()
-    }
-
-    /// The same snapshot with POP `pop`'s view and where it came from replaced.
-    pub fn with_view_from(
-        &self,
-        pop: usize,
-        view: Option<Arc<RouteView>>,
-        info: Option<ViewInfo>,
-    ) -> Self {
-        let mut next = self.with_view(pop, view);
-        next.view_info[pop] = info;
-        next
-    }
-
-    /// The same snapshot with only the description of POP `pop`'s view changed (e.g. its
-    /// source went stale).
-    pub fn with_view_info(&self, pop: usize, info: Option<ViewInfo>) -> Self {
-        let mut next = self.clone();
-        next.view_info[pop] = info;
-        next
-    }
-
-    /// The same snapshot with POP `pop`'s load set (standalone load probe).
-    pub fn with_load(&self, pop: usize, load: Option<f32>) -> Self {
-        let mut next = self.clone();
-        next.pop_status[pop].load = load;
-        next.prepared()
-    }
-
-    /// The same snapshot with POP `pop`'s health set to `healthy`.
-    pub fn with_health(&self, pop: usize, healthy: bool) -> Self {
-        let mut next = self.clone();
-        next.pop_status[pop].healthy = healthy;
-        next.prepared()
+        self.tables.view_info(pop)
     }
 
     /// The geo name at `name`, if it is one (index into `config.geo`).
@@ -522,7 +574,7 @@ impl Snapshot {
     /// POPs it will not hand out.
     pub fn route_first(&self, geo: usize, client: IpAddr, k: usize, rtype: RecordType) -> Routed {
         let client = client.to_canonical();
-        let (row, span) = self.decisions[geo].lookup(client);
+        let (row, span) = self.tables.decisions[geo].lookup(client);
         let (block, client_hash) = block_of(client, span);
         let static_pop = row
             .static_column()
@@ -545,14 +597,14 @@ impl Snapshot {
 
     /// The decision table of geo name `geo`.
     pub fn decision_table(&self, geo: usize) -> &DecisionTable {
-        &self.decisions[geo]
+        self.tables.decision_table(geo)
     }
 
     /// Gathers what the policy needs for this client from the geo name's decision table,
     /// and the block of clients for which all of it is the same.
     pub(crate) fn gather(&self, geo: usize, client: IpAddr) -> Gathered {
         let client = client.to_canonical();
-        let (row, span) = self.decisions[geo].lookup(client);
+        let (row, span) = self.tables.decisions[geo].lookup(client);
         let pops = &self.config.geo[geo].pops;
         let candidates = pops
             .iter()

@@ -232,10 +232,23 @@ fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
     assert_eq!(code, Some(0), "{text}");
     let (code, text) = run(&["node", "ams", "--san", "127.0.0.1"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("(sparrow://example/node/ams)"), "{text}");
+    assert!(
+        text.contains("(sparrow://example/node/ams, serial "),
+        "{text}"
+    );
+    // The serial printed is the one revocation lists name.
+    let serial = text
+        .split("serial ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .to_owned();
+    let der = sparrow_node::pki::cert_der(&std::fs::read_to_string(dir.join("ams.pem")).unwrap())
+        .unwrap();
+    assert_eq!(sparrow_node::pki::serial_of(&der).unwrap(), serial);
     let (code, text) = run(&["operator", "alice"]);
     assert!(
-        text.contains("(sparrow://example/operator/alice)"),
+        text.contains("(sparrow://example/operator/alice, serial "),
         "{text}"
     );
     assert_eq!(code, Some(0));
@@ -319,7 +332,9 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(
-        status.starts_with("node ams of cluster demo: cluster (3 of 2 needed alive)"),
+        status.starts_with(
+            "node ams of cluster demo: cluster (3 nodes alive, 2 needed for cluster answers)"
+        ),
         "{status}"
     );
     let _ = child.kill();
@@ -402,7 +417,7 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
     // Another CA that names the same cluster: its operator must get nowhere.
     cert("rogue", &["ca", "--cluster", "example"]);
     cert("rogue", &["operator", "mallory"]);
-    let (mut child, dns, gossip) = start_node_logging(&config, "gossip");
+    let (mut child, _dns, gossip) = start_node_logging(&config, "gossip");
     let gossip = gossip.expect("the node logs its cluster address");
     let as_operator = |pki: &str, name: &str, args: &[&str]| {
         let out = sparrow()
@@ -427,38 +442,38 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
         status.starts_with("node ams of cluster example"),
         "{status}"
     );
-    let (code, out, err) = as_operator("pki", "alice", &["drain", "nyc", "--json"]);
+    // A drain is carried by the drained POP's own node: this node holds ams's.
+    let (code, out, err) = as_operator("pki", "alice", &["drain", "ams", "--json"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("nyc drained cluster-wide"), "{out}");
+    assert!(out.contains("ams drained cluster-wide"), "{out}");
     let (_, json, _) = as_operator("pki", "alice", &["status", "--json"]);
     let report: sparrow_proto::api::StatusReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(report.pops[1].admin, "drained");
-    let (code, explained, _) = as_operator("pki", "alice", &["explain", "100.64.2.0/24"]);
+    assert_eq!(report.pops[0].admin, "drained");
+    assert!(
+        report.pops[0]
+            .admin_by
+            .as_deref()
+            .is_some_and(|b| b.starts_with("alice@")),
+        "{json}"
+    );
+    let (code, explained, _) = as_operator("pki", "alice", &["explain", "100.64.1.0/24"]);
     assert_eq!(code, Some(0));
     assert!(explained.contains("drained"), "{explained}");
-    let dig = Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &dns.port().to_string(),
-            "+short",
-            "+time=5",
-        ])
-        .args(["www.example.net", "A", "+subnet=100.64.2.0/24"])
-        .output()
-        .expect("dig must be installed");
-    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "192.0.2.10");
+    // nyc's is held by nyc's node, which is not running: refused (exit 2) with the reason.
+    let (code, _, err) = as_operator("pki", "alice", &["drain", "nyc"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("held by nyc's own node"), "{err}");
     // A node certificate is not an operator's; another CA's operator fails the handshake.
     let (code, _, err) = as_operator("pki", "ams", &["status"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("need an operator certificate"), "{err}");
-    let (code, _, err) = as_operator("rogue", "mallory", &["drain", "ams"]);
+    let (code, _, err) = as_operator("rogue", "mallory", &["undrain", "ams"]);
     assert_eq!(code, Some(1), "{err}");
     let (_, json, _) = as_operator("pki", "alice", &["status", "--json"]);
     let report: sparrow_proto::api::StatusReport = serde_json::from_str(&json).unwrap();
     assert_eq!(
-        report.pops[0].admin, "active",
-        "the rogue drain must not land"
+        report.pops[0].admin, "drained",
+        "the rogue undrain must not land"
     );
     let _ = child.kill();
     let _ = child.wait();
@@ -507,7 +522,10 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
         "{status}"
     );
     assert_eq!(dig("100.64.2.0/24"), "198.51.100.10");
-    assert_eq!(cli(&["drain", "nyc"]).trim(), "nyc drained");
+    assert_eq!(
+        cli(&["drain", "nyc"]).trim(),
+        "nyc drained (standalone: this node's answers)"
+    );
     assert_eq!(dig("100.64.2.0/24"), "192.0.2.10");
     let explained = cli(&["explain", "100.64.2.0/24"]);
     assert!(
@@ -518,7 +536,10 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
     let json: sparrow_proto::api::StatusReport =
         serde_json::from_str(&cli(&["status", "--json"])).unwrap();
     assert_eq!(json.pops[1].admin, "drained");
-    assert_eq!(cli(&["undrain", "nyc"]).trim(), "nyc undrained");
+    assert_eq!(
+        cli(&["undrain", "nyc"]).trim(),
+        "nyc undrained (standalone: this node's answers)"
+    );
     assert_eq!(dig("100.64.2.0/24"), "198.51.100.10");
     // Mistakes are refused with a reason.
     let out = sparrow()
@@ -526,7 +547,8 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
         .arg(&socket)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Refused by the node: exit code 2, as a refused config.
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no POP is named `lhr`"));
     // The socket is the node's own: owner-only.
     #[cfg(unix)]

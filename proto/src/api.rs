@@ -157,6 +157,36 @@ pub enum Response {
         /// Why.
         message: String,
     },
+    /// A drain or undrain was applied by the POP's own node: what the cluster holds after
+    /// it.
+    AdminSet(AdminReport),
+    /// The request is for another node: POP `pop`'s admin state is held by its own node,
+    /// reachable at `node` (its cluster address). An operator certificate may send it there.
+    Redirect {
+        /// The POP.
+        pop: String,
+        /// Its node's cluster address, if this node knows it.
+        node: Option<String>,
+        /// What to do, as a sentence.
+        message: String,
+    },
+}
+
+/// What a drain or undrain left behind, as the POP's node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReport {
+    /// The POP.
+    pub pop: String,
+    /// `active` or `drained`: its state now.
+    pub admin: String,
+    /// Who set it.
+    pub by: String,
+    /// Live nodes that hold the new state (the POP's own included).
+    pub confirmed: Vec<String>,
+    /// Live nodes that did not confirm it within the wait.
+    pub unconfirmed: Vec<String>,
+    /// A sentence for people.
+    pub message: String,
 }
 
 /// A node's view of the cluster.
@@ -184,6 +214,9 @@ pub struct StatusReport {
     /// Route-view pulls that failed since start.
     #[serde(default)]
     pub view_pull_failures: u64,
+    /// Digest of this node's answer-deciding config (zone, POPs, geo names, static map).
+    #[serde(default)]
+    pub config_digest: Option<String>,
 }
 
 /// One POP in a [`StatusReport`].
@@ -206,6 +239,18 @@ pub struct PopReport {
     /// The POP's route view as this node holds it, if it holds one.
     #[serde(default)]
     pub view: Option<ViewReport>,
+    /// Who set the admin state and when (`alice@1764...`), if an operator did.
+    #[serde(default)]
+    pub admin_by: Option<String>,
+    /// The POP's node's cluster address, as this node reaches it.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Digest of the POP's node's answer-deciding config, as it publishes it.
+    #[serde(default)]
+    pub config_digest: Option<String>,
+    /// Whether that digest differs from this node's (a half-rolled-out change).
+    #[serde(default)]
+    pub config_differs: bool,
 }
 
 /// A route view as a node holds it.

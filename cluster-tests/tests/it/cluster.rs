@@ -227,8 +227,18 @@ async fn a_cut_off_node_answers_local_only_and_rejoins_when_the_partition_heals(
 }
 
 #[tokio::test]
-async fn an_operator_drain_sent_to_any_node_applies_cluster_wide_until_undrained() {
-    let nodes = start(|_, t| t).await;
+async fn a_drain_is_applied_by_the_pops_own_node_and_confirmed_by_every_live_node() {
+    use sparrow_proto::api::{Request, Response};
+    let dir = std::env::temp_dir().join(format!("sparrow-drain-{}", std::process::id()));
+    let socket = |pop: &str| dir.join(format!("{pop}.sock"));
+    let nodes = start(|pop, t| {
+        t.replacen(
+            "[zone]",
+            &format!("api_socket = \"{}\"\n\n[zone]", socket(pop).display()),
+            1,
+        )
+    })
+    .await;
     let refs: Vec<&TestNode> = nodes.iter().collect();
     assert!(eventually(SETTLE, || all_in_cluster(&refs, 3)).await);
     let everywhere = |want: &'static str| {
@@ -242,23 +252,50 @@ async fn an_operator_drain_sent_to_any_node_applies_cluster_wide_until_undrained
         }
     };
     assert!(eventually(SETTLE, everywhere("198.51.100.10")).await);
-    // The operator talks to ams's node about nyc.
-    let ams = nodes[0].cluster.as_ref().unwrap();
-    ams.set_admin("nyc", sparrow_node::config::AdminState::Drained)
-        .await;
+    let set = |pop: &str, via: &str, drained: bool| {
+        let request = Request::SetAdmin {
+            pop: pop.to_owned(),
+            drained,
+        };
+        let path = socket(via);
+        async move { sparrow_node::api::call(&path, &request).await.unwrap() }
+    };
+    // ams's node does not hold nyc's admin state: it says where it is.
+    let nyc_addr = nodes[1].cluster.as_ref().unwrap().local_addr().to_string();
+    match set("nyc", "ams", true).await {
+        Response::Redirect { pop, node, .. } => {
+            assert_eq!(pop, "nyc");
+            assert_eq!(node, Some(nyc_addr));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(everywhere("198.51.100.10")().await, "nothing changed");
+    // nyc's node drains nyc, and every live node confirms it before the answer comes.
+    match set("nyc", "nyc", true).await {
+        Response::AdminSet(report) => {
+            assert_eq!(report.admin, "drained");
+            let mut confirmed = report.confirmed.clone();
+            confirmed.sort();
+            assert_eq!(confirmed, ["ams", "nyc", "syd"], "{report:?}");
+            assert!(report.unconfirmed.is_empty(), "{report:?}");
+            assert!(report.message.contains("cluster-wide"), "{report:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(
-        eventually(SETTLE, everywhere("192.0.2.10")).await,
-        "the drain did not reach every node"
+        everywhere("192.0.2.10")().await,
+        "confirmed, so every node answers without nyc already"
     );
-    // Undrained through another node: the newest directive wins.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let syd = nodes[2].cluster.as_ref().unwrap();
-    syd.set_admin("nyc", sparrow_node::config::AdminState::Active)
-        .await;
-    assert!(
-        eventually(SETTLE, everywhere("198.51.100.10")).await,
-        "the undrain did not reach every node"
-    );
+    // Every node shows who drained it.
+    for n in &nodes {
+        let by = n.snapshot.load().admin_by[1].clone().expect("admin_by");
+        assert!(by.who.starts_with("local uid"), "{by:?}");
+    }
+    match set("nyc", "nyc", false).await {
+        Response::AdminSet(report) => assert_eq!(report.confirmed.len(), 3, "{report:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(everywhere("198.51.100.10")().await);
     for n in nodes {
         n.stop().await.unwrap();
     }

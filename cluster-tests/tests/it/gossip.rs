@@ -7,11 +7,14 @@ use sparrow_node::pki::Role;
 
 const CONVERGE: Duration = Duration::from_secs(20);
 
+/// The POPs of the test cluster (an intruder names none of them).
+const POPS: &[&str] = &["ams", "nyc", "syd"];
+
 async fn good_cluster(pki: &TestPki, names: &[&str]) -> Vec<GossipNode> {
     let mut nodes: Vec<GossipNode> = Vec::new();
     for name in names {
         let seeds: Vec<_> = nodes.first().map(|n| n.addr).into_iter().collect();
-        let node = GossipNode::start(name, pki.tls(&pki.node(name)), &seeds)
+        let node = GossipNode::start(name, POPS, pki.tls(&pki.node(name)), &seeds)
             .await
             .unwrap();
         nodes.push(node);
@@ -63,7 +66,7 @@ async fn nodes_of_one_cluster_converge_over_quic() {
 /// A node with credentials the cluster must refuse tries to join through `nodes[0]`.
 async fn intruder_is_refused(pki: &TestPki, intruder: sparrow_node::cluster::tls::ClusterTls) {
     let nodes = good_cluster(pki, &["ams", "nyc"]).await;
-    let bad = GossipNode::start("evil", intruder, &[nodes[0].addr])
+    let bad = GossipNode::start("evil", &["ams", "nyc", "evil"], intruder, &[nodes[0].addr])
         .await
         .unwrap();
     assert!(eventually(CONVERGE, || all_see(&nodes, &["ams", "nyc"])).await);
@@ -138,8 +141,8 @@ async fn a_malformed_or_oversized_message_disconnects_the_peer_and_gossip_goes_o
     let pki = TestPki::new("test");
     let nodes = good_cluster(&pki, &["ams", "nyc"]).await;
     assert!(eventually(CONVERGE, || all_see(&nodes, &["ams", "nyc"])).await);
-    // A peer with a valid node certificate that speaks garbage.
-    let tls = pki.tls(&pki.node("noisy"));
+    // A peer with a valid node certificate (of a POP of the cluster) that speaks garbage.
+    let tls = pki.tls(&pki.node("syd"));
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
@@ -172,8 +175,10 @@ async fn a_malformed_or_oversized_message_disconnects_the_peer_and_gossip_goes_o
     }
     // The cluster keeps gossiping: a new key reaches the other node.
     nodes[0]
-        .handle
-        .with_chitchat(|c| c.self_node_state().set("health", "ok"))
+        .set(vec![
+            ("pop".to_owned(), "ams".to_owned()),
+            ("health".to_owned(), "ok".to_owned()),
+        ])
         .await;
     assert!(
         eventually(CONVERGE, || async {

@@ -13,7 +13,6 @@ use sparrow_cluster_tests::{Ask, TestNode, TestPki, eventually};
 use sparrow_netsim::folder::{self, ClusterLayout, Layout, Sim};
 use sparrow_netsim::pops::PopRequest;
 use sparrow_netsim::truth::Entry;
-use sparrow_node::cluster::state::Mode;
 
 use crate::{answers, ecs};
 
@@ -130,13 +129,17 @@ async fn a_generated_cluster_forms_and_every_node_answers_the_ground_truth() {
         let config = dir.join(format!("{}.toml", p.name));
         nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
     }
-    let formed = eventually(Duration::from_secs(30), || async {
-        nodes
-            .iter()
-            .all(|n| n.snapshot.load().mode == Mode::Cluster { alive: 3 })
+    // What the assertion below needs: every node in cluster mode holding every POP's view
+    // (not only the cluster formed: views are pulled after it forms).
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let settled = eventually(Duration::from_secs(60), || {
+        std::future::ready(sparrow_cluster_tests::views_settled(&refs))
     })
     .await;
-    assert!(formed, "the generated cluster did not form");
+    assert!(
+        settled,
+        "the generated cluster did not form or pull every view"
+    );
     for e in sample(&sim, 60) {
         let first = answered_pop(&sim, nodes[0].addr, e).await;
         assert!(e.by_hops.contains(&first), "{}", describe(&sim, e, first));

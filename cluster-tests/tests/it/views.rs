@@ -96,16 +96,17 @@ async fn a_changed_view_reaches_every_node_and_staleness_is_shown() {
     assert!(eventually(SETTLE, || agree(&nodes, "100.64.2.0/24", "198.51.100.10")).await);
     // nyc's router now reaches 100.64.2.0/24 only through a long path: ams (3 hops) wins.
     let (view, _) = parse_route_view("100.64.0.0/16 64510 64511 64512 64513 64514 64515\n");
-    nodes[1]
-        .cluster
-        .as_ref()
-        .unwrap()
-        .set_own_view(OwnView {
-            view: Some(Arc::new(view)),
-            source: "test".into(),
-            stale_since_ms: Some(1_764_500_000_000),
-        })
-        .await;
+    // As nyc's view source would hand it over.
+    assert!(
+        nodes[1]
+            .state
+            .send(sparrow_node::state::Change::OwnView(OwnView {
+                view: Some(Arc::new(view)),
+                source: "test".into(),
+                stale_since_ms: Some(1_764_500_000_000),
+            }))
+            .await
+    );
     assert!(
         eventually(SETTLE, || agree(&nodes, "100.64.2.0/24", "192.0.2.10")).await,
         "the new nyc view did not reach every node"
@@ -125,7 +126,8 @@ async fn a_peer_that_speaks_garbage_on_the_view_protocol_is_disconnected() {
     let pki = TestPki::new("test");
     let nodes = start_with(&pki, |_, t| t).await;
     let target = nodes[0].cluster.as_ref().unwrap().local_addr();
-    let tls = pki.tls(&pki.node("noisy"));
+    // A peer with a valid certificate of a POP of the cluster (syd's), speaking garbage.
+    let tls = pki.tls(&pki.node("syd"));
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let client = tls
         .client_config(sparrow_node::cluster::tls::ALPN_VIEWS)
@@ -158,13 +160,15 @@ async fn a_peer_that_speaks_garbage_on_the_view_protocol_is_disconnected() {
         .unwrap()
         .await
         .unwrap();
-    let err = sparrow_node::cluster::view_sync::fetch(&endpoint, &client, target, "nyc", 0)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("serves ams's view"), "{err:#}");
-    let pulled = sparrow_node::cluster::view_sync::fetch(&endpoint, &client, target, "ams", 0)
-        .await
-        .unwrap();
+    let builder = sparrow_node::state::builder::Builder::start("test-builder").unwrap();
+    let fetch = |pop: &'static str| {
+        sparrow_node::cluster::view_sync::fetch(&endpoint, &client, &builder, target, pop, 0)
+    };
+    // Pulling nyc's view from ams's node: refused by the puller itself, since a view is only
+    // ever taken from its own POP's node.
+    let err = fetch("nyc").await.unwrap_err();
+    assert!(err.to_string().contains("is node ams, not nyc"), "{err:#}");
+    let pulled = fetch("ams").await.unwrap();
     assert_eq!(pulled.header.prefixes, pulled.view.prefixes());
     drop(conn);
     for n in nodes {
@@ -205,16 +209,24 @@ async fn a_restarted_node_answers_from_the_views_it_kept_and_pulls_none_again() 
     let ams = TestNode::start_clustered(&configs[0], socket.unwrap())
         .await
         .unwrap();
-    // Before any peer could have sent anything, the kept views are in use.
-    let s = ams.snapshot.load();
-    for pop in [1, 2] {
-        let info = s.view_info(pop).expect("kept view loaded");
-        assert!(
-            info.source.starts_with("kept from the last run"),
-            "{info:?}"
-        );
-    }
-    assert!(s.view(1).is_none(), "only hops are kept of a pulled view");
+    // The kept views load first (nothing is pulled before they are in): wait for exactly
+    // that, then check that no pull went before them.
+    let kept = |pop: usize| {
+        ams.snapshot
+            .load()
+            .view_info(pop)
+            .is_some_and(|i| i.source.starts_with("kept from the last run"))
+    };
+    assert!(
+        eventually(SETTLE, || std::future::ready(kept(1) && kept(2))).await,
+        "kept views loaded"
+    );
+    let stats = ams.cluster.as_ref().unwrap().view_stats();
+    assert_eq!(stats.pulled.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(
+        ams.snapshot.load().view(1).is_none(),
+        "only hops are kept of a pulled view"
+    );
     nodes.insert(0, ams);
     assert!(eventually(SETTLE, || agree(&nodes, "100.64.2.0/24", "198.51.100.10")).await);
     // The digests announced match the kept ones: nothing was pulled again.

@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use sparrow_node::app::{self, DnsSockets};
 use sparrow_node::cluster::node::ClusterHandle;
-use sparrow_node::snapshot::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -29,6 +27,7 @@ const REBIND: Duration = Duration::from_secs(10);
 struct Node {
     shutdown: CancellationToken,
     cluster: Arc<ClusterHandle>,
+    node: app::Node,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -128,39 +127,46 @@ impl InProc {
         // for a large world, which must not stall the other nodes' gossip on the async
         // workers (they would miss heartbeats and declare each other dead).
         let path = self.configs[i].clone();
-        let (snapshot, timeout, api_path) = tokio::task::spawn_blocking(move || {
-            let loaded = sparrow_node::config::load(&path)?;
-            let timeout = loaded.config.node.tcp_idle_timeout;
-            let api_path = loaded
-                .config
-                .node
-                .api_socket
-                .clone()
-                .context("the generated config names an API socket")?;
-            anyhow::Ok((Snapshot::from_config(loaded.config), timeout, api_path))
-        })
-        .await
-        .context("loading the config panicked")?
-        .with_context(|| format!("node {}", self.names[i]))?;
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let loaded = tokio::task::spawn_blocking(move || sparrow_node::config::load(&path))
+            .await
+            .context("loading the config panicked")?
+            .with_context(|| format!("node {}", self.names[i]))?;
+        let timeout = loaded.config.node.tcp_idle_timeout;
+        let api_path = loaded
+            .config
+            .node
+            .api_socket
+            .clone()
+            .context("the generated config names an API socket")?;
         let shutdown = CancellationToken::new();
-        let cluster = app::start_state(&snapshot, Some(gossip), &shutdown)
-            .instrument(span.clone())
-            .await?
+        let node = app::Node::start(
+            loaded.config,
+            app::NodeParts {
+                gossip: Some(gossip),
+                api_socket: Some(api_path),
+                probes: true,
+                ..app::NodeParts::default()
+            },
+            shutdown.clone(),
+        )
+        .instrument(span.clone())
+        .await?;
+        let cluster = node
+            .cluster
+            .clone()
             .context("the generated config has a [cluster]")?;
         // Loss and jitter draw from a generator of the node's own, seeded from the run's.
         cluster
             .faults
             .set_loss(0.0, crate::rng::hash(&[self.seed, i as u64, 0x6c6f_7373]));
-        app::start_api(&api_path, &snapshot, Some(cluster.clone()), &shutdown)
-            .instrument(span.clone())
-            .await?;
         let task = tokio::spawn(
-            app::serve(snapshot, vec![dns], timeout, shutdown.clone()).instrument(span),
+            app::serve_handler(node.handler(), vec![dns], timeout, shutdown.clone())
+                .instrument(span),
         );
         Ok(Node {
             shutdown,
             cluster,
+            node,
             task,
         })
     }
@@ -169,7 +175,7 @@ impl InProc {
     pub async fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             node.shutdown.cancel();
-            node.cluster.shutdown().await;
+            node.node.stop().await;
             let _ = node.task.await;
         }
     }

@@ -565,18 +565,20 @@ async fn apply(
     }
     if let Action::Drain { pops } | Action::Undrain { pops } = action {
         let drained = matches!(action, Action::Drain { .. });
-        // An operator asks the first node that is up.
-        let via = (0..after.n)
-            .find(|&i| !after.crashed[i])
-            .context("no node is up to drain through")?;
+        // A drain is carried by the drained POP's own node: the operator asks that node.
         for &p in pops {
+            anyhow::ensure!(
+                !after.crashed[p],
+                "cannot drain {}: its node is down (a drain is held by the POP's own node)",
+                sim.pops[p].name
+            );
             let request = Request::SetAdmin {
                 pop: sim.pops[p].name.clone(),
                 drained,
             };
-            match api::call(&api[via], &request, Duration::from_secs(5)).await? {
-                Response::Done { .. } => {}
-                other => anyhow::bail!("drain through {} refused: {other:?}", sim.pops[via].name),
+            match api::call(&api[p], &request, Duration::from_secs(10)).await? {
+                Response::AdminSet(_) | Response::Done { .. } => {}
+                other => anyhow::bail!("drain of {} refused: {other:?}", sim.pops[p].name),
             }
         }
     }

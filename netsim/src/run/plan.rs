@@ -198,33 +198,14 @@ impl NetState {
         s
     }
 
-    /// Whether node `x` can hear of node `p` at all: `p` is up and gossip can travel from
-    /// `p` to `x` over links that are not cut, through nodes that are up (chitchat relays
-    /// what it heard). When this is false, `x` is bound to declare `p` dead.
+    /// Whether node `x` can hear node `p` at all: both are up and `p`'s gossip reaches `x`
+    /// directly. Liveness is direct: each pair of nodes has its own gossip link, and nothing
+    /// a third node says about `p` counts (a node speaks only for itself), so when the link
+    /// from `p` to `x` is cut, `x` is bound to declare `p` dead whatever the others hear.
+    /// (One way is enough: every gossip message carries the sender's heartbeat, so `p`'s
+    /// news reaches `x` when `p -> x` works, whether or not `x -> p` does.)
     pub fn hears(&self, x: usize, p: usize) -> bool {
-        if self.crashed[p] || self.crashed[x] {
-            return false;
-        }
-        let mut seen = vec![false; self.n];
-        let mut stack = vec![p];
-        seen[p] = true;
-        while let Some(a) = stack.pop() {
-            if a == x {
-                return true;
-            }
-            let next: Vec<usize> = (0..self.n)
-                .filter(|&b| !seen[b] && !self.crashed[b] && !self.is_cut(a, b))
-                .collect();
-            // Liveness travels one way: every gossip message carries the sender's digest,
-            // whose heartbeats the receiver reports to its failure detector (chitchat 0.11
-            // `report_heartbeats_in_digest`), so a's news reaches b when a->b works,
-            // whether or not b->a does.
-            for b in next {
-                seen[b] = true;
-                stack.push(b);
-            }
-        }
-        false
+        !self.crashed[p] && !self.crashed[x] && (x == p || !self.is_cut(p, x))
     }
 
     /// The number of nodes `x` hears (itself included), as its failure detector will count
@@ -499,11 +480,14 @@ mod tests {
     }
 
     #[test]
-    fn gossip_relays_around_a_down_link_but_not_across_a_one_way_cut() {
+    fn liveness_is_direct_a_down_link_is_not_bridged_and_a_one_way_cut_counts_one_way() {
         let s = NetState::healthy(3).apply(&Action::LinkDown {
             links: Links::Pairs(vec![(0, 1)]),
         });
-        assert!(s.hears(0, 1) && s.hears(1, 0), "relayed through node 2");
+        assert!(
+            !s.hears(0, 1) && !s.hears(1, 0) && s.hears(0, 2) && s.hears(2, 1),
+            "node 2 hears both, but speaks only for itself"
+        );
         let c = NetState::healthy(3).apply(&Action::Cut {
             from: vec![0],
             to: vec![1, 2],

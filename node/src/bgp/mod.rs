@@ -3,9 +3,12 @@
 //!
 //! - [`wire`] [P]: messages and their errors (RFC 4271, 4760, 6793, 7606, 4724 End-of-RIB).
 //! - [`rib`] [P]: the peer's routes, UPDATE by UPDATE.
-//! - [`session`] [E]: the session over TCP (active or passive), timers, reconnection with
-//!   backoff, and publication of views at most every `publish_interval`.
+//! - [`fsm`] [P]: the session as a state machine (RFC 4271 §8): events and `now` in,
+//!   actions and deadlines out; every state and event in one table test.
+//! - [`session`] [E]: the TCP connection (active or passive), the clock and the view builds
+//!   around [`fsm::Session`].
 
+pub mod fsm;
 pub mod rib;
 pub mod session;
 pub mod wire;

@@ -217,11 +217,20 @@ fn cert(what: CertCommand) -> ExitCode {
     };
     match pki::write_pair(&dir, &stem, &pem) {
         Ok((cert, key)) => {
-            let id = pki::cert_der(&pem.cert)
-                .ok()
-                .and_then(|der| pki::identity_of(&der).ok())
+            let der = pki::cert_der(&pem.cert).ok();
+            let id = der
+                .as_deref()
+                .and_then(|der| pki::identity_of(der).ok())
                 .map_or_else(|| "cluster CA".to_owned(), |id: Identity| id.uri());
-            println!("wrote {} and {} ({id})", cert.display(), key.display());
+            let serial = der
+                .as_deref()
+                .and_then(|der| pki::serial_of(der).ok())
+                .unwrap_or_default();
+            println!(
+                "wrote {} and {} ({id}, serial {serial})",
+                cert.display(),
+                key.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -386,13 +395,28 @@ async fn call(target: Target, request: &Request) -> anyhow::Result<Response> {
         &cert_pem,
         &read(&key)?,
     )?;
-    crate::api::call_quic(addr, &tls, request).await
+    let response = crate::api::call_quic(addr, &tls, request).await?;
+    // A drain of another POP is applied by that POP's own node: go there, once, with the
+    // same operator certificate.
+    if let Response::Redirect {
+        node: Some(node), ..
+    } = &response
+        && let Ok(next) = node.parse::<SocketAddr>()
+        && next != addr
+    {
+        return crate::api::call_quic(next, &tls, request).await;
+    }
+    Ok(response)
 }
 
 fn print_response(response: &Response, json: bool) -> ExitCode {
-    if let Response::Error { message } = response {
-        eprintln!("error: {message}");
-        return ExitCode::from(EXIT_FAILURE);
+    match response {
+        Response::Error { message } | Response::Redirect { message, .. } => {
+            // The node understood and refused: like a refused config, exit code 2.
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        _ => {}
     }
     if json {
         let value = match response {
@@ -413,7 +437,8 @@ fn print_response(response: &Response, json: bool) -> ExitCode {
         Response::Status(s) => print!("{}", render::status(s)),
         Response::Explanation(e) => print!("{}", render::explanation(e)),
         Response::Done { message } => println!("{message}"),
-        Response::Error { .. } => {}
+        Response::AdminSet(report) => println!("{}", report.message),
+        Response::Error { .. } | Response::Redirect { .. } => {}
     }
     ExitCode::SUCCESS
 }

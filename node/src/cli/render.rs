@@ -71,11 +71,19 @@ pub fn status(s: &StatusReport) -> String {
         .cluster
         .as_deref()
         .map_or_else(String::new, |c| format!(" of cluster {c}"));
-    let _ = writeln!(
-        out,
-        "node {}{cluster}: {} ({} of {} needed alive)",
-        s.pop, s.mode, s.alive, s.quorum
-    );
+    if s.cluster.is_some() {
+        let _ = writeln!(
+            out,
+            "node {}{cluster}: {} ({} node{} alive, {} needed for cluster answers)",
+            s.pop,
+            s.mode,
+            s.alive,
+            if s.alive == 1 { "" } else { "s" },
+            s.quorum
+        );
+    } else {
+        let _ = writeln!(out, "node {}: {}", s.pop, s.mode);
+    }
     let _ = writeln!(
         out,
         "{:<8} {:<5} {:<9} {:<8} {:<5} addresses",
@@ -97,6 +105,24 @@ pub fn status(s: &StatusReport) -> String {
             if p.healthy { "healthy" } else { "failing" },
             p.admin,
             p.addresses.join(", ")
+        );
+    }
+    for p in s.pops.iter().filter(|p| p.admin_by.is_some()) {
+        let by = p.admin_by.as_deref().unwrap_or_default();
+        let (who, at) = by.rsplit_once('@').unwrap_or((by, ""));
+        let _ = writeln!(out, "{} {} by {who} (unix ms {at})", p.name, p.admin);
+    }
+    let differs: Vec<&str> = s
+        .pops
+        .iter()
+        .filter(|p| p.config_differs)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !differs.is_empty() {
+        let _ = writeln!(
+            out,
+            "config differs from this node's on: {} (a change not rolled out everywhere?)",
+            differs.join(", ")
         );
     }
     let _ = writeln!(out, "route views:");
@@ -156,6 +182,10 @@ mod tests {
             load,
             addresses: vec!["192.0.2.10".into()],
             view,
+            admin_by: None,
+            node: None,
+            config_digest: None,
+            config_differs: name == "nyc",
         };
         let view = |source: &str, age, stale| {
             Some(ViewReport {
@@ -187,15 +217,17 @@ mod tests {
             gossip_bytes_received: 20,
             views_pulled: 1,
             view_pull_failures: 0,
+            config_digest: None,
         };
         assert_eq!(
             status(&s),
             "\
-node ams of cluster example: cluster (2 of 2 needed alive)
+node ams of cluster example: cluster (2 nodes alive, 2 needed for cluster answers)
 pop      live  health    admin    load  addresses
 ams*     up    healthy   active   25%   192.0.2.10
 nyc      up    healthy   active   -     192.0.2.10
 syd      down  healthy   active   -     192.0.2.10
+config differs from this node's on: nyc (a change not rolled out everywhere?)
 route views:
 pop       prefixes      age  source
 ams        1250000    1m15s  bgp 192.0.2.1 AS64500 (STALE for 1h01m)

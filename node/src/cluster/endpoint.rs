@@ -6,29 +6,37 @@
 //! the `sparrow://` identity and the role the negotiated protocol requires (nodes for gossip
 //! and views, operators for the API). A refused peer is logged, counted and disconnected.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 
 use tracing::{Instrument as _, debug, warn};
 
 use super::tls::{ALPN_API, ALPN_GOSSIP, ALPN_VIEWS, ClusterTls};
-use super::transport::{self, Faults, GossipInbox, REFUSED, TransportStats};
+use super::transport::{Faults, REFUSED, TransportStats};
 use super::view_sync::ViewServer;
-use crate::api::ApiContext;
+use crate::pki::Identity;
+
+/// What serves the connections of one protocol: called with each authenticated connection
+/// and its peer's identity, it runs until the connection is done.
+pub type Service = Arc<
+    dyn Fn(quinn::Connection, Identity) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 /// Binds the cluster endpoint on `socket` (bound by the caller).
+///
+/// Its stateless-reset key is derived from the node's private key, so it is the same after
+/// a restart: a peer still holding a connection to this node's previous incarnation gets a
+/// stateless reset on its next packet and dials again at once, instead of talking into the
+/// void until its idle timeout.
 pub fn bind(tls: &ClusterTls, socket: std::net::UdpSocket) -> anyhow::Result<quinn::Endpoint> {
-    let mut transport = quinn::TransportConfig::default();
-    // Peers keep connections open between gossip rounds; a dead peer is noticed by the
-    // failure detector, not by QUIC, so the idle timeout only reclaims forgotten ones.
-    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        30_000,
-    ))));
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(10)));
     let mut server = tls.server_config()?;
-    server.transport_config(Arc::new(transport));
+    server.transport_config(super::tls::transport_config());
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &tls.reset_secret());
+    let config = quinn::EndpointConfig::new(Arc::new(reset_key));
     Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        config,
         Some(server),
         socket,
         Arc::new(quinn::TokioRuntime),
@@ -37,12 +45,12 @@ pub fn bind(tls: &ClusterTls, socket: std::net::UdpSocket) -> anyhow::Result<qui
 
 /// What the endpoint hands accepted connections to.
 pub struct Handlers {
-    /// Gossip messages go to chitchat through this.
-    pub gossip: GossipInbox,
+    /// Gossip links.
+    pub gossip: Service,
     /// Serves this node's route view.
     pub views: Arc<ViewServer>,
-    /// The operator API, once the node is up (connections before that are refused).
-    pub api: OnceLock<ApiContext>,
+    /// The operator API, once the node is up (connections before and after are refused).
+    pub api: std::sync::Mutex<Option<Service>>,
     /// Counters.
     pub stats: Arc<TransportStats>,
     /// Fault injection (tests, simulations): cut peers are refused here too.
@@ -100,15 +108,16 @@ async fn accept(incoming: quinn::Incoming, tls: Arc<ClusterTls>, handlers: Arc<H
     };
     debug!(peer = %from, identity = %id, protocol = %String::from_utf8_lossy(alpn), "cluster connection");
     match alpn {
-        ALPN_GOSSIP => {
-            transport::serve_gossip(conn, id, handlers.gossip.clone(), handlers.stats.clone())
-                .await;
-        }
+        ALPN_GOSSIP => (handlers.gossip)(conn, id).await,
         ALPN_VIEWS => handlers.views.serve(conn, id).await,
-        ALPN_API => match handlers.api.get() {
-            Some(cx) => crate::api::serve_quic(conn, id, cx.clone()).await,
-            None => conn.close(REFUSED.into(), b"starting"),
-        },
+        ALPN_API => {
+            // INVARIANT: the lock is held for a clone only.
+            let api = handlers.api.lock().expect("api lock").clone();
+            match api {
+                Some(api) => api(conn, id).await,
+                None => conn.close(REFUSED.into(), b"starting"),
+            }
+        }
         _ => conn.close(REFUSED.into(), b"unknown protocol"),
     }
 }

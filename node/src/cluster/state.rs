@@ -1,105 +1,74 @@
-//! [P] From gossip to answers: each node's hot state as published in chitchat, and the rules
-//! that turn "who is alive and what do they say" into per-POP status and the node's mode.
+//! [P] From what nodes say about themselves to answers: each node's hot state as it publishes
+//! it (the gossip key schema), and the one derivation that turns "who is alive and what do
+//! they say" into per-POP status and the node's mode, for a clustered node and a standalone
+//! one alike (a standalone node is a cluster of one that assumes its peers are up).
 //!
 //! # Keys (one place for the schema)
 //!
-//! | key      | value                    | meaning                                    |
-//! |----------|--------------------------|--------------------------------------------|
-//! | `proto`  | `1`                      | protocol version of these keys             |
-//! | `health` | `up` / `down`            | the POP's probes (all up = `up`)           |
-//! | `admin`  | `active` / `drained`     | the POP's admin state from its own config  |
-//! | `load`   | `0.42` (absent: unknown) | the POP's load probe, 0.0 to 1.0           |
-//! | `view`   | `v=MS d=HEX n=COUNT [stale=MS]` (absent: none) | the POP's route view: version, digest, prefixes, stale since |
-//! | `admin.POP` | `drained@MS` / `active@MS` | an operator's drain/undrain of POP, at unix time MS |
+//! A node publishes these about itself, and only about itself: every gossip link carries the
+//! state of its two ends only (see [`super::mesh`]), so no node can write another's keys.
 //!
-//! `sparrow drain POP` may be sent to any node: that node publishes `admin.POP` with the
-//! time. The effective admin state of a POP is the newest such directive from any node
-//! (ties: the larger node name), else what the POP's node publishes from its config. The
-//! last operator action wins, wherever it was made, and survives the restart of the POP's
-//! own node.
+//! | key        | value                    | meaning                                          |
+//! |------------|--------------------------|--------------------------------------------------|
+//! | `proto`    | `2`                      | version of this schema                           |
+//! | `health`   | `up` / `down`            | the POP's probes (all up = `up`)                 |
+//! | `admin`    | `active` / `drained`     | the POP's admin state (config, or an operator)   |
+//! | `admin_by` | `alice@MS` (absent: config) | who set `admin`, and when (unix ms; shown only) |
+//! | `load`     | `0.42` (absent: unknown) | the POP's load probe, 0.0 to 1.0                 |
+//! | `view`     | `v=MS d=HEX n=COUNT [stale=MS]` (absent: none) | the POP's route view: version, digest, prefixes, stale since |
+//! | `config`   | 16 hex digits            | digest of what decides answers (zone, POPs, geo names, static map) |
+//! | `drained`  | POP names, space-separated | the POPs this node treats as drained now (confirms drains) |
+//! | `peers`    | `NAME@ADDR ...`          | cluster addresses where this node met other nodes (hints for discovery) |
 //!
-//! A chitchat node id is the POP name. A peer whose keys do not parse is treated as down
-//! (and logged by the edge): bad input never changes answers silently.
+//! A drain is an operator's decision about one POP, so it is carried by that POP's own node:
+//! the node of POP X is the only writer of X's `admin`, and every other node reads it from
+//! X. Its order is the order of X's own writes; no wall clock is involved.
+//!
+//! A peer whose keys do not parse is treated as down (and logged by the edge): bad input
+//! never changes answers silently.
 //!
 //! # Partition rule
 //!
-//! A node counts itself plus the peers the failure detector says are alive. While that count
-//! is below the quorum (default: a majority of the configured POPs, `N / 2 + 1`), the node is
-//! *partitioned* and answers local-only:
+//! A node counts itself plus the peers it hears directly (their own link's failure detector
+//! says alive). While that count is below the quorum (default: a majority of the configured
+//! POPs, `N / 2 + 1`), the node is *partitioned* and answers local-only:
 //!
 //! - its own POP healthy: only its own POP is handed out (Super Sparrow's rule: a client that
 //!   reaches this DNS server can probably reach this POP), with the shorter local-only TTL;
 //! - its own POP unhealthy: the other POPs are ranked as usual from their last known state
-//!   (health and admin as last gossiped; never heard of = unhealthy), and if none of them is
+//!   (health and admin as last heard; never heard of = unhealthy), and if none of them is
 //!   eligible the policy fails open. A geo name is never left without an answer.
 //!
-//! With a quorum, every POP is answered from gossip: live (failure detector), healthy and
-//! admin state as its node publishes them; the own POP from local knowledge.
+//! With a quorum, every POP is answered from what its own node says: live (its link's
+//! failure detector), healthy, admin and load; the own POP from local knowledge.
 
-use crate::config::AdminState;
-use crate::snapshot::PopStatus;
+use crate::policy::AdminState;
 
 /// Version of the key schema.
-pub const PROTO: &str = "1";
+pub const PROTO: &str = "2";
 /// Key: schema version.
 pub const KEY_PROTO: &str = "proto";
 /// Key: the POP's health.
 pub const KEY_HEALTH: &str = "health";
 /// Key: the POP's admin state.
 pub const KEY_ADMIN: &str = "admin";
-
-/// Key prefix of operator admin directives (`admin.ams`).
-pub const ADMIN_DIRECTIVE_PREFIX: &str = "admin.";
-
-/// An operator's drain or undrain of a POP, as published by the node that received it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AdminDirective {
-    /// The state asked for.
-    pub admin: AdminState,
-    /// When, in unix milliseconds.
-    pub at_ms: u64,
-}
-
-impl AdminDirective {
-    /// The value to publish under `admin.POP`.
-    pub fn to_value(self) -> String {
-        let state = match self.admin {
-            AdminState::Active => "active",
-            AdminState::Drained => "drained",
-        };
-        format!("{state}@{}", self.at_ms)
-    }
-
-    /// Parses a published value.
-    pub fn parse(value: &str) -> Option<Self> {
-        let (state, at) = value.split_once('@')?;
-        let admin = match state {
-            "active" => AdminState::Active,
-            "drained" => AdminState::Drained,
-            _ => return None,
-        };
-        Some(Self {
-            admin,
-            at_ms: at.parse().ok()?,
-        })
-    }
-}
-
-/// The newest directive among `(node name, directive)` pairs: last operator action wins,
-/// ties broken by node name so every node picks the same one.
-pub fn newest<'a>(
-    directives: impl IntoIterator<Item = (&'a str, AdminDirective)>,
-) -> Option<AdminDirective> {
-    directives
-        .into_iter()
-        .max_by(|(an, a), (bn, b)| a.at_ms.cmp(&b.at_ms).then_with(|| an.cmp(bn)))
-        .map(|(_, d)| d)
-}
-
+/// Key: who set the admin state, and when.
+pub const KEY_ADMIN_BY: &str = "admin_by";
 /// Key: the POP's load.
 pub const KEY_LOAD: &str = "load";
 /// Key: the POP's route view announcement.
 pub const KEY_VIEW: &str = "view";
+/// Key: digest of the answer-deciding config.
+pub const KEY_CONFIG: &str = "config";
+/// Key: the POPs the node treats as drained.
+pub const KEY_DRAINED: &str = "drained";
+/// Key: discovery hints.
+pub const KEY_PEERS: &str = "peers";
+
+/// Longest value accepted for a key whose size depends on the cluster (`drained`, `peers`,
+/// `admin_by`): generous for a thousand POPs, small enough that a peer cannot make a node
+/// hold much.
+pub const MAX_VALUE: usize = 32 * 1024;
 
 /// What a node announces about its own POP's route view; peers pull the view itself when
 /// the digest differs from the one they hold (see [`super::views`]).
@@ -163,27 +132,90 @@ impl ViewAnnouncement {
     }
 }
 
+/// Who set a POP's admin state, and when (for status and logs; never for ordering).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminBy {
+    /// The operator (`alice`, `the local API`).
+    pub who: String,
+    /// Unix time (ms) at the POP's node.
+    pub at_ms: u64,
+}
+
+impl AdminBy {
+    /// The value published under [`KEY_ADMIN_BY`].
+    pub fn to_value(&self) -> String {
+        format!("{}@{}", self.who, self.at_ms)
+    }
+
+    /// Parses a published value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (who, at) = value
+            .rsplit_once('@')
+            .ok_or_else(|| format!("bad `admin_by` value {value:?}"))?;
+        let at_ms = at
+            .parse()
+            .map_err(|_| format!("bad `admin_by` time {at:?}"))?;
+        if who.is_empty() || who.len() > 256 {
+            return Err(format!("bad `admin_by` operator {who:?}"));
+        }
+        Ok(Self {
+            who: who.to_owned(),
+            at_ms,
+        })
+    }
+}
+
 /// What a node publishes about its own POP.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HotState {
     /// All probes up.
     pub healthy: bool,
     /// Operator state.
     pub admin: AdminState,
+    /// Who set it (absent: the config).
+    pub admin_by: Option<AdminBy>,
     /// Load from 0.0 to 1.0, if measured.
     pub load: Option<f32>,
     /// The POP's route view, if it has one.
     pub view: Option<ViewAnnouncement>,
+    /// Digest of the node's answer-deciding config.
+    pub config: Option<u64>,
+    /// The POPs the node treats as drained (names, sorted).
+    pub drained: Vec<String>,
+    /// Where the node met other nodes: `(name, cluster address)`.
+    pub peers: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl HotState {
-    /// The key-value pairs to publish (`load` and `view` empty when unknown).
-    pub fn to_keys(self) -> [(&'static str, String); 5] {
-        let [a, b, c] = self.fixed_keys();
-        [
-            (a.0, a.1.to_owned()),
-            (b.0, b.1.to_owned()),
-            (c.0, c.1.to_owned()),
+    /// A POP that is up, active, with nothing else known.
+    pub fn up() -> Self {
+        Self {
+            healthy: true,
+            admin: AdminState::Active,
+            admin_by: None,
+            load: None,
+            view: None,
+            config: None,
+            drained: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// The key-value pairs to publish (empty values for what is unknown).
+    pub fn to_keys(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (KEY_PROTO, PROTO.to_owned()),
+            (
+                KEY_HEALTH,
+                if self.healthy { "up" } else { "down" }.to_owned(),
+            ),
+            (KEY_ADMIN, self.admin.as_str().to_owned()),
+            (
+                KEY_ADMIN_BY,
+                self.admin_by
+                    .as_ref()
+                    .map_or_else(String::new, AdminBy::to_value),
+            ),
             (
                 KEY_LOAD,
                 self.load.map_or_else(String::new, |l| format!("{l:.3}")),
@@ -193,19 +225,19 @@ impl HotState {
                 self.view
                     .map_or_else(String::new, ViewAnnouncement::to_value),
             ),
-        ]
-    }
-
-    fn fixed_keys(self) -> [(&'static str, &'static str); 3] {
-        [
-            (KEY_PROTO, PROTO),
-            (KEY_HEALTH, if self.healthy { "up" } else { "down" }),
             (
-                KEY_ADMIN,
-                match self.admin {
-                    AdminState::Active => "active",
-                    AdminState::Drained => "drained",
-                },
+                KEY_CONFIG,
+                self.config
+                    .map_or_else(String::new, |d| format!("{d:016x}")),
+            ),
+            (KEY_DRAINED, self.drained.join(" ")),
+            (
+                KEY_PEERS,
+                self.peers
+                    .iter()
+                    .map(|(n, a)| format!("{n}@{a}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ),
         ]
     }
@@ -215,7 +247,12 @@ impl HotState {
         match get(KEY_PROTO) {
             Some(PROTO) => {}
             Some(other) => return Err(format!("unknown key schema `{other}`")),
-            None => return Err("no `proto` key".to_owned()),
+            None => return Err("no `proto` key yet".to_owned()),
+        }
+        for key in [KEY_ADMIN_BY, KEY_DRAINED, KEY_PEERS] {
+            if get(key).is_some_and(|v| v.len() > MAX_VALUE) {
+                return Err(format!("`{key}` value longer than {MAX_VALUE} bytes"));
+            }
         }
         let healthy = match get(KEY_HEALTH) {
             Some("up") => true,
@@ -226,6 +263,10 @@ impl HotState {
             Some("active") => AdminState::Active,
             Some("drained") => AdminState::Drained,
             other => return Err(format!("bad `admin` value {other:?}")),
+        };
+        let admin_by = match get(KEY_ADMIN_BY) {
+            None | Some("") => None,
+            Some(v) => Some(AdminBy::parse(v)?),
         };
         let load = match get(KEY_LOAD) {
             None | Some("") => None,
@@ -238,13 +279,54 @@ impl HotState {
             None | Some("") => None,
             Some(v) => Some(ViewAnnouncement::parse(v)?),
         };
+        let config = match get(KEY_CONFIG) {
+            None | Some("") => None,
+            Some(v) => {
+                Some(u64::from_str_radix(v, 16).map_err(|_| format!("bad `config` value {v:?}"))?)
+            }
+        };
+        let drained = get(KEY_DRAINED)
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let peers = get(KEY_PEERS)
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|hint| {
+                let (name, addr) = hint
+                    .split_once('@')
+                    .ok_or_else(|| format!("bad `peers` hint {hint:?}"))?;
+                let addr = addr
+                    .parse()
+                    .map_err(|_| format!("bad `peers` address {addr:?}"))?;
+                Ok((name.to_owned(), addr))
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             healthy,
             admin,
+            admin_by,
             load,
             view,
+            config,
+            drained,
+            peers,
         })
     }
+}
+
+/// What the node currently believes about a POP.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PopStatus {
+    /// Up, as far as this node can tell.
+    pub live: bool,
+    /// Passing its health checks.
+    pub healthy: bool,
+    /// Operator state.
+    pub admin: AdminState,
+    /// Load from 0.0 to 1.0, if known.
+    pub load: Option<f32>,
 }
 
 /// How a node answers.
@@ -271,83 +353,129 @@ impl Mode {
     pub fn is_local_only(self) -> bool {
         matches!(self, Self::LocalOnly { .. })
     }
+
+    /// The word for it in status, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Cluster { .. } => "cluster",
+            Self::LocalOnly { .. } => "local-only",
+        }
+    }
+}
+
+/// What this node knows of one other POP's node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerView {
+    /// The last state it published (any liveness), `None` if never heard or unreadable.
+    pub known: Option<HotState>,
+    /// Whether its link's failure detector believes it alive.
+    pub alive: bool,
+    /// Where this node reaches it (its cluster address), once met.
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+/// What the own POP's node knows of itself.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OwnStatus {
+    /// Its probes say healthy.
+    pub healthy: bool,
+    /// Its admin state.
+    pub admin: AdminState,
+    /// Its load.
+    pub load: Option<f32>,
+}
+
+/// How the node is set up to decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// No cluster: the other POPs are assumed up; their admin state is the config's unless
+    /// the local operator overrides it.
+    Standalone,
+    /// In a cluster needing `quorum` nodes (self included) to answer from all of it.
+    Clustered {
+        /// Nodes (self included) needed.
+        quorum: usize,
+    },
 }
 
 /// Everything the derivation needs, for one moment.
 #[derive(Clone, Debug)]
 pub struct ClusterInput<'a> {
-    /// Number of POPs (all run a node).
-    pub pops: usize,
     /// This node's POP.
     pub own: usize,
     /// This node's own state.
-    pub own_state: HotState,
-    /// The last state heard from each POP (any liveness), `None` if never heard.
-    pub last_known: &'a [Option<HotState>],
-    /// Whether the failure detector believes each POP's node is alive (own ignored).
-    pub alive: &'a [bool],
-    /// Nodes (self included) needed to answer from the cluster.
-    pub quorum: usize,
-    /// The newest operator directive per POP, if any (overrides published admin states).
-    pub directives: &'a [Option<AdminDirective>],
+    pub own_state: OwnStatus,
+    /// Per POP (own ignored): what its node says. Its length is the number of POPs.
+    pub peers: &'a [PeerView],
+    /// Per POP: the admin state from the config, or a standalone operator's override.
+    pub admin: &'a [AdminState],
+    /// Standalone or clustered.
+    pub membership: Membership,
 }
 
-/// The default quorum: a majority of the configured POPs.
-pub fn default_quorum(pops: usize) -> usize {
-    pops / 2 + 1
-}
-
-/// Per-POP status and mode from the cluster's state. Total: never fails, never leaves a
-/// POP out of the result.
+/// Per-POP status and mode from what the node knows. Total: never fails, never leaves a POP
+/// out of the result. The same code path serves standalone and clustered nodes.
 pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
-    let alive_peers = (0..input.pops)
-        .filter(|&i| i != input.own && input.alive.get(i).copied().unwrap_or(false))
-        .count();
-    let alive = alive_peers + 1;
-    let mode = if alive >= input.quorum {
+    let pops = input.peers.len();
+    let admin = |i: usize| input.admin.get(i).copied().unwrap_or(AdminState::Active);
+    let own = PopStatus {
+        live: true,
+        healthy: input.own_state.healthy,
+        admin: input.own_state.admin,
+        load: input.own_state.load,
+    };
+    let quorum = match input.membership {
+        Membership::Standalone => {
+            let status = (0..pops)
+                .map(|i| {
+                    if i == input.own {
+                        own
+                    } else {
+                        PopStatus {
+                            live: true,
+                            healthy: true,
+                            admin: admin(i),
+                            load: None,
+                        }
+                    }
+                })
+                .collect();
+            return (status, Mode::Standalone);
+        }
+        Membership::Clustered { quorum } => quorum,
+    };
+    let alive = 1
+        + (0..pops)
+            .filter(|&i| i != input.own && input.peers[i].alive)
+            .count();
+    let mode = if alive >= quorum {
         Mode::Cluster { alive }
     } else {
-        Mode::LocalOnly {
-            alive,
-            quorum: input.quorum,
-        }
+        Mode::LocalOnly { alive, quorum }
     };
-    let directed = |i: usize, admin: AdminState| {
-        input
-            .directives
-            .get(i)
-            .copied()
-            .flatten()
-            .map_or(admin, |d| d.admin)
-    };
-    let status = (0..input.pops)
+    let status = (0..pops)
         .map(|i| {
             if i == input.own {
-                return PopStatus {
-                    live: true,
-                    healthy: input.own_state.healthy,
-                    admin: directed(i, input.own_state.admin),
-                    load: input.own_state.load,
-                };
+                return own;
             }
-            let known = input.last_known.get(i).copied().flatten();
-            let from_gossip = |live| PopStatus {
+            let peer = &input.peers[i];
+            let known = peer.known.as_ref();
+            let from_node = |live| PopStatus {
                 live,
                 healthy: known.is_some_and(|s| s.healthy),
-                admin: directed(i, known.map_or(AdminState::Active, |s| s.admin)),
+                admin: known.map_or_else(|| admin(i), |s| s.admin),
                 load: known.and_then(|s| s.load),
             };
             match mode {
-                Mode::Cluster { .. } | Mode::Standalone => {
-                    from_gossip(input.alive.get(i).copied().unwrap_or(false) && known.is_some())
-                }
+                Mode::Cluster { .. } | Mode::Standalone => from_node(peer.alive && known.is_some()),
                 // Local-only with a healthy own POP: nobody else is handed out.
                 Mode::LocalOnly { .. } if input.own_state.healthy => PopStatus {
                     live: false,
-                    ..from_gossip(false)
+                    ..from_node(false)
                 },
                 // Local-only with an unhealthy own POP: the others by their last known state.
-                Mode::LocalOnly { .. } => from_gossip(true),
+                Mode::LocalOnly { .. } => from_node(true),
             }
         })
         .collect();
@@ -358,55 +486,62 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
 mod tests {
     use super::*;
 
-    const UP: HotState = HotState {
+    fn up() -> HotState {
+        HotState::up()
+    }
+    fn down() -> HotState {
+        HotState {
+            healthy: false,
+            ..HotState::up()
+        }
+    }
+    fn drained() -> HotState {
+        HotState {
+            admin: AdminState::Drained,
+            admin_by: Some(AdminBy {
+                who: "alice".into(),
+                at_ms: 1_764_500_000_000,
+            }),
+            load: Some(0.5),
+            view: Some(ViewAnnouncement {
+                version: 1_764_500_000_000,
+                digest: 0x00ab_cdef_0123_4567,
+                prefixes: 1_250_000,
+                stale_since_ms: Some(1_764_500_060_000),
+            }),
+            config: Some(0xfeed),
+            drained: vec!["ams".into(), "nyc".into()],
+            peers: vec![("nyc".into(), "192.0.2.2:7300".parse().unwrap())],
+            ..HotState::up()
+        }
+    }
+    const OWN_UP: OwnStatus = OwnStatus {
         healthy: true,
         admin: AdminState::Active,
         load: None,
-        view: None,
     };
-    const DOWN: HotState = HotState {
+    const OWN_DOWN: OwnStatus = OwnStatus {
         healthy: false,
-        admin: AdminState::Active,
-        load: None,
-        view: None,
-    };
-    const DRAINED: HotState = HotState {
-        healthy: true,
-        admin: AdminState::Drained,
-        load: Some(0.5),
-        view: Some(ViewAnnouncement {
-            version: 1_764_500_000_000,
-            digest: 0x00ab_cdef_0123_4567,
-            prefixes: 1_250_000,
-            stale_since_ms: Some(1_764_500_060_000),
-        }),
+        ..OWN_UP
     };
 
     /// Renders each POP as `L`ive/`-` + `H`ealthy/`-` + `D`rained/`-`, then the mode.
-    fn run(
-        own_state: HotState,
-        last_known: &[Option<HotState>],
-        alive: &[bool],
-        quorum: usize,
-    ) -> String {
-        run_directed(own_state, last_known, alive, quorum, &[])
-    }
-
-    fn run_directed(
-        own_state: HotState,
-        last_known: &[Option<HotState>],
-        alive: &[bool],
-        quorum: usize,
-        directives: &[Option<AdminDirective>],
-    ) -> String {
+    fn run(own: OwnStatus, peers: &[(Option<HotState>, bool)], membership: Membership) -> String {
+        let peers: Vec<PeerView> = peers
+            .iter()
+            .map(|(known, alive)| PeerView {
+                known: known.clone(),
+                alive: *alive,
+                addr: None,
+            })
+            .collect();
+        let admin = vec![AdminState::Active; peers.len()];
         let (status, mode) = derive(&ClusterInput {
-            pops: last_known.len(),
             own: 0,
-            own_state,
-            last_known,
-            alive,
-            quorum,
-            directives,
+            own_state: own,
+            peers: &peers,
+            admin: &admin,
+            membership,
         });
         let pops: Vec<String> = status
             .iter()
@@ -426,9 +561,13 @@ mod tests {
         format!("{} {mode:?}", pops.join(" "))
     }
 
+    fn q(quorum: usize) -> Membership {
+        Membership::Clustered { quorum }
+    }
+
     #[test]
     fn keys_round_trip_and_bad_values_are_refused() {
-        for state in [UP, DOWN, DRAINED] {
+        for state in [up(), down(), drained()] {
             let keys = state.to_keys();
             let get = |k: &str| {
                 keys.iter()
@@ -441,37 +580,39 @@ mod tests {
             move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
         };
         assert!(
-            HotState::from_keys(get(&[("proto", "2")]))
+            HotState::from_keys(get(&[("proto", "1")]))
                 .unwrap_err()
                 .contains("schema")
         );
         assert!(HotState::from_keys(get(&[])).is_err());
-        let with_load = |l: &'static str| {
+        let with = |key: &'static str, v: &'static str| {
             HotState::from_keys(move |k: &str| match k {
-                "proto" => Some("1"),
+                k if k == key => Some(v),
+                "proto" => Some("2"),
                 "health" => Some("up"),
                 "admin" => Some("active"),
-                "load" => Some(l),
                 _ => None,
             })
         };
-        assert_eq!(with_load("0.250").unwrap().load, Some(0.25));
-        assert!(with_load("1.5").unwrap_err().contains("load"));
-        assert!(with_load("high").is_err());
+        assert_eq!(with("load", "0.250").unwrap().load, Some(0.25));
+        assert!(with("load", "1.5").unwrap_err().contains("load"));
+        assert!(with("load", "high").is_err());
+        assert!(with("health", "maybe").unwrap_err().contains("health"));
+        assert!(with("config", "xyz").unwrap_err().contains("config"));
+        assert!(with("peers", "nyc").unwrap_err().contains("peers"));
         assert!(
-            HotState::from_keys(get(&[
-                ("proto", "1"),
-                ("health", "maybe"),
-                ("admin", "active")
-            ]))
-            .unwrap_err()
-            .contains("health")
+            with("peers", "nyc@nowhere")
+                .unwrap_err()
+                .contains("address")
         );
+        assert!(with("admin_by", "alice").unwrap_err().contains("admin_by"));
+        let long: &'static str = Box::leak("x ".repeat(MAX_VALUE).into_boxed_str());
+        assert!(with("drained", long).unwrap_err().contains("longer"));
     }
 
     #[test]
     fn view_announcements_round_trip_and_nonsense_is_refused() {
-        let a = DRAINED.view.unwrap();
+        let a = drained().view.unwrap();
         assert_eq!(
             a.to_value(),
             "v=1764500000000 d=00abcdef01234567 n=1250000 stale=1764500060000"
@@ -496,24 +637,27 @@ mod tests {
     }
 
     #[test]
-    fn default_quorum_is_a_majority_of_the_pops() {
-        assert_eq!([1, 2, 3, 4, 5].map(default_quorum), [1, 2, 2, 3, 3]);
-    }
-
-    #[test]
-    fn with_a_quorum_every_pop_is_answered_from_gossip() {
+    fn with_a_quorum_every_pop_is_answered_from_its_own_node() {
         assert_eq!(
             run(
-                UP,
-                &[Some(UP), Some(DOWN), Some(DRAINED), None],
-                &[true, true, true, true],
-                3
+                OWN_UP,
+                &[
+                    (None, true),
+                    (Some(down()), true),
+                    (Some(drained()), true),
+                    (None, true)
+                ],
+                q(3)
             ),
             "LH- L-- LHD --- Cluster { alive: 4 }"
         );
         // A dead node's POP is not live, whatever it last said.
         assert_eq!(
-            run(UP, &[Some(UP), Some(UP), Some(UP)], &[true, false, true], 2),
+            run(
+                OWN_UP,
+                &[(None, true), (Some(up()), false), (Some(up()), true)],
+                q(2)
+            ),
             "LH- -H- LH- Cluster { alive: 2 }"
         );
     }
@@ -522,10 +666,9 @@ mod tests {
     fn below_quorum_with_a_healthy_own_pop_is_local_only() {
         assert_eq!(
             run(
-                UP,
-                &[Some(UP), Some(UP), Some(UP)],
-                &[true, false, false],
-                2
+                OWN_UP,
+                &[(None, true), (Some(up()), false), (Some(up()), false)],
+                q(2)
             ),
             "LH- -H- -H- LocalOnly { alive: 1, quorum: 2 }"
         );
@@ -535,10 +678,14 @@ mod tests {
     fn below_quorum_with_an_unhealthy_own_pop_uses_the_last_known_state() {
         assert_eq!(
             run(
-                DOWN,
-                &[Some(DOWN), Some(UP), Some(DRAINED), None],
-                &[true, false, false, false],
-                3
+                OWN_DOWN,
+                &[
+                    (None, true),
+                    (Some(up()), false),
+                    (Some(drained()), false),
+                    (None, false)
+                ],
+                q(3)
             ),
             "L-- LH- LHD L-- LocalOnly { alive: 1, quorum: 3 }"
         );
@@ -547,55 +694,37 @@ mod tests {
     #[test]
     fn a_single_pop_is_never_partitioned() {
         assert_eq!(
-            run(UP, &[Some(UP)], &[true], default_quorum(1)),
+            run(OWN_UP, &[(None, true)], q(crate::config::default_quorum(1))),
             "LH- Cluster { alive: 1 }"
         );
     }
 
     #[test]
-    fn the_newest_operator_directive_wins_over_published_admin_states() {
-        let drain = |at_ms| {
-            Some(AdminDirective {
-                admin: AdminState::Drained,
-                at_ms,
-            })
+    fn own_state_comes_from_local_knowledge_not_from_peers() {
+        let own = OwnStatus {
+            admin: AdminState::Drained,
+            ..OWN_UP
         };
-        let undrain = Some(AdminDirective {
-            admin: AdminState::Active,
-            at_ms: 9,
-        });
         assert_eq!(
-            run_directed(
-                UP,
-                &[Some(UP), Some(DRAINED), Some(UP)],
-                &[true; 3],
-                2,
-                &[drain(5), undrain, None]
-            ),
-            "LHD LH- LH- Cluster { alive: 3 }"
+            run(own, &[(Some(up()), true), (Some(up()), true)], q(2)),
+            "LHD LH- Cluster { alive: 2 }"
         );
-        let d = |s: &str| AdminDirective::parse(s).unwrap();
-        assert_eq!(d("drained@17").to_value(), "drained@17");
-        assert_eq!(AdminDirective::parse("drained"), None);
-        assert_eq!(AdminDirective::parse("off@1"), None);
-        let got = newest([
-            ("nyc", d("drained@10")),
-            ("ams", d("active@12")),
-            ("syd", d("drained@12")),
-        ]);
-        assert_eq!(
-            got,
-            Some(d("drained@12")),
-            "same time: the larger node name wins"
-        );
-        assert_eq!(newest([]), None);
     }
 
     #[test]
-    fn own_state_comes_from_local_knowledge_not_gossip() {
-        assert_eq!(
-            run(DRAINED, &[Some(UP), Some(UP)], &[true, true], 2),
-            "LHD LH- Cluster { alive: 2 }"
-        );
+    fn a_standalone_node_assumes_its_peers_up_with_the_admin_state_it_was_given() {
+        let peers = vec![PeerView::default(); 3];
+        let admin = [AdminState::Active, AdminState::Drained, AdminState::Active];
+        let (status, mode) = derive(&ClusterInput {
+            own: 0,
+            own_state: OWN_DOWN,
+            peers: &peers,
+            admin: &admin,
+            membership: Membership::Standalone,
+        });
+        assert_eq!(mode, Mode::Standalone);
+        assert!(!status[0].healthy);
+        assert_eq!(status[1].admin, AdminState::Drained);
+        assert!(status[1..].iter().all(|s| s.live && s.healthy));
     }
 }

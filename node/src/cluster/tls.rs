@@ -38,6 +38,17 @@ pub fn required_role(alpn: &[u8]) -> Option<Role> {
     }
 }
 
+/// Who may be a peer beyond "certified by the cluster CA": the node names of the cluster's
+/// POPs, and the serial numbers of revoked certificates. Shared by every verifier of a
+/// node and replaced whole on reload, so a revocation takes effect at the next handshake.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Node names that may connect (every configured POP); empty: any (operators' tools).
+    pub nodes: Vec<String>,
+    /// Revoked serial numbers (as [`crate::pki::serial_of`] writes them).
+    pub revoked: std::collections::BTreeSet<String>,
+}
+
 /// This node's credentials and what it trusts.
 #[derive(Debug)]
 pub struct ClusterTls {
@@ -47,9 +58,54 @@ pub struct ClusterTls {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     provider: Arc<CryptoProvider>,
+    admission: Arc<std::sync::RwLock<Arc<Admission>>>,
 }
 
 impl ClusterTls {
+    /// From a node's cluster config: its CA, certificate and key, the POPs that may be
+    /// peers (`names`) and the revoked serials.
+    pub fn from_config(
+        cluster: &crate::config::ClusterConfig,
+        names: &[String],
+    ) -> anyhow::Result<Self> {
+        let tls = Self::from_pem(
+            &cluster.id,
+            &cluster.ca_pem,
+            &cluster.cert_pem,
+            &cluster.key_pem,
+        )?;
+        tls.admit(Admission {
+            nodes: names.to_vec(),
+            revoked: cluster.revoked.iter().cloned().collect(),
+        });
+        Ok(tls)
+    }
+
+    /// Replaces who may be a peer (on reload); connections made from now on are checked
+    /// against it.
+    pub fn admit(&self, admission: Admission) {
+        // INVARIANT: the lock is held for an assignment only.
+        *self.admission.write().expect("admission lock") = Arc::new(admission);
+    }
+
+    /// Who may be a peer now.
+    pub fn admission(&self) -> Arc<Admission> {
+        // INVARIANT: the lock is held for a clone only.
+        self.admission.read().expect("admission lock").clone()
+    }
+
+    /// A secret derived from this node's private key (the same across restarts, different
+    /// for every node): the key of the endpoint's stateless resets.
+    pub fn reset_secret(&self) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"sparrow stateless reset key\0");
+        ctx.update(self.key.secret_der());
+        let digest = ctx.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+
     /// From PEM text: the cluster CA, this node's certificate (chain) and key.
     pub fn from_pem(cluster: &str, ca: &str, cert: &str, key: &str) -> anyhow::Result<Self> {
         let mut roots = RootCertStore::empty();
@@ -65,6 +121,7 @@ impl ClusterTls {
             chain,
             key,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
+            admission: Arc::new(std::sync::RwLock::new(Arc::new(Admission::default()))),
         })
     }
 
@@ -89,6 +146,7 @@ impl ClusterTls {
         let verifier = Arc::new(NodeVerifier {
             roots: self.roots.clone(),
             cluster: self.cluster.clone(),
+            admission: self.admission.clone(),
             algs: self.provider.signature_verification_algorithms,
         });
         let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
@@ -98,13 +156,15 @@ impl ClusterTls {
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = vec![alpn.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))?;
-        Ok(quinn::ClientConfig::new(Arc::new(quic)))
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(transport_config());
+        Ok(client)
     }
 
     /// Checks that a peer's certificate (already chained to the CA by rustls) names a member
     /// of this cluster with role `role`; returns its identity.
     pub fn check_peer(&self, chain: &[CertificateDer<'_>], role: Role) -> anyhow::Result<Identity> {
-        check_identity(&self.cluster, chain, role)
+        check_identity(&self.cluster, &self.admission(), chain, role)
     }
 
     /// The identity of a connected peer speaking protocol `alpn` (negotiated in the
@@ -131,8 +191,21 @@ impl ClusterTls {
     }
 }
 
+/// The transport settings of every cluster connection (both directions).
+pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    // Peers keep connections open between gossip rounds; a dead peer is noticed by the
+    // failure detector, not by QUIC, so the idle timeout only reclaims forgotten ones.
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        10_000,
+    ))));
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(3)));
+    Arc::new(transport)
+}
+
 fn check_identity(
     cluster: &str,
+    admission: &Admission,
     chain: &[CertificateDer<'_>],
     role: Role,
 ) -> anyhow::Result<Identity> {
@@ -143,6 +216,15 @@ fn check_identity(
         "peer {id} belongs to another cluster than {cluster}"
     );
     anyhow::ensure!(id.role == role, "peer {id} is not a {}", role.as_str());
+    let serial = pki::serial_of(leaf)?;
+    anyhow::ensure!(
+        !admission.revoked.contains(&serial),
+        "peer {id} holds revoked certificate {serial}"
+    );
+    anyhow::ensure!(
+        role != Role::Node || admission.nodes.is_empty() || admission.nodes.contains(&id.name),
+        "peer {id} is certified for a name that is no POP of this cluster"
+    );
     Ok(id)
 }
 
@@ -151,6 +233,7 @@ fn check_identity(
 struct NodeVerifier {
     roots: Arc<RootCertStore>,
     cluster: String,
+    admission: Arc<std::sync::RwLock<Arc<Admission>>>,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -171,8 +254,15 @@ impl ServerCertVerifier for NodeVerifier {
             now,
             self.algs.all,
         )?;
-        check_identity(&self.cluster, std::slice::from_ref(end_entity), Role::Node)
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        // INVARIANT: the lock is held for a clone only.
+        let admission = self.admission.read().expect("admission lock").clone();
+        check_identity(
+            &self.cluster,
+            &admission,
+            std::slice::from_ref(end_entity),
+            Role::Node,
+        )
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         Ok(ServerCertVerified::assertion())
     }
 

@@ -1,16 +1,18 @@
-//! [E] chitchat's `Transport` over QUIC: every gossip message travels in a mutually
-//! authenticated QUIC connection (see [`super::tls`]), one unidirectional stream per message.
+//! [E] chitchat's `Transport` over QUIC, one gossip link at a time: every gossip message
+//! travels in a mutually authenticated QUIC connection (see [`super::tls`]), one
+//! unidirectional stream per message.
 //!
 //! Gossip is built for lossy datagrams, and this transport keeps that contract: `send`
-//! never waits for a peer. Each peer gets a task with a small queue that dials, reconnects
-//! with backoff and drops messages when the peer is slow or unreachable, as the network
-//! would. A node's outgoing connections leave from the endpoint bound to its gossip address,
-//! so the address a message arrives from is the sender's gossip address, which is what
-//! chitchat replies to.
+//! never waits for a peer. Each link has a sender task with a small queue that dials its
+//! peer, checks that the server is certified as that peer, reconnects with backoff and drops
+//! messages when the peer is slow or unreachable, as the network would. A node's outgoing
+//! connections leave from the endpoint bound to its cluster address, so the address a
+//! connection arrives from is the sender's cluster address.
 //!
 //! The endpoint's accept loop ([`super::endpoint`]) authenticates peers; a gossip peer that
 //! sends a message that does not decode or is too large is disconnected and logged, and
-//! nothing it sent reaches chitchat.
+//! nothing it sent reaches chitchat. [`Faults`] injects cuts, loss and delay for tests and
+//! simulations.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,18 +23,17 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use super::tls::{ALPN_GOSSIP, ClusterTls};
 use crate::pki::Identity;
 
 /// Largest gossip message accepted (chitchat's own bound for a UDP datagram).
 pub const MAX_MESSAGE: usize = 65_507;
 /// Messages queued per peer before new ones are dropped.
-const PEER_QUEUE: usize = 64;
-/// Messages received and not yet taken by chitchat before new ones are dropped.
-const RECV_QUEUE: usize = 1024;
+pub const PEER_QUEUE: usize = 64;
+/// Messages received from a peer and not yet taken by its link before new ones are dropped.
+pub const RECV_QUEUE: usize = 256;
 /// Server name sent in the handshake; peers are checked by identity, not by name.
 const SERVER_NAME: &str = "sparrow-node";
 /// Longest wait for a QUIC handshake.
@@ -216,160 +217,162 @@ fn toggle(set: &mut std::collections::HashSet<SocketAddr>, peer: SocketAddr, on:
     }
 }
 
-/// Gossip over QUIC on the node's cluster endpoint (see [`super::endpoint`]).
-pub struct QuicTransport {
-    endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-    incoming: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
-    stats: Arc<TransportStats>,
-    faults: Faults,
+/// The chitchat transport of one gossip link: the link's chitchat instance talks to one
+/// peer only (see [`super::mesh`]). What it sends goes to that peer's node over a QUIC
+/// connection this node dials; what it receives is what that peer's own authenticated
+/// connection carried, handed in by the mesh.
+pub struct LinkTransport {
+    socket: std::sync::Mutex<Option<LinkSocket>>,
 }
 
-/// Where the endpoint's accept loop delivers gossip messages it received.
-pub type GossipInbox = mpsc::Sender<(SocketAddr, ChitchatMessage)>;
-
-impl QuicTransport {
-    /// A transport that sends from `endpoint` with `tls`'s gossip client config and receives
-    /// what the endpoint's accept loop puts into the returned [`GossipInbox`].
+impl LinkTransport {
+    /// A transport sending through `sender` (the link's peer sender queue) and receiving
+    /// from `inbox`.
     pub fn new(
-        endpoint: quinn::Endpoint,
-        tls: &ClusterTls,
-        stats: Arc<TransportStats>,
+        peer: watch::Receiver<SocketAddr>,
+        sender: mpsc::Sender<Vec<u8>>,
+        inbox: mpsc::Receiver<ChitchatMessage>,
         faults: Faults,
-    ) -> anyhow::Result<(Self, GossipInbox)> {
-        let (tx, rx) = mpsc::channel(RECV_QUEUE);
-        let transport = Self {
-            endpoint,
-            client: tls.client_config(ALPN_GOSSIP)?,
-            incoming: Mutex::new(Some(rx)),
-            stats,
-            faults,
-        };
-        Ok((transport, tx))
+    ) -> Self {
+        Self {
+            socket: std::sync::Mutex::new(Some(LinkSocket {
+                peer,
+                sender,
+                inbox,
+                faults,
+            })),
+        }
     }
 }
 
 #[async_trait]
-impl Transport for QuicTransport {
-    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let incoming = self
-            .incoming
+impl Transport for LinkTransport {
+    async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        // INVARIANT: the lock is held for a take only.
+        let socket = self
+            .socket
             .lock()
-            .await
+            .expect("link transport lock poisoned")
             .take()
-            .context("the gossip transport was opened already")?;
-        let local = self.endpoint.local_addr()?;
-        anyhow::ensure!(
-            local == listen_addr,
-            "cluster endpoint is bound to {local}, chitchat listens on {listen_addr}"
-        );
-        Ok(Box::new(QuicSocket {
-            endpoint: self.endpoint.clone(),
-            client: self.client.clone(),
-            local,
-            peers: HashMap::new(),
-            incoming,
-            stats: self.stats.clone(),
-            faults: self.faults.clone(),
-        }))
+            .context("the link transport was opened already")?;
+        Ok(Box::new(socket))
     }
 }
 
-struct QuicSocket {
-    endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-    local: SocketAddr,
-    peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    incoming: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
-    stats: Arc<TransportStats>,
+struct LinkSocket {
+    /// The peer's cluster address (what the link dials; it follows the peer's moves).
+    peer: watch::Receiver<SocketAddr>,
+    sender: mpsc::Sender<Vec<u8>>,
+    inbox: mpsc::Receiver<ChitchatMessage>,
     faults: Faults,
 }
 
 #[async_trait]
-impl Socket for QuicSocket {
-    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
-        if self.faults.drops_to(to) {
+impl Socket for LinkSocket {
+    async fn send(&mut self, _to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        // Whatever address chitchat names, a link only ever talks to its one peer.
+        let peer = *self.peer.borrow();
+        if self.faults.drops_to(peer) {
             return Ok(());
         }
         let mut bytes = Vec::with_capacity(msg.serialized_len());
         msg.serialize(&mut bytes);
-        let queue = self.peers.entry(to).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            tokio::spawn(peer_sender(
-                self.endpoint.clone(),
-                self.client.clone(),
-                to,
-                rx,
-                self.stats.clone(),
-            ));
-            tx
-        });
-        if let Some(delay) = self.faults.delay_to(to) {
+        if let Some(delay) = self.faults.delay_to(peer) {
             // A slow link: the message joins the peer's queue later, without holding up
-            // gossip to anyone else.
-            let queue = queue.clone();
+            // anything else.
+            let queue = self.sender.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 if queue.try_send(bytes).is_err() {
-                    debug!(peer = %to, "gossip queue full, delayed message dropped");
+                    debug!(peer = %peer, "gossip queue full, delayed message dropped");
                 }
             });
             return Ok(());
         }
-        if queue.try_send(bytes).is_err() {
-            debug!(peer = %to, "gossip queue full, message dropped");
+        if self.sender.try_send(bytes).is_err() {
+            debug!(peer = %peer, "gossip queue full, message dropped");
         }
         Ok(())
     }
 
     async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
         loop {
-            let (from, msg) = self
-                .incoming
-                .recv()
-                .await
-                .with_context(|| format!("gossip endpoint {} closed", self.local))?;
-            if !self.faults.drops_from(from) {
-                return Ok((from, msg));
+            let msg = self.inbox.recv().await.context("gossip link closed")?;
+            let peer = *self.peer.borrow();
+            if !self.faults.drops_from(peer) {
+                return Ok((peer, msg));
             }
         }
     }
 }
 
 /// The longest a sender waits before dialling an unreachable peer again. Short, because
-/// the cluster is blind to a peer until a connection is back: after a partition heals, a
-/// node leaves local-only mode only once it hears a quorum again. A failed dial costs one
-/// QUIC Initial packet.
+/// the node is blind to a peer until a connection is back: after a partition heals, a node
+/// leaves local-only mode only once it hears a quorum again. A failed dial costs one QUIC
+/// Initial packet.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Sends the messages queued for one peer, one uni stream each, over a connection it keeps.
-async fn peer_sender(
+/// What a peer sender is told besides messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderControl {
+    /// The peer connected to us anew (it may have restarted): drop the connection held
+    /// and dial again, at once.
+    Redial,
+}
+
+/// Sends the messages queued for one peer, one uni stream each, over a connection it keeps
+/// to the address `peer` holds. The server must be certified as `expect` (a node of the
+/// cluster named so); anyone else at that address is hung up on.
+pub async fn peer_sender(
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
-    peer: SocketAddr,
+    peer: watch::Receiver<SocketAddr>,
+    expect: String,
     mut queue: mpsc::Receiver<Vec<u8>>,
+    mut control: mpsc::Receiver<SenderControl>,
     stats: Arc<TransportStats>,
 ) {
     let mut conn: Option<quinn::Connection> = None;
     let mut wire_seen = 0u64;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at = tokio::time::Instant::now();
-    while let Some(bytes) = queue.recv().await {
+    loop {
+        let bytes = tokio::select! {
+            m = queue.recv() => match m {
+                Some(b) => b,
+                None => return,
+            },
+            c = control.recv() => match c {
+                Some(SenderControl::Redial) => {
+                    if let Some(c) = conn.take() {
+                        c.close(0u32.into(), b"peer reconnected");
+                    }
+                    retry_at = tokio::time::Instant::now();
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                None => return,
+            },
+        };
         if conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
+            conn = None;
+        }
+        let addr = *peer.borrow();
+        if conn.as_ref().is_some_and(|c| c.remote_address() != addr) {
             conn = None;
         }
         if conn.is_none() {
             if tokio::time::Instant::now() < retry_at {
                 continue; // Still backing off: drop, as a lossy network would.
             }
-            match connect(&endpoint, &client, peer).await {
+            match connect_to(&endpoint, &client, addr, &expect).await {
                 Ok(c) => {
                     backoff = Duration::from_millis(100);
                     wire_seen = 0;
                     conn = Some(c);
                 }
                 Err(e) => {
-                    debug!(peer = %peer, error = %e, "cannot reach gossip peer");
+                    debug!(peer = %addr, node = %expect, error = %e, "cannot reach gossip peer");
                     retry_at = tokio::time::Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
                     continue;
@@ -392,7 +395,7 @@ async fn peer_sender(
                     .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => {
-                debug!(peer = %peer, error = %e, "gossip send failed; reconnecting");
+                debug!(peer = %addr, error = %e, "gossip send failed; reconnecting");
                 conn = None;
             }
         }
@@ -411,48 +414,99 @@ pub(crate) async fn connect(
         .context("handshake timed out")??)
 }
 
-/// Hands the gossip messages of an authenticated node to chitchat until it goes away; a
-/// message that is too large or does not decode disconnects the peer.
-pub(crate) async fn serve_gossip(
-    conn: quinn::Connection,
-    id: Identity,
-    tx: GossipInbox,
-    stats: Arc<TransportStats>,
+/// Dials `peer` and checks that the server is certified as node `expect`.
+pub(crate) async fn connect_to(
+    endpoint: &quinn::Endpoint,
+    client: &quinn::ClientConfig,
+    peer: SocketAddr,
+    expect: &str,
+) -> anyhow::Result<quinn::Connection> {
+    let conn = connect(endpoint, client, peer).await?;
+    let name = peer_name(&conn)?;
+    if name != expect {
+        conn.close(REFUSED.into(), b"not the node dialled");
+        anyhow::bail!("{peer} is node {name}, not {expect}");
+    }
+    Ok(conn)
+}
+
+/// The node name the server of `conn` is certified as (its chain and role were checked in
+/// the handshake).
+pub(crate) fn peer_name(conn: &quinn::Connection) -> anyhow::Result<String> {
+    let chain = conn
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .context("peer sent no certificate")?;
+    let leaf = chain.first().context("peer sent no certificate")?;
+    Ok(crate::pki::identity_of(leaf)?.name)
+}
+
+/// Streams of one gossip connection read at once: a message whose packet was lost waits
+/// for its retransmission without holding up the ones behind it (gossip does not need
+/// order, and head-of-line blocking under loss would look like a silent peer).
+const CONCURRENT_STREAMS: usize = 16;
+
+/// Reads the gossip messages of peer `id` from `conn` until it goes away and hands each to
+/// `deliver`; a message that is too large or does not decode disconnects the peer.
+pub(crate) async fn receive_gossip(
+    conn: &quinn::Connection,
+    id: &Identity,
+    stats: &TransportStats,
+    mut deliver: impl FnMut(ChitchatMessage),
 ) {
+    use futures_util::StreamExt as _;
     let from = conn.remote_address();
-    debug!(peer = %from, identity = %id, "gossip peer connected");
     let mut wire_seen = 0u64;
-    while let Ok(mut stream) = conn.accept_uni().await {
-        // What this side sent: acknowledgements of the peer's messages, mostly.
-        count_wire(&conn, &mut wire_seen, &stats);
-        let bytes = match stream.read_to_end(MAX_MESSAGE).await {
-            Ok(b) => b,
-            Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
-                // The peer went away (shut down, restarted): nothing it did wrong.
-                debug!(peer = %from, identity = %id, error = %e, "gossip connection closed");
-                return;
-            }
-            Err(e) => {
-                warn!(peer = %from, identity = %id, error = %e, "oversized or broken gossip message; peer disconnected");
-                conn.close(BAD_MESSAGE.into(), b"bad message");
-                return;
-            }
-        };
-        let mut buf = bytes.as_slice();
-        match ChitchatMessage::deserialize(&mut buf) {
-            Ok(msg) if buf.is_empty() => {
-                stats
-                    .bytes_received
-                    .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if tx.try_send((from, msg)).is_err() {
-                    debug!(peer = %from, "gossip receive queue full, message dropped");
+    let mut reading = futures_util::stream::FuturesUnordered::new();
+    let mut accepting = true;
+    loop {
+        tokio::select! {
+            accepted = conn.accept_uni(), if accepting && reading.len() < CONCURRENT_STREAMS => {
+                match accepted {
+                    Ok(mut stream) => {
+                        // What this side sent: acknowledgements of the peer's messages, mostly.
+                        count_wire(conn, &mut wire_seen, stats);
+                        reading.push(async move { stream.read_to_end(MAX_MESSAGE).await });
+                    }
+                    Err(e) => {
+                        debug!(peer = %from, identity = %id, error = %e, "gossip connection closed");
+                        accepting = false;
+                    }
                 }
             }
-            Ok(_) | Err(_) => {
-                warn!(peer = %from, identity = %id, len = bytes.len(), "malformed gossip message; peer disconnected");
-                conn.close(BAD_MESSAGE.into(), b"bad message");
-                return;
+            Some(read) = reading.next() => {
+                let bytes = match read {
+                    Ok(b) => b,
+                    Err(quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                        // The peer went away (shut down, restarted): nothing it did wrong.
+                        debug!(peer = %from, identity = %id, error = %e, "gossip connection closed");
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(peer = %from, identity = %id, error = %e, "oversized or broken gossip message; peer disconnected");
+                        conn.close(BAD_MESSAGE.into(), b"bad message");
+                        return;
+                    }
+                };
+                let mut buf = bytes.as_slice();
+                match ChitchatMessage::deserialize(&mut buf) {
+                    Ok(msg) if buf.is_empty() => {
+                        stats
+                            .bytes_received
+                            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        deliver(msg);
+                    }
+                    Ok(_) | Err(_) => {
+                        warn!(peer = %from, identity = %id, len = bytes.len(), "malformed gossip message; peer disconnected");
+                        conn.close(BAD_MESSAGE.into(), b"bad message");
+                        return;
+                    }
+                }
             }
+            else => return,
         }
     }
 }
@@ -519,83 +573,41 @@ mod tests {
         assert!((0..1000).all(|_| !f.drops_to(a) && !f.drops_to(b)));
     }
 
-    #[tokio::test]
-    async fn a_delayed_link_holds_messages_back_and_other_peers_are_not_slowed() {
-        // Two real transports on loopback: what arrives, and when, is measured at the
-        // receiving endpoint's inbox.
-        let ca = crate::pki::new_ca(
-            "t",
-            time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
-            30,
-        )
-        .unwrap();
-        let tls_of = |name: &str| {
-            let id = Identity {
-                cluster: "t".into(),
-                role: crate::pki::Role::Node,
-                name: name.into(),
-            };
-            let cert = crate::pki::issue(
-                &ca,
-                &id,
-                &[],
-                time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
-                30,
-            )
-            .unwrap();
-            Arc::new(ClusterTls::from_pem("t", &ca.cert, &cert.cert, &cert.key).unwrap())
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_link_holds_messages_back_and_other_links_are_not_slowed() {
+        let faults = Faults::default();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let open = |peer: SocketAddr| {
+            let (_addr_tx, addr_rx) = watch::channel(peer);
+            let (queue_tx, queue_rx) = mpsc::channel(PEER_QUEUE);
+            let (_inbox_tx, inbox_rx) = mpsc::channel(RECV_QUEUE);
+            let t = LinkTransport::new(addr_rx, queue_tx, inbox_rx, faults.clone());
+            (t, queue_rx, _addr_tx, _inbox_tx)
         };
-        let start = |name: &str| {
-            let tls = tls_of(name);
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let endpoint = super::super::endpoint::bind(&tls, socket).unwrap();
-            let stats = Arc::new(TransportStats::default());
-            let faults = Faults::default();
-            let (transport, inbox) =
-                QuicTransport::new(endpoint.clone(), &tls, stats.clone(), faults.clone()).unwrap();
-            let handlers = Arc::new(super::super::endpoint::Handlers {
-                gossip: inbox,
-                views: Arc::new(super::super::view_sync::ViewServer::new(name)),
-                api: std::sync::OnceLock::new(),
-                stats,
-                faults: faults.clone(),
-            });
-            tokio::spawn(super::super::endpoint::accept_loop(
-                endpoint.clone(),
-                tls,
-                handlers,
-            ));
-            (endpoint.local_addr().unwrap(), transport, faults)
-        };
-        let (a_addr, a, a_faults) = start("a");
-        let (b_addr, b, _) = start("b");
-        let (c_addr, c, _) = start("c");
-        let mut a_sock = a.open(a_addr).await.unwrap();
-        let mut b_sock = b.open(b_addr).await.unwrap();
-        let mut c_sock = c.open(c_addr).await.unwrap();
-        let msg = || ChitchatMessage::BadCluster;
-        // Warm both connections up, so the handshake is not part of what is measured.
-        a_sock.send(b_addr, msg()).await.unwrap();
-        a_sock.send(c_addr, msg()).await.unwrap();
-        b_sock.recv().await.unwrap();
-        c_sock.recv().await.unwrap();
-        a_faults.set_delay(b_addr, Duration::from_millis(1000), Duration::ZERO);
+        let (to_b, mut b_queue, _b_addr, _b_inbox) = open(b);
+        let (to_c, mut c_queue, _c_addr, _c_inbox) = open(c);
+        let mut b_sock = to_b.open(b).await.unwrap();
+        let mut c_sock = to_c.open(c).await.unwrap();
+        assert!(to_b.open(b).await.is_err(), "a link opens once");
+        faults.set_delay(b, Duration::from_millis(1000), Duration::ZERO);
         let sent = tokio::time::Instant::now();
-        a_sock.send(b_addr, msg()).await.unwrap();
-        a_sock.send(c_addr, msg()).await.unwrap();
-        let (from, _) = c_sock.recv().await.unwrap();
-        assert_eq!(from, a_addr);
-        assert!(
-            sent.elapsed() < Duration::from_millis(800),
-            "{:?}",
-            sent.elapsed()
+        // Whatever address chitchat names, a link sends to its peer only.
+        b_sock.send(c, ChitchatMessage::BadCluster).await.unwrap();
+        c_sock.send(b, ChitchatMessage::BadCluster).await.unwrap();
+        assert!(c_queue.recv().await.is_some());
+        assert_eq!(
+            sent.elapsed(),
+            Duration::ZERO,
+            "the other link is not slowed"
         );
-        let (from, _) = b_sock.recv().await.unwrap();
-        assert_eq!(from, a_addr);
-        assert!(
-            sent.elapsed() >= Duration::from_millis(1000),
-            "{:?}",
-            sent.elapsed()
-        );
+        assert!(b_queue.try_recv().is_err());
+        assert!(b_queue.recv().await.is_some());
+        assert_eq!(sent.elapsed(), Duration::from_millis(1000));
+        // A cut link sends nothing and hears nothing.
+        faults.cut(c, true);
+        c_sock.send(c, ChitchatMessage::BadCluster).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(c_queue.try_recv().is_err());
     }
 }

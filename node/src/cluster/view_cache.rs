@@ -9,17 +9,16 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use sparrow_proto::views::ViewHeader;
 
+use crate::config::Config;
 use crate::routes::DecisionTable;
 use crate::routes::decision::{HopSource as _, PartMerge};
 use crate::routes::transfer::{TransferError, ViewStream};
-use crate::snapshot::{Snapshot, ViewInfo};
+use crate::snapshot::{StreamedViews, Tables, ViewInfo};
 
 /// Most parts the kept views are split into to be merged at once (one per core).
 const MAX_PARTS: usize = 4;
@@ -41,43 +40,37 @@ pub fn save(dir: &Path, pop: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
-/// Loads the views kept in `dir` for every POP but the node's own into `snapshot`; returns
-/// the digest held per POP.
-pub async fn load_into(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u64>> {
-    let dir = dir.to_owned();
-    let snapshot = snapshot.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_blocking(&dir, &snapshot)).await;
-    loaded.unwrap_or_else(|e| {
-        warn!(error = %e, "loading kept route views failed");
-        Vec::new()
-    })
-}
-
-fn load_blocking(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>) -> Vec<Option<u64>> {
+/// The views kept in `dir` for every POP but the node's own, merged into `tables` (built for
+/// `config`): the tables to install ([`crate::state::Change::Kept`]) and the digest held per
+/// POP. Blocking and CPU-heavy: it runs on the node's builder thread.
+pub fn load(dir: &Path, config: &Config, tables: &Tables) -> (StreamedViews, Vec<Option<u64>>) {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_PARTS);
-    load_with(dir, snapshot, workers)
+    load_with(dir, config, tables, workers)
 }
 
-/// [`load_blocking`] with the views split into `workers` parts at most.
-fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> Vec<Option<u64>> {
-    let config = snapshot.load().config.clone();
+/// [`load`] with the views split into `workers` parts at most.
+fn load_with(
+    dir: &Path,
+    config: &Config,
+    tables: &Tables,
+    workers: usize,
+) -> (StreamedViews, Vec<Option<u64>>) {
     let mut held = vec![None; config.pops.len()];
     let started = std::time::Instant::now();
     let pops: Vec<usize> = (0..config.pops.len())
         .filter(|&i| i != config.node.pop && path_of(dir, &config.pops[i].name).exists())
         .collect();
-    if pops.is_empty() {
-        return held;
-    }
     // Every kept view is read as a stream, all of them at once, into one pass that builds
-    // each decision table (see `Snapshot::build_streamed`): no view is ever decoded whole.
+    // each decision table (see `Tables::build_streamed`): no view is ever decoded whole.
     // The views are split into one part per core, each merged on its own thread, and the
     // parts' rows put together on this one.
     // Whatever parsing the config freed (the own view's text and parse state) goes back
     // first, so that the tables being built do not come on top of it.
-    crate::memory::release_free();
+    if !pops.is_empty() {
+        crate::memory::release_free();
+    }
     let open = |pop: usize| open_kept(dir, &config.pops[pop].name);
     let build = |table: &DecisionTable, columns: &[(usize, usize)]| {
         build_table(table, columns, &open, workers)
@@ -92,39 +85,18 @@ fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> V
         ),
         stale_since_ms: None,
     };
-    let mut base = snapshot.load_full();
-    let streamed = loop {
-        let mut streamed = base.build_streamed(&pops, build, info);
-        // A kept view of a POP that no geo name lists reaches no table; it is still read
-        // through and checked, so that status shows it and it is not pulled again.
-        for &pop in &pops {
-            if config.geo.iter().any(|g| g.pops.contains(&pop)) {
-                continue;
-            }
-            match read_through(open(pop)) {
-                Ok(header) => streamed.loaded.push((pop, header, info(pop, header))),
-                Err(e) => streamed.failed.push((pop, e)),
-            }
+    let mut streamed = tables.build_streamed(config, &pops, build, info);
+    // A kept view of a POP that no geo name lists reaches no table; it is still read
+    // through and checked, so that status shows it and it is not pulled again.
+    for &pop in &pops {
+        if config.geo.iter().any(|g| g.pops.contains(&pop)) {
+            continue;
         }
-        // The own POP's view source may have swapped a snapshot in meanwhile: its change
-        // goes on top (`with_streamed`), or, if that cannot be, the load starts over.
-        let mut applied = false;
-        snapshot.rcu(|current| match current.with_streamed(&streamed) {
-            Some(next) => {
-                applied = true;
-                Arc::new(next)
-            }
-            None => {
-                applied = false;
-                current.clone()
-            }
-        });
-        if applied {
-            break streamed;
+        match read_through(open(pop)) {
+            Ok(header) => streamed.loaded.push((pop, header, info(pop, header))),
+            Err(e) => streamed.failed.push((pop, e)),
         }
-        base = snapshot.load_full();
-    };
-    drop(base);
+    }
     for (pop, e) in &streamed.failed {
         warn!(
             file = %path_of(dir, &config.pops[*pop].name).display(),
@@ -135,17 +107,17 @@ fn load_with(dir: &Path, snapshot: &Arc<ArcSwap<Snapshot>>, workers: usize) -> V
     for (pop, header, _) in &streamed.loaded {
         held[*pop] = Some(header.digest);
     }
-    let loaded = streamed.loaded.len();
-    drop(streamed);
-    // Building the tables freed far more memory than they hold (the old tables, the
-    // interning index, growth slack); give it back to the system.
-    crate::memory::release_free();
-    info!(
-        views = loaded,
-        took_ms = started.elapsed().as_millis() as u64,
-        "route views kept from the last run loaded"
-    );
-    held
+    if !pops.is_empty() {
+        // Building the tables freed far more memory than they hold (the old tables, the
+        // interning index, growth slack); give it back to the system.
+        crate::memory::release_free();
+        info!(
+            views = streamed.loaded.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "route views kept from the last run loaded"
+        );
+    }
+    (streamed, held)
 }
 
 /// A table built from kept views, and the header of each.
@@ -155,7 +127,7 @@ type Built = (DecisionTable, Vec<(usize, ViewHeader)>);
 type Stream = ViewStream<std::io::BufReader<std::fs::File>>;
 
 /// Builds `table` with the columns of `columns` (`(column, pop)`) replaced by the kept
-/// views `open` reads, in `workers` parts merged at once; see `Snapshot::build_streamed`.
+/// views `open` reads, in `workers` parts merged at once; see `Tables::build_streamed`.
 fn build_table(
     table: &DecisionTable,
     columns: &[(usize, usize)],
@@ -234,18 +206,24 @@ fn path_of(dir: &Path, pop: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::config::{Config, Disk};
+    use crate::config::Disk;
     use crate::routes::parse_route_view;
     use crate::routes::transfer;
 
-    #[test]
-    fn kept_views_load_and_damaged_or_missing_ones_are_skipped() {
+    fn example(edit: impl Fn(String) -> String) -> Config {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/examples/single-node/sparrow.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        Config::from_str(&text, &path, &Disk).unwrap().config
+    }
+
+    #[test]
+    fn kept_views_load_and_damaged_or_missing_ones_are_skipped() {
+        let config = example(|t| t);
+        let base = Tables::from_config(&config);
         let dir = std::env::temp_dir().join(format!("sparrow-view-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // nyc's node now reaches 100.64.2.0/24 in 6 hops: ams (3) becomes the nearest.
@@ -259,15 +237,13 @@ mod tests {
         save(&dir, "syd", &damaged).unwrap();
         // The own POP's file, if any, is never loaded as pulled.
         save(&dir, "ams", &bytes).unwrap();
-        let before = snapshot.load_full();
         // One part (this thread) and two parts (two threads, rows put together here) load
         // the same tables.
-        let held = load_with(&dir, &snapshot, 1);
-        let one_part = snapshot.swap(before.clone());
-        let held_parts = load_with(&dir, &snapshot, 2);
+        let (one, held) = load_with(&dir, &config, &base, 1);
+        let (two, held_parts) = load_with(&dir, &config, &base, 2);
         assert_eq!(held, held_parts);
         assert_eq!(held, vec![None, Some(encoded.header.digest), None]);
-        let s = snapshot.load();
+        let s = crate::snapshot::Snapshot::new(Arc::new(example(|t| t)), base.with_streamed(&two));
         let info = s.view_info(1).unwrap();
         assert_eq!(info.version, Some(42));
         assert!(info.source.starts_with("kept from the last run"));
@@ -282,19 +258,23 @@ mod tests {
             "ams wins with nyc's kept view"
         );
         // The damaged view left no trace: the tables are those of nyc's view alone.
-        let nyc_only = before.with_pulled(&[(
-            1,
-            Arc::new(transfer::decode_stream(&bytes).unwrap().1),
-            info.clone(),
-        )]);
-        for geo in 0..s.config.geo.len() {
+        let nyc_only = base.with_pulled(
+            &config,
+            &[(
+                1,
+                Arc::new(transfer::decode_stream(&bytes).unwrap().1),
+                info.clone(),
+            )],
+        );
+        let one = base.with_streamed(&one);
+        for geo in 0..config.geo.len() {
             assert_eq!(
                 s.decision_table(geo).dump(),
                 nyc_only.decision_table(geo).dump(),
                 "geo name {geo}"
             );
             assert_eq!(
-                one_part.decision_table(geo).dump(),
+                one.decision_table(geo).dump(),
                 nyc_only.decision_table(geo).dump(),
                 "geo name {geo}, one part"
             );
@@ -304,103 +284,34 @@ mod tests {
     }
 
     #[test]
-    fn a_view_changed_during_the_load_goes_on_top_of_the_loaded_tables() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/examples/single-node/sparrow.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
-        let base = Arc::new(Snapshot::from_config(config));
-        let dir = std::env::temp_dir().join(format!("sparrow-view-graft-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let kept = transfer::stream_bytes(&transfer::encode(
-            &parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n2001:db8::/32 1\n").0,
-            42,
-        ));
-        save(&dir, "nyc", &kept).unwrap();
-        let info = |pop: usize, h: ViewHeader| ViewInfo {
-            version: Some(h.version),
-            digest: Some(h.digest),
-            prefixes: h.prefixes,
-            source: format!("kept {pop}"),
-            stale_since_ms: None,
-        };
-        let open = |pop: usize| open_kept(&dir, &base.config.pops[pop].name);
-        let streamed =
-            base.build_streamed(&[1], |t, columns| build_table(t, columns, &open, 2), info);
-        assert!(streamed.failed.is_empty());
-        // Meanwhile the own POP (ams) published another view.
-        let own = Arc::new(parse_route_view("100.64.2.0/24 9 9\n10.0.0.0/8 1\n").0);
-        let own_info = ViewInfo {
-            version: Some(7),
-            digest: None,
-            prefixes: 2,
-            source: "bgp".into(),
-            stale_since_ms: None,
-        };
-        let current = base.with_view_from(0, Some(own.clone()), Some(own_info.clone()));
-        let applied = current.with_streamed(&streamed).unwrap();
-        let (header, hops) = transfer::decode_stream(&kept).unwrap();
-        let expected = base
-            .with_pulled(&[(1, Arc::new(hops), info(1, header))])
-            .with_view_from(0, Some(own), Some(own_info.clone()));
-        for geo in 0..base.config.geo.len() {
-            assert_eq!(
-                applied.decision_table(geo).dump(),
-                expected.decision_table(geo).dump(),
-                "geo name {geo}"
-            );
-        }
-        assert_eq!(applied.view_info(0), Some(&own_info));
-        assert_eq!(applied.view_info(1), Some(&info(1, header)));
-        // Straight onto the snapshot it was built from: the loaded tables as they are.
-        let same = base.with_streamed(&streamed).unwrap();
-        let (_, hops) = transfer::decode_stream(&kept).unwrap();
-        let pulled_only = base.with_pulled(&[(1, Arc::new(hops), info(1, header))]);
-        assert_eq!(
-            same.decision_table(0).dump(),
-            pulled_only.decision_table(0).dump()
-        );
-        // A view that came as hops only (a pull) cannot be merged again: build anew.
-        let pulled = base.with_pulled(&[(
-            2,
-            Arc::new(transfer::decode_stream(&kept).unwrap().1),
-            info(2, header),
-        )]);
-        assert!(pulled.with_streamed(&streamed).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn a_kept_view_no_geo_name_uses_is_checked_and_held_but_builds_nothing() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/examples/single-node/sparrow.toml");
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            "# pops = [\"ams\", \"nyc\", \"syd\"]",
-            "pops = [\"ams\", \"nyc\"]",
-        );
-        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+        let edit = |t: String| {
+            t.replace(
+                "# pops = [\"ams\", \"nyc\", \"syd\"]",
+                "pops = [\"ams\", \"nyc\"]",
+            )
+        };
+        let config = example(edit);
+        let base = Tables::from_config(&config);
         let dir = std::env::temp_dir().join(format!("sparrow-view-outside-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let encoded = transfer::encode(&parse_route_view("100.64.0.0/16 1 2 3 4 5 6\n").0, 9);
         let bytes = transfer::stream_bytes(&encoded);
         save(&dir, "syd", &bytes).unwrap();
-        let before = snapshot.load_full();
-        let held = load_with(&dir, &snapshot, 2);
+        let (streamed, held) = load_with(&dir, &config, &base, 2);
         assert_eq!(held, vec![None, None, Some(encoded.header.digest)]);
-        let s = snapshot.load();
-        assert!(s.view_info(2).unwrap().source.starts_with("kept"));
-        assert_eq!(s.decision_table(0).dump(), before.decision_table(0).dump());
+        let t = base.with_streamed(&streamed);
+        assert!(t.view_info(2).unwrap().source.starts_with("kept"));
+        assert_eq!(t.decision_table(0).dump(), base.decision_table(0).dump());
         // Damaged, it is refused like any other and syd keeps its file view.
         let mut damaged = bytes.clone();
         let last = damaged.len() - 8;
         damaged[last] ^= 0xff;
         save(&dir, "syd", &damaged).unwrap();
-        snapshot.store(before.clone());
-        assert_eq!(load_with(&dir, &snapshot, 2), vec![None, None, None]);
+        let (streamed, held) = load_with(&dir, &config, &base, 2);
+        assert_eq!(held, vec![None, None, None]);
         assert!(
-            snapshot
-                .load()
+            base.with_streamed(&streamed)
                 .view_info(2)
                 .unwrap()
                 .source

@@ -17,10 +17,11 @@ use sparrow_proto::frame;
 use sparrow_proto::views::{MAGIC, ViewFrame, ViewHeader, ViewRequest};
 use tracing::{debug, warn};
 
-use super::transport::{BAD_MESSAGE, connect};
+use super::transport::{BAD_MESSAGE, connect_to};
 use crate::pki::Identity;
 use crate::routes::HopRanges;
 use crate::routes::transfer::{self, EncodedView};
+use crate::state::builder::Builder;
 
 /// Largest view request (a POP name and a digest).
 const MAX_REQUEST: usize = 1024;
@@ -171,30 +172,33 @@ pub struct Pulled {
     pub bytes: Vec<u8>,
 }
 
-/// Pulls POP `pop`'s view from the node at `addr` (which announced `digest`). The view is
-/// checked whole before it is returned.
+/// Pulls POP `pop`'s view from the node at `addr` (which announced `digest`); that node
+/// must be certified as `pop`'s: a view is only ever taken from its own POP's node. The view
+/// is checked whole before it is returned; decoding runs on the node's `builder`.
 pub async fn fetch(
     endpoint: &quinn::Endpoint,
     client: &quinn::ClientConfig,
+    builder: &Builder,
     addr: SocketAddr,
     pop: &str,
     digest: u64,
 ) -> anyhow::Result<Pulled> {
-    let conn = connect(endpoint, client, addr).await?;
+    let conn = connect_to(endpoint, client, addr, pop).await?;
     let result = tokio::time::timeout(FETCH_TIMEOUT, pull(&conn, pop, digest)).await;
     conn.close(0u32.into(), b"done");
     let bytes = result.context("view transfer timed out")??;
     // Decoding a full table and building its lookup table takes a fraction of a second of
     // CPU: keep it off the async workers.
-    crate::viewsource::background(move || {
-        let (header, view) = transfer::decode_stream(&bytes)?;
-        Ok(Pulled {
-            header,
-            view,
-            bytes,
+    builder
+        .run(move || {
+            let (header, view) = transfer::decode_stream(&bytes)?;
+            Ok(Pulled {
+                header,
+                view,
+                bytes,
+            })
         })
-    })
-    .await?
+        .await?
 }
 
 async fn pull(conn: &quinn::Connection, pop: &str, digest: u64) -> anyhow::Result<Vec<u8>> {

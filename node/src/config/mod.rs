@@ -11,8 +11,6 @@ mod raw;
 mod tests;
 mod validate;
 
-pub use validate::parse_name;
-
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -22,6 +20,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use crate::dns::zone::Zone;
+use crate::policy::AdminState;
 use crate::routes::mrt::PeerSelector;
 use crate::routes::{RouteView, StaticMap};
 
@@ -65,11 +64,66 @@ pub struct Config {
     pub static_map: Option<Arc<StaticMap>>,
     /// The cluster this node belongs to; `None` runs it standalone.
     pub cluster: Option<ClusterConfig>,
+    /// Digest of what decides answers (see [`Config::answer_digest`]), computed once.
+    pub(crate) digest: u64,
+}
+
+impl Config {
+    /// A stable digest of everything that decides answers and must be the same on every
+    /// node of a cluster: the zone's static records, the POPs (names, ASNs, addresses,
+    /// preferences, weights, configured admin state), the geo names and the static map.
+    /// Nodes publish it, so a half-rolled-out change shows in `sparrow status`.
+    pub fn answer_digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Computes [`Self::answer_digest`] from the parts.
+    pub(crate) fn compute_digest(&self) -> u64 {
+        let mut h = crate::policy::StableHasher::default();
+        let mut put = |s: &str| {
+            h.write(s.as_bytes());
+            h.write(&[0]);
+        };
+        put(&self.zone.origin_name().to_string());
+        for r in self.zone.records() {
+            put(&r.to_string());
+        }
+        for p in &self.pops {
+            put(&format!(
+                "pop {} {} {:?} {:?} {} {} {}",
+                p.name,
+                p.asn,
+                p.v4,
+                p.v6,
+                p.preference,
+                p.weight,
+                p.admin.as_str()
+            ));
+        }
+        for g in &self.geo {
+            put(&format!(
+                "geo {} {} {} {:?}",
+                g.name, g.ttl, g.answers, g.pops
+            ));
+        }
+        if let Some(map) = &self.static_map {
+            for (net, pop) in map.entries() {
+                put(&format!("static {net} {pop}"));
+            }
+        }
+        h.finish()
+    }
 }
 
 /// TTL of geo answers while partitioned (local-only): short, so clients return to the best
 /// POP soon after the partition heals.
 pub const DEFAULT_LOCAL_ONLY_TTL: u32 = 10;
+/// The default quorum: a majority of the configured POPs (`N / 2 + 1`), so that of two sides
+/// of a partition at most one answers from the cluster.
+pub fn default_quorum(pops: usize) -> usize {
+    pops / 2 + 1
+}
+
 /// Gossip interval: a few rounds fit in the failure-detection budget of about two seconds.
 pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -94,6 +148,8 @@ pub struct ClusterConfig {
     pub local_only_ttl: u32,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
+    /// Serial numbers of revoked certificates (lower-case hex): refused at every handshake.
+    pub revoked: Vec<String>,
 }
 
 /// Settings of this node.
@@ -108,16 +164,18 @@ pub struct NodeSettings {
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,
     /// Probes of this node's own POP; it is healthy while all are up.
-    pub probes: Vec<crate::health::Probe>,
+    pub probes: Vec<crate::health::spec::Probe>,
     /// The operator API's Unix socket (`None`: the default path).
     pub api_socket: Option<PathBuf>,
-    /// Where the node keeps state across restarts (the route views pulled from peers), if
-    /// anywhere.
+    /// Where the node keeps state across restarts (the route views pulled from peers,
+    /// operators' admin states), if anywhere.
     pub state_dir: Option<PathBuf>,
+    /// Largest file the node reads (files the config names, MRT dumps as they change).
+    pub max_file_bytes: u64,
     /// POPs loaded above this are skipped while others are not.
     pub load_high_water: f32,
     /// How this node measures its own POP's load, if it does.
-    pub load: Option<crate::health::LoadProbe>,
+    pub load: Option<crate::health::spec::LoadProbe>,
     /// Where the Prometheus metrics endpoint listens (`None`: no endpoint).
     pub metrics_listen: Option<SocketAddr>,
     /// Where the own POP's route view comes from.
@@ -204,17 +262,27 @@ pub struct BgpConfig {
     pub retry_max: Duration,
     /// Shortest time between two published views.
     pub publish_interval: Duration,
+    /// Most prefixes accepted from the router, and what to do past it.
+    pub max_prefixes: u64,
+    /// What happens past `max_prefixes`.
+    pub max_prefix_action: MaxPrefixAction,
 }
 
-/// Whether the operator lets a POP be handed out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdminState {
-    /// Handed out normally.
-    Active,
-    /// Never handed out while any other POP can be.
-    Drained,
+/// What a BGP session does when the router sends more prefixes than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxPrefixAction {
+    /// End the session (NOTIFICATION Cease, "maximum number of prefixes reached", RFC 4486)
+    /// and keep the last good view, stale, until a later session stays within the limit.
+    Refuse,
+    /// Keep the session and the prefixes held, and ignore new prefixes until some are
+    /// withdrawn (logged once per session).
+    Hold,
 }
+
+/// Default limit of prefixes from the router: three times a full table of both families
+/// (about 1.3 million in 2026), so a real table always fits and a runaway peer does not
+/// fill memory.
+pub const DEFAULT_BGP_MAX_PREFIXES: u64 = 4_000_000;
 
 /// A point of presence.
 #[derive(Debug)]
@@ -292,34 +360,78 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Largest file a config may name (zone file, route view, static map, MRT dump,
+/// certificates) unless `[node] max_file_mib` says otherwise: far above a full table's
+/// route file or MRT dump, far below what would exhaust a server.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Where the files a config names come from: the disk in production, a map in tests.
 pub trait FileSource {
-    /// Reads a whole file as UTF-8 text.
-    fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// Reads a whole file as UTF-8 text, refusing one larger than `max` bytes.
+    fn read(&self, path: &Path, max: u64) -> std::io::Result<String>;
 
-    /// Reads a whole file as bytes (MRT dumps).
-    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        self.read(path).map(String::into_bytes)
+    /// Reads a whole file as bytes (MRT dumps), refusing one larger than `max` bytes.
+    fn read_bytes(&self, path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+        self.read(path, max).map(String::into_bytes)
     }
 }
 
-/// The real file system.
+/// The real file system: regular files only (not a FIFO, a device such as `/dev/zero`, or a
+/// socket), read up to a limit.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Disk;
 
 impl FileSource for Disk {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read(&self, path: &Path, max: u64) -> std::io::Result<String> {
+        String::from_utf8(read_bytes_limited(path, max)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
-    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
+    fn read_bytes(&self, path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+        read_bytes_limited(path, max)
     }
+}
+
+/// Reads the regular file at `path` as text, refusing anything else and anything larger than
+/// `max` bytes (the one place the node reads a file it was told to read).
+pub fn read_limited(path: &Path, max: u64) -> std::io::Result<String> {
+    Disk.read(path, max)
+}
+
+/// [`read_limited`] as bytes. The length is checked before reading and the read is bounded
+/// too, so a file that grows meanwhile is still refused rather than read without end.
+pub fn read_bytes_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the limit of {max} bytes (`[node] max_file_mib`)"),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read_limited(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
         file: path.to_owned(),
         position: None,
         reason: format!("cannot read config: {e}"),
@@ -328,18 +440,28 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 impl Config {
-    /// Parses and validates config `text` read from `origin`. Relative paths in it resolve
-    /// against `origin`'s folder and are read through `files`.
-    pub fn from_str(
-        text: &str,
-        origin: &Path,
-        files: &dyn FileSource,
-    ) -> Result<Loaded, ConfigError> {
-        validate::validate(text, origin, files)
-    }
-
     /// The node's own POP.
     pub fn own_pop(&self) -> &Pop {
         &self.pops[self.node.pop]
+    }
+}
+
+/// Parses a name relative to `base`; `@` is `base`, a trailing dot makes it absolute.
+pub fn parse_name(s: &str, base: &Name) -> Result<Name, String> {
+    if s == "@" {
+        return Ok(base.clone());
+    }
+    let name = <Name as std::str::FromStr>::from_str(s)
+        .map_err(|e| format!("`{s}` is not a domain name: {e}"))?;
+    if name.is_fqdn() {
+        Ok(name)
+    } else if base.is_root() {
+        // A zone origin written without its final dot.
+        let mut name = name;
+        name.set_fqdn(true);
+        Ok(name)
+    } else {
+        name.append_domain(base)
+            .map_err(|e| format!("`{s}` is too long under {base}: {e}"))
     }
 }

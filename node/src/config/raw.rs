@@ -35,6 +35,8 @@ pub(crate) struct RawCluster {
     pub(crate) local_only_ttl: Option<u32>,
     #[serde(default)]
     pub(crate) gossip_interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) revoked: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,8 @@ pub(crate) struct RawNode {
     pub(crate) api_socket: Option<String>,
     #[serde(default)]
     pub(crate) state_dir: Option<String>,
+    #[serde(default)]
+    pub(crate) max_file_mib: Option<Spanned<u64>>,
     #[serde(default)]
     pub(crate) load_high_water: Option<Spanned<f32>>,
     #[serde(default)]
@@ -97,6 +101,10 @@ pub(crate) struct RawBgp {
     pub(crate) retry_max_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub(crate) publish_interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) max_prefixes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) max_prefix_action: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,26 +18,46 @@ use super::raw::{
 };
 use super::*;
 use crate::dns::zone::ZoneBuilder;
-use crate::health::{self, Probe, ProbeKind};
-use crate::pki;
+use crate::health::spec::{self as health, Probe, ProbeKind};
+use crate::pki::identity as pki;
 use crate::routes::{self, describe_skipped};
+
+impl Config {
+    /// Parses and validates config `text` read from `origin`. Relative paths in it resolve
+    /// against `origin`'s folder and are read through `files`.
+    pub fn from_str(
+        text: &str,
+        origin: &Path,
+        files: &dyn FileSource,
+    ) -> Result<Loaded, ConfigError> {
+        validate(text, origin, files)
+    }
+}
 
 pub(super) fn validate(
     text: &str,
     origin: &Path,
     files: &dyn FileSource,
 ) -> Result<Loaded, ConfigError> {
-    let cx = Cx {
+    let mut cx = Cx {
         text,
         origin,
         dir: origin.parent().unwrap_or(Path::new("")).to_owned(),
         files,
+        max_file: DEFAULT_MAX_FILE_BYTES,
     };
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
         file: origin.to_owned(),
         position: e.span().map(|s| cx.position(s.start)),
         reason: e.message().trim_end().to_owned(),
     })?;
+    if let Some(mib) = &raw.node.max_file_mib {
+        if *mib.get_ref() == 0 {
+            return Err(cx.error(Some(mib.span()), "max_file_mib must be positive"));
+        }
+        cx.max_file = mib.get_ref().saturating_mul(1 << 20);
+    }
+    let cx = cx;
     let mut warnings = Vec::new();
 
     // `[node.mrt]` and `[node.bgp]` replace the own POP's route file, which is then not read.
@@ -94,8 +114,9 @@ pub(super) fn validate(
             .collect::<Result<_, _>>()?,
         api_socket: raw.node.api_socket.as_ref().map(|p| cx.dir.join(p)),
         state_dir: raw.node.state_dir.as_ref().map(|p| cx.dir.join(p)),
+        max_file_bytes: cx.max_file,
         load_high_water: match &raw.node.load_high_water {
-            None => health::spec::DEFAULT_HIGH_WATER,
+            None => health::DEFAULT_HIGH_WATER,
             Some(h) if (0.0..=1.0).contains(h.get_ref()) => *h.get_ref(),
             Some(h) => {
                 return Err(cx.error(Some(h.span()), "load_high_water must be from 0.0 to 1.0"));
@@ -177,18 +198,18 @@ pub(super) fn validate(
         Some(c) => Some(cx.cluster(c, &pops[node.pop].name, pops.len())?),
     };
 
-    Ok(Loaded {
-        config: Config {
-            origin: origin.to_owned(),
-            node,
-            zone,
-            pops,
-            geo,
-            static_map,
-            cluster,
-        },
-        warnings,
-    })
+    let mut config = Config {
+        origin: origin.to_owned(),
+        node,
+        zone,
+        pops,
+        geo,
+        static_map,
+        cluster,
+        digest: 0,
+    };
+    config.digest = config.compute_digest();
+    Ok(Loaded { config, warnings })
 }
 
 /// The validation context: the source text (for line numbers) and where files come from.
@@ -197,6 +218,8 @@ struct Cx<'a> {
     origin: &'a Path,
     dir: PathBuf,
     files: &'a dyn FileSource,
+    /// Largest file read.
+    max_file: u64,
 }
 
 impl Cx<'_> {
@@ -215,7 +238,7 @@ impl Cx<'_> {
     /// Reads a file named in the config, relative to the config's folder.
     fn read(&self, name: &Spanned<String>, what: &str) -> Result<(PathBuf, String), ConfigError> {
         let path = self.dir.join(name.get_ref());
-        let text = self.files.read(&path).map_err(|e| {
+        let text = self.files.read(&path, self.max_file).map_err(|e| {
             self.error(
                 Some(name.span()),
                 format!("cannot read {what} {}: {e}", path.display()),
@@ -401,7 +424,7 @@ impl Cx<'_> {
             Some(ms) => Duration::from_millis(*ms.get_ref()),
         };
         let path = self.dir.join(m.file.get_ref());
-        let bytes = self.files.read_bytes(&path).map_err(|e| {
+        let bytes = self.files.read_bytes(&path, self.max_file).map_err(|e| {
             self.error(
                 Some(m.file.span()),
                 format!("cannot read MRT dump {}: {e}", path.display()),
@@ -551,6 +574,27 @@ impl Cx<'_> {
                 "publish_interval_ms",
                 DEFAULT_BGP_PUBLISH_INTERVAL,
             )?,
+            max_prefixes: match &b.max_prefixes {
+                None => DEFAULT_BGP_MAX_PREFIXES,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(self.error(Some(n.span()), "max_prefixes must be positive"));
+                }
+                Some(n) => *n.get_ref(),
+            },
+            max_prefix_action: match b
+                .max_prefix_action
+                .as_ref()
+                .map(|a| (a.get_ref().as_str(), a.span()))
+            {
+                None | Some(("refuse", _)) => MaxPrefixAction::Refuse,
+                Some(("hold", _)) => MaxPrefixAction::Hold,
+                Some((other, span)) => {
+                    return Err(self.error(
+                        Some(span),
+                        format!("max_prefix_action `{other}` is neither \"refuse\" nor \"hold\""),
+                    ));
+                }
+            },
         })
     }
 
@@ -592,7 +636,7 @@ impl Cx<'_> {
             }
         }
         let quorum = match &c.quorum {
-            None => crate::cluster::state::default_quorum(pops),
+            None => default_quorum(pops),
             Some(q) if *q.get_ref() == 0 || *q.get_ref() > pops => {
                 return Err(self.error(
                     Some(q.span()),
@@ -618,7 +662,26 @@ impl Cx<'_> {
             quorum,
             local_only_ttl: c.local_only_ttl.unwrap_or(DEFAULT_LOCAL_ONLY_TTL),
             gossip_interval,
+            revoked: self.revoked(&c.revoked)?,
         })
+    }
+
+    /// Revoked certificate serial numbers, in the form [`pki::serial_of`] gives.
+    fn revoked(&self, serials: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        serials
+            .iter()
+            .map(|s| {
+                let text = s.get_ref();
+                let digits = text.trim().trim_start_matches("0x").replace(':', "");
+                if digits.is_empty() || digits.len() > 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(self.error(
+                        Some(s.span()),
+                        format!("`{text}` is not a certificate serial number (hex, as `sparrow cert` prints it)"),
+                    ));
+                }
+                Ok(pki::normalize_serial(text))
+            })
+            .collect()
     }
 
     /// The metrics endpoint's address. Anything but loopback is allowed, with a warning:
@@ -789,11 +852,10 @@ impl Cx<'_> {
         };
         let interval = l
             .interval_ms
-            .map_or(health::spec::DEFAULT_INTERVAL, Duration::from_millis);
-        let timeout = l.timeout_ms.map_or(
-            health::spec::DEFAULT_TIMEOUT.min(interval),
-            Duration::from_millis,
-        );
+            .map_or(health::DEFAULT_INTERVAL, Duration::from_millis);
+        let timeout = l
+            .timeout_ms
+            .map_or(health::DEFAULT_TIMEOUT.min(interval), Duration::from_millis);
         if interval.is_zero() || timeout.is_zero() || timeout > interval {
             return Err(self.error(
                 Some(raw.span()),
@@ -851,8 +913,8 @@ impl Cx<'_> {
             v.as_ref()
                 .map_or(default, |v| Duration::from_millis(*v.get_ref()))
         };
-        let interval = ms(&p.interval_ms, health::spec::DEFAULT_INTERVAL);
-        let timeout = ms(&p.timeout_ms, health::spec::DEFAULT_TIMEOUT.min(interval));
+        let interval = ms(&p.interval_ms, health::DEFAULT_INTERVAL);
+        let timeout = ms(&p.timeout_ms, health::DEFAULT_TIMEOUT.min(interval));
         if interval.is_zero() || timeout.is_zero() || timeout > interval {
             let span = p
                 .timeout_ms
@@ -872,8 +934,8 @@ impl Cx<'_> {
             kind,
             interval,
             timeout,
-            rise: p.rise.unwrap_or(health::spec::DEFAULT_RISE).max(1),
-            fall: p.fall.unwrap_or(health::spec::DEFAULT_FALL).max(1),
+            rise: p.rise.unwrap_or(health::DEFAULT_RISE).max(1),
+            fall: p.fall.unwrap_or(health::DEFAULT_FALL).max(1),
         })
     }
 
@@ -996,25 +1058,6 @@ impl Cx<'_> {
             answers,
             pops,
         })
-    }
-}
-
-/// Parses a name relative to `base`; `@` is `base`, a trailing dot makes it absolute.
-pub fn parse_name(s: &str, base: &Name) -> Result<Name, String> {
-    if s == "@" {
-        return Ok(base.clone());
-    }
-    let name = Name::from_str(s).map_err(|e| format!("`{s}` is not a domain name: {e}"))?;
-    if name.is_fqdn() {
-        Ok(name)
-    } else if base.is_root() {
-        // A zone origin written without its final dot.
-        let mut name = name;
-        name.set_fqdn(true);
-        Ok(name)
-    } else {
-        name.append_domain(base)
-            .map_err(|e| format!("`{s}` is too long under {base}: {e}"))
     }
 }
 

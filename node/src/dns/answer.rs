@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_prepared_answer_path_agrees_with_the_full_ranking_in_every_state() {
-        use crate::config::AdminState;
+        use crate::policy::AdminState;
         let base = snapshot("");
         let states = [
             base.clone(),

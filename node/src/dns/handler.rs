@@ -15,14 +15,14 @@ use tracing::{debug, warn};
 
 use super::answer::{self, Client};
 use super::ecs;
-use crate::metrics::{DnsMetrics, DnsTransport};
+use super::{DnsTransport, QueryObserver};
 use crate::snapshot::Snapshot;
 
 /// Answers DNS queries from the current [`Snapshot`].
 #[derive(Clone)]
 pub struct DnsHandler {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    metrics: Option<Arc<DnsMetrics>>,
+    metrics: Option<Arc<dyn QueryObserver>>,
 }
 
 impl DnsHandler {
@@ -35,7 +35,7 @@ impl DnsHandler {
     }
 
     /// The same handler, counting every query in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<DnsMetrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<dyn QueryObserver>) -> Self {
         self.metrics = Some(metrics);
         self
     }

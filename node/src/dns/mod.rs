@@ -1,6 +1,30 @@
-//! DNS: the hickory-server handler [E] and the pure answer logic behind it [P].
+//! DNS: the hickory-server handler [E] and the pure answer logic behind it [P]. The query
+//! counters' interface lives here ([`QueryObserver`]), so that the answer path knows nothing
+//! of the metrics that implement it.
 
 pub mod answer;
 pub mod ecs;
 pub mod handler;
 pub mod zone;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+/// Transport of a DNS query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsTransport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// What counts the queries answered (the metrics); called on the answer path, so an
+/// implementation must cost a few atomic additions at most.
+pub trait QueryObserver: Send + Sync {
+    /// One query answered.
+    fn query(&self, transport: DnsTransport, qtype: RecordType, rcode: ResponseCode);
+    /// One geo answer whose first POP is `pop`; `ecs` if the query carried a client subnet,
+    /// `local_only` if the node answered partitioned.
+    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool);
+}

@@ -69,6 +69,13 @@ impl Zone {
         &self.negative_soa
     }
 
+    /// Every static record, in a stable order (owner, type, then as listed).
+    pub fn records(&self) -> Vec<&Record> {
+        let mut sets: Vec<(&(LowerName, RecordType), &Vec<Record>)> = self.rrsets.iter().collect();
+        sets.sort_by(|(a, _), (b, _)| a.0.cmp(&b.0).then(u16::from(a.1).cmp(&u16::from(b.1))));
+        sets.into_iter().flat_map(|(_, r)| r.iter()).collect()
+    }
+
     /// Number of static records.
     pub fn record_count(&self) -> usize {
         self.rrsets.values().map(Vec::len).sum()

@@ -19,14 +19,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::state::{Health, Hysteresis, Outcome};
-use crate::metrics::ProbeMetrics;
+
+/// What watches the probes' checks (the metrics): told of every check as it ends.
+pub trait ProbeObserver: Send + Sync {
+    /// Health probe `probe` (its index in the config) ended a check with `outcome` after
+    /// `took`; after hysteresis it is `up`.
+    fn checked(&self, probe: usize, outcome: &Outcome, took: std::time::Duration, up: bool);
+    /// The load probe ended a reading, good or not, after `took`.
+    fn load_read(&self, ok: bool, took: std::time::Duration);
+}
+
+/// A probe observer, shared.
+pub type Observer = Arc<dyn ProbeObserver>;
 
 /// Runs every probe until `shutdown`; calls `on_change(healthy)` whenever the POP's health
 /// (all probes up) changes. Every check is recorded in `metrics`, when given (probe `i` of
 /// `probes` is its probe `i`).
 pub async fn monitor(
     probes: Vec<Probe>,
-    metrics: Option<Arc<ProbeMetrics>>,
+    metrics: Option<Observer>,
     on_change: impl Fn(bool) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
@@ -89,7 +100,7 @@ pub async fn monitor(
 /// reading changes (`None` when it cannot be read).
 pub async fn monitor_load(
     probe: LoadProbe,
-    metrics: Option<Arc<ProbeMetrics>>,
+    metrics: Option<Observer>,
     on_change: impl Fn(Option<f32>) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {

@@ -36,7 +36,25 @@ mod tests;
 
 use std::cmp::Ordering;
 
-use crate::config::AdminState;
+/// Whether the operator lets a POP be handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Handed out normally.
+    Active,
+    /// Never handed out while any other POP can be.
+    Drained,
+}
+
+impl AdminState {
+    /// The word for it in gossip, status and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Drained => "drained",
+        }
+    }
+}
 
 /// One POP as the policy sees it for one client.
 #[derive(Clone, Debug, PartialEq)]

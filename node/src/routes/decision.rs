@@ -12,8 +12,9 @@
 use std::hash::BuildHasher as _;
 use std::net::IpAddr;
 
+use super::lpm::Hit;
 use super::lpm::{Key, NONE, RangeCollector, RangeTable};
-use super::{Hit, HopRanges, StaticMap};
+use super::view::{HopRanges, StaticMap};
 
 /// Hop byte meaning "no route".
 const NO_ROUTE: u8 = crate::policy::NO_ROUTE;
@@ -252,7 +253,7 @@ impl Rows {
     /// being replaced) are allocated at once, so a rebuild seldom grows its buffer.
     fn new(columns: usize, expected: usize) -> Self {
         let mut bytes = Vec::new();
-        crate::memory::reserve_huge(&mut bytes, expected + expected / 16);
+        super::huge::reserve_huge(&mut bytes, expected + expected / 16);
         Self {
             stride: columns + 2,
             bytes,
@@ -276,7 +277,7 @@ impl Rows {
         }
         // INVARIANT: at most one row per range, and ranges are far fewer than u32::MAX.
         let id = u32::try_from(self.bytes.len() / self.stride).expect("rows fit in u32");
-        crate::memory::reserve_huge(&mut self.bytes, row.len());
+        super::huge::reserve_huge(&mut self.bytes, row.len());
         self.bytes.extend_from_slice(row);
         let (bytes, hasher) = (&self.bytes, &self.hasher);
         self.ids.insert_unique(hash, id, |&id| {

@@ -314,14 +314,14 @@ impl<K: Key> RangeCollector<K> {
     /// replaces), so a rebuild seldom grows its buffer.
     pub(crate) fn with_capacity(expected: usize) -> Self {
         let mut builder = Builder::default();
-        crate::memory::reserve_huge(&mut builder.ranges, expected + expected / 16);
+        super::huge::reserve_huge(&mut builder.ranges, expected + expected / 16);
         Self(builder)
     }
 
     /// Appends the range starting at `start` (after every range so far; the first at zero).
     pub(crate) fn push(&mut self, start: K, value: u32) {
         // Decision tables (what collectors build) live in huge pages; see `with_capacity`.
-        crate::memory::reserve_huge(&mut self.0.ranges, 1);
+        super::huge::reserve_huge(&mut self.0.ranges, 1);
         self.0.push_next(start, value);
     }
 

@@ -43,8 +43,8 @@ use bgpkit_parser::{ParserError, chunk_mrt_record, parse_table_dump_v2_message};
 use bytes::Bytes;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::RouteView;
 use super::aspath::{PathBuilder, Segment, SegmentKind, merge_as4_path};
+use super::view::RouteView;
 
 #[cfg(test)]
 mod tests;
@@ -142,7 +142,7 @@ pub struct MrtLoad {
 
 /// Summarises skipped items for a log message: the count and the first few.
 pub fn describe_skipped(skipped: &[Skipped]) -> String {
-    super::summarize_skipped(skipped, 3, |s| format!("record {}: {}", s.record, s.reason))
+    super::view::summarize_skipped(skipped, 3, |s| format!("record {}: {}", s.record, s.reason))
 }
 
 /// Loads the view of the peers `peer` selects from an MRT dump (plain, gzip or bzip2).

@@ -1,5 +1,9 @@
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use super::lpm::RangeTable;
+use super::view::*;
 use super::*;
 
 fn ip(s: &str) -> IpAddr {

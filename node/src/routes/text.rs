@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 
 use ipnet::IpNet;
 
-use super::{RouteView, Skipped, StaticMap};
+use super::view::{RouteView, Skipped, StaticMap};
 
 /// Parses a route view file. Returns the view and the lines it skipped.
 pub fn parse_route_view(text: &str) -> (RouteView, Vec<Skipped>) {

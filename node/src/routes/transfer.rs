@@ -19,7 +19,7 @@ use std::io::Read;
 
 use super::decision::HopSource;
 use super::lpm::Flattener;
-use super::{HopRanges, RouteView};
+use super::view::{HopRanges, RouteView};
 use crate::policy::StableHasher;
 
 /// A view ready to send: its header and the framed bytes that follow it.

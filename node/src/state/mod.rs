@@ -1,0 +1,603 @@
+//! [P] The node's state and the one place that changes it.
+//!
+//! Everything that can change what a node answers arrives here as a typed [`Change`]: its
+//! probes' verdict and load, its own POP's route view, what its peers say (from
+//! [`crate::cluster::core`]), views pulled from peers or kept from the last run, an
+//! operator's drain. [`NodeState::apply`] folds the change in and says what follows from it
+//! as [`Effects`]: a new snapshot to publish, decision tables to rebuild, the own state to
+//! announce, the own view to encode for peers, the admin state to keep on disk, lines to log.
+//! The owner task ([`owner`]) is the only caller: it performs the effects, so it is the only
+//! writer of the snapshot answers are read from.
+//!
+//! Rebuilding decision tables over full views takes seconds of CPU, so it is not done here:
+//! [`Effects::build`] hands out a [`BuildJob`] (a pure function of the tables it starts
+//! from) that the owner runs on the node's builder thread, and its result comes back as
+//! [`Change::Built`]. One build runs at a time; view changes that arrive meanwhile wait in
+//! `pending` and go into the next build, on top of the result of the running one, so a view
+//! is never lost and a cheap change (a probe verdict, a peer's death) never waits for a
+//! build. A standalone node goes through the same code as a clustered one: a cluster of one
+//! whose peers are assumed up ([`crate::cluster::state::derive`]).
+
+pub mod builder;
+pub mod owner;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::cluster::state::{
+    self, AdminBy, ClusterInput, HotState, Membership, Mode, OwnStatus, PeerView, ViewAnnouncement,
+};
+use crate::config::Config;
+use crate::policy::AdminState;
+use crate::routes::transfer::EncodedView;
+use crate::routes::{HopRanges, OwnView, RouteView};
+use crate::snapshot::{Snapshot, StreamedViews, Tables, ViewInfo};
+
+/// A change of what the node knows.
+#[derive(Debug)]
+pub enum Change {
+    /// The own POP's probes: all up, or not.
+    Health(bool),
+    /// The own POP's load probe read this (`None`: no reading).
+    Load(Option<f32>),
+    /// The own POP's route view source published (a new view, or the same one gone stale
+    /// or fresh again).
+    OwnView(OwnView),
+    /// The own view, encoded for transfer as version `version`.
+    OwnViewEncoded {
+        /// The version it was encoded as.
+        version: u64,
+        /// The encoding (`None`: encoding failed; the view is not announced).
+        encoded: Option<Arc<EncodedView>>,
+    },
+    /// What every other POP's node says and whether it is alive (from the cluster core).
+    Peers(Vec<PeerView>),
+    /// Views pulled from their POPs' nodes.
+    Pulled(Vec<(usize, Arc<HopRanges>, ViewInfo)>),
+    /// The description of a pulled view changed (its source went stale, or fresh again).
+    ViewInfo(usize, ViewInfo),
+    /// The views kept from the last run, loaded.
+    Kept(StreamedViews),
+    /// An operator set a POP's admin state (standalone: any POP; clustered: the own POP).
+    Admin {
+        /// The POP.
+        pop: usize,
+        /// Drained or active.
+        state: AdminState,
+        /// Who, and when.
+        by: AdminBy,
+    },
+    /// A build handed out by [`Effects::build`] finished.
+    Built(Tables),
+}
+
+/// A table rebuild to run off the owner task: a pure function of `base`.
+#[derive(Debug)]
+pub struct BuildJob {
+    /// The tables to start from (those answers use now, or the result of the running
+    /// build).
+    pub base: Tables,
+    /// Own-view changes: POP, view (`None`: none).
+    pub views: Vec<(usize, Option<Arc<RouteView>>)>,
+    /// Views pulled from peers.
+    pub pulled: Vec<(usize, Arc<HopRanges>, ViewInfo)>,
+}
+
+impl BuildJob {
+    /// Runs the build (seconds of CPU at full scale).
+    pub fn run(self, config: &Config) -> Tables {
+        let mut tables = self.base;
+        for (pop, view) in self.views {
+            let info = tables.view_info(pop).cloned();
+            tables = tables.with_view(config, pop, view, info);
+        }
+        if !self.pulled.is_empty() {
+            tables = tables.with_pulled(config, &self.pulled);
+        }
+        tables
+    }
+}
+
+/// What a change asks of the owner.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// A new snapshot to publish.
+    pub publish: Option<Arc<Snapshot>>,
+    /// A rebuild to start (only when none is running).
+    pub build: Option<BuildJob>,
+    /// The own state to announce to peers.
+    pub announce: Option<HotState>,
+    /// The own view to encode for peers, as this version.
+    pub encode: Option<(Arc<RouteView>, u64)>,
+    /// The encoded own view to serve to peers (`None` inside: serve nothing).
+    pub serve: Option<Option<Arc<EncodedView>>>,
+    /// The admin state of these POPs changed by an operator: keep it on disk.
+    pub persist_admin: bool,
+    /// What happened, for the log.
+    pub events: Vec<Event>,
+}
+
+/// Something worth a log line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The node's mode changed.
+    Mode {
+        /// Before.
+        before: Mode,
+        /// After.
+        after: Mode,
+    },
+    /// The own POP's probes changed their verdict.
+    OwnHealth(bool),
+    /// An operator changed a POP's admin state.
+    Admin {
+        /// The POP's name.
+        pop: String,
+        /// The new state.
+        state: AdminState,
+        /// Who.
+        by: String,
+    },
+    /// Another POP's admin state, as its node says, changed.
+    PeerAdmin {
+        /// The POP's name.
+        pop: String,
+        /// The new state.
+        state: AdminState,
+        /// Who set it, if an operator did.
+        by: Option<String>,
+    },
+    /// The own view source published.
+    OwnView {
+        /// Where from.
+        source: String,
+        /// Prefixes.
+        routes: u64,
+        /// Stale since (unix ms), if the source is not current.
+        stale_since_ms: Option<u64>,
+    },
+    /// A change was refused.
+    Refused(String),
+}
+
+/// An operator's admin state of a POP, as this node keeps it (and on disk).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminRecord {
+    /// Drained or active.
+    pub state: AdminState,
+    /// Who set it, and when.
+    pub by: AdminBy,
+    /// The config's admin state when it was set: a config edited since wins over it.
+    pub config_admin: AdminState,
+}
+
+/// A view change waiting for the next build, and how the view will be described once it is
+/// in answers.
+#[derive(Debug)]
+enum Column {
+    Own(Option<Arc<RouteView>>, Option<ViewInfo>),
+    Pulled(Arc<HopRanges>, ViewInfo),
+}
+
+/// The own POP's view as the node has it.
+#[derive(Debug, Default)]
+struct OwnViewState {
+    view: Option<Arc<RouteView>>,
+    source: String,
+    stale_since_ms: Option<u64>,
+    /// Version of the current view (unix ms at the change, strictly increasing).
+    version: u64,
+    /// Its announcement, once encoded.
+    announced: Option<ViewAnnouncement>,
+}
+
+/// The node's state. See the module doc.
+#[derive(Debug)]
+pub struct NodeState {
+    config: Arc<Config>,
+    membership: Membership,
+    healthy: bool,
+    load: Option<f32>,
+    /// Per POP: the admin state an operator set through this node.
+    admin: Vec<Option<AdminRecord>>,
+    peers: Vec<PeerView>,
+    own_view: OwnViewState,
+    /// Per POP: where its view came from (authoritative; put into every table installed).
+    infos: Vec<Option<ViewInfo>>,
+    /// The tables answers use now.
+    tables: Tables,
+    /// View changes not in `tables` nor in the running build.
+    pending: BTreeMap<usize, Column>,
+    /// How the views of the running build are described once it is in.
+    in_build: Vec<(usize, Option<ViewInfo>)>,
+    /// A build (or the kept-view load) is running.
+    building: bool,
+    snapshot: Arc<Snapshot>,
+    /// The last state announced.
+    announced: Option<HotState>,
+}
+
+impl NodeState {
+    /// The state of a node that has just loaded `config`: probes not yet heard (healthy),
+    /// no peer heard, admin states from `admin` (kept from the last run) or the config.
+    /// With `loading_kept`, a load of kept views is running and counts as the first build.
+    pub fn new(config: Arc<Config>, admin: Vec<Option<AdminRecord>>, loading_kept: bool) -> Self {
+        let tables = Tables::from_config(&config);
+        let membership = match &config.cluster {
+            Some(c) => Membership::Clustered { quorum: c.quorum },
+            None => Membership::Standalone,
+        };
+        let pops = config.pops.len();
+        let own = config.node.pop;
+        let infos = (0..pops).map(|i| tables.view_info(i).cloned()).collect();
+        let own_view = OwnViewState {
+            view: tables.view(own).cloned(),
+            source: config.node.own_view.describe(),
+            ..OwnViewState::default()
+        };
+        // An operator's state survives a restart unless the config changed since.
+        let admin = (0..pops)
+            .map(|i| {
+                admin
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|r| r.config_admin == config.pops[i].admin)
+                    .filter(|_| membership == Membership::Standalone || i == own)
+            })
+            .collect();
+        let snapshot = Arc::new(Snapshot::new(config.clone(), tables.clone()));
+        let mut state = Self {
+            config,
+            membership,
+            healthy: true,
+            load: None,
+            admin,
+            peers: vec![PeerView::default(); pops],
+            own_view,
+            infos,
+            tables,
+            pending: BTreeMap::new(),
+            in_build: Vec::new(),
+            building: loading_kept,
+            snapshot,
+            announced: None,
+        };
+        state.snapshot = Arc::new(state.next_snapshot(&state.snapshot));
+        state
+    }
+
+    /// The snapshot answers use now.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The admin states operators set through this node (what to keep on disk).
+    pub fn admin_records(&self) -> &[Option<AdminRecord>] {
+        &self.admin
+    }
+
+    /// Whether a build is running.
+    pub fn is_building(&self) -> bool {
+        self.building
+    }
+
+    /// The state to announce at start (clustered nodes), before any change.
+    pub fn initial_announcement(&mut self) -> HotState {
+        let hot = self.hot_state();
+        self.announced = Some(hot.clone());
+        hot
+    }
+
+    /// Folds `change` in, at unix time `now_ms`.
+    pub fn apply(&mut self, change: Change, now_ms: u64) -> Effects {
+        let mut fx = Effects::default();
+        let own = self.config.node.pop;
+        match change {
+            Change::Health(healthy) => {
+                if healthy != self.healthy {
+                    self.healthy = healthy;
+                    fx.events.push(Event::OwnHealth(healthy));
+                }
+            }
+            Change::Load(load) => self.load = load,
+            Change::OwnView(v) => self.own_view_changed(v, now_ms, &mut fx),
+            Change::OwnViewEncoded { version, encoded } => {
+                if version == self.own_view.version && self.own_view.view.is_some() {
+                    self.own_view.announced = encoded.as_ref().map(|e| ViewAnnouncement {
+                        version,
+                        digest: e.header.digest,
+                        prefixes: e.header.prefixes,
+                        stale_since_ms: self.own_view.stale_since_ms,
+                    });
+                    let info = Some(self.own_info());
+                    // Wherever the view is now (waiting, building, in answers), its
+                    // description gains the version and digest peers pull it by.
+                    if let Some(Column::Own(_, i)) = self.pending.get_mut(&own) {
+                        *i = info;
+                    } else if let Some((_, i)) = self.in_build.iter_mut().find(|(p, _)| *p == own) {
+                        *i = info;
+                    } else {
+                        self.infos[own] = info;
+                    }
+                    fx.serve = Some(encoded);
+                }
+            }
+            Change::Peers(peers) => {
+                for (i, (old, new)) in self.peers.iter().zip(&peers).enumerate() {
+                    let before = old.known.as_ref().map(|k| (k.admin, &k.admin_by));
+                    let after = new.known.as_ref().map(|k| (k.admin, &k.admin_by));
+                    if i != own
+                        && let Some((state, by)) = after
+                        && before.is_some_and(|(s, _)| s != state)
+                    {
+                        fx.events.push(Event::PeerAdmin {
+                            pop: self.config.pops[i].name.clone(),
+                            state,
+                            by: by.as_ref().map(|b| b.who.clone()),
+                        });
+                    }
+                }
+                if peers.len() == self.peers.len() {
+                    self.peers = peers;
+                }
+            }
+            Change::Pulled(views) => {
+                for (pop, hops, info) in views {
+                    if pop != own && pop < self.infos.len() {
+                        self.pending.insert(pop, Column::Pulled(hops, info));
+                    }
+                }
+            }
+            Change::ViewInfo(pop, info) => {
+                if pop != own && pop < self.infos.len() {
+                    self.infos[pop] = Some(info);
+                }
+            }
+            Change::Kept(streamed) => {
+                for (pop, _, info) in &streamed.loaded {
+                    // A pull that landed while the kept views loaded is newer.
+                    if !self.pending.contains_key(pop) {
+                        self.infos[*pop] = Some(info.clone());
+                    }
+                }
+                let tables = self.tables.with_streamed(&streamed);
+                self.install(tables);
+            }
+            Change::Admin { pop, state, by } => self.admin_changed(pop, state, by, &mut fx),
+            Change::Built(tables) => {
+                for (pop, info) in std::mem::take(&mut self.in_build) {
+                    self.infos[pop] = info;
+                }
+                self.install(tables);
+            }
+        }
+        self.finish(&mut fx);
+        fx
+    }
+
+    fn own_view_changed(&mut self, v: OwnView, now_ms: u64, fx: &mut Effects) {
+        let own = self.config.node.pop;
+        let same = match (&self.own_view.view, &v.view) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        fx.events.push(Event::OwnView {
+            source: v.source.clone(),
+            routes: v.view.as_ref().map_or(0, |view| view.len() as u64),
+            stale_since_ms: v.stale_since_ms,
+        });
+        self.own_view.source = v.source;
+        self.own_view.stale_since_ms = v.stale_since_ms;
+        if let Some(a) = &mut self.own_view.announced {
+            a.stale_since_ms = v.stale_since_ms;
+        }
+        if same && self.own_view.version != 0 {
+            // Only the staleness changed: answers stay, the announcement says it.
+            let info = self.own_view.view.as_ref().map(|_| self.own_info());
+            if let Some(Column::Own(_, i)) = self.pending.get_mut(&own) {
+                *i = info;
+            } else if let Some((_, i)) = self.in_build.iter_mut().find(|(p, _)| *p == own) {
+                *i = info;
+            } else {
+                self.infos[own] = info;
+            }
+            return;
+        }
+        self.own_view.view = v.view.clone();
+        self.own_view.version = now_ms.max(self.own_view.version + 1);
+        self.own_view.announced = None;
+        let info = v.view.as_ref().map(|_| self.own_info());
+        if same {
+            self.infos[own] = info;
+        } else {
+            // Described as the new view once it is in answers.
+            self.pending.insert(own, Column::Own(v.view.clone(), info));
+        }
+        match (&self.config.cluster, v.view) {
+            (Some(_), Some(view)) => fx.encode = Some((view, self.own_view.version)),
+            (Some(_), None) => fx.serve = Some(None),
+            (None, _) => {}
+        }
+    }
+
+    fn own_info(&self) -> ViewInfo {
+        let v = &self.own_view;
+        ViewInfo {
+            version: v.announced.map(|a| a.version),
+            digest: v.announced.map(|a| a.digest),
+            prefixes: v.view.as_ref().map_or(0, |view| view.len() as u64),
+            source: v.source.clone(),
+            stale_since_ms: v.stale_since_ms,
+        }
+    }
+
+    fn admin_changed(&mut self, pop: usize, state: AdminState, by: AdminBy, fx: &mut Effects) {
+        let own = self.config.node.pop;
+        let Some(p) = self.config.pops.get(pop) else {
+            fx.events.push(Event::Refused(format!("no POP {pop}")));
+            return;
+        };
+        if self.membership != Membership::Standalone && pop != own {
+            fx.events.push(Event::Refused(format!(
+                "{}'s admin state is held by its own node",
+                p.name
+            )));
+            return;
+        }
+        fx.events.push(Event::Admin {
+            pop: p.name.clone(),
+            state,
+            by: by.who.clone(),
+        });
+        self.admin[pop] = Some(AdminRecord {
+            state,
+            by,
+            config_admin: p.admin,
+        });
+        fx.persist_admin = true;
+    }
+
+    /// Puts `tables` (a build result) in, with the authoritative view descriptions, and
+    /// ends the running build.
+    fn install(&mut self, mut tables: Tables) {
+        for (pop, info) in self.infos.iter().enumerate() {
+            if tables.view_info(pop) != info.as_ref() {
+                tables = tables.with_view_info(pop, info.clone());
+            }
+        }
+        self.tables = tables;
+        self.building = false;
+    }
+
+    /// Starts the next build if one is due, and publishes what changed.
+    fn finish(&mut self, fx: &mut Effects) {
+        if !self.building && !self.pending.is_empty() {
+            let mut job = BuildJob {
+                base: self.tables.clone(),
+                views: Vec::new(),
+                pulled: Vec::new(),
+            };
+            for (pop, column) in std::mem::take(&mut self.pending) {
+                match column {
+                    Column::Own(view, info) => {
+                        job.views.push((pop, view));
+                        self.in_build.push((pop, info));
+                    }
+                    Column::Pulled(hops, info) => {
+                        self.in_build.push((pop, Some(info.clone())));
+                        job.pulled.push((pop, hops, info));
+                    }
+                }
+            }
+            self.building = true;
+            fx.build = Some(job);
+        }
+        // View descriptions may have changed without a build (staleness).
+        for (pop, info) in self.infos.iter().enumerate() {
+            if self.tables.view_info(pop) != info.as_ref() {
+                self.tables = self.tables.with_view_info(pop, info.clone());
+            }
+        }
+        let next = self.next_snapshot(&self.snapshot);
+        if next.mode != self.snapshot.mode {
+            fx.events.push(Event::Mode {
+                before: self.snapshot.mode,
+                after: next.mode,
+            });
+        }
+        let changed = next.mode != self.snapshot.mode
+            || next.pop_status != self.snapshot.pop_status
+            || next.admin_by != self.snapshot.admin_by
+            || !same_tables(next.tables(), self.snapshot.tables())
+            || next.peers != self.snapshot.peers;
+        if changed {
+            self.snapshot = Arc::new(next);
+            fx.publish = Some(self.snapshot.clone());
+        }
+        if self.config.cluster.is_some() {
+            let hot = self.hot_state();
+            if self.announced.as_ref() != Some(&hot) {
+                self.announced = Some(hot.clone());
+                fx.announce = Some(hot);
+            }
+        }
+    }
+
+    /// The snapshot for the current state, from `current` (sharing what did not change).
+    fn next_snapshot(&self, current: &Snapshot) -> Snapshot {
+        let own = self.config.node.pop;
+        let admin: Vec<AdminState> = self
+            .config
+            .pops
+            .iter()
+            .zip(&self.admin)
+            .map(|(p, a)| a.as_ref().map_or(p.admin, |a| a.state))
+            .collect();
+        let (status, mode) = state::derive(&ClusterInput {
+            own,
+            own_state: OwnStatus {
+                healthy: self.healthy,
+                admin: admin[own],
+                load: self.load,
+            },
+            peers: &self.peers,
+            admin: &admin,
+            membership: self.membership,
+        });
+        let admin_by = (0..self.config.pops.len())
+            .map(|i| {
+                let local = self.admin[i].as_ref().map(|a| a.by.clone());
+                if i == own || self.membership == Membership::Standalone {
+                    local
+                } else {
+                    self.peers[i]
+                        .known
+                        .as_ref()
+                        .and_then(|k| k.admin_by.clone())
+                }
+            })
+            .collect();
+        let mut next = current.with_status(status, admin_by, mode);
+        if !same_tables(current.tables(), &self.tables) {
+            next = next.with_tables(self.tables.clone());
+        }
+        next.with_peers(self.peers.clone())
+    }
+
+    /// What the node publishes about its own POP.
+    fn hot_state(&self) -> HotState {
+        let own = self.config.node.pop;
+        let status = &self.snapshot.pop_status;
+        HotState {
+            healthy: self.healthy,
+            admin: status[own].admin,
+            admin_by: self.admin[own].as_ref().map(|a| a.by.clone()),
+            load: self.load,
+            view: self.own_view.announced,
+            config: Some(self.config.answer_digest()),
+            drained: self
+                .config
+                .pops
+                .iter()
+                .zip(status)
+                .filter(|(_, s)| s.admin == AdminState::Drained)
+                .map(|(p, _)| p.name.clone())
+                .collect(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// Whether two tables are the same value (cheap: shared parts compared by pointer).
+fn same_tables(a: &Tables, b: &Tables) -> bool {
+    a.same_as(b)
+}
