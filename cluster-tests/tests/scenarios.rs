@@ -129,7 +129,7 @@ fn sparrow_binary() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_and_loss_meet_their_expectations_in_network_namespaces() {
+async fn split_brain_loss_and_restarts_meet_their_expectations_in_network_namespaces() {
     let _turn = TURN.lock().await;
     // Root, iproute2 and nftables are needed (scripts/test installs the packages); a
     // machine without them fails here rather than skipping.
@@ -148,10 +148,10 @@ async fn split_brain_and_loss_meet_their_expectations_in_network_namespaces() {
         .into_iter()
         .filter(|f| {
             let name = f.file_stem().unwrap().to_string_lossy();
-            name == "split-brain" || name == "loss-20"
+            name == "split-brain" || name == "loss-20" || name == "restarts"
         })
         .collect();
-    assert_eq!(files.len(), 2);
+    assert_eq!(files.len(), 3);
     let (report, failures) = run_suite(&files, BackendKind::Netns, 2, Some(sparrow)).await;
     eprintln!("{report}");
     assert!(

@@ -264,6 +264,21 @@ pub struct Expect {
     pub settle: Option<Duration>,
     /// When nodes are in local-only mode.
     pub local_only: Vec<LocalOnly>,
+    /// How soon restarted nodes are back in cluster answers.
+    pub rejoin: Vec<Rejoin>,
+}
+
+/// An expectation on a restart: within `within` of event `after` (a `restart`), each of
+/// `pops` answers from the whole cluster (not local-only) and sees every POP usable, and
+/// every other node sees its POP usable again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejoin {
+    /// Which.
+    pub pops: Vec<usize>,
+    /// Index into [`Scenario::events`].
+    pub after: usize,
+    /// Allowed delay.
+    pub within: Duration,
 }
 
 /// An expectation on local-only mode.
@@ -516,6 +531,16 @@ struct RawExpect {
     settle: Option<Spanned<String>>,
     #[serde(default)]
     local_only: Vec<Spanned<RawLocalOnly>>,
+    #[serde(default)]
+    rejoin: Vec<Spanned<RawRejoin>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRejoin {
+    pops: Names,
+    after: Spanned<String>,
+    within: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1019,7 +1044,21 @@ impl Cx<'_> {
                 within,
             });
         }
+        let mut rejoin = Vec::new();
+        for rj in &raw.rejoin {
+            let r = rj.get_ref();
+            let after = label(&r.after)?;
+            if !matches!(events[after].action, Action::Restart { .. }) {
+                return Err(self.at(&r.after, "`rejoin` follows a `restart` event"));
+            }
+            rejoin.push(Rejoin {
+                pops: self.pops(&r.pops, names)?,
+                after,
+                within: self.duration(&r.within)?,
+            });
+        }
         Ok(Expect {
+            rejoin,
             no_servfail: raw.no_servfail.unwrap_or(true),
             no_timeout: raw.no_timeout.unwrap_or(true),
             detection_bound: raw

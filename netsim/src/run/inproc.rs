@@ -38,6 +38,8 @@ pub struct InProc {
     dns: Vec<SocketAddr>,
     gossip: Vec<SocketAddr>,
     nodes: Vec<Option<Node>>,
+    /// Nodes crashed and still winding down.
+    stopping: Vec<JoinHandle<()>>,
     seed: u64,
 }
 
@@ -96,6 +98,7 @@ impl InProc {
             names,
             dns,
             gossip,
+            stopping: Vec::new(),
             seed,
         };
         for (i, (d, g)) in bound.dns.into_iter().zip(bound.gossip).enumerate() {
@@ -175,8 +178,14 @@ impl InProc {
     pub async fn crash(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
             node.shutdown.cancel();
-            node.node.stop().await;
-            let _ = node.task.await;
+            // A crash is abrupt: the node's parts wind down in the background (a restart
+            // waits for its ports, see `REBIND`), so crashing several nodes at once does not
+            // spread their deaths over seconds.
+            drop(node.cluster);
+            self.stopping.push(tokio::spawn(async move {
+                node.node.stop().await;
+                let _ = node.task.await;
+            }));
         }
     }
 
@@ -226,6 +235,9 @@ impl InProc {
     pub async fn shutdown(&mut self) {
         for i in 0..self.nodes.len() {
             self.crash(i).await;
+        }
+        for t in std::mem::take(&mut self.stopping) {
+            let _ = t.await;
         }
     }
 }

@@ -537,9 +537,24 @@ async fn apply(
             nodes.crash(i).await;
         }
     }
-    for i in 0..after.n {
+    for (i, path) in api.iter().enumerate().take(after.n) {
         if !after.crashed[i] && before.crashed[i] {
             nodes.restart(i).await?;
+            // A process takes a moment to bind its sockets: the node counts as up (queries to
+            // it must be answered) once it answers its operator API, as a load balancer
+            // waits for a restarted server.
+            let started = Instant::now();
+            while !matches!(
+                api::call(path, &Request::Status, Duration::from_millis(500)).await,
+                Ok(Response::Status(_))
+            ) {
+                anyhow::ensure!(
+                    started.elapsed() < RESTART_TIMEOUT,
+                    "{} did not answer within {RESTART_TIMEOUT:?} of its restart",
+                    sim.pops[i].name
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             events.push(NodeEvent {
                 at: t0.elapsed(),
                 node: i,
@@ -584,6 +599,9 @@ async fn apply(
     }
     Ok(())
 }
+
+/// The longest a restarted node may take to answer its API.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn set_up(up: &Mutex<Vec<bool>>, i: usize, value: bool) {
     // INVARIANT: the lock is never held across an await or a panic.

@@ -604,6 +604,53 @@ pub fn check(
             }
         }
     }
+    for rj in &x.rejoin {
+        let Some(t_restart) = step_of(rj.after) else {
+            continue;
+        };
+        let deadline = t_restart + rj.within;
+        for &p in &rj.pops {
+            // The restarted node: in cluster answers, seeing every POP usable.
+            let back = samples.iter().find(|s| {
+                s.node == p && s.at >= t_restart && !s.local_only && s.usable.iter().all(|&u| u)
+            });
+            match back {
+                Some(s) if s.at <= deadline => {}
+                Some(s) => out.push(format!(
+                    "rejoin: {} answered from the whole cluster {:.1} s after its restart at {:.1} s, later than {:?}",
+                    name(p),
+                    secs(s.at - t_restart),
+                    secs(t_restart),
+                    rj.within
+                )),
+                None => out.push(format!(
+                    "rejoin: {} never answered from the whole cluster after its restart at {:.1} s",
+                    name(p),
+                    secs(t_restart)
+                )),
+            }
+            // Every other node that is up meanwhile: sees the restarted POP usable again.
+            let others: std::collections::BTreeSet<usize> = samples
+                .iter()
+                .filter(|s| s.node != p && s.at >= t_restart && s.at <= deadline)
+                .map(|s| s.node)
+                .collect();
+            for o in others {
+                let seen = samples
+                    .iter()
+                    .find(|s| s.node == o && s.at >= t_restart && s.usable.get(p) == Some(&true));
+                if seen.is_none_or(|s| s.at > deadline) {
+                    out.push(format!(
+                        "rejoin: {} did not see {} usable within {:?} of its restart at {:.1} s",
+                        name(o),
+                        name(p),
+                        rj.within,
+                        secs(t_restart)
+                    ));
+                }
+            }
+        }
+    }
     out
 }
 

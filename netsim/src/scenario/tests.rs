@@ -36,6 +36,8 @@ fn every_shipped_scenario_parses_and_the_suite_is_complete() {
             "isolated-node",
             "loss-20",
             "majority-loss",
+            "restarts",
+            "rolling-restart",
             "split-brain",
         ]
     );
@@ -77,7 +79,7 @@ fn the_example_scenario_is_typed_as_written() {
                 pops: vec![0, 1],
                 after: 0,
                 until: Some(1),
-                within: Duration::from_secs(5)
+                within: Duration::from_secs(2)
             },
             LocalOnly::Never {
                 pops: vec![2, 3, 4]
