@@ -184,6 +184,7 @@ impl TestNode {
                 api_socket,
                 probes: tap.is_none(),
                 on_own_view: tap,
+                config_path: Some(config.to_owned()),
             },
             shutdown.clone(),
         )
@@ -206,7 +207,16 @@ impl TestNode {
         })
     }
 
-    /// Stops the node (DNS and gossip) and reports how its server ended.
+    /// Tells the cluster the node is shutting down (as `sparrow node` does on SIGTERM),
+    /// without stopping it.
+    pub async fn leave(&self) {
+        if let Some(node) = &self.node {
+            node.leave().await;
+        }
+    }
+
+    /// Stops the node (DNS and gossip) at once, with no goodbye, and reports how its server
+    /// ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         if let Some(node) = self.node.take() {

@@ -103,7 +103,7 @@ async fn run_suite(
 async fn every_shipped_scenario_meets_its_expectations_in_process() {
     let _turn = TURN.lock().await;
     let files = scenarios();
-    assert_eq!(files.len(), 8, "the suite has eight scenarios: {files:?}");
+    assert_eq!(files.len(), 10, "the suite has ten scenarios: {files:?}");
     let (report, failures) = run_suite(&files, BackendKind::InProc, AT_ONCE, None).await;
     eprintln!("{report}");
     assert!(

@@ -60,6 +60,8 @@ pub struct ApiContext {
     pub state: StateHandle,
     /// Its cluster membership, if clustered.
     pub cluster: Option<Arc<ClusterHandle>>,
+    /// Reloads its config, when it was started from a file.
+    pub reloader: Option<Arc<crate::sources::Reloader>>,
 }
 
 /// Binds the API socket at `path`, refusing to take over the socket of a node that is still
@@ -256,12 +258,50 @@ pub async fn call_quic(
 async fn handle(cx: &ApiContext, request: Request, who: &str) -> Response {
     let snap = cx.state.snapshot.load_full();
     match request {
-        Request::Status => Response::Status(status(&snap, cx.cluster.as_deref())),
+        Request::Status => Response::Status(status_with(
+            &snap,
+            cx.cluster.as_deref(),
+            Some(cx.state.ready.borrow().clone()),
+        )),
         Request::Explain { client, name } => match explain(&snap, &client, name.as_deref()) {
             Ok(e) => Response::Explanation(e),
             Err(message) => Response::Error { message },
         },
         Request::SetAdmin { pop, drained } => set_admin(cx, &snap, &pop, drained, who).await,
+        Request::Reload => {
+            let Some(reloader) = &cx.reloader else {
+                return Response::Error {
+                    message: "this node was not started from a config file".to_owned(),
+                };
+            };
+            info!(by = %who, "reload asked");
+            match reloader.reload().await {
+                Ok(outcome) => {
+                    let message =
+                        match (outcome.changes.is_empty(), outcome.needs_restart.is_empty()) {
+                            (true, true) => "reloaded: nothing changed".to_owned(),
+                            (_, true) => format!("reloaded: {}", outcome.changes.join(", ")),
+                            (true, false) => format!(
+                                "reloaded; these apply only after a restart: {}",
+                                outcome.needs_restart.join(", ")
+                            ),
+                            (false, false) => format!(
+                                "reloaded: {}; these apply only after a restart: {}",
+                                outcome.changes.join(", "),
+                                outcome.needs_restart.join(", ")
+                            ),
+                        };
+                    Response::Reloaded(sparrow_proto::api::ReloadReport {
+                        changes: outcome.changes,
+                        needs_restart: outcome.needs_restart,
+                        message,
+                    })
+                }
+                Err(e) => Response::Error {
+                    message: format!("{e}"),
+                },
+            }
+        }
     }
 }
 
@@ -387,6 +427,15 @@ async fn confirm(cx: &ApiContext, pop: usize, state: AdminState) -> (Vec<String>
 
 /// The node's view of the cluster.
 pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport {
+    status_with(snap, cluster, None)
+}
+
+/// [`status`], with the node's readiness.
+pub fn status_with(
+    snap: &Snapshot,
+    cluster: Option<&ClusterHandle>,
+    ready: Option<crate::state::owner::Readiness>,
+) -> StatusReport {
     let cfg = &snap.config;
     let now_ms = crate::clock::unix_ms();
     let own_digest = cfg.answer_digest();
@@ -457,6 +506,8 @@ pub fn status(snap: &Snapshot, cluster: Option<&ClusterHandle>) -> StatusReport 
         views_pulled,
         view_pull_failures,
         config_digest: Some(format!("{own_digest:016x}")),
+        ready: ready.as_ref().is_none_or(|r| r.ready),
+        ready_reason: ready.map_or_else(|| "ready".to_owned(), |r| r.reason),
     }
 }
 

@@ -11,23 +11,22 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, info, warn};
+use tracing::{Instrument as _, error, info, warn};
 
 use crate::api;
-use crate::bgp;
 use crate::cluster::node::{self as cluster_node, ClusterHandle, ClusterParts};
 use crate::cluster::view_sync::ViewServer;
-use crate::config::{BgpMode, Config, Loaded, OwnViewSource};
+use crate::config::{Config, Loaded};
 use crate::dns::handler::DnsHandler;
 use crate::health;
 use crate::metrics::{self, Metrics};
-use crate::routes::OwnView;
+pub use crate::sources::ViewTap;
+use crate::sources::{Reloader, Sources};
 use crate::state::builder::Builder;
 use crate::state::owner::{self, OwnerParts, StateHandle};
 use crate::state::{Change, NodeState};
-use crate::viewsource;
 
 /// Buffer of outgoing responses per TCP connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
@@ -106,9 +105,6 @@ pub async fn serve_handler(
     Ok(())
 }
 
-/// A callback that sees every own view the view source publishes.
-pub type ViewTap = Arc<dyn Fn(&OwnView) + Send + Sync>;
-
 /// What a node is started with besides its config: sockets bound by the caller, and which
 /// parts to run.
 #[derive(Default)]
@@ -124,9 +120,12 @@ pub struct NodeParts {
     /// Called with every own view the view source publishes, before the node takes it
     /// (tests record them).
     pub on_own_view: Option<ViewTap>,
+    /// The config file, for `sparrow reload` and SIGHUP; `None`: no reload.
+    pub config_path: Option<PathBuf>,
 }
 
-/// A running node (everything but its DNS sockets, which [`Node::serve`] takes).
+/// A running node (everything but its DNS sockets, which the caller serves with
+/// [`Node::handler`]).
 pub struct Node {
     /// Its state: where changes go, and the snapshot answers read.
     pub state: StateHandle,
@@ -138,6 +137,8 @@ pub struct Node {
     pub metrics_addr: Option<SocketAddr>,
     /// Where its operator API listens.
     pub api_socket: Option<PathBuf>,
+    /// Reloads its config, when it was started from a file.
+    pub reloader: Option<Arc<Reloader>>,
     shutdown: CancellationToken,
     owner: tokio::task::JoinHandle<()>,
 }
@@ -160,7 +161,7 @@ impl Node {
         let loading_kept = clustered && state_dir.is_some();
         let mut state = NodeState::new(config.clone(), admin, loading_kept);
         let (announce_tx, announce_rx) = watch::channel(state.initial_announcement());
-        let (held_tx, held_rx) = oneshot::channel();
+        let (held_tx, held_rx) = tokio::sync::mpsc::channel(4);
         let views = clustered.then(|| Arc::new(ViewServer::new(&config.own_pop().name)));
         let (handle, owner_task) = owner::start(
             state,
@@ -170,6 +171,7 @@ impl Node {
                 views: views.clone(),
                 state_dir,
                 held: clustered.then_some(held_tx),
+                ready_wait: config.node.ready_timeout,
             },
             shutdown.clone(),
         );
@@ -179,9 +181,14 @@ impl Node {
             .map(|_| Arc::new(Metrics::new(&handle.snapshot)));
         let observer: Option<health::Observer> =
             metrics.as_ref().map(|m| m.probes() as health::Observer);
-        if parts.probes {
-            spawn_probes(&config, &handle, observer, &shutdown);
-        }
+        let mut sources = Sources::new(
+            builder.clone(),
+            observer,
+            parts.on_own_view,
+            parts.probes,
+            shutdown.clone(),
+        );
+        sources.start_probes(&config, &handle);
         let cluster = match (&config.cluster, parts.gossip) {
             (Some(_), Some(socket)) => {
                 let generation = crate::clock::unix_ms();
@@ -208,13 +215,22 @@ impl Node {
         if let (Some(m), Some(c)) = (&metrics, &cluster) {
             m.set_cluster(c);
         }
-        spawn_own_view(&config, &handle, builder, parts.on_own_view, &shutdown).await?;
+        sources.start_view(&config, &handle).await?;
+        let reloader = parts.config_path.map(|path| {
+            Arc::new(Reloader::new(
+                path,
+                handle.clone(),
+                cluster.clone(),
+                sources,
+            ))
+        });
         if let Some(path) = &parts.api_socket {
             let listener = api::bind(path).await?;
             info!(socket = %path.display(), "operator API");
             let cx = api::ApiContext {
                 state: handle.clone(),
                 cluster: cluster.clone(),
+                reloader: reloader.clone(),
             };
             if let Some(c) = &cluster {
                 // Operators with a certificate of the cluster's CA reach it over QUIC too.
@@ -227,10 +243,15 @@ impl Node {
         let mut metrics_addr = None;
         if let (Some(listener), Some(m)) = (parts.metrics, &metrics) {
             metrics_addr = Some(listener.local_addr()?);
-            info!(addr = %listener.local_addr()?, "metrics endpoint: /metrics");
+            info!(addr = %listener.local_addr()?, "metrics endpoint: /metrics, readiness: /ready");
             tokio::spawn(
-                metrics::serve(listener, m.clone(), shutdown.clone())
-                    .instrument(tracing::Span::current()),
+                metrics::serve(
+                    listener,
+                    m.clone(),
+                    Some(handle.ready.clone()),
+                    shutdown.clone(),
+                )
+                .instrument(tracing::Span::current()),
             );
         }
         Ok(Self {
@@ -239,6 +260,7 @@ impl Node {
             metrics,
             metrics_addr,
             api_socket: parts.api_socket,
+            reloader,
             shutdown,
             owner: owner_task,
         })
@@ -251,6 +273,26 @@ impl Node {
             handler = handler.with_metrics(m.dns());
         }
         handler
+    }
+
+    /// Tells the cluster this node is shutting down, so peers stop handing its POP out at
+    /// once rather than after their failure detectors notice; waits for that to travel
+    /// (two gossip rounds, at most a second).
+    pub async fn leave(&self) {
+        let Some(interval) = self
+            .state
+            .snapshot
+            .load()
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.gossip_interval)
+        else {
+            return;
+        };
+        if self.state.send(Change::Leaving).await {
+            tokio::time::sleep((interval * 2).min(Duration::from_secs(1))).await;
+        }
     }
 
     /// Stops the node's parts (its DNS server stops with the shutdown token).
@@ -266,152 +308,22 @@ impl Node {
     }
 }
 
-/// Starts the own POP's health and load probes, each bridged to the state owner through a
-/// watch (only the latest verdict matters; none is lost to a full queue).
-fn spawn_probes(
-    config: &Config,
-    state: &StateHandle,
-    observer: Option<health::Observer>,
-    shutdown: &CancellationToken,
-) {
-    if !config.node.probes.is_empty() {
-        let (tx, rx) = watch::channel(true);
-        tokio::spawn(
-            health::monitor(
-                config.node.probes.clone(),
-                observer.clone(),
-                move |healthy| {
-                    tx.send_replace(healthy);
-                },
-                shutdown.clone(),
-            )
-            .instrument(tracing::Span::current()),
-        );
-        bridge(rx, state.clone(), Change::Health);
-    }
-    if let Some(probe) = config.node.load.clone() {
-        let (tx, rx) = watch::channel(None);
-        tokio::spawn(
-            health::monitor_load(
-                probe,
-                observer,
-                move |load| {
-                    tx.send_replace(load);
-                },
-                shutdown.clone(),
-            )
-            .instrument(tracing::Span::current()),
-        );
-        bridge(rx, state.clone(), Change::Load);
-    }
-}
-
-/// Hands every new value of `rx` to the state owner as `change(value)`.
-fn bridge<T: Clone + Send + Sync + 'static>(
-    mut rx: watch::Receiver<T>,
-    state: StateHandle,
-    change: fn(T) -> Change,
-) {
-    tokio::spawn(
-        async move {
-            while rx.changed().await.is_ok() {
-                let value = rx.borrow_and_update().clone();
-                if !state.send(change(value)).await {
-                    return;
-                }
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
-}
-
-/// Starts the source of the own POP's route view when it runs on its own (`[node.mrt]`:
-/// the dump watcher; `[node.bgp]`: the BGP session, whose listener is bound here in passive
-/// mode). A route file needs nothing.
-async fn spawn_own_view(
-    config: &Config,
-    state: &StateHandle,
-    builder: Builder,
-    tap: Option<ViewTap>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let own = config.own_pop();
-    let describe = config.node.own_view.describe();
-    let (tx, rx) = watch::channel(None::<OwnView>);
-    let publish: viewsource::Publish = Arc::new(move |v: OwnView| {
-        if let Some(tap) = &tap {
-            tap(&v);
-        }
-        tx.send_replace(Some(v));
-    });
-    match &config.node.own_view {
-        OwnViewSource::File(_) => return Ok(()),
-        OwnViewSource::Mrt(source) => {
-            tokio::spawn(
-                viewsource::watch_mrt(
-                    source.clone(),
-                    own.asn,
-                    describe,
-                    own.route_view.clone(),
-                    config.node.max_file_bytes,
-                    builder,
-                    publish,
-                    shutdown.clone(),
-                )
-                .instrument(tracing::Span::current()),
-            );
-        }
-        OwnViewSource::Bgp(bgp_config) => {
-            let listener = match bgp_config.mode {
-                BgpMode::Active => None,
-                BgpMode::Passive(addr) => Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("cannot bind BGP listener {addr}"))?,
-                ),
-            };
-            tokio::spawn(
-                bgp::session::run(
-                    bgp_config.clone(),
-                    own.asn,
-                    describe,
-                    listener,
-                    builder,
-                    publish,
-                    shutdown.clone(),
-                )
-                .instrument(tracing::Span::current()),
-            );
-        }
-    }
-    // Only the latest view matters: a view replaced before the owner took it is skipped.
-    let mut rx = rx;
-    let state = state.clone();
-    tokio::spawn(
-        async move {
-            while rx.changed().await.is_ok() {
-                let latest = rx.borrow_and_update().clone();
-                if let Some(v) = latest
-                    && !state.send(Change::OwnView(v)).await
-                {
-                    return;
-                }
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
-    Ok(())
-}
-
-/// Runs a node from a loaded config until `shutdown` is cancelled.
+/// Runs a node from the config loaded from `path` until `shutdown` is cancelled.
+///
+/// SIGHUP reloads the config (as `sparrow reload` does). On shutdown the node first tells
+/// its peers it is leaving, then stops taking queries and answers those in flight, then
+/// leaves the cluster. Under systemd (`Type=notify`) it says READY=1 once ready, keeps
+/// STATUS= current, and pings the watchdog while its state owner answers.
 pub async fn run(
     loaded: Loaded,
+    path: &std::path::Path,
     listen_override: &[SocketAddr],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         warn!("{w}");
     }
+    raise_nofile_limit();
     let config = loaded.config;
     let listen = if listen_override.is_empty() {
         config.node.listen.clone()
@@ -436,6 +348,7 @@ pub async fn run(
         geo_names = config.geo.len(),
         routes,
         static_records = config.zone.record_count(),
+        version = env!("CARGO_PKG_VERSION"),
         "node started"
     );
     let timeout = config.node.tcp_idle_timeout;
@@ -457,6 +370,9 @@ pub async fn run(
             .clone()
             .unwrap_or_else(api::default_socket),
     );
+    // The node's parts and its DNS server stop separately: DNS last, after the goodbye.
+    let parts_token = CancellationToken::new();
+    let dns_token = CancellationToken::new();
     let node = Node::start(
         config,
         NodeParts {
@@ -465,11 +381,109 @@ pub async fn run(
             api_socket,
             probes: true,
             on_own_view: None,
+            config_path: Some(path.to_owned()),
         },
-        shutdown.clone(),
+        parts_token.clone(),
     )
     .await?;
-    let result = serve_handler(node.handler(), sockets, timeout, shutdown).await;
+    let mut server = tokio::spawn(serve_handler(
+        node.handler(),
+        sockets,
+        timeout,
+        dns_token.clone(),
+    ));
+    let notify = crate::sdnotify::Notifier::from_env();
+    if let Some(n) = &notify {
+        tokio::spawn(n.clone().follow(node.state.clone(), parts_token.clone()));
+    }
+    #[cfg(unix)]
+    if let Some(reloader) = node.reloader.clone() {
+        tokio::spawn(reload_on_sighup(
+            reloader,
+            notify.clone(),
+            parts_token.clone(),
+        ));
+    }
+    let result = tokio::select! {
+        r = &mut server => Some(r),
+        () = shutdown.cancelled() => None,
+    };
+    if let Some(n) = &notify {
+        n.send("STOPPING=1\nSTATUS=leaving the cluster, then answering what is in flight");
+    }
+    node.leave().await;
+    dns_token.cancel();
+    let result = match result {
+        Some(r) => r,
+        None => server.await,
+    };
     node.stop().await;
-    result
+    parts_token.cancel();
+    result.context("DNS server task failed")?
+}
+
+/// Reloads on every SIGHUP until `shutdown`; the outcome goes to the log (and systemd).
+#[cfg(unix)]
+async fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    notify: Option<crate::sdnotify::Notifier>,
+    shutdown: CancellationToken,
+) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload with `sparrow reload`");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            got = hup.recv() => if got.is_none() { return },
+            () = shutdown.cancelled() => return,
+        }
+        info!("SIGHUP: reloading the config");
+        if let Some(n) = &notify {
+            n.send(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}",
+                crate::sdnotify::monotonic_usec()
+            ));
+        }
+        match reloader.reload().await {
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "reload refused; the running config stays"),
+        }
+        if let Some(n) = &notify {
+            n.send("READY=1");
+        }
+    }
+}
+
+/// Raises the limit of open files to the hard limit: a node holds a socket per DNS-over-TCP
+/// client and per peer, and the common default of 1024 is easily reached.
+fn raise_nofile_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit take a resource number and a pointer to a plain
+        // struct owned by this frame.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let before = limit.rlim_cur;
+                limit.rlim_cur = limit.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    info!(
+                        from = before,
+                        to = limit.rlim_max,
+                        "open files limit raised"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@
 //! - [`cluster`]: one chitchat link per peer over QUIC with mutual TLS [E]; the follower
 //!   core and the derivation of POP status [P].
 //! - [`clock`] [E]: the wall clock, read in one place.
+//! - [`sdnotify`] [E]: systemd's notify protocol (readiness, status, watchdog).
 //! - [`health`]: probes [E] of the own POP's services, rise/fall hysteresis [P].
 //! - [`pki`] [E]: `sparrow cert` (cluster CA, node and operator certificates) and the
 //!   `sparrow://` identities peers check.
@@ -25,6 +26,8 @@
 //! - [`api`] [E]: the operator API (JSON lines over a Unix socket).
 //! - [`metrics`] [E]: Prometheus metrics and their HTTP endpoint.
 //! - [`memory`] [E]: freed memory handed back to the system after big rebuilds.
+//! - [`sources`] [E]: the tasks that feed the state from the config (probes, the own
+//!   view's source) and config reloads.
 //! - [`viewsource`] [E]: the MRT dump watcher that keeps the own POP's view current.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
 
@@ -44,7 +47,9 @@ pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod routes;
+pub mod sdnotify;
 pub mod snapshot;
+pub mod sources;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod testrng;

@@ -45,6 +45,7 @@ use crate::health::ProbeObserver;
 use crate::health::state::Outcome;
 use crate::policy::AdminState;
 use crate::snapshot::Snapshot;
+use crate::state::owner::Readiness;
 
 /// Content type of the OpenMetrics text exposition. (`prometheus-client` ends registered
 /// metrics' help texts with a period; the scrape-time ones below are written with one.)
@@ -52,7 +53,11 @@ const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.
 /// Scrapes served at once; more connections are closed at once (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
 /// Time a client has to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections from one host at once.
+const MAX_PER_SOURCE: usize = 4;
+/// Longest a connection stays open, keep-alive included (a scrape takes milliseconds).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(5);
 
 /// A label set: (name, value) pairs.
 type Labels = Vec<(&'static str, String)>;
@@ -563,8 +568,15 @@ impl Collector for StateCollector {
 }
 
 /// Serves `/metrics` on `listener` (bound by the caller) until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Option<tokio::sync::watch::Receiver<Readiness>>,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_source: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -582,11 +594,37 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
             debug!(peer = %peer, "too many metrics connections; closed");
             continue;
         };
-        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        // One host holds a few of the slots at most, so it cannot take them all.
+        {
+            // INVARIANT: the lock is held for a map update only.
+            let mut counts = per_source.lock().expect("per-source lock");
+            let n = counts.entry(peer.ip()).or_default();
+            if *n >= MAX_PER_SOURCE {
+                debug!(peer = %peer, "too many metrics connections from this host; closed");
+                continue;
+            }
+            *n += 1;
+        }
+        let release = {
+            let per_source = per_source.clone();
+            let ip = peer.ip();
+            move || {
+                // INVARIANT: see above.
+                let mut counts = per_source.lock().expect("per-source lock");
+                if let Some(n) = counts.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&ip);
+                    }
+                }
+            }
+        };
+        let (metrics, ready, shutdown) = (metrics.clone(), ready.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let _release = Defer(Some(release));
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&metrics, &request);
+                let response = respond(&metrics, ready.as_ref(), &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -594,8 +632,14 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
+            // A connection may live this long, however slowly its client reads or writes:
+            // a few slow clients cannot hold every slot for long.
             let result = tokio::select! {
                 r = conn.as_mut() => r,
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    debug!(peer = %peer, "metrics connection open too long; closed");
+                    return;
+                }
                 () = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
@@ -608,16 +652,44 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     }
 }
 
-fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+/// Runs a closure when dropped (a connection's slot is given back however it ends).
+struct Defer<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+fn respond<B>(
+    metrics: &Metrics,
+    ready: Option<&tokio::sync::watch::Receiver<Readiness>>,
+    request: &Request<B>,
+) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
         r
     };
+    if request.uri().path() == "/ready" && matches!(*request.method(), Method::GET | Method::HEAD) {
+        // 200 once the node is ready, 503 with what it waits for until then.
+        let state = ready.map(|r| r.borrow().clone()).unwrap_or(Readiness {
+            ready: true,
+            reason: "ready".to_owned(),
+        });
+        let status = if state.ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return reply(status, format!("{}\n", state.reason));
+    }
     if request.uri().path() != "/metrics" {
         return reply(
             StatusCode::NOT_FOUND,
-            "metrics are at /metrics\n".to_owned(),
+            "metrics are at /metrics, readiness at /ready\n".to_owned(),
         );
     }
     match *request.method() {

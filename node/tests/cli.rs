@@ -10,6 +10,32 @@ fn sparrow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sparrow"))
 }
 
+/// A child process that is killed (and reaped) when dropped, so a failing test leaves no
+/// node running behind it.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml")
 }
@@ -145,6 +171,7 @@ fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
         .arg(&config)
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .unwrap();
     // Read the log on a thread so a silent node cannot hang the test.
     let stderr = child.stderr.take().unwrap();
@@ -276,6 +303,7 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -342,21 +370,19 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
 }
 
 /// Starts `sparrow node` on `config` with a free DNS port; returns the child and its port.
-fn start_node(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+fn start_node(config: &Path) -> (Reaped, std::net::SocketAddr) {
     let (child, addr, _) = start_node_logging(config, "");
     (child, addr)
 }
 
 /// [`start_node`], also returning the value of `key=` in the first log line that has it.
-fn start_node_logging(
-    config: &Path,
-    key: &str,
-) -> (std::process::Child, std::net::SocketAddr, Option<String>) {
+fn start_node_logging(config: &Path, key: &str) -> (Reaped, std::net::SocketAddr, Option<String>) {
     let mut child = sparrow()
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped)
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -566,4 +592,190 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the node running?"));
+}
+
+#[test]
+fn reload_applies_a_new_config_whole_or_refuses_it_whole() {
+    let original = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("[zone]", "api_socket = \"api/sparrow.sock\"\n\n[zone]");
+    let config = example_copy(&original);
+    let socket = config.parent().unwrap().join("api/sparrow.sock");
+    let (mut child, addr) = start_node(&config);
+    let reload = || {
+        sparrow()
+            .args(["reload", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap()
+    };
+    let dig = |name: &str, subnet: &str| {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+                "+short",
+                "+time=5",
+            ])
+            .args([name, "A", &format!("+subnet={subnet}")])
+            .output()
+            .expect("dig must be installed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let nyc_client = "100.64.2.0/24";
+    assert_eq!(dig("www.example.net", nyc_client), "198.51.100.10");
+    assert_eq!(dig("new.example.net", nyc_client), "");
+
+    // A new address for nyc, a new static record and a new listen address: the first two
+    // apply, the third waits for a restart and says so.
+    let changed = original
+        .replace(
+            "addresses = [\"198.51.100.10\", \"2001:db8:b::10\"]",
+            "addresses = [\"198.51.100.20\", \"2001:db8:b::20\"]",
+        )
+        .replace(
+            "[[zone.record]]\nname = \"ns2\"",
+            "[[zone.record]]\nname = \"new\"\ntype = \"A\"\ndata = \"192.0.2.99\"\n\n[[zone.record]]\nname = \"ns2\"",
+        )
+        .replace("127.0.0.1:5301", "127.0.0.1:5399");
+    assert_ne!(changed, original);
+    std::fs::write(&config, &changed).unwrap();
+    let out = reload();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("zone example.net"), "{said}");
+    assert!(said.contains("POP nyc"), "{said}");
+    assert!(
+        said.contains("these apply only after a restart: [node] listen"),
+        "{said}"
+    );
+    // The reply comes once answers use the new config.
+    assert_eq!(dig("www.example.net", nyc_client), "198.51.100.20");
+    assert_eq!(dig("new.example.net", nyc_client), "192.0.2.99");
+
+    // A broken config is refused whole, naming file, line and reason; nothing changes.
+    let broken = changed.replace("ttl = 30", "ttl = \"thirty\"");
+    std::fs::write(&config, &broken).unwrap();
+    let out = reload();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = broken
+        .lines()
+        .position(|l| l.contains("\"thirty\""))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("sparrow.toml:{line}:")),
+        "no file:line in {err}"
+    );
+    assert_eq!(dig("www.example.net", nyc_client), "198.51.100.20");
+    assert_eq!(dig("new.example.net", nyc_client), "192.0.2.99");
+
+    // So is a config a running node cannot take: the POP list is what its state is indexed by.
+    let fewer = changed.replace(
+        "[[pop]]\nname = \"syd\"\nasn = 64503\naddresses = [\"203.0.113.10\", \"2001:db8:c::10\"]\nroute_view = \"views/syd.routes\"\n",
+        "",
+    );
+    assert_ne!(fewer, changed);
+    std::fs::write(&config, &fewer).unwrap();
+    let out = reload();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the POP list changed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dig("www.example.net", nyc_client), "198.51.100.20");
+
+    // SIGHUP reloads as `sparrow reload` does (the outcome goes to the log).
+    std::fs::write(
+        &config,
+        original.replace(
+            "addresses = [\"198.51.100.10\", \"2001:db8:b::10\"]",
+            "addresses = [\"198.51.100.30\", \"2001:db8:b::30\"]",
+        ),
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = dig("www.example.net", nyc_client);
+        if got == "198.51.100.30" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The record added by the first reload went with the SIGHUP's config.
+    assert_eq!(dig("new.example.net", nyc_client), "");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+#[test]
+fn under_systemd_the_node_says_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let config = example_copy(&std::fs::read_to_string(example()).unwrap());
+    let notify = config.parent().unwrap().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut child = sparrow()
+        .args(["node", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    // Reads messages until one has `want`; returns every message read.
+    let mut until = |want: &str| {
+        let mut seen = Vec::new();
+        loop {
+            let n = listener
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {want} from the node ({e}); saw {seen:?}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = msg.lines().any(|l| l == want || l.starts_with(want));
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    };
+    let seen = until("READY=1");
+    let ready = seen.last().unwrap();
+    assert!(ready.contains("STATUS=ready"), "{ready}");
+    // The watchdog is pinged (every half of WATCHDOG_USEC) while the node's state answers.
+    until("WATCHDOG=1");
+    until("WATCHDOG=1");
+    // SIGHUP: RELOADING=1 with the monotonic time, then READY=1 again.
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let reloading = until("RELOADING=1");
+    assert!(
+        reloading.last().unwrap().contains("MONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    until("READY=1");
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    until("STOPPING=1");
+    assert!(child.wait().unwrap().success());
 }

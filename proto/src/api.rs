@@ -137,6 +137,8 @@ pub enum Request {
         /// `true` to drain, `false` to undrain.
         drained: bool,
     },
+    /// Re-read the config and every file it names, and apply it.
+    Reload,
 }
 
 /// A response of the operator API.
@@ -160,6 +162,8 @@ pub enum Response {
     /// A drain or undrain was applied by the POP's own node: what the cluster holds after
     /// it.
     AdminSet(AdminReport),
+    /// The config was reloaded.
+    Reloaded(ReloadReport),
     /// The request is for another node: POP `pop`'s admin state is held by its own node,
     /// reachable at `node` (its cluster address). An operator certificate may send it there.
     Redirect {
@@ -170,6 +174,17 @@ pub enum Response {
         /// What to do, as a sentence.
         message: String,
     },
+}
+
+/// What a reload changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// What changed and applies now.
+    pub changes: Vec<String>,
+    /// What changed but applies only after a restart (kept as it runs until then).
+    pub needs_restart: Vec<String>,
+    /// A sentence for people.
+    pub message: String,
 }
 
 /// What a drain or undrain left behind, as the POP's node sees it.
@@ -217,6 +232,12 @@ pub struct StatusReport {
     /// Digest of this node's answer-deciding config (zone, POPs, geo names, static map).
     #[serde(default)]
     pub config_digest: Option<String>,
+    /// Whether the node is ready (own view in, cluster joined, every live peer's view held).
+    #[serde(default)]
+    pub ready: bool,
+    /// What it waits for, or how it became ready.
+    #[serde(default)]
+    pub ready_reason: String,
 }
 
 /// One POP in a [`StatusReport`].

@@ -103,6 +103,42 @@ async fn every_node_gives_the_same_answer_and_a_killed_node_leaves_every_answer(
 }
 
 #[tokio::test]
+async fn a_node_that_shuts_down_says_so_and_is_dropped_before_its_link_fails() {
+    let nodes = start(|_, t| t).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        eventually(SETTLE, || all_in_cluster(&refs, 3)).await,
+        "cluster did not form"
+    );
+    assert_eq!(
+        answer(&nodes[0], "100.64.2.0/24").await.0,
+        ["198.51.100.10"]
+    );
+    // nyc says goodbye but keeps running: its links stay up, yet ams and syd stop handing
+    // nyc out and count two members, on the strength of the goodbye alone.
+    nodes[1].leave().await;
+    let dropped = |n: &TestNode| {
+        let snap = n.snapshot.load();
+        let nyc = &snap.peers[1];
+        nyc.alive
+            && nyc.known.as_ref().is_some_and(|k| k.leaving)
+            && !snap.pop_status[1].live
+            && snap.mode == Mode::Cluster { alive: 2 }
+    };
+    for n in [&nodes[0], &nodes[2]] {
+        assert!(
+            eventually(SETTLE, || async { dropped(n) }).await,
+            "the goodbye did not reach {}",
+            n.addr
+        );
+        assert_eq!(answer(n, "100.64.2.0/24").await.0, ["192.0.2.10"]);
+    }
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn a_pop_drained_on_its_node_is_drained_everywhere() {
     let nodes = start(|pop, t| {
         if pop == "nyc" {
@@ -319,7 +355,10 @@ async fn a_restarted_node_rejoins_and_is_handed_out_again() {
         .as_ref()
         .unwrap()
         .listen;
+    // A graceful restart: nyc says goodbye first (as on SIGTERM); its next incarnation
+    // must be counted again all the same.
     let nyc = nodes.remove(1);
+    nyc.leave().await;
     nyc.stop().await.unwrap();
     assert!(
         eventually(SETTLE, || async {

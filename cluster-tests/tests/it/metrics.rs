@@ -341,3 +341,53 @@ async fn a_cluster_reports_members_gossip_and_partitions() {
         n.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn ready_waits_for_the_cluster_and_every_live_peers_view() {
+    let mut configs = example_cluster(|_, t| {
+        t.replacen(
+            "[zone]",
+            "metrics_listen = \"127.0.0.1:0\"\nready_timeout_secs = 600\n\n[zone]",
+            1,
+        )
+    })
+    .into_iter();
+    let (config, socket) = configs.next().unwrap();
+    let ams = TestNode::start_clustered(&config, socket).await.unwrap();
+    let ready = |node: &TestNode| {
+        let addr = node.metrics.unwrap();
+        async move { http_get(addr, "/ready").await.unwrap() }
+    };
+    // Alone, ams answers (local-only) but is not ready: a load balancer or systemd waits.
+    let (status, _, body) = ready(&ams).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("waiting for peers"), "{body}");
+    assert!(!ams.state.ready.borrow().ready);
+
+    let (config, socket) = configs.next().unwrap();
+    let nyc = TestNode::start_clustered(&config, socket).await.unwrap();
+    for node in [&ams, &nyc] {
+        assert!(
+            eventually(SETTLE, || async { ready(node).await.0 == 200 }).await,
+            "not ready: {}",
+            ready(node).await.2
+        );
+        // Ready means the peer's view is in: answers for its clients come from it.
+        let (_, _, body) = ready(node).await;
+        assert!(body.starts_with("ready: own view in"), "{body}");
+    }
+    let snap = ams.snapshot.load();
+    let nyc_index = snap
+        .config
+        .pops
+        .iter()
+        .position(|p| p.name == "nyc")
+        .unwrap();
+    assert!(
+        snap.view_info(nyc_index).and_then(|v| v.digest).is_some(),
+        "ams said ready without nyc's view"
+    );
+    drop(snap);
+    nyc.stop().await.unwrap();
+    ams.stop().await.unwrap();
+}

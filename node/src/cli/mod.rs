@@ -102,6 +102,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the running node re-read its config file (and every file it names) and apply
+    /// it without dropping a query; a refused config leaves the running one in place and
+    /// exits 2 with `file:line:col: reason`. The same as SIGHUP, but reports the outcome.
+    Reload {
+        /// Which node to ask, and how.
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Explain which POP a client gets and why: from the running node (default), or from a
     /// config file with `--config`.
     Explain {
@@ -308,6 +319,7 @@ pub fn main(cli: Cli) -> ExitCode {
             },
             json,
         ),
+        Command::Reload { target, json } => remote(target, Request::Reload, json),
         Command::Explain {
             config: Some(config),
             name,
@@ -438,6 +450,7 @@ fn print_response(response: &Response, json: bool) -> ExitCode {
         Response::Explanation(e) => print!("{}", render::explanation(e)),
         Response::Done { message } => println!("{message}"),
         Response::AdminSet(report) => println!("{}", report.message),
+        Response::Reloaded(report) => println!("{}", report.message),
         Response::Error { .. } | Response::Redirect { .. } => {}
     }
     ExitCode::SUCCESS
@@ -449,7 +462,7 @@ fn run_node(path: &std::path::Path, listen: &[SocketAddr], threads: Option<usize
         Err(e) => return config_refused(&e),
     };
     run_async(threads, |shutdown| {
-        crate::app::run(loaded, listen, shutdown)
+        crate::app::run(loaded, path, listen, shutdown)
     })
 }
 

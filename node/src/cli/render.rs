@@ -84,6 +84,9 @@ pub fn status(s: &StatusReport) -> String {
     } else {
         let _ = writeln!(out, "node {}: {}", s.pop, s.mode);
     }
+    if !s.ready && !s.ready_reason.is_empty() {
+        let _ = writeln!(out, "not ready: {}", s.ready_reason);
+    }
     let _ = writeln!(
         out,
         "{:<8} {:<5} {:<9} {:<8} {:<5} addresses",
@@ -218,6 +221,8 @@ mod tests {
             views_pulled: 1,
             view_pull_failures: 0,
             config_digest: None,
+            ready: true,
+            ready_reason: "every live POP's view held".into(),
         };
         assert_eq!(
             status(&s),

@@ -132,13 +132,12 @@ impl Follower {
         }
     }
 
-    /// The views kept from the last run are loaded: `held[pop]` is the digest of the one
-    /// held for each POP. Pulls may start from now on.
+    /// The views this node holds are known: `held[pop]` is the digest of the one held for
+    /// each POP (at start, those kept from the last run; after a reload that rebuilt the
+    /// tables, those it restored). Pulls may start from now on, for what is not held.
     pub fn handle_held(&mut self, now: Instant, held: &[Option<u64>]) {
         for (pop, digest) in held.iter().enumerate() {
-            if let Some(d) = digest {
-                self.catalog.held(pop, *d);
-            }
+            self.catalog.set_held(pop, *digest);
         }
         self.held_known = true;
         self.poll_fetches(now);

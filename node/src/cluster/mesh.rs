@@ -97,6 +97,8 @@ pub struct Mesh {
     own_keys: std::sync::Mutex<Vec<(String, String)>>,
     /// Discovery hints: POP -> addresses, most recent first.
     hints: std::sync::Mutex<BTreeMap<usize, Vec<SocketAddr>>>,
+    /// Gossip connections peers made to this node (to close those of revoked certificates).
+    incoming: std::sync::Mutex<Vec<quinn::Connection>>,
     stats: Arc<TransportStats>,
     faults: Faults,
 }
@@ -120,6 +122,7 @@ impl Mesh {
             links: Mutex::new((0..pops).map(|_| None).collect()),
             own_keys: std::sync::Mutex::new(own_keys),
             hints: std::sync::Mutex::new(BTreeMap::new()),
+            incoming: std::sync::Mutex::new(Vec::new()),
             stats,
             faults,
         })
@@ -149,24 +152,25 @@ impl Mesh {
             .filter(|&i| i != self.cfg.own)
     }
 
-    /// Makes (or finds) the link to POP `pop` at `addr`; returns its inbox.
+    /// Makes (or finds) the link to POP `pop` at `addr`; returns its inbox and its sender's
+    /// control.
     async fn ensure_link(
         self: &Arc<Self>,
         pop: usize,
         addr: SocketAddr,
-    ) -> anyhow::Result<mpsc::Sender<ChitchatMessage>> {
+    ) -> anyhow::Result<(mpsc::Sender<ChitchatMessage>, mpsc::Sender<SenderControl>)> {
         let mut links = self.links.lock().await;
         if let Some(link) = &links[pop] {
             if *link.addr.borrow() != addr {
                 debug!(pop = %self.cfg.names[pop], addr = %addr, "peer's cluster address changed");
                 link.addr.send_replace(addr);
             }
-            return Ok(link.inbox.clone());
+            return Ok((link.inbox.clone(), link.control.clone()));
         }
         let link = self.make_link(pop, addr).await?;
-        let inbox = link.inbox.clone();
+        let found = (link.inbox.clone(), link.control.clone());
         links[pop] = Some(link);
-        Ok(inbox)
+        Ok(found)
     }
 
     async fn make_link(self: &Arc<Self>, pop: usize, addr: SocketAddr) -> anyhow::Result<Link> {
@@ -241,8 +245,18 @@ impl Mesh {
             conn.close(transport::REFUSED.into(), b"not a POP of this cluster");
             return;
         };
+        {
+            // INVARIANT: the lock is held to update the list only.
+            let mut all = self.incoming.lock().expect("incoming lock");
+            all.retain(|c| c.close_reason().is_none());
+            all.push(conn.clone());
+        }
         let mut inbox = match self.ensure_link(pop, from).await {
-            Ok(i) => i,
+            Ok((inbox, control)) => {
+                // The peer is reachable now: a sender backing off from it dials at once.
+                let _ = control.try_send(SenderControl::Wake);
+                inbox
+            }
             Err(e) => {
                 warn!(peer = %from, error = %e, "cannot make a gossip link");
                 return;
@@ -540,28 +554,59 @@ impl Mesh {
                 candidates.remove(&addr);
             }
             let now = Instant::now();
+            candidates.retain(|addr| {
+                backoff.get(addr).is_none_or(|(at, _)| *at <= now) && !self.faults.is_cut(*addr)
+            });
+            let Ok(endpoint) = self.endpoint() else {
+                return;
+            };
+            // Every candidate at once: a restarted node is back in the cluster after one
+            // handshake time, not one per peer.
+            let mut dials = tokio::task::JoinSet::new();
             for addr in candidates {
-                if backoff.get(&addr).is_some_and(|(at, _)| *at > now) {
+                let (endpoint, client) = (endpoint.clone(), self.client.clone());
+                dials.spawn(
+                    async move { (addr, transport::connect(&endpoint, &client, addr).await) },
+                );
+            }
+            drop(endpoint);
+            while let Some(dialled) = tokio::select! {
+                d = dials.join_next() => d,
+                () = shutdown.cancelled() => return,
+            } {
+                let Ok((addr, result)) = dialled else {
                     continue;
-                }
-                if self.faults.is_cut(addr) {
-                    continue;
-                }
-                let Ok(endpoint) = self.endpoint() else {
-                    return;
                 };
-                match transport::connect(&endpoint, &self.client, addr).await {
+                let now = Instant::now();
+                match result {
                     Ok(conn) => {
                         let name = transport::peer_name(&conn).unwrap_or_default();
-                        conn.close(0u32.into(), b"discovered");
                         match self.peer_index(&name) {
                             Some(pop) => {
                                 backoff.remove(&addr);
-                                if let Err(e) = self.ensure_link(pop, addr).await {
-                                    warn!(pop = %name, error = %e, "cannot make a gossip link");
+                                match self.ensure_link(pop, addr).await {
+                                    // The link's sender takes this connection as its first.
+                                    Ok((_, control)) => {
+                                        if let Err(
+                                            mpsc::error::TrySendError::Full(SenderControl::Adopt(
+                                                c,
+                                            ))
+                                            | mpsc::error::TrySendError::Closed(
+                                                SenderControl::Adopt(c),
+                                            ),
+                                        ) = control.try_send(SenderControl::Adopt(conn))
+                                        {
+                                            c.close(0u32.into(), b"discovered");
+                                        }
+                                    }
+                                    Err(e) => {
+                                        conn.close(0u32.into(), b"discovered");
+                                        warn!(pop = %name, error = %e, "cannot make a gossip link");
+                                    }
                                 }
                             }
                             None => {
+                                conn.close(0u32.into(), b"discovered");
                                 if warned.insert((addr, name.clone())) {
                                     if name == self.cfg.names[self.cfg.own] {
                                         error!(addr = %addr, "another node holds this node's certificate");
@@ -606,6 +651,38 @@ impl Mesh {
             }
         }
         (addrs, alive)
+    }
+
+    /// Closes the connections of peers whose certificate is now revoked, and makes every
+    /// link dial again (so its server's certificate is checked anew).
+    pub fn close_revoked(&self, revoked: &BTreeSet<String>) {
+        {
+            // INVARIANT: the lock is held to walk the list only.
+            let mut all = self.incoming.lock().expect("incoming lock");
+            all.retain(|c| c.close_reason().is_none());
+            for c in all.iter() {
+                let serial = c
+                    .peer_identity()
+                    .and_then(|any| {
+                        any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                            .ok()
+                    })
+                    .and_then(|chain| {
+                        chain
+                            .first()
+                            .and_then(|leaf| crate::pki::serial_of(leaf).ok())
+                    });
+                if serial.is_some_and(|s| revoked.contains(&s)) {
+                    warn!(peer = %c.remote_address(), "certificate revoked; peer disconnected");
+                    c.close(transport::REFUSED.into(), b"certificate revoked");
+                }
+            }
+        }
+        if let Ok(links) = self.links.try_lock() {
+            for link in links.iter().flatten() {
+                let _ = link.control.try_send(SenderControl::Redial);
+            }
+        }
     }
 
     /// Leaves every link and lets go of the endpoint.

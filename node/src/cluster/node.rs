@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, warn};
@@ -34,6 +34,7 @@ type Pulled = (usize, anyhow::Result<(ViewAnnouncement, Arc<HopRanges>)>);
 /// A running cluster membership.
 pub struct ClusterHandle {
     mesh: Arc<Mesh>,
+    tls: Arc<ClusterTls>,
     /// Taken at shutdown, so that the socket is released once the tasks using it end.
     endpoint: std::sync::Mutex<Option<quinn::Endpoint>>,
     handlers: Arc<Handlers>,
@@ -52,8 +53,9 @@ pub struct ClusterParts {
     pub changes: mpsc::Sender<Change>,
     /// What this node publishes about itself, as the owner updates it.
     pub own: watch::Receiver<HotState>,
-    /// The digests of the views kept from the last run, once loaded.
-    pub held: oneshot::Receiver<Vec<Option<u64>>>,
+    /// The digests of the views held: at start once the kept views are loaded, and after a
+    /// reload that rebuilt the tables (what is not held is pulled).
+    pub held: mpsc::Receiver<Vec<Option<u64>>>,
     /// Serves this node's own view (the owner sets what it serves).
     pub views: Arc<ViewServer>,
 }
@@ -78,6 +80,16 @@ impl ClusterHandle {
     /// The node's cluster endpoint address.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.mesh.local_addr()
+    }
+
+    /// Replaces who may be a peer (on reload): the POP names and the revoked serials;
+    /// connections of peers now refused are closed.
+    pub fn admit(&self, names: Vec<String>, revoked: std::collections::BTreeSet<String>) {
+        self.tls.admit(super::tls::Admission {
+            nodes: names,
+            revoked: revoked.clone(),
+        });
+        self.mesh.close_revoked(&revoked);
     }
 
     /// Leaves the cluster (once; later calls do nothing).
@@ -188,6 +200,7 @@ pub async fn start(
     info!(cluster = %cluster.id, gossip = %listen, seeds = ?cluster.seeds, generation, "joined the cluster");
     Ok(ClusterHandle {
         mesh,
+        tls,
         endpoint: std::sync::Mutex::new(Some(endpoint)),
         handlers,
         tasks: std::sync::Mutex::new(tasks),
@@ -275,13 +288,12 @@ async fn follow(
     mut follower: Follower,
     puller: Puller,
     changes: mpsc::Sender<Change>,
-    held: oneshot::Receiver<Vec<Option<u64>>>,
+    mut held: mpsc::Receiver<Vec<Option<u64>>>,
     refresh: Duration,
     shutdown: CancellationToken,
 ) {
     let pops = puller.names.len();
     let (done_tx, mut done_rx) = mpsc::channel::<Pulled>(pops.max(1));
-    let mut held = Some(held);
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -291,9 +303,7 @@ async fn follow(
                 let members = mesh.members().await;
                 follower.handle_members(tokio::time::Instant::now().into_std(), &members);
             }
-            digests = async { held.as_mut().expect("guarded").await }, if held.is_some() => {
-                held = None;
-                let digests = digests.unwrap_or_default();
+            Some(digests) = held.recv() => {
                 follower.handle_held(tokio::time::Instant::now().into_std(), &digests);
             }
             Some(first) = done_rx.recv() => {

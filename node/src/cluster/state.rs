@@ -19,6 +19,7 @@
 //! | `config`   | 16 hex digits            | digest of what decides answers (zone, POPs, geo names, static map) |
 //! | `drained`  | POP names, space-separated | the POPs this node treats as drained now (confirms drains) |
 //! | `peers`    | `NAME@ADDR ...`          | cluster addresses where this node met other nodes (hints for discovery) |
+//! | `leaving`  | `yes` (absent: no)       | the node is shutting down: treat it as gone now   |
 //!
 //! A drain is an operator's decision about one POP, so it is carried by that POP's own node:
 //! the node of POP X is the only writer of X's `admin`, and every other node reads it from
@@ -64,6 +65,8 @@ pub const KEY_CONFIG: &str = "config";
 pub const KEY_DRAINED: &str = "drained";
 /// Key: discovery hints.
 pub const KEY_PEERS: &str = "peers";
+/// Key: the node is shutting down.
+pub const KEY_LEAVING: &str = "leaving";
 
 /// Longest value accepted for a key whose size depends on the cluster (`drained`, `peers`,
 /// `admin_by`): generous for a thousand POPs, small enough that a peer cannot make a node
@@ -184,6 +187,9 @@ pub struct HotState {
     pub drained: Vec<String>,
     /// Where the node met other nodes: `(name, cluster address)`.
     pub peers: Vec<(String, std::net::SocketAddr)>,
+    /// The node is shutting down: peers treat it as gone at once rather than after the
+    /// failure detector notices.
+    pub leaving: bool,
 }
 
 impl HotState {
@@ -198,6 +204,7 @@ impl HotState {
             config: None,
             drained: Vec::new(),
             peers: Vec::new(),
+            leaving: false,
         }
     }
 
@@ -238,6 +245,10 @@ impl HotState {
                     .map(|(n, a)| format!("{n}@{a}"))
                     .collect::<Vec<_>>()
                     .join(" "),
+            ),
+            (
+                KEY_LEAVING,
+                if self.leaving { "yes" } else { "" }.to_owned(),
             ),
         ]
     }
@@ -303,6 +314,11 @@ impl HotState {
                 Ok((name.to_owned(), addr))
             })
             .collect::<Result<_, String>>()?;
+        let leaving = match get(KEY_LEAVING) {
+            None | Some("") => false,
+            Some("yes") => true,
+            Some(other) => return Err(format!("bad `leaving` value {other:?}")),
+        };
         Ok(Self {
             healthy,
             admin,
@@ -312,6 +328,7 @@ impl HotState {
             config,
             drained,
             peers,
+            leaving,
         })
     }
 }
@@ -373,6 +390,13 @@ pub struct PeerView {
     pub alive: bool,
     /// Where this node reaches it (its cluster address), once met.
     pub addr: Option<std::net::SocketAddr>,
+}
+
+impl PeerView {
+    /// Whether it counts as a member: alive, and not saying it is shutting down.
+    pub fn present(&self) -> bool {
+        self.alive && !self.known.as_ref().is_some_and(|k| k.leaving)
+    }
 }
 
 /// What the own POP's node knows of itself.
@@ -447,7 +471,7 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
     };
     let alive = 1
         + (0..pops)
-            .filter(|&i| i != input.own && input.peers[i].alive)
+            .filter(|&i| i != input.own && input.peers[i].present())
             .count();
     let mode = if alive >= quorum {
         Mode::Cluster { alive }
@@ -468,7 +492,9 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
                 load: known.and_then(|s| s.load),
             };
             match mode {
-                Mode::Cluster { .. } | Mode::Standalone => from_node(peer.alive && known.is_some()),
+                Mode::Cluster { .. } | Mode::Standalone => {
+                    from_node(peer.present() && known.is_some())
+                }
                 // Local-only with a healthy own POP: nobody else is handed out.
                 Mode::LocalOnly { .. } if input.own_state.healthy => PopStatus {
                     live: false,
@@ -726,5 +752,33 @@ mod tests {
         assert!(!status[0].healthy);
         assert_eq!(status[1].admin, AdminState::Drained);
         assert!(status[1..].iter().all(|s| s.live && s.healthy));
+    }
+
+    #[test]
+    fn a_leaving_node_counts_as_gone_while_its_link_is_still_up() {
+        let leaving = HotState {
+            leaving: true,
+            ..HotState::up()
+        };
+        assert_eq!(
+            run(
+                OWN_UP,
+                &[
+                    (None, true),
+                    (Some(leaving.clone()), true),
+                    (Some(up()), true)
+                ],
+                q(2)
+            ),
+            "LH- -H- LH- Cluster { alive: 2 }"
+        );
+        assert_eq!(
+            run(
+                OWN_UP,
+                &[(None, true), (Some(leaving), true), (Some(up()), false)],
+                q(2)
+            ),
+            "LH- -H- -H- LocalOnly { alive: 1, quorum: 2 }"
+        );
     }
 }

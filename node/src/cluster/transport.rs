@@ -313,11 +313,18 @@ impl Socket for LinkSocket {
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a peer sender is told besides messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum SenderControl {
     /// The peer connected to us anew (it may have restarted): drop the connection held
     /// and dial again, at once.
     Redial,
+    /// A connection to the peer made elsewhere (by discovery, which dialled it to learn
+    /// whose address it is): used if the sender holds none, so that a new link sends at
+    /// once instead of after a second handshake.
+    Adopt(quinn::Connection),
+    /// The peer spoke to us: if the sender is backing off after failed dials, dial again at
+    /// the next message instead of waiting out the backoff. A live connection is kept.
+    Wake,
 }
 
 /// Sends the messages queued for one peer, one uni stream each, over a connection it keeps
@@ -349,6 +356,24 @@ pub async fn peer_sender(
                     }
                     retry_at = tokio::time::Instant::now();
                     backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Some(SenderControl::Adopt(c)) => {
+                    let held = conn.as_ref().is_some_and(|c| c.close_reason().is_none());
+                    if held || c.remote_address() != *peer.borrow() {
+                        c.close(0u32.into(), b"already connected");
+                    } else {
+                        backoff = Duration::from_millis(100);
+                        wire_seen = 0;
+                        conn = Some(c);
+                    }
+                    continue;
+                }
+                Some(SenderControl::Wake) => {
+                    if conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
+                        retry_at = tokio::time::Instant::now();
+                        backoff = Duration::from_millis(100);
+                    }
                     continue;
                 }
                 None => return,

@@ -64,10 +64,21 @@ impl ViewCatalog {
 
     /// This node already holds the view with `digest` for POP `pop` (kept from its last run).
     pub fn held(&mut self, pop: usize, digest: u64) {
+        self.set_held(pop, Some(digest));
+    }
+
+    /// This node holds the view with `digest` for POP `pop`, or (`None`) none: after a reload
+    /// rebuilt the tables from the config and the kept views, what they did not restore is
+    /// pulled again.
+    pub fn set_held(&mut self, pop: usize, digest: Option<u64>) {
         if pop != self.own
             && let Some(slot) = self.slots.get_mut(pop)
         {
-            slot.held = Some(digest);
+            if slot.held != digest {
+                slot.failures = 0;
+                slot.retry_at = None;
+            }
+            slot.held = digest;
         }
     }
 

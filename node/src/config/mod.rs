@@ -124,6 +124,11 @@ pub fn default_quorum(pops: usize) -> usize {
     pops / 2 + 1
 }
 
+/// How long a starting node waits for its own view, a quorum and its peers' views before
+/// it says it is ready anyway: long enough for a cluster of a hundred full views to pull
+/// them, short enough that a node cut off at start still comes into service.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Gossip interval: a few rounds fit in the failure-detection budget of about two seconds.
 pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -172,6 +177,9 @@ pub struct NodeSettings {
     pub state_dir: Option<PathBuf>,
     /// Largest file the node reads (files the config names, MRT dumps as they change).
     pub max_file_bytes: u64,
+    /// The longest a starting node waits to be ready (own view in, cluster joined, every
+    /// live peer's view held) before it says it is ready anyway.
+    pub ready_timeout: Duration,
     /// POPs loaded above this are skipped while others are not.
     pub load_high_water: f32,
     /// How this node measures its own POP's load, if it does.

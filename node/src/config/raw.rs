@@ -57,6 +57,8 @@ pub(crate) struct RawNode {
     #[serde(default)]
     pub(crate) max_file_mib: Option<Spanned<u64>>,
     #[serde(default)]
+    pub(crate) ready_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
     pub(crate) load_high_water: Option<Spanned<f32>>,
     #[serde(default)]
     pub(crate) load: Option<Spanned<RawLoad>>,

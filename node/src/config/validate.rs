@@ -115,6 +115,11 @@ pub(super) fn validate(
         api_socket: raw.node.api_socket.as_ref().map(|p| cx.dir.join(p)),
         state_dir: raw.node.state_dir.as_ref().map(|p| cx.dir.join(p)),
         max_file_bytes: cx.max_file,
+        ready_timeout: raw
+            .node
+            .ready_timeout_secs
+            .as_ref()
+            .map_or(DEFAULT_READY_TIMEOUT, |s| Duration::from_secs(*s.get_ref())),
         load_high_water: match &raw.node.load_high_water {
             None => health::DEFAULT_HIGH_WATER,
             Some(h) if (0.0..=1.0).contains(h.get_ref()) => *h.get_ref(),

@@ -20,6 +20,7 @@
 
 pub mod builder;
 pub mod owner;
+pub mod reload;
 #[cfg(test)]
 mod tests;
 
@@ -69,8 +70,27 @@ pub enum Change {
         /// Who, and when.
         by: AdminBy,
     },
+    /// The node is shutting down: say so to peers, so they treat it as gone at once.
+    Leaving,
     /// A build handed out by [`Effects::build`] finished.
     Built(Tables),
+    /// The tables of a reloaded config are built (from its files and the kept views):
+    /// answers switch to the new config now.
+    Reloaded {
+        /// The config.
+        config: Arc<Config>,
+        /// Its tables.
+        tables: Tables,
+        /// The digest of every view they restored (the rest is pulled again).
+        held: Vec<Option<u64>>,
+    },
+}
+
+/// A reload whose tables must be built again, off the owner task.
+#[derive(Debug)]
+pub struct ReloadJob {
+    /// The config to build them for.
+    pub config: Arc<Config>,
 }
 
 /// A table rebuild to run off the owner task: a pure function of `base`.
@@ -115,6 +135,10 @@ pub struct Effects {
     pub serve: Option<Option<Arc<EncodedView>>>,
     /// The admin state of these POPs changed by an operator: keep it on disk.
     pub persist_admin: bool,
+    /// A reload's tables to build (then [`Change::Reloaded`]).
+    pub reload: Option<ReloadJob>,
+    /// The views held after a reload: the cluster pulls what is not.
+    pub held: Option<Vec<Option<u64>>>,
     /// What happened, for the log.
     pub events: Vec<Event>,
 }
@@ -160,6 +184,8 @@ pub enum Event {
     },
     /// A change was refused.
     Refused(String),
+    /// A reloaded config is in answers.
+    Reloaded,
 }
 
 /// An operator's admin state of a POP, as this node keeps it (and on disk).
@@ -212,11 +238,15 @@ pub struct NodeState {
     pending: BTreeMap<usize, Column>,
     /// How the views of the running build are described once it is in.
     in_build: Vec<(usize, Option<ViewInfo>)>,
-    /// A build (or the kept-view load) is running.
+    /// A build (or the kept-view load, or a reload's tables) is running.
     building: bool,
+    /// The running build is a reload's.
+    reloading: bool,
     snapshot: Arc<Snapshot>,
     /// The last state announced.
     announced: Option<HotState>,
+    /// Shutting down.
+    leaving: bool,
 }
 
 impl NodeState {
@@ -262,8 +292,10 @@ impl NodeState {
             pending: BTreeMap::new(),
             in_build: Vec::new(),
             building: loading_kept,
+            reloading: false,
             snapshot,
             announced: None,
+            leaving: false,
         };
         state.snapshot = Arc::new(state.next_snapshot(&state.snapshot));
         state
@@ -308,6 +340,7 @@ impl NodeState {
                 }
             }
             Change::Load(load) => self.load = load,
+            Change::Leaving => self.leaving = true,
             Change::OwnView(v) => self.own_view_changed(v, now_ms, &mut fx),
             Change::OwnViewEncoded { version, encoded } => {
                 if version == self.own_view.version && self.own_view.view.is_some() {
@@ -378,9 +411,168 @@ impl NodeState {
                 }
                 self.install(tables);
             }
+            Change::Reloaded {
+                config,
+                tables,
+                held,
+            } => self.reloaded(config, tables, held, now_ms, &mut fx),
         }
         self.finish(&mut fx);
         fx
+    }
+
+    /// Whether the node is ready to serve as a member of its cluster, or what it waits for:
+    /// the views kept from the last run loaded, its own route view in, a quorum of nodes
+    /// heard, and the view of every live peer held.
+    pub fn readiness(&self) -> Result<(), String> {
+        let own = self.config.node.pop;
+        // The kept-view load is the only build with nothing in `in_build`.
+        if self.building && self.in_build.is_empty() && !self.reloading {
+            return Err("loading the route views kept from the last run".to_owned());
+        }
+        let own_expected = !matches!(
+            self.config.node.own_view,
+            crate::config::OwnViewSource::File(None)
+        );
+        let own_in = self.own_view.view.is_some()
+            && !self.pending.contains_key(&own)
+            && !self.in_build.iter().any(|(p, _)| *p == own);
+        if own_expected && !own_in {
+            return Err(format!(
+                "waiting for the own route view ({})",
+                self.own_view.source
+            ));
+        }
+        match self.snapshot.mode {
+            Mode::Standalone | Mode::Cluster { .. } => {}
+            Mode::LocalOnly { alive, quorum } => {
+                return Err(format!(
+                    "waiting for peers: {alive} of the {quorum} nodes needed heard"
+                ));
+            }
+        }
+        let missing: Vec<&str> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|&(i, p)| {
+                i != own
+                    && p.present()
+                    && p.known.as_ref().and_then(|k| k.view).is_some_and(|a| {
+                        self.infos[i].as_ref().and_then(|v| v.digest) != Some(a.digest)
+                    })
+            })
+            .map(|(i, _)| self.config.pops[i].name.as_str())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("pulling the route views of {}", missing.join(", ")))
+        }
+    }
+
+    /// Whether a reload is running (one at a time).
+    pub fn is_reloading(&self) -> bool {
+        self.reloading
+    }
+
+    /// Applies a reload planned by [`reload::plan`]. Without new tables it applies at once;
+    /// otherwise [`Effects::reload`] asks for them, and answers switch to the new config when
+    /// [`Change::Reloaded`] brings them (changes meanwhile go in on top). Returns whether it
+    /// applied now.
+    pub fn reload(&mut self, plan: reload::ReloadPlan) -> (Effects, bool) {
+        let mut fx = Effects::default();
+        let config = Arc::new(plan.config);
+        if plan.rebuild_tables {
+            self.reloading = true;
+            self.building = true;
+            fx.reload = Some(ReloadJob { config });
+            return (fx, false);
+        }
+        let tables = self.tables.clone();
+        self.switch_config(config, tables);
+        fx.events.push(Event::Reloaded);
+        self.finish(&mut fx);
+        (fx, true)
+    }
+
+    /// Runs from `config` and `tables` from now on.
+    fn switch_config(&mut self, config: Arc<Config>, tables: Tables) {
+        self.membership = match &config.cluster {
+            Some(c) => Membership::Clustered { quorum: c.quorum },
+            None => Membership::Standalone,
+        };
+        // An operator's state stands unless the config's changed since it was set.
+        for (i, record) in self.admin.iter_mut().enumerate() {
+            if record
+                .as_ref()
+                .is_some_and(|r| r.config_admin != config.pops[i].admin)
+            {
+                *record = None;
+            }
+        }
+        self.own_view.source = config.node.own_view.describe();
+        // The next snapshot is built over the new config (see `next_snapshot`).
+        self.tables = tables;
+        self.config = config;
+    }
+
+    fn reloaded(
+        &mut self,
+        config: Arc<Config>,
+        tables: Tables,
+        held: Vec<Option<u64>>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) {
+        let own = config.node.pop;
+        self.reloading = false;
+        self.building = false;
+        self.in_build.clear();
+        for (pop, info) in self.infos.iter_mut().enumerate() {
+            *info = tables.view_info(pop).cloned();
+        }
+        let from_config = tables.view(own).cloned();
+        self.switch_config(config, tables);
+        match (&self.config.node.own_view, from_config) {
+            // A view the config itself holds (a route file, or the MRT dump read with it) is
+            // the own view from now on.
+            (
+                crate::config::OwnViewSource::File(_) | crate::config::OwnViewSource::Mrt(_),
+                view,
+            ) => {
+                let same = match (&view, &self.own_view.view) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same || self.own_view.version == 0 {
+                    self.own_view.view = view.clone();
+                    self.own_view.version = now_ms.max(self.own_view.version + 1);
+                    self.own_view.announced = None;
+                    self.own_view.stale_since_ms = None;
+                    self.infos[own] = view.as_ref().map(|_| self.own_info());
+                    match (&self.config.cluster, view) {
+                        (Some(_), Some(v)) => fx.encode = Some((v, self.own_view.version)),
+                        (Some(_), None) => fx.serve = Some(None),
+                        (None, _) => {}
+                    }
+                }
+            }
+            // A live source (BGP): its current view goes in again.
+            (crate::config::OwnViewSource::Bgp(_), _) => {
+                if let Some(view) = self.own_view.view.clone()
+                    && !self.pending.contains_key(&own)
+                {
+                    let info = Some(self.own_info());
+                    self.pending.insert(own, Column::Own(Some(view), info));
+                }
+            }
+        }
+        if self.config.cluster.is_some() {
+            fx.held = Some(held);
+        }
+        fx.events.push(Event::Reloaded);
     }
 
     fn own_view_changed(&mut self, v: OwnView, now_ms: u64, fx: &mut Effects) {
@@ -515,6 +707,7 @@ impl NodeState {
             });
         }
         let changed = next.mode != self.snapshot.mode
+            || !Arc::ptr_eq(&next.config, &self.snapshot.config)
             || next.pop_status != self.snapshot.pop_status
             || next.admin_by != self.snapshot.admin_by
             || !same_tables(next.tables(), self.snapshot.tables())
@@ -566,8 +759,16 @@ impl NodeState {
                 }
             })
             .collect();
-        let mut next = current.with_status(status, admin_by, mode);
-        if !same_tables(current.tables(), &self.tables) {
+        let mut next = if Arc::ptr_eq(&current.config, &self.config) {
+            current.with_status(status, admin_by, mode)
+        } else {
+            // A reload: a snapshot of the new config, keeping the running counters.
+            let mut base = Snapshot::new(self.config.clone(), self.tables.clone());
+            base.partitions = current.partitions;
+            base.mode = current.mode;
+            base.with_status(status, admin_by, mode)
+        };
+        if !same_tables(next.tables(), &self.tables) {
             next = next.with_tables(self.tables.clone());
         }
         next.with_peers(self.peers.clone())
@@ -593,6 +794,7 @@ impl NodeState {
                 .map(|(p, _)| p.name.clone())
                 .collect(),
             peers: Vec::new(),
+            leaving: self.leaving,
         }
     }
 }

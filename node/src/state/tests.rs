@@ -292,3 +292,59 @@ fn the_kept_views_load_is_the_first_build_and_changes_meanwhile_go_on_top() {
         Some(60)
     );
 }
+
+#[test]
+fn a_reload_publishes_the_new_config_at_once_or_when_its_tables_are_built() {
+    let mut s = NodeState::new(config(|t| t), vec![None; 3], false);
+    let old = s.snapshot().clone();
+    // A new address for nyc: no table to build, the next snapshot has it.
+    let plan = reload::plan(
+        s.config(),
+        Arc::into_inner(config(|t| t.replace("198.51.100.10", "198.51.100.11"))).unwrap(),
+    )
+    .unwrap();
+    assert!(!plan.rebuild_tables);
+    let (fx, applied) = s.reload(plan);
+    assert!(applied && fx.reload.is_none());
+    let snap = fx.publish.expect("the new config is published");
+    assert_eq!(
+        snap.config.pops[1].v4,
+        ["198.51.100.11".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert!(snap.tables().same_as(old.tables()), "the tables are shared");
+    assert!(!s.is_reloading());
+
+    // A geo name's TTL and nyc's route view change: the tables are built first, and
+    // answers keep the running config until they land.
+    let plan = reload::plan(
+        s.config(),
+        Arc::into_inner(config(|t| {
+            t.replace("198.51.100.10", "198.51.100.11")
+                .replace("ttl = 30", "ttl = 31")
+                .replace("views/nyc.routes", "views/syd.routes")
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(plan.rebuild_tables);
+    let (fx, applied) = s.reload(plan);
+    assert!(!applied && fx.publish.is_none());
+    let job = fx.reload.expect("a build is asked for");
+    assert!(s.is_reloading());
+    // A health change meanwhile goes into the running config.
+    let fx = s.apply(Change::Health(false), 5);
+    assert_eq!(fx.publish.unwrap().config.geo[0].ttl, 30);
+    let tables = Tables::from_config(&job.config);
+    let fx = s.apply(
+        Change::Reloaded {
+            config: job.config.clone(),
+            tables,
+            held: vec![None; 3],
+        },
+        6,
+    );
+    let snap = fx.publish.expect("published with the new tables");
+    assert_eq!(snap.config.geo[0].ttl, 31);
+    assert!(!snap.pop_status[0].healthy, "the health change stands");
+    assert!(!s.is_reloading());
+}
