@@ -206,7 +206,8 @@ impl InProc {
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(e.context(format!("restarting node {}", self.names[i])));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // The crashed incarnation lets go of its ports within moments.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         };
         let node = self.start_node(i, dns, gossip).await?;

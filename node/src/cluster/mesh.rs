@@ -54,6 +54,9 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 const DISCOVER_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often seed host names are resolved again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// Rounds during which a new incarnation that speaks counts as alive before its link's
+/// failure detector agrees (see [`Mesh::members`]).
+const NEW_INCARNATION_ROUNDS: u64 = 5;
 /// Hints kept per POP (most recent first).
 const HINTS_PER_POP: usize = 4;
 
@@ -82,8 +85,9 @@ struct Link {
     addr: watch::Sender<SocketAddr>,
     control: mpsc::Sender<SenderControl>,
     sender: JoinHandle<()>,
-    /// The newest incarnation of the peer seen on this link.
+    /// The newest incarnation of the peer seen on this link, and since when.
     generation: Option<u64>,
+    generation_seen: Instant,
 }
 
 /// See the module doc.
@@ -101,6 +105,9 @@ pub struct Mesh {
     incoming: std::sync::Mutex<Vec<quinn::Connection>>,
     stats: Arc<TransportStats>,
     faults: Faults,
+    /// When each POP's node last spoke on its own connection (ms since `epoch`; 0: never).
+    heard: Vec<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
 }
 
 impl Mesh {
@@ -125,6 +132,10 @@ impl Mesh {
             incoming: std::sync::Mutex::new(Vec::new()),
             stats,
             faults,
+            heard: (0..pops)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            epoch: Instant::now(),
         })
     }
 
@@ -226,6 +237,7 @@ impl Mesh {
             control: control_tx,
             sender,
             generation: None,
+            generation_seen: Instant::now(),
         })
     }
 
@@ -265,6 +277,10 @@ impl Mesh {
         let mesh = self.clone();
         let mut refreshed = false;
         transport::receive_gossip(&conn, &id, &self.stats, |msg| {
+            mesh.heard[pop].store(
+                mesh.epoch.elapsed().as_millis() as u64 + 1,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             match inbox.try_send(msg) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -445,10 +461,32 @@ impl Mesh {
                 let name = self.cfg.names[pop].clone();
                 let own_name = self.cfg.names[self.cfg.own].clone();
                 let addr = *link.addr.borrow();
+                // A new incarnation that speaks on its own authenticated connection is alive
+                // before the failure detector says so (it needs two heartbeats a round apart):
+                // a restarted peer is back a round sooner. Only for a new incarnation's first
+                // rounds, so that a peer this node hears but cannot reach (a one-way cut) is
+                // still judged by the detector, and it lapses two rounds after the peer falls
+                // silent, well before the detector's bound.
+                let heard = self.heard[pop].load(std::sync::atomic::Ordering::Relaxed);
+                let round = self.cfg.gossip_interval.as_millis() as u64;
+                let spoke = heard != 0
+                    && (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(heard)
+                        <= 2 * round;
+                let (known, seen) = (link.generation, link.generation_seen);
+                let fresh = move |generation: u64| {
+                    Some(generation) != known
+                        || seen.elapsed() < Duration::from_millis(NEW_INCARNATION_ROUNDS * round)
+                };
                 let read = link
                     .chitchat
                     .with_chitchat(|c| {
                         let live: BTreeSet<ChitchatId> = c.live_nodes().cloned().collect();
+                        let newest = c
+                            .node_states()
+                            .keys()
+                            .filter(|id| *id.node_id == *name)
+                            .map(|id| id.generation_id)
+                            .max();
                         let mut found = Vec::new();
                         let mut foreign = None;
                         for (id, state) in c.node_states() {
@@ -468,7 +506,11 @@ impl Mesh {
                                 pop,
                                 generation: id.generation_id,
                                 addr,
-                                alive: live.contains(id),
+                                alive: live.contains(id)
+                                    || (spoke
+                                        && keys.is_some()
+                                        && Some(id.generation_id) == newest
+                                        && fresh(id.generation_id)),
                                 state: keys,
                             });
                         }
@@ -487,6 +529,7 @@ impl Mesh {
                 }
                 if newest > link.generation {
                     link.generation = newest;
+                    link.generation_seen = Instant::now();
                 }
                 if let Some(other) = foreign {
                     warn!(peer = %name, other = %other, "peer sent state of another node on its link; link started afresh");
