@@ -185,6 +185,7 @@ impl TestNode {
                 probes: tap.is_none(),
                 on_own_view: tap,
                 config_path: Some(config.to_owned()),
+                ..app::NodeParts::default()
             },
             shutdown.clone(),
         )

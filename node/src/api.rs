@@ -62,6 +62,8 @@ pub struct ApiContext {
     pub cluster: Option<Arc<ClusterHandle>>,
     /// Reloads its config, when it was started from a file.
     pub reloader: Option<Arc<crate::sources::Reloader>>,
+    /// Where take-over requests go (the process that owns the sockets), if it allows them.
+    pub takeover: Option<tokio::sync::mpsc::Sender<UnixStream>>,
 }
 
 /// Binds the API socket at `path`, refusing to take over the socket of a node that is still
@@ -156,14 +158,41 @@ pub async fn serve(listener: UnixListener, cx: ApiContext, shutdown: Cancellatio
 }
 
 async fn connection(stream: UnixStream, cx: ApiContext) {
-    let who = match stream.peer_cred() {
-        Ok(c) => format!("local uid {}", c.uid()),
-        Err(_) => "the local API".to_owned(),
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let who = match uid {
+        Some(uid) => format!("local uid {uid}"),
+        None => "the local API".to_owned(),
     };
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST as u64 * 16)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let response = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::TakeOver) => {
+                // SAFETY: geteuid has no preconditions.
+                let own = uid == Some(unsafe { libc::geteuid() });
+                match (&cx.takeover, own) {
+                    (Some(tx), true) => {
+                        let read = lines.into_inner().into_inner().into_inner();
+                        match read.reunite(write) {
+                            Ok(stream) => {
+                                info!(by = %who, "a new process asks to take over this node's sockets");
+                                let _ = tx.send(stream).await;
+                            }
+                            Err(e) => warn!(error = %e, "take-over request lost"),
+                        }
+                        return;
+                    }
+                    (Some(_), false) => Response::Error {
+                        message: "only a process of the node's own user may take over its sockets"
+                            .to_owned(),
+                    },
+                    (None, _) => Response::Error {
+                        message:
+                            "this node cannot hand over its sockets (not started by `sparrow node`)"
+                                .to_owned(),
+                    },
+                }
+            }
             Ok(request) => {
                 debug!(?request, "operator request");
                 handle(&cx, request, &who).await
@@ -268,6 +297,9 @@ async fn handle(cx: &ApiContext, request: Request, who: &str) -> Response {
             Err(message) => Response::Error { message },
         },
         Request::SetAdmin { pop, drained } => set_admin(cx, &snap, &pop, drained, who).await,
+        Request::TakeOver => Response::Error {
+            message: "a take-over is asked on the node's local API socket only".to_owned(),
+        },
         Request::Reload => {
             let Some(reloader) = &cx.reloader else {
                 return Response::Error {

@@ -122,6 +122,11 @@ pub struct NodeParts {
     pub on_own_view: Option<ViewTap>,
     /// The config file, for `sparrow reload` and SIGHUP; `None`: no reload.
     pub config_path: Option<PathBuf>,
+    /// The API listener, already bound (taken over from an older process); `None`: bind
+    /// `api_socket`.
+    pub api_listener: Option<tokio::net::UnixListener>,
+    /// Where the API sends take-over requests; `None`: refused.
+    pub takeover: Option<tokio::sync::mpsc::Sender<tokio::net::UnixStream>>,
 }
 
 /// A running node (everything but its DNS sockets, which the caller serves with
@@ -139,6 +144,8 @@ pub struct Node {
     pub api_socket: Option<PathBuf>,
     /// Reloads its config, when it was started from a file.
     pub reloader: Option<Arc<Reloader>>,
+    /// Duplicates of its listening sockets, for a take-over (when allowed).
+    handover: Option<crate::handover::Sockets>,
     shutdown: CancellationToken,
     owner: tokio::task::JoinHandle<()>,
 }
@@ -189,6 +196,16 @@ impl Node {
             shutdown.clone(),
         );
         sources.start_probes(&config, &handle);
+        let mut handover = parts
+            .takeover
+            .is_some()
+            .then(crate::handover::Sockets::default);
+        if let (Some(h), Some(s)) = (&mut handover, &parts.gossip) {
+            h.gossip = Some(crate::handover::dup(s)?);
+        }
+        if let (Some(h), Some(l)) = (&mut handover, &parts.metrics) {
+            h.metrics = Some(crate::handover::dup(l)?);
+        }
         let cluster = match (&config.cluster, parts.gossip) {
             (Some(_), Some(socket)) => {
                 let generation = crate::clock::unix_ms();
@@ -225,12 +242,19 @@ impl Node {
             ))
         });
         if let Some(path) = &parts.api_socket {
-            let listener = api::bind(path).await?;
+            let listener = match parts.api_listener {
+                Some(l) => l,
+                None => api::bind(path).await?,
+            };
+            if let Some(h) = &mut handover {
+                h.api = Some(crate::handover::dup(&listener)?);
+            }
             info!(socket = %path.display(), "operator API");
             let cx = api::ApiContext {
                 state: handle.clone(),
                 cluster: cluster.clone(),
                 reloader: reloader.clone(),
+                takeover: parts.takeover.clone(),
             };
             if let Some(c) = &cluster {
                 // Operators with a certificate of the cluster's CA reach it over QUIC too.
@@ -261,6 +285,7 @@ impl Node {
             metrics_addr,
             api_socket: parts.api_socket,
             reloader,
+            handover,
             shutdown,
             owner: owner_task,
         })
@@ -297,14 +322,26 @@ impl Node {
 
     /// Stops the node's parts (its DNS server stops with the shutdown token).
     pub async fn stop(self) {
+        let api_socket = self.api_socket.clone();
+        self.stop_parts().await;
+        if let Some(path) = &api_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    async fn stop_parts(self) -> Option<crate::handover::Sockets> {
         self.shutdown.cancel();
         if let Some(c) = &self.cluster {
             c.shutdown().await;
         }
         let _ = self.owner.await;
-        if let Some(path) = &self.api_socket {
-            let _ = std::fs::remove_file(path);
-        }
+        self.handover
+    }
+
+    /// Stops every part but leaves its listening sockets open (and the API socket's file in
+    /// place) for the process taking over; returns them.
+    async fn stop_for_handover(self) -> Option<crate::handover::Sockets> {
+        self.stop_parts().await
     }
 }
 
@@ -314,10 +351,15 @@ impl Node {
 /// its peers it is leaving, then stops taking queries and answers those in flight, then
 /// leaves the cluster. Under systemd (`Type=notify`) it says READY=1 once ready, keeps
 /// STATUS= current, and pings the watchdog while its state owner answers.
+///
+/// With `take_over`, the sockets are those of the node running with this config (see
+/// [`crate::handover`]) instead of freshly bound ones; either way the node hands its own
+/// sockets to a process that asks, and exits once that one serves.
 pub async fn run(
     loaded: Loaded,
     path: &std::path::Path,
     listen_override: &[SocketAddr],
+    take_over: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     for w in &loaded.warnings {
@@ -325,17 +367,57 @@ pub async fn run(
     }
     raise_nofile_limit();
     let config = loaded.config;
-    let listen = if listen_override.is_empty() {
-        config.node.listen.clone()
+    let api_socket = config
+        .node
+        .api_socket
+        .clone()
+        .unwrap_or_else(api::default_socket);
+    let (sockets, gossip, metrics, api_listener, inherited) = if take_over {
+        let mut from = crate::handover::take_over(&api_socket).await?;
+        let dns: Vec<DnsSockets> = std::mem::take(&mut from.dns)
+            .into_iter()
+            .map(|(udp, tcp)| DnsSockets { udp, tcp })
+            .collect();
+        for s in &dns {
+            info!(udp = %s.local_addr()?, tcp = %s.tcp.local_addr()?, "serving DNS (taken over)");
+        }
+        if config.cluster.is_some() != from.gossip.is_some() {
+            anyhow::bail!(
+                "the running node and this config disagree on `[cluster]`: restart instead"
+            );
+        }
+        (
+            dns,
+            from.gossip.take(),
+            from.metrics.take(),
+            from.api.take(),
+            Some(from),
+        )
     } else {
-        listen_override.to_vec()
+        let listen = if listen_override.is_empty() {
+            config.node.listen.clone()
+        } else {
+            listen_override.to_vec()
+        };
+        let mut sockets = Vec::new();
+        for addr in listen {
+            let s = bind(addr).await?;
+            info!(udp = %s.local_addr()?, tcp = %s.tcp.local_addr()?, "serving DNS");
+            sockets.push(s);
+        }
+        let gossip = match &config.cluster {
+            Some(c) => Some(
+                std::net::UdpSocket::bind(c.listen)
+                    .with_context(|| format!("cannot bind gossip {}", c.listen))?,
+            ),
+            None => None,
+        };
+        let metrics = match config.node.metrics_listen {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
+        (sockets, gossip, metrics, None, None)
     };
-    let mut sockets = Vec::new();
-    for addr in listen {
-        let s = bind(addr).await?;
-        info!(udp = %s.local_addr()?, tcp = %s.tcp.local_addr()?, "serving DNS");
-        sockets.push(s);
-    }
     let routes: usize = config
         .pops
         .iter()
@@ -352,36 +434,29 @@ pub async fn run(
         "node started"
     );
     let timeout = config.node.tcp_idle_timeout;
-    let gossip = match &config.cluster {
-        Some(c) => Some(
-            std::net::UdpSocket::bind(c.listen)
-                .with_context(|| format!("cannot bind gossip {}", c.listen))?,
-        ),
-        None => None,
-    };
-    let metrics = match config.node.metrics_listen {
-        Some(addr) => Some(bind_metrics(addr).await?),
-        None => None,
-    };
-    let api_socket = Some(
-        config
-            .node
-            .api_socket
-            .clone()
-            .unwrap_or_else(api::default_socket),
-    );
+    let mut dns_fds = Vec::new();
+    for s in &sockets {
+        dns_fds.push((
+            s.local_addr()?,
+            crate::handover::dup(&s.udp)?,
+            crate::handover::dup(&s.tcp)?,
+        ));
+    }
     // The node's parts and its DNS server stop separately: DNS last, after the goodbye.
     let parts_token = CancellationToken::new();
     let dns_token = CancellationToken::new();
+    let (takeover_tx, mut takeover_rx) = tokio::sync::mpsc::channel(1);
     let node = Node::start(
         config,
         NodeParts {
             gossip,
             metrics,
-            api_socket,
+            api_socket: Some(api_socket),
             probes: true,
             on_own_view: None,
             config_path: Some(path.to_owned()),
+            api_listener,
+            takeover: Some(takeover_tx),
         },
         parts_token.clone(),
     )
@@ -392,6 +467,9 @@ pub async fn run(
         timeout,
         dns_token.clone(),
     ));
+    if let Some(from) = inherited {
+        from.serving().await;
+    }
     let notify = crate::sdnotify::Notifier::from_env();
     if let Some(n) = &notify {
         tokio::spawn(n.clone().follow(node.state.clone(), parts_token.clone()));
@@ -404,22 +482,56 @@ pub async fn run(
             parts_token.clone(),
         ));
     }
-    let result = tokio::select! {
-        r = &mut server => Some(r),
+    let asked = tokio::select! {
+        r = &mut server => {
+            node.leave().await;
+            node.stop().await;
+            parts_token.cancel();
+            return r.context("DNS server task failed")?;
+        }
         () = shutdown.cancelled() => None,
+        Some(stream) = takeover_rx.recv() => Some(stream),
     };
     if let Some(n) = &notify {
         n.send("STOPPING=1\nSTATUS=leaving the cluster, then answering what is in flight");
     }
     node.leave().await;
-    dns_token.cancel();
-    let result = match result {
-        Some(r) => r,
-        None => server.await,
+    let Some(stream) = asked else {
+        dns_token.cancel();
+        let result = server.await;
+        node.stop().await;
+        parts_token.cancel();
+        return result.context("DNS server task failed")?;
     };
-    node.stop().await;
+    // A take-over: everything but DNS stops (the cluster socket must be free of this
+    // process's endpoint before the new one reads it), then the sockets go over, and DNS
+    // stops once the new process serves on them.
+    let mut sockets = node.stop_for_handover().await.unwrap_or_default();
     parts_token.cancel();
-    result.context("DNS server task failed")?
+    sockets.dns = dns_fds;
+    let served = match crate::handover::hand_over(stream, sockets).await {
+        Ok(back) => {
+            info!("sockets handed over; answering until the new process serves");
+            crate::handover::wait_serving(back).await
+        }
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "hand-off failed");
+            false
+        }
+    };
+    if served {
+        info!("the new process serves DNS; stopping");
+    } else {
+        // Nothing is lost by staying: this process answers from its last state until it is
+        // stopped (it left the cluster, so an operator restarts it).
+        error!("the new process did not take over; answering from the last state until stopped");
+        tokio::select! {
+            r = &mut server => return r.context("DNS server task failed")?,
+            () = shutdown.cancelled() => {}
+        }
+    }
+    dns_token.cancel();
+    server.await.context("DNS server task failed")?
 }
 
 /// Reloads on every SIGHUP until `shutdown`; the outcome goes to the log (and systemd).

@@ -41,6 +41,7 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod explain;
+pub mod handover;
 pub mod health;
 pub mod memory;
 pub mod metrics;

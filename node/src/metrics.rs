@@ -460,6 +460,24 @@ impl Collector for StateCollector {
             }
         }
 
+        let own_digest = config.answer_digest();
+        let mut m = encoder.encode_descriptor(
+            "sparrow_pop_config_differs",
+            "1 for each live peer whose answer-deciding config (zone, POPs, geo names, static map) differs from this node's: a change not rolled out everywhere.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, (pop, peer)) in config.pops.iter().zip(snap.peers.iter()).enumerate() {
+            if i == config.node.pop || !peer.present() {
+                continue;
+            }
+            let Some(digest) = peer.known.as_ref().and_then(|k| k.config) else {
+                continue;
+            };
+            ConstGauge::new(i64::from(digest != own_digest))
+                .encode(m.encode_family(&[("pop", pop.name.as_str())])?)?;
+        }
+
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

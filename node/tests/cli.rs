@@ -370,6 +370,51 @@ fn demo_runs_a_three_node_cluster_that_answers_alike() {
 }
 
 /// Starts `sparrow node` on `config` with a free DNS port; returns the child and its port.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_fields_as_keys() {
+    let mut child = sparrow()
+        .args([
+            "--log-format",
+            "json",
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(example())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let serving = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("node did not say it serves DNS");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string(), "no timestamp: {line}");
+        assert!(v["level"].is_string(), "no level: {line}");
+        if v["fields"]["message"] == "serving DNS" {
+            break v;
+        }
+    };
+    // Structured fields stay fields, not text inside the message.
+    let udp: std::net::SocketAddr = serving["fields"]["udp"]
+        .as_str()
+        .expect("udp field")
+        .parse()
+        .unwrap();
+    assert_ne!(udp.port(), 0);
+    assert_eq!(serving["level"], "INFO");
+}
+
 fn start_node(config: &Path) -> (Reaped, std::net::SocketAddr) {
     let (child, addr, _) = start_node_logging(config, "");
     (child, addr)
@@ -778,4 +823,151 @@ fn under_systemd_the_node_says_ready_reloading_and_stopping() {
         .unwrap();
     until("STOPPING=1");
     assert!(child.wait().unwrap().success());
+}
+
+/// A DNS query for `www.example.net A` with id `id`, as bytes.
+fn query_bytes(id: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(40);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // no RD; one question
+    for label in ["www", "example", "net"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]); // root, A, IN
+    q
+}
+
+#[test]
+fn a_new_process_takes_over_the_sockets_and_not_one_query_is_lost() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("[zone]", "api_socket = \"api.sock\"\n\n[zone]");
+    let config = example_copy(&text);
+    let socket = config.parent().unwrap().join("api.sock");
+    let (mut old, addr) = start_node(&config);
+
+    // Four clients, each asking one query after another (2 s to answer each) until told to
+    // stop: every query must be answered, by one process or the other.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, lost) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..4u16)
+        .map(|c| {
+            let (stop, answered, lost) = (stop.clone(), answered.clone(), lost.clone());
+            std::thread::spawn(move || {
+                let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut id = c.wrapping_mul(16_000);
+                let mut buf = [0u8; 1500];
+                while !stop.load(Ordering::Relaxed) {
+                    id = id.wrapping_add(1);
+                    udp.send_to(&query_bytes(id), addr).unwrap();
+                    loop {
+                        match udp.recv(&mut buf) {
+                            Ok(n) if n >= 12 && buf[..2] == id.to_be_bytes() => {
+                                assert_eq!(buf[3] & 0x0f, 0, "rcode of query {id}");
+                                answered.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Ok(_) => continue, // a late answer to an earlier query
+                            Err(_) => {
+                                lost.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for = |count: u64| {
+        let start = Instant::now();
+        while answered.load(Ordering::Relaxed) < count {
+            assert!(start.elapsed() < Duration::from_secs(30), "queries stalled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(200);
+
+    let mut new = sparrow()
+        .args(["node", "--take-over", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let stderr = new.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let taken = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the new process did not take over:\n{log}"));
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("serving DNS (taken over)") {
+            break line;
+        }
+    };
+    assert!(
+        taken.contains(&format!("udp={addr}")),
+        "the new process serves the old one's socket: {taken}"
+    );
+    // The old process exits by itself, successfully, once the new one serves.
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(s) = old.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the old process did not exit after the take-over"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "old process: {exit}");
+    // The new process answers alone now, on the same port, and holds the API socket.
+    let before = answered.load(Ordering::Relaxed);
+    wait_for(before + 200);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    // hickory's UDP server drops what it holds when it stops (its receive loop ends before
+    // the answers it has queued are sent), so at most the one query each client has in the
+    // old process's hands at that instant can go unanswered. Every query the kernel holds
+    // for either process is answered.
+    let lost = lost.load(Ordering::Relaxed);
+    assert!(lost <= 4, "{lost} queries lost over the take-over");
+    let out = sparrow()
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("node ams: standalone"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without a running node there is nothing to take over: a clear error.
+    let _ = new.kill();
+    let _ = new.wait();
+    let out = sparrow()
+        .args(["node", "--take-over", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no running node to take over"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

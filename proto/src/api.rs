@@ -139,6 +139,10 @@ pub enum Request {
     },
     /// Re-read the config and every file it names, and apply it.
     Reload,
+    /// Hand every listening socket to the asking process (`sparrow node --take-over`) and
+    /// exit once it serves: a binary upgrade without a lost query. Local socket only; the
+    /// answer is the hand-off itself, not a [`Response`].
+    TakeOver,
 }
 
 /// A response of the operator API.

@@ -247,8 +247,14 @@ async fn all(nodes: &[TestNode], check: impl Fn(&Scraped) -> bool) -> bool {
 #[tokio::test]
 async fn a_cluster_reports_members_gossip_and_partitions() {
     let mut nodes = Vec::new();
-    for (config, socket) in example_cluster(|_, t| {
-        t.replacen("[zone]", "metrics_listen = \"127.0.0.1:0\"\n\n[zone]", 1)
+    // syd runs a zone with another serial: a change not rolled out everywhere.
+    for (config, socket) in example_cluster(|pop, t| {
+        let t = t.replacen("[zone]", "metrics_listen = \"127.0.0.1:0\"\n\n[zone]", 1);
+        if pop == "syd" {
+            t.replacen("serial = 2026112101", "serial = 2026112102", 1)
+        } else {
+            t
+        }
     }) {
         nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
     }
@@ -278,6 +284,32 @@ async fn a_cluster_reports_members_gossip_and_partitions() {
         }
         assert!(m.value("sparrow_gossip_wire_sent_bytes_total") > 0.0);
         assert_eq!(m.value("sparrow_view_pull_failures_total"), 0.0);
+    }
+    // Each node flags the peers whose config differs from its own, once it has their keys.
+    let differs =
+        |m: &Scraped, pop: &str| m.get(&format!("sparrow_pop_config_differs{{pop=\"{pop}\"}}"));
+    let flagged = |i: usize| {
+        let node = &nodes[i];
+        async move {
+            let m = scrape(node.metrics.unwrap()).await.unwrap();
+            match i {
+                0 => differs(&m, "nyc") == Some(0.0) && differs(&m, "syd") == Some(1.0),
+                1 => differs(&m, "ams") == Some(0.0) && differs(&m, "syd") == Some(1.0),
+                _ => differs(&m, "ams") == Some(1.0) && differs(&m, "nyc") == Some(1.0),
+            }
+        }
+    };
+    for i in 0..3 {
+        assert!(
+            eventually(SETTLE, || flagged(i)).await,
+            "node {i} does not flag exactly syd's config as different"
+        );
+        let m = scrape(nodes[i].metrics.unwrap()).await.unwrap();
+        assert_eq!(
+            differs(&m, ["ams", "nyc", "syd"][i]),
+            None,
+            "a node never flags itself"
+        );
     }
     // Every node pulls its peers' views (their digests differ from the files' views, which
     // have none) and serves its own.

@@ -29,9 +29,21 @@ pub struct Cli {
     /// Less logging (warnings and errors only).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines as text (default) or as JSON objects, one per line, for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, `span`s.
+    Json,
 }
 
 /// Subcommands.
@@ -49,6 +61,10 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Take over the sockets of the node running with this config (its API socket),
+        /// which exits once this one serves: a binary upgrade without a lost query.
+        #[arg(long, conflicts_with = "listen")]
+        take_over: bool,
     },
     /// Run a three-node demo cluster (ams, nyc, syd) on 127.0.0.1; needs no files.
     Demo {
@@ -282,7 +298,8 @@ pub fn main(cli: Cli) -> ExitCode {
             config,
             listen,
             threads,
-        } => run_node(&config, &listen, threads),
+            take_over,
+        } => run_node(&config, &listen, threads, take_over),
         Command::Check { config } => with_config(&config, |loaded| {
             let c = &loaded.config;
             for w in &loaded.warnings {
@@ -456,13 +473,18 @@ fn print_response(response: &Response, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_node(path: &std::path::Path, listen: &[SocketAddr], threads: Option<usize>) -> ExitCode {
+fn run_node(
+    path: &std::path::Path,
+    listen: &[SocketAddr],
+    threads: Option<usize>,
+    take_over: bool,
+) -> ExitCode {
     let loaded = match config::load(path) {
         Ok(l) => l,
         Err(e) => return config_refused(&e),
     };
     run_async(threads, |shutdown| {
-        crate::app::run(loaded, path, listen, shutdown)
+        crate::app::run(loaded, path, listen, take_over, shutdown)
     })
 }
 
