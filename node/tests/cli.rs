@@ -546,8 +546,35 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
         report.pops[0].admin, "drained",
         "the rogue undrain must not land"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    // A binary swap: the new process takes the cluster socket over too, so operators (and
+    // peers) reach it at the same address once the old one is gone.
+    let mut new = sparrow()
+        .args(["node", "--take-over", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the old process did not hand over"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "old process: {exit}");
+    let (code, status, err) = as_operator("pki", "alice", &["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        status.starts_with("node ams of cluster example"),
+        "{status}"
+    );
+    let _ = new.kill();
+    let _ = new.wait();
 }
 
 #[test]
