@@ -1,5 +1,6 @@
 //! [E] The `sparrow` command line.
 
+pub mod generate;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// Sparrow: geo-DNS that answers with the POP nearest the client in BGP AS hops.
 #[derive(Debug, Parser)]
-#[command(name = "sparrow", version, about)]
+#[command(name = "sparrow", version = crate::build_info::LONG_VERSION, about)]
 pub struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -130,6 +131,19 @@ pub enum Command {
         json: bool,
         /// Client address or subnet (as sent in EDNS Client Subnet).
         client: String,
+    },
+    /// Print a shell completion script to standard output, e.g.
+    /// `sparrow completions bash > /etc/bash_completion.d/sparrow`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page sparrow(1), or with `--dir` write it and one page per
+    /// subcommand (`sparrow-node.1`, `sparrow-cert-ca.1`, ...) into a folder.
+    Man {
+        /// Write every page into this folder (made if missing) instead of printing one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -343,6 +357,8 @@ pub fn main(cli: Cli) -> ExitCode {
             json,
             client,
         } => remote(target, Request::Explain { client, name }, json),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man { dir } => generate::man(dir.as_deref()),
     }
 }
 
