@@ -151,7 +151,8 @@ pub enum Command {
 /// any node over QUIC with an operator certificate (`sparrow cert operator NAME`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    /// The local node's API socket (default: the node's default path).
+    /// The local node's API socket (default: `$XDG_RUNTIME_DIR/sparrow/api.sock` or
+    /// `/tmp/sparrow/api.sock`, else the systemd unit's `/run/sparrow/api.sock`).
     #[arg(long, conflicts_with = "remote")]
     pub socket: Option<PathBuf>,
     /// A node's cluster address (`[cluster] listen`), reached over QUIC.
@@ -374,6 +375,20 @@ fn config_refused(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// The API socket of a node started by the packaged systemd unit (its `RuntimeDirectory`
+/// and the packaged config's `api_socket`).
+pub const SYSTEMD_SOCKET: &str = "/run/sparrow/api.sock";
+
+/// The socket the CLI talks to without `--socket`: the default path of a node run by this
+/// user, or, when there is none, the packaged systemd unit's node.
+fn default_client_socket() -> PathBuf {
+    let own = crate::api::default_socket();
+    if !own.exists() && std::path::Path::new(SYSTEMD_SOCKET).exists() {
+        return PathBuf::from(SYSTEMD_SOCKET);
+    }
+    own
+}
+
 /// Sends `request` to the node `target` names and prints the answer.
 fn remote(target: Target, request: Request, json: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -400,7 +415,7 @@ async fn call(target: Target, request: &Request) -> anyhow::Result<Response> {
     let (Some(addr), Some(cert), Some(key), Some(ca)) =
         (target.remote, target.cert, target.key, target.ca)
     else {
-        let path = target.socket.unwrap_or_else(crate::api::default_socket);
+        let path = target.socket.unwrap_or_else(default_client_socket);
         return crate::api::call(&path, request).await;
     };
     let read = |p: &PathBuf| {
