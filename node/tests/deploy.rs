@@ -1,6 +1,7 @@
 //! The artifacts under `deploy/` as an operator installs them: the systemd unit checked by
 //! systemd's own tools (`systemd-analyze verify` and `security`), and the unit and the
-//! packaged config agreeing on paths.
+//! packaged config agreeing on paths; the Debian package of this build installed into a clean
+//! Debian root, run there, removed and purged (`deploy/debian/test-package`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,5 +150,58 @@ fn systemd_unit_runs_the_node_unprivileged_as_notify_with_watchdog_and_reload() 
             .node
             .metrics_listen
             .is_some_and(|a| a.ip().is_loopback())
+    );
+}
+
+#[test]
+fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
+    // Root, mmdebstrap, dig and cargo-deb are needed (scripts/test installs them), and the
+    // Debian mirror on the first run (the root is cached under target/pkg-test/); a machine
+    // without them fails here rather than skipping.
+    for tool in ["mmdebstrap", "dig", "cargo-deb", "unshare", "setpriv"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "`{tool}` is missing: run scripts/test, which installs it"
+        );
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_sparrow"));
+    // target/debug/sparrow -> target
+    let target = exe.parent().unwrap().parent().unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(deploy("debian/build-deb"))
+        .arg("--binary")
+        .arg(exe)
+        .arg("--fast")
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "build-deb: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(deb.ends_with(".deb") && Path::new(&deb).is_file(), "{deb}");
+    let built = started.elapsed();
+    let out = Command::new(deploy("debian/test-package"))
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.trim_end().ends_with("test-package: ok"), "{log}");
+    eprintln!(
+        "package built in {:.1} s, installed, run and purged in {:.1} s",
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
     );
 }
