@@ -113,6 +113,45 @@ fn check_summarises_a_good_config() {
 }
 
 #[test]
+fn check_json_describes_the_config_or_why_it_was_refused() {
+    let out = sparrow()
+        .args(["check", "--json", "--config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["zone"], "example.net.");
+    assert_eq!(v["static_records"], 12);
+    assert_eq!(v["pops"], serde_json::json!(["ams", "nyc", "syd"]));
+    assert_eq!(v["own_pop"], "ams");
+    assert_eq!(v["geo_names"], serde_json::json!(["www.example.net."]));
+    assert_eq!(v["clustered"], false);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("pop = \"ams\"", "pop = \"lhr\"");
+    let path = example_copy(&text);
+    let out = sparrow()
+        .args(["check", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("{}:", path.display())),
+        "{error}"
+    );
+    assert!(error.contains("no POP is named `lhr`"), "{error}");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: config refused: "));
+}
+
+#[test]
 fn explain_names_every_pop_and_why_the_winner_won() {
     let out = sparrow()
         .args(["explain", "--config"])
@@ -279,9 +318,24 @@ fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
         "{text}"
     );
     assert_eq!(code, Some(0));
+    // Refusals exit 2, as the README documents: existing files, names that cannot be.
     let (code, text) = run(&["ca", "--cluster", "example"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(text.contains("exists; not overwriting it"), "{text}");
+    let (code, text) = run(&["node", "Bad_Name"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("`Bad_Name` must be 1-63 lower-case"),
+        "{text}"
+    );
+    let other = dir.join("other");
+    let out = sparrow()
+        .args(["cert", "ca", "--cluster", "Bad_Name", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!other.exists());
     for f in [
         "ca.pem",
         "ca.key",

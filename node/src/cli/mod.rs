@@ -65,6 +65,9 @@ pub enum Command {
         /// The config file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Print JSON (also for a refused config, beside the message on standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// Create the cluster's PKI: a CA, node and operator certificates.
     Cert {
@@ -238,7 +241,12 @@ fn cert(what: CertCommand) -> ExitCode {
         Ok(pem) => pem,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_FAILURE);
+            // A name that cannot be a certificate's is a refused command line.
+            let refused = matches!(
+                e.downcast_ref::<pki::PkiError>(),
+                Some(pki::PkiError::BadName(_))
+            );
+            return ExitCode::from(if refused { EXIT_CONFIG } else { EXIT_FAILURE });
         }
     };
     match pki::write_pair(&dir, &stem, &pem) {
@@ -261,7 +269,9 @@ fn cert(what: CertCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            // Existing files are never overwritten: the command is refused, not failed.
+            let refused = e.kind() == std::io::ErrorKind::AlreadyExists;
+            ExitCode::from(if refused { EXIT_CONFIG } else { EXIT_FAILURE })
         }
     }
 }
@@ -298,7 +308,11 @@ pub fn main(cli: Cli) -> ExitCode {
             listen,
             threads,
         } => run_node(&config, &listen, threads),
-        Command::Check { config } => with_config(&config, |loaded| {
+        Command::Check { config, json: true } => check_json(&config),
+        Command::Check {
+            config,
+            json: false,
+        } => with_config(&config, |loaded| {
             let c = &loaded.config;
             for w in &loaded.warnings {
                 println!("warning: {w}");
@@ -361,6 +375,44 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(dir.as_deref()),
     }
+}
+
+/// `sparrow check --json`: what the config holds, or why it was refused, as one JSON object.
+fn check_json(path: &std::path::Path) -> ExitCode {
+    let (value, code) = match config::load(path) {
+        Ok(loaded) => {
+            let c = &loaded.config;
+            let value = serde_json::json!({
+                "config": c.origin.display().to_string(),
+                "ok": true,
+                "zone": c.zone.origin_name().to_string(),
+                "static_records": c.zone.record_count(),
+                "pops": c.pops.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                "own_pop": c.own_pop().name,
+                "geo_names": c.geo.iter().map(|g| g.name.to_string()).collect::<Vec<_>>(),
+                "clustered": c.cluster.is_some(),
+                "warnings": loaded.warnings,
+            });
+            (value, ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let code = config_refused(&e);
+            let value = serde_json::json!({
+                "config": path.display().to_string(),
+                "ok": false,
+                "error": e.to_string(),
+            });
+            (value, code)
+        }
+    };
+    match serde_json::to_string_pretty(&value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
+    code
 }
 
 fn with_config(path: &std::path::Path, f: impl FnOnce(config::Loaded) -> ExitCode) -> ExitCode {
