@@ -555,6 +555,25 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
         report.pops[0].admin, "drained",
         "the rogue undrain must not land"
     );
+    // The four flags can come from the environment instead, set once per shell.
+    let with_env = |args: &[&str]| {
+        sparrow()
+            .args(args)
+            .env("SPARROW_REMOTE", &gossip)
+            .env("SPARROW_CA", dir.join("pki/ca.pem"))
+            .env("SPARROW_CERT", dir.join("pki/alice.pem"))
+            .env("SPARROW_KEY", dir.join("pki/alice.key"))
+            .output()
+            .unwrap()
+    };
+    let out = with_env(&["undrain", "ams"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = with_env(&["status", "--json"]);
+    let report: sparrow_proto::api::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.pops[0].admin, "active");
+    // An explicit --socket with SPARROW_REMOTE set is refused as both flags would be.
+    let out = with_env(&["status", "--socket", "/nonexistent.sock"]);
+    assert_eq!(out.status.code(), Some(2));
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -597,6 +616,13 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
     };
     let status = cli(&["status"]);
     assert!(status.starts_with("node ams: standalone"), "{status}");
+    // SPARROW_SOCKET stands for --socket.
+    let out = sparrow()
+        .arg("status")
+        .env("SPARROW_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), status);
     assert!(
         status.contains("nyc      up    healthy   active"),
         "{status}"

@@ -156,19 +156,19 @@ pub enum Command {
 pub struct Target {
     /// The local node's API socket (default: `$XDG_RUNTIME_DIR/sparrow/api.sock` or
     /// `/tmp/sparrow/api.sock`, else the systemd unit's `/run/sparrow/api.sock`).
-    #[arg(long, conflicts_with = "remote")]
+    #[arg(long, conflicts_with = "remote", env = "SPARROW_SOCKET")]
     pub socket: Option<PathBuf>,
     /// A node's cluster address (`[cluster] listen`), reached over QUIC.
-    #[arg(long, requires_all = ["cert", "key", "ca"])]
+    #[arg(long, requires_all = ["cert", "key", "ca"], env = "SPARROW_REMOTE")]
     pub remote: Option<SocketAddr>,
     /// Operator certificate (names `sparrow://CLUSTER/operator/NAME`).
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_CERT")]
     pub cert: Option<PathBuf>,
     /// Its private key.
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_KEY")]
     pub key: Option<PathBuf>,
     /// The cluster CA.
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_CA")]
     pub ca: Option<PathBuf>,
 }
 
