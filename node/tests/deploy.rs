@@ -205,3 +205,232 @@ fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
         (started.elapsed() - built).as_secs_f64()
     );
 }
+
+/// A tool of the Python virtual environment scripts/test makes (`target/k8s-venv`).
+fn venv_tool(name: &str) -> PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_sparrow"));
+    let tool = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("k8s-venv/bin")
+        .join(name);
+    assert!(
+        tool.is_file(),
+        "no {}: run scripts/test, which makes it (python3 -m venv, pip install kubernetes-validate)",
+        tool.display()
+    );
+    tool
+}
+
+/// Every document of every manifest under deploy/k8s/, as JSON.
+fn k8s_documents() -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let out = Command::new(venv_tool("kubernetes-validate"))
+        .args(["--strict", "--quiet", "--kubernetes-version", "1.30.0"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             print(json.dumps([d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]))",
+        ])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn k8s_object<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_agree_with_the_config_they_carry() {
+    let docs = k8s_documents();
+    let set = k8s_object(&docs, "StatefulSet", "sparrow-ams");
+    let pop = set["metadata"]["labels"]["sparrow-dns.org/pop"]
+        .as_str()
+        .unwrap();
+    let pod = &set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    let mount = |name: &str| -> PathBuf {
+        let m = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no mount {name}"));
+        PathBuf::from(m["mountPath"].as_str().unwrap())
+    };
+    let port = |name: &str| {
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no port {name}"))["containerPort"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // The ConfigMap's files as the pod sees them, the Secret's as `sparrow cert` makes them.
+    let dir = temp_dir("k8s");
+    let config_map = volume("config")["configMap"]["name"].as_str().unwrap();
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    for (file, text) in k8s_object(&docs, "ConfigMap", config_map)["data"]
+        .as_object()
+        .unwrap()
+    {
+        std::fs::write(conf.join(file), text.as_str().unwrap()).unwrap();
+    }
+    let toml_text = std::fs::read_to_string(conf.join("sparrow.toml")).unwrap();
+    let raw: toml::Table = toml_text.parse().unwrap();
+    let cluster_id = raw["cluster"]["id"].as_str().unwrap();
+    let pki = dir.join("pki");
+    for args in [vec!["ca", "--cluster", cluster_id], vec!["node", pop]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sparrow"))
+            .arg("cert")
+            .args(&args)
+            .arg("--dir")
+            .arg(&pki)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sparrow"))
+        .args(["check", "--json", "--config"])
+        .arg(conf.join("sparrow.toml"))
+        .output()
+        .unwrap();
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{check}");
+    assert_eq!(check["own_pop"], pop);
+    assert_eq!(check["clustered"], true);
+    // The one warning is the metrics endpoint off loopback, which the kubelet's probes need.
+    let warnings = check["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("metrics_listen"),
+        "{warnings:?}"
+    );
+
+    // The pod gives the node what its config names: mounts, ports, socket, state.
+    let config = sparrow_node::config::load(&conf.join("sparrow.toml"))
+        .unwrap()
+        .config;
+    let rel = |p: &str| mount("config").join(p);
+    assert_eq!(
+        rel(raw["cluster"]["ca"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .file_name(),
+        mount("pki").file_name()
+    );
+    assert_eq!(
+        volume("pki")["secret"]["secretName"],
+        format!("sparrow-pki-{pop}")
+    );
+    assert_eq!(
+        config.node.state_dir.as_deref(),
+        Some(mount("state").as_path())
+    );
+    let socket = config.node.api_socket.clone().unwrap();
+    assert!(socket.starts_with(mount("run")) && socket.parent() != Some(&mount("run")));
+    assert_eq!(container["env"][0]["name"], "SPARROW_SOCKET");
+    assert_eq!(container["env"][0]["value"], socket.display().to_string());
+    assert!(
+        config
+            .node
+            .listen
+            .iter()
+            .all(|a| u64::from(a.port()) == port("dns-udp"))
+    );
+    assert_eq!(port("dns-udp"), port("dns-tcp"));
+    assert_eq!(
+        u64::from(config.cluster.as_ref().unwrap().listen.port()),
+        port("gossip")
+    );
+    assert_eq!(
+        u64::from(config.node.metrics_listen.unwrap().port()),
+        port("metrics")
+    );
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/ready", "{probe}");
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    // The startup probe outlasts the node's longest wait for readiness.
+    let ready_wait = config.node.ready_timeout.as_secs();
+    let startup = &container["startupProbe"];
+    assert!(
+        startup["periodSeconds"].as_u64().unwrap() * startup["failureThreshold"].as_u64().unwrap()
+            > ready_wait
+    );
+    // Unprivileged: not root, no capability, nothing writable but the volumes.
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(set["spec"]["replicas"], 1);
+    // DNS on 53 over UDP and TCP; one budget over every POP's node.
+    let dns = k8s_object(&docs, "Service", &format!("sparrow-{pop}-dns"));
+    let mut protocols: Vec<&str> = dns["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["port"], 53);
+            p["protocol"].as_str().unwrap()
+        })
+        .collect();
+    protocols.sort();
+    assert_eq!(protocols, ["TCP", "UDP"]);
+    let pdb = k8s_object(&docs, "PodDisruptionBudget", "sparrow");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        set["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
