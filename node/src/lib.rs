@@ -30,10 +30,12 @@
 //!   view's source) and config reloads.
 //! - [`viewsource`] [E]: the MRT dump watcher that keeps the own POP's view current.
 //! - [`app`] [E]: binds sockets, runs the server, owns shutdown.
+//! - [`build_info`] [P]: version, commit and build date of this binary.
 
 pub mod api;
 pub mod app;
 pub mod bgp;
+pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

@@ -32,6 +32,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -242,6 +243,15 @@ impl Metrics {
             "sparrow_local_only_answers",
             "Geo answers given while partitioned (local-only mode)",
             local_only.clone(),
+        );
+
+        registry.register(
+            "sparrow_build",
+            "Version and commit of the running binary",
+            Info::new(vec![
+                ("version", crate::build_info::VERSION.to_owned()),
+                ("commit", crate::build_info::COMMIT.to_owned()),
+            ]),
         );
 
         let probes = ProbeMetrics {

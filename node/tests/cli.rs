@@ -113,6 +113,45 @@ fn check_summarises_a_good_config() {
 }
 
 #[test]
+fn check_json_describes_the_config_or_why_it_was_refused() {
+    let out = sparrow()
+        .args(["check", "--json", "--config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["zone"], "example.net.");
+    assert_eq!(v["static_records"], 12);
+    assert_eq!(v["pops"], serde_json::json!(["ams", "nyc", "syd"]));
+    assert_eq!(v["own_pop"], "ams");
+    assert_eq!(v["geo_names"], serde_json::json!(["www.example.net."]));
+    assert_eq!(v["clustered"], false);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("pop = \"ams\"", "pop = \"lhr\"");
+    let path = example_copy(&text);
+    let out = sparrow()
+        .args(["check", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("{}:", path.display())),
+        "{error}"
+    );
+    assert!(error.contains("no POP is named `lhr`"), "{error}");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: config refused: "));
+}
+
+#[test]
 fn explain_names_every_pop_and_why_the_winner_won() {
     let out = sparrow()
         .args(["explain", "--config"])
@@ -279,9 +318,24 @@ fn cert_bootstraps_a_cluster_pki_and_never_overwrites() {
         "{text}"
     );
     assert_eq!(code, Some(0));
+    // Refusals exit 2, as the README documents: existing files, names that cannot be.
     let (code, text) = run(&["ca", "--cluster", "example"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(text.contains("exists; not overwriting it"), "{text}");
+    let (code, text) = run(&["node", "Bad_Name"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("`Bad_Name` must be 1-63 lower-case"),
+        "{text}"
+    );
+    let other = dir.join("other");
+    let out = sparrow()
+        .args(["cert", "ca", "--cluster", "Bad_Name", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!other.exists());
     for f in [
         "ca.pem",
         "ca.key",
@@ -546,6 +600,25 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
         report.pops[0].admin, "drained",
         "the rogue undrain must not land"
     );
+    // The four flags can come from the environment instead, set once per shell.
+    let with_env = |args: &[&str]| {
+        sparrow()
+            .args(args)
+            .env("SPARROW_REMOTE", &gossip)
+            .env("SPARROW_CA", dir.join("pki/ca.pem"))
+            .env("SPARROW_CERT", dir.join("pki/alice.pem"))
+            .env("SPARROW_KEY", dir.join("pki/alice.key"))
+            .output()
+            .unwrap()
+    };
+    let out = with_env(&["undrain", "ams"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = with_env(&["status", "--json"]);
+    let report: sparrow_proto::api::StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.pops[0].admin, "active");
+    // An explicit --socket with SPARROW_REMOTE set is refused as both flags would be.
+    let out = with_env(&["status", "--socket", "/nonexistent.sock"]);
+    assert_eq!(out.status.code(), Some(2));
     // A binary swap: the new process takes the cluster socket over too, so operators (and
     // peers) reach it at the same address once the old one is gone.
     let mut new = sparrow()
@@ -615,6 +688,13 @@ fn status_drain_and_explain_drive_the_running_node_over_its_socket() {
     };
     let status = cli(&["status"]);
     assert!(status.starts_with("node ams: standalone"), "{status}");
+    // SPARROW_SOCKET stands for --socket.
+    let out = sparrow()
+        .arg("status")
+        .env("SPARROW_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), status);
     assert!(
         status.contains("nyc      up    healthy   active"),
         "{status}"
@@ -997,4 +1077,207 @@ fn a_new_process_takes_over_the_sockets_and_not_one_query_is_lost() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The commit `build.rs` should have found: this checkout's HEAD, or `None` outside git.
+fn checkout_commit() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
+}
+
+#[test]
+fn version_names_the_commit_and_build_date_as_the_metric_does() {
+    let out = sparrow().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    let rest = line
+        .trim_end()
+        .strip_prefix(&format!("sparrow {version} (commit "))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, date) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("{line}"));
+    if let Some(head) = checkout_commit() {
+        assert_eq!(commit, head, "{line}");
+    }
+    let d: Vec<&str> = date.split('-').collect();
+    assert!(
+        d.len() == 3 && d[0].len() == 4 && d[1].len() == 2 && d[2].len() == 2,
+        "{line}"
+    );
+    assert!(d.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())));
+
+    // The running node reports the same in `sparrow_build_info`.
+    let config = sparrow_node::config::load(&example()).unwrap().config;
+    let snapshot = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        sparrow_node::snapshot::Snapshot::from_config(config),
+    ));
+    let text = sparrow_node::metrics::Metrics::new(&snapshot).render();
+    let want = format!("sparrow_build_info{{version=\"{version}\",commit=\"{commit}\"}} 1");
+    assert!(text.lines().any(|l| l == want), "no `{want}` in:\n{text}");
+    assert!(text.contains("# TYPE sparrow_build info"), "{text}");
+}
+
+/// Compiles `node/build.rs` on its own and runs it in `cwd` with `env`; returns the
+/// `rustc-env` values it prints.
+fn run_build_script(cwd: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!("sparrow-buildrs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("build-script");
+    if !exe.exists() {
+        let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .args(["--edition", "2024", "-o"])
+            .arg(&exe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("build.rs"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut cmd = Command::new(&exe);
+    cmd.current_dir(cwd)
+        .env_remove("SPARROW_COMMIT")
+        .env_remove("SOURCE_DATE_EPOCH")
+        // No git repository above `cwd` counts: as in an unpacked tarball.
+        .env("GIT_CEILING_DIRECTORIES", cwd.parent().unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo:rustc-env=").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn build_info_comes_from_a_tarball_without_git_too() {
+    let tarball = std::env::temp_dir().join(format!("sparrow-tarball-{}", std::process::id()));
+    std::fs::create_dir_all(&tarball).unwrap();
+    // 2026-12-02 00:00:00 UTC, and a leap day.
+    let got = run_build_script(&tarball, &[("SOURCE_DATE_EPOCH", "1796169600")]);
+    assert_eq!(
+        got,
+        ["SPARROW_COMMIT=unknown", "SPARROW_BUILD_DATE=2026-12-02"]
+    );
+    let got = run_build_script(
+        &tarball,
+        &[
+            ("SOURCE_DATE_EPOCH", "951782400"),
+            ("SPARROW_COMMIT", "0123abcd"),
+        ],
+    );
+    assert_eq!(
+        got,
+        ["SPARROW_COMMIT=0123abcd", "SPARROW_BUILD_DATE=2000-02-29"]
+    );
+    // Without SOURCE_DATE_EPOCH: the day of the build.
+    let got = run_build_script(&tarball, &[]);
+    assert!(got[1].starts_with("SPARROW_BUILD_DATE=20"), "{got:?}");
+    std::fs::remove_dir_all(&tarball).unwrap();
+}
+
+#[test]
+fn completions_load_in_bash_and_name_every_subcommand() {
+    let out = sparrow().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    let dir = std::env::temp_dir().join(format!("sparrow-compl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sparrow.bash");
+    std::fs::write(&file, &script).unwrap();
+    // bash loads it, registers it for `sparrow`, and completes as a user types.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let line = words.join(" ");
+        let cur = words.last().unwrap();
+        let prev = words[words.len() - 2];
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {} && complete -p sparrow >/dev/null && COMP_WORDS=({line}) && \
+                 COMP_CWORD={} && _sparrow sparrow '{cur}' {prev} && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                file.display(),
+                words.len() - 1
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(complete(&["sparrow", "re"]), ["reload"]);
+    assert_eq!(complete(&["sparrow", "cert", "o"]), ["operator"]);
+    let shells: Vec<String> = complete(&["sparrow", "completions", "''"])
+        .into_iter()
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    assert_eq!(shells, ["bash", "elvish", "fish", "powershell", "zsh"]);
+    assert!(complete(&["sparrow", "status", "--"]).contains(&"--socket".to_owned()));
+    for (shell, head) in [("zsh", "#compdef sparrow"), ("fish", "complete -c sparrow")] {
+        let out = sparrow().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(head),
+            "{shell}"
+        );
+    }
+    let out = sparrow().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn man_pages_cover_every_subcommand_and_render() {
+    let dir = std::env::temp_dir().join(format!("sparrow-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = sparrow().args(["man", "--dir"]).arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "sparrow.1",
+        "sparrow-node.1",
+        "sparrow-reload.1",
+        "sparrow-cert-ca.1",
+        "sparrow-completions.1",
+    ] {
+        assert!(dir.join(page).is_file(), "no {page}");
+    }
+    let top = std::fs::read_to_string(dir.join("sparrow.1")).unwrap();
+    assert!(top.contains(".TH sparrow 1"), "{top}");
+    // The printed page is the folder's sparrow.1.
+    let out = sparrow().arg("man").output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), top);
+    // man renders the reload page from its clap doc, without warnings.
+    let out = Command::new("man")
+        .args(["--warnings", "-l", "-Tutf8"])
+        .arg(dir.join("sparrow-reload.1"))
+        .env("MANWIDTH", "200")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("The same as SIGHUP"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

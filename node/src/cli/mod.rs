@@ -1,5 +1,6 @@
 //! [E] The `sparrow` command line.
 
+pub mod generate;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// Sparrow: geo-DNS that answers with the POP nearest the client in BGP AS hops.
 #[derive(Debug, Parser)]
-#[command(name = "sparrow", version, about)]
+#[command(name = "sparrow", version = crate::build_info::LONG_VERSION, about)]
 pub struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -80,6 +81,9 @@ pub enum Command {
         /// The config file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Print JSON (also for a refused config, beside the message on standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// Create the cluster's PKI: a CA, node and operator certificates.
     Cert {
@@ -147,26 +151,40 @@ pub enum Command {
         /// Client address or subnet (as sent in EDNS Client Subnet).
         client: String,
     },
+    /// Print a shell completion script to standard output, e.g.
+    /// `sparrow completions bash > /etc/bash_completion.d/sparrow`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page sparrow(1), or with `--dir` write it and one page per
+    /// subcommand (`sparrow-node.1`, `sparrow-cert-ca.1`, ...) into a folder.
+    Man {
+        /// Write every page into this folder (made if missing) instead of printing one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The node an operator command talks to: the local node over its Unix socket (default), or
 /// any node over QUIC with an operator certificate (`sparrow cert operator NAME`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    /// The local node's API socket (default: the node's default path).
-    #[arg(long, conflicts_with = "remote")]
+    /// The local node's API socket (default: `$XDG_RUNTIME_DIR/sparrow/api.sock` or
+    /// `/tmp/sparrow/api.sock`, else the systemd unit's `/run/sparrow/api.sock`).
+    #[arg(long, conflicts_with = "remote", env = "SPARROW_SOCKET")]
     pub socket: Option<PathBuf>,
     /// A node's cluster address (`[cluster] listen`), reached over QUIC.
-    #[arg(long, requires_all = ["cert", "key", "ca"])]
+    #[arg(long, requires_all = ["cert", "key", "ca"], env = "SPARROW_REMOTE")]
     pub remote: Option<SocketAddr>,
     /// Operator certificate (names `sparrow://CLUSTER/operator/NAME`).
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_CERT")]
     pub cert: Option<PathBuf>,
     /// Its private key.
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_KEY")]
     pub key: Option<PathBuf>,
     /// The cluster CA.
-    #[arg(long, requires = "remote")]
+    #[arg(long, requires = "remote", env = "SPARROW_CA")]
     pub ca: Option<PathBuf>,
 }
 
@@ -239,7 +257,12 @@ fn cert(what: CertCommand) -> ExitCode {
         Ok(pem) => pem,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_FAILURE);
+            // A name that cannot be a certificate's is a refused command line.
+            let refused = matches!(
+                e.downcast_ref::<pki::PkiError>(),
+                Some(pki::PkiError::BadName(_))
+            );
+            return ExitCode::from(if refused { EXIT_CONFIG } else { EXIT_FAILURE });
         }
     };
     match pki::write_pair(&dir, &stem, &pem) {
@@ -262,7 +285,9 @@ fn cert(what: CertCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            // Existing files are never overwritten: the command is refused, not failed.
+            let refused = e.kind() == std::io::ErrorKind::AlreadyExists;
+            ExitCode::from(if refused { EXIT_CONFIG } else { EXIT_FAILURE })
         }
     }
 }
@@ -300,7 +325,11 @@ pub fn main(cli: Cli) -> ExitCode {
             threads,
             take_over,
         } => run_node(&config, &listen, threads, take_over),
-        Command::Check { config } => with_config(&config, |loaded| {
+        Command::Check { config, json: true } => check_json(&config),
+        Command::Check {
+            config,
+            json: false,
+        } => with_config(&config, |loaded| {
             let c = &loaded.config;
             for w in &loaded.warnings {
                 println!("warning: {w}");
@@ -360,7 +389,47 @@ pub fn main(cli: Cli) -> ExitCode {
             json,
             client,
         } => remote(target, Request::Explain { client, name }, json),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man { dir } => generate::man(dir.as_deref()),
     }
+}
+
+/// `sparrow check --json`: what the config holds, or why it was refused, as one JSON object.
+fn check_json(path: &std::path::Path) -> ExitCode {
+    let (value, code) = match config::load(path) {
+        Ok(loaded) => {
+            let c = &loaded.config;
+            let value = serde_json::json!({
+                "config": c.origin.display().to_string(),
+                "ok": true,
+                "zone": c.zone.origin_name().to_string(),
+                "static_records": c.zone.record_count(),
+                "pops": c.pops.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                "own_pop": c.own_pop().name,
+                "geo_names": c.geo.iter().map(|g| g.name.to_string()).collect::<Vec<_>>(),
+                "clustered": c.cluster.is_some(),
+                "warnings": loaded.warnings,
+            });
+            (value, ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let code = config_refused(&e);
+            let value = serde_json::json!({
+                "config": path.display().to_string(),
+                "ok": false,
+                "error": e.to_string(),
+            });
+            (value, code)
+        }
+    };
+    match serde_json::to_string_pretty(&value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
+    code
 }
 
 fn with_config(path: &std::path::Path, f: impl FnOnce(config::Loaded) -> ExitCode) -> ExitCode {
@@ -373,6 +442,20 @@ fn with_config(path: &std::path::Path, f: impl FnOnce(config::Loaded) -> ExitCod
 fn config_refused(e: &ConfigError) -> ExitCode {
     eprintln!("error: config refused: {e}");
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// The API socket of a node started by the packaged systemd unit (its `RuntimeDirectory`
+/// and the packaged config's `api_socket`).
+pub const SYSTEMD_SOCKET: &str = "/run/sparrow/api.sock";
+
+/// The socket the CLI talks to without `--socket`: the default path of a node run by this
+/// user, or, when there is none, the packaged systemd unit's node.
+fn default_client_socket() -> PathBuf {
+    let own = crate::api::default_socket();
+    if !own.exists() && std::path::Path::new(SYSTEMD_SOCKET).exists() {
+        return PathBuf::from(SYSTEMD_SOCKET);
+    }
+    own
 }
 
 /// Sends `request` to the node `target` names and prints the answer.
@@ -401,7 +484,7 @@ async fn call(target: Target, request: &Request) -> anyhow::Result<Response> {
     let (Some(addr), Some(cert), Some(key), Some(ca)) =
         (target.remote, target.cert, target.key, target.ca)
     else {
-        let path = target.socket.unwrap_or_else(crate::api::default_socket);
+        let path = target.socket.unwrap_or_else(default_client_socket);
         return crate::api::call(&path, request).await;
     };
     let read = |p: &PathBuf| {
