@@ -54,6 +54,45 @@ fn out_dir(backend: &str, name: &str) -> PathBuf {
 
 /// Runs `files` with `backend`, `at_once` at a time; returns one report per scenario and
 /// the failures (machinery errors and unmet expectations), each naming its scenario.
+/// `files` in waves of `at_once`, each wave holding as few scenarios that restart nodes as
+/// can be: starting a node is the heaviest thing a scenario does, and two restart-heavy
+/// scenarios side by side on two cores measure the machine, not the cluster.
+fn waves(files: &[PathBuf], at_once: usize) -> Vec<Vec<PathBuf>> {
+    let restarts = |f: &PathBuf| {
+        Scenario::load(f)
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| matches!(e.action, sparrow_netsim::scenario::Action::Restart { .. }))
+            .count()
+    };
+    let mut heavy: Vec<(usize, PathBuf)> = Vec::new();
+    let mut light = Vec::new();
+    for f in files {
+        match restarts(f) {
+            0 => light.push(f.clone()),
+            n => heavy.push((n, f.clone())),
+        }
+    }
+    // The heaviest first, each beside a light one while there are any.
+    heavy.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let mut order = Vec::new();
+    let mut heavy = heavy.into_iter().map(|(_, f)| f);
+    let mut light = light.into_iter();
+    loop {
+        let (h, l) = (heavy.next(), light.next());
+        if h.is_none() && l.is_none() {
+            break;
+        }
+        order.extend(h);
+        order.extend(l);
+    }
+    order
+        .chunks(at_once.max(1))
+        .map(<[PathBuf]>::to_vec)
+        .collect()
+}
+
 async fn run_suite(
     files: &[PathBuf],
     backend: BackendKind,
@@ -67,7 +106,7 @@ async fn run_suite(
     };
     let mut report = String::new();
     let mut failures = Vec::new();
-    for wave in files.chunks(at_once) {
+    for wave in waves(files, at_once) {
         let runs = wave.iter().map(|file| {
             let sparrow = sparrow.clone();
             async move {
