@@ -965,6 +965,10 @@ fn build_info_comes_from_a_tarball_without_git_too() {
     let got = run_build_script(&tarball, &[]);
     assert!(got[1].starts_with("SPARROW_BUILD_DATE=20"), "{got:?}");
     std::fs::remove_dir_all(&tarball).unwrap();
+    // The compiled build script (this test is its only user).
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("sparrow-buildrs-{}", std::process::id())),
+    );
 }
 
 #[test]
