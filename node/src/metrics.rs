@@ -51,6 +51,8 @@ use crate::state::owner::Readiness;
 /// Content type of the OpenMetrics text exposition. (`prometheus-client` ends registered
 /// metrics' help texts with a period; the scrape-time ones below are written with one.)
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format, served to clients that ask for it.
+const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Scrapes served at once; more connections are closed at once (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
 /// Time a client has to send its request headers.
@@ -721,6 +723,16 @@ fn respond<B>(
         );
     }
     match *request.method() {
+        // OpenMetrics unless the client asks for the Prometheus text format and not for
+        // OpenMetrics (`promtool check metrics` reads only the former).
+        Method::GET | Method::HEAD if wants_prometheus_text(request) => {
+            let mut r = reply(StatusCode::OK, prometheus_text(&metrics.render()));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(CONTENT_TYPE_PROMETHEUS),
+            );
+            r
+        }
         Method::GET | Method::HEAD => {
             let mut r = reply(StatusCode::OK, metrics.render());
             r.headers_mut().insert(
@@ -738,5 +750,87 @@ fn respond<B>(
                 .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
             r
         }
+    }
+}
+
+/// Whether `request` accepts the Prometheus text format (`text/plain`) and not OpenMetrics.
+fn wants_prometheus_text<B>(request: &Request<B>) -> bool {
+    let accept = request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    accept.contains("text/plain") && !accept.contains("application/openmetrics-text")
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition: counters are described
+/// under their `_total` name, an info metric becomes a gauge named `_info`, `# UNIT` and
+/// `# EOF` go (the units are in the names already).
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut renamed = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        match rest.split_once(' ') {
+            Some((name, "counter")) => renamed.insert(name, (format!("{name}_total"), "counter")),
+            Some((name, "info")) => renamed.insert(name, (format!("{name}_info"), "gauge")),
+            _ => None,
+        };
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match described.and_then(|(p, rest)| {
+            let (name, text) = rest.split_once(' ')?;
+            let (new_name, kind) = renamed.get(name)?;
+            Some(if p == "# TYPE " {
+                format!("# TYPE {new_name} {kind}")
+            } else {
+                format!("# HELP {new_name} {text}")
+            })
+        }) {
+            Some(rewritten) => out.push_str(&rewritten),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_format_tests {
+    use super::prometheus_text;
+
+    #[test]
+    fn prometheus_text_describes_counters_and_info_under_their_sample_names() {
+        let open = "# HELP sparrow_build Version and commit of the running binary.\n\
+                    # TYPE sparrow_build info\n\
+                    sparrow_build_info{version=\"0.1.0\",commit=\"abc\"} 1\n\
+                    # HELP sparrow_dns_queries DNS queries answered.\n\
+                    # TYPE sparrow_dns_queries counter\n\
+                    sparrow_dns_queries_total{transport=\"udp\"} 3\n\
+                    # HELP sparrow_probe_last_check_duration_seconds How long.\n\
+                    # TYPE sparrow_probe_last_check_duration_seconds gauge\n\
+                    # UNIT sparrow_probe_last_check_duration_seconds seconds\n\
+                    sparrow_probe_last_check_duration_seconds{probe=\"web\"} 0.5\n\
+                    # EOF\n";
+        let want = "# HELP sparrow_build_info Version and commit of the running binary.\n\
+                    # TYPE sparrow_build_info gauge\n\
+                    sparrow_build_info{version=\"0.1.0\",commit=\"abc\"} 1\n\
+                    # HELP sparrow_dns_queries_total DNS queries answered.\n\
+                    # TYPE sparrow_dns_queries_total counter\n\
+                    sparrow_dns_queries_total{transport=\"udp\"} 3\n\
+                    # HELP sparrow_probe_last_check_duration_seconds How long.\n\
+                    # TYPE sparrow_probe_last_check_duration_seconds gauge\n\
+                    sparrow_probe_last_check_duration_seconds{probe=\"web\"} 0.5\n";
+        assert_eq!(prometheus_text(open), want);
     }
 }

@@ -1184,6 +1184,10 @@ fn build_info_comes_from_a_tarball_without_git_too() {
     let got = run_build_script(&tarball, &[]);
     assert!(got[1].starts_with("SPARROW_BUILD_DATE=20"), "{got:?}");
     std::fs::remove_dir_all(&tarball).unwrap();
+    // The compiled build script (this test is its only user).
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("sparrow-buildrs-{}", std::process::id())),
+    );
 }
 
 #[test]
@@ -1280,4 +1284,72 @@ fn man_pages_cover_every_subcommand_and_render() {
     assert!(text.contains("The same as SIGHUP"), "{text}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// GET `path` from `addr` over HTTP/1.0 with `accept`; the response's head and body.
+fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn metrics_in_the_prometheus_text_format_pass_promtool_and_openmetrics_stays_the_default() {
+    let text = std::fs::read_to_string(example()).unwrap().replace(
+        "[zone]",
+        "api_socket = \"api/sparrow.sock\"\nmetrics_listen = \"127.0.0.1:0\"\n\n[zone]",
+    );
+    let config = example_copy(&text);
+    let (mut child, _dns, metrics) = start_node_logging(&config, "addr");
+    let metrics = metrics.expect("the node logs its metrics address");
+    // What Prometheus asks for: OpenMetrics first.
+    let (head, body) = http_get(
+        &metrics,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    );
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"));
+    let (head, default) = http_get(&metrics, "/metrics", None);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(default.contains("# HELP sparrow_dns_queries DNS queries answered"));
+    // What `curl -H 'Accept: text/plain' ... | promtool check metrics` reads.
+    let (head, body) = http_get(&metrics, "/metrics", Some("text/plain"));
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(body.contains("# TYPE sparrow_dns_queries_total counter"));
+    assert!(body.contains("# TYPE sparrow_build_info gauge"));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: scripts/test installs it (Debian package prometheus)");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.is_empty(), "promtool: {said}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

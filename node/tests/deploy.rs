@@ -153,12 +153,10 @@ fn systemd_unit_runs_the_node_unprivileged_as_notify_with_watchdog_and_reload() 
     );
 }
 
-#[test]
-fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
-    // Root, mmdebstrap, dig and cargo-deb are needed (scripts/test installs them), and the
-    // Debian mirror on the first run (the root is cached under target/pkg-test/); a machine
-    // without them fails here rather than skipping.
-    for tool in ["mmdebstrap", "dig", "cargo-deb", "unshare", "setpriv"] {
+/// Fails unless every one of `tools` is on PATH: scripts/test installs them, and a machine
+/// without them fails rather than skipping.
+fn require(tools: &[&str]) {
+    for tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool} >/dev/null")])
             .status()
@@ -168,15 +166,30 @@ fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
             "`{tool}` is missing: run scripts/test, which installs it"
         );
     }
+}
+
+/// The target folder of this build (target/debug/sparrow -> target).
+fn target_dir() -> PathBuf {
     let exe = Path::new(env!("CARGO_BIN_EXE_sparrow"));
-    // target/debug/sparrow -> target
-    let target = exe.parent().unwrap().parent().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_owned()
+}
+
+/// The Debian package of this build, made once for the tests that need it.
+fn test_deb() -> PathBuf {
+    static DEB: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut deb = DEB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(d) = deb.as_ref() {
+        return d.clone();
+    }
+    require(&["cargo-deb"]);
     let started = std::time::Instant::now();
     let out = Command::new(deploy("debian/build-deb"))
         .arg("--binary")
-        .arg(exe)
+        .arg(env!("CARGO_BIN_EXE_sparrow"))
         .arg("--fast")
-        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_TARGET_DIR", target_dir())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -185,9 +198,24 @@ fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
         "build-deb: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deb = stdout.lines().last().unwrap().trim().to_owned();
-    assert!(deb.ends_with(".deb") && Path::new(&deb).is_file(), "{deb}");
-    let built = started.elapsed();
+    let path = PathBuf::from(stdout.lines().last().unwrap().trim());
+    assert!(
+        path.extension().is_some_and(|e| e == "deb") && path.is_file(),
+        "{}",
+        path.display()
+    );
+    eprintln!("package built in {:.1} s", started.elapsed().as_secs_f64());
+    *deb = Some(path.clone());
+    path
+}
+
+#[test]
+fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
+    // Root and, on the first run, the Debian mirror are needed too (the root is cached under
+    // target/pkg-test/).
+    require(&["mmdebstrap", "dig", "unshare", "setpriv"]);
+    let deb = test_deb();
+    let started = std::time::Instant::now();
     let out = Command::new(deploy("debian/test-package"))
         .arg(&deb)
         .output()
@@ -200,7 +228,60 @@ fn debian_package_installs_runs_and_purges_cleanly_in_a_clean_root() {
     assert!(out.status.success(), "{log}");
     assert!(log.trim_end().ends_with("test-package: ok"), "{log}");
     eprintln!(
-        "package built in {:.1} s, installed, run and purged in {:.1} s",
+        "package installed, run and purged in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn container_image_builds_from_debian_packages_and_serves_unprivileged() {
+    require(&["mmdebstrap", "buildah", "podman", "dig", "unshare"]);
+    let deb = test_deb();
+    // The test's images stay in a store of their own under target/.
+    let store = target_dir().join("pkg-test/containers");
+    let storage = format!(
+        "--root {} --runroot {} --storage-driver vfs",
+        store.join("root").display(),
+        store.join("run").display()
+    );
+    let started = std::time::Instant::now();
+    let out = Command::new(deploy("container/build-image"))
+        .arg(&deb)
+        .env("SPARROW_CONTAINERS_STORAGE", &storage)
+        .env("SPARROW_IMAGE", "localhost/sparrow:test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "build-image: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().last(), Some("localhost/sparrow:test"));
+    let built = started.elapsed();
+    // The image's own file system, as its user with no capability; `podman run` itself needs
+    // a host that lets crun set rlimits (deploy/container/test-image without --rootfs).
+    let out = Command::new(deploy("container/test-image"))
+        .args(["--rootfs", "localhost/sparrow:test"])
+        .env("SPARROW_CONTAINERS_STORAGE", &storage)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each build is a few hundred MB in the vfs store: keep none of them.
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "podman {storage} rmi -f localhost/sparrow:test && podman {storage} image prune -f"
+        ))
+        .output();
+    assert!(out.status.success(), "{log}");
+    assert!(log.trim_end().ends_with("test-image: ok"), "{log}");
+    eprintln!(
+        "image built in {:.1} s, checked and run in {:.1} s",
         built.as_secs_f64(),
         (started.elapsed() - built).as_secs_f64()
     );

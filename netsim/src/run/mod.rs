@@ -195,7 +195,7 @@ pub async fn run(
     )?;
     std::fs::write(
         opts.out.join("timeline.svg"),
-        svg::timeline(scenario, &sim, &plan, &records),
+        svg::timeline(scenario, &sim, &plan, &records, &samples),
     )?;
     Ok(Outcome { summary, failures })
 }

@@ -220,7 +220,7 @@ pub fn summarize(
                 let (Some(a), Some(pop)) = (r.last(), r.pop) else {
                     continue;
                 };
-                if plan.state_at(a.sent).unusable_for(a.node, pop) && !fail_open(plan, a) {
+                if is_wrong(plan, r) {
                     if let Some(since) = plan.unusable_since(a.node, pop, a.sent) {
                         let late = a.sent.saturating_sub(since);
                         last_wrong = Some(last_wrong.map_or(late, |l| l.max(late)));
@@ -280,6 +280,15 @@ pub fn summarize(
         mapping: mapping(sim, plan, records),
         notes: Vec::new(),
     }
+}
+
+/// Whether `r`'s answer named a POP that was unusable for the answering node when it was
+/// asked, while some POP was usable (with none, failing open is the documented answer).
+pub fn is_wrong(plan: &Plan, r: &QueryRecord) -> bool {
+    let (Some(a), Some(pop)) = (r.last(), r.pop) else {
+        return false;
+    };
+    plan.state_at(a.sent).unusable_for(a.node, pop) && !fail_open(plan, a)
 }
 
 /// Whether the answering node had no usable POP at all (the policy then fails open and any

@@ -1,14 +1,16 @@
 //! \[P\] The timeline picture (`timeline.svg`): one row per client group (the clients of one
-//! resolver), time from left to right, and in each time slot the shares of the group's
-//! queries sent to each POP, stacked in the POPs' colours; failed queries (no answer) in
-//! black. Events are dashed vertical lines with their names. Hand-written SVG: a few
-//! hundred rectangles need no plotting library.
+//! resolver, labelled with the node it asks first), time from left to right, and in each
+//! time slot the shares of the group's queries sent to each POP, stacked in the POPs'
+//! colours; failed queries (no answer) in black. A slot with a wrong answer (a POP unusable
+//! for the node that answered) is outlined in red; an orange strip under a row marks when
+//! the node it asks first answered local-only. Events are dashed vertical lines with their
+//! names. Hand-written SVG: a few hundred rectangles need no plotting library.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::plan::Plan;
-use super::report::QueryRecord;
+use super::report::{QueryRecord, Sample, is_wrong};
 use crate::folder::Sim;
 use crate::scenario::Scenario;
 
@@ -40,7 +42,13 @@ fn escape(s: &str) -> String {
 }
 
 /// The picture of a run.
-pub fn timeline(scenario: &Scenario, sim: &Sim, plan: &Plan, records: &[QueryRecord]) -> String {
+pub fn timeline(
+    scenario: &Scenario,
+    sim: &Sim,
+    plan: &Plan,
+    records: &[QueryRecord],
+    samples: &[Sample],
+) -> String {
     let groups = plan.resolvers.len();
     let pops = sim.pops.len();
     let height = TOP + groups as f64 * ROW + 60.0 + (pops as f64 / 8.0).ceil() * 18.0;
@@ -60,11 +68,13 @@ pub fn timeline(scenario: &Scenario, sim: &Sim, plan: &Plan, records: &[QueryRec
     );
     // Counts per group, slot and POP (the last column: no answer).
     let mut counts = vec![vec![vec![0u32; pops + 1]; SLOTS]; groups];
+    let mut wrong = vec![vec![false; SLOTS]; groups];
     for r in records {
         let g = plan.clients[r.client].resolver;
         let slot = ((r.at.as_secs_f64() / total) * SLOTS as f64) as usize;
         let slot = slot.min(SLOTS - 1);
         counts[g][slot][r.pop.unwrap_or(pops)] += 1;
+        wrong[g][slot] |= is_wrong(plan, r);
     }
     let slot_w = plot / SLOTS as f64;
     for (g, rows) in counts.iter().enumerate() {
@@ -72,7 +82,7 @@ pub fn timeline(scenario: &Scenario, sim: &Sim, plan: &Plan, records: &[QueryRec
         let r = &plan.resolvers[g];
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{}" text-anchor="end">r{g:02}{} → {}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="end">r{g:02}{}, asks {}</text>"#,
             LEFT - 6.0,
             y + ROW / 2.0 + 4.0,
             if r.ecs { " ecs" } else { "" },
@@ -100,6 +110,23 @@ pub fn timeline(scenario: &Scenario, sim: &Sim, plan: &Plan, records: &[QueryRec
                 );
                 y0 += part;
             }
+            if wrong[g][s] {
+                let _ = writeln!(
+                    out,
+                    r##"<rect class="wrong" x="{:.1}" y="{y:.1}" width="{slot_w:.1}" height="{:.1}" fill="none" stroke="#c00" stroke-width="1.5"/>"##,
+                    LEFT + s as f64 * slot_w,
+                    ROW - GAP
+                );
+            }
+        }
+        for (from, to) in local_only_spans(samples, r.primary, plan.duration) {
+            let _ = writeln!(
+                out,
+                r##"<rect class="local-only" x="{:.1}" y="{:.1}" width="{:.1}" height="{GAP}" fill="#f5a623"/>"##,
+                x_of(from),
+                y + ROW - GAP,
+                x_of(to) - x_of(from)
+            );
         }
     }
     let bottom = TOP + groups as f64 * ROW;
@@ -155,6 +182,41 @@ pub fn timeline(scenario: &Scenario, sim: &Sim, plan: &Plan, records: &[QueryRec
             y += 18.0;
         }
     }
+    // The marks' keys, after the POPs'.
+    let _ = writeln!(
+        out,
+        r##"<rect x="{x:.1}" y="{}" width="12" height="12" fill="none" stroke="#c00" stroke-width="1.5"/><text x="{:.1}" y="{y:.1}">wrong answer</text>"##,
+        y - 10.0,
+        x + 16.0
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect x="{:.1}" y="{}" width="12" height="4" fill="#f5a623"/><text x="{:.1}" y="{y:.1}">first node local-only</text>"##,
+        x + 110.0,
+        y - 6.0,
+        x + 126.0
+    );
     out.push_str("</svg>\n");
     out
+}
+
+/// When `node` answered local-only, as `(from, to)` spans of its status samples (a span
+/// ends at the next sample that says otherwise, or at `end`).
+fn local_only_spans(samples: &[Sample], node: usize, end: Duration) -> Vec<(Duration, Duration)> {
+    let mut spans = Vec::new();
+    let mut open: Option<Duration> = None;
+    for s in samples.iter().filter(|s| s.node == node) {
+        match (open, s.local_only) {
+            (None, true) => open = Some(s.at),
+            (Some(from), false) => {
+                spans.push((from, s.at));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = open {
+        spans.push((from, end));
+    }
+    spans
 }

@@ -274,3 +274,20 @@ fn the_query_log_has_one_line_per_query_with_the_truth_beside_the_answer() {
     assert_eq!(fields[9], "NOERROR");
     assert_eq!(fields[10], "fra@1000:NOERROR");
 }
+
+#[test]
+fn the_timeline_marks_wrong_answers_and_local_only_spans_and_names_the_node_asked() {
+    let (s, sim, p) = world();
+    // sin (3) hands out fra (0) 15 s into the partition: wrong; fra answering fra at 5 s is not.
+    let records = vec![record(&sim, 0, 0, 35, 3, 0), record(&sim, 1, 1, 5, 0, 0)];
+    let svg = crate::run::svg::timeline(&s, &sim, &p, &records, &samples(&p, 100, 60));
+    assert_eq!(svg.matches(r#"class="wrong""#).count(), 1, "{svg}");
+    // Nodes 0 and 1 answer local-only from 20 s to 60 s: one strip under each row whose
+    // resolver asks one of them first.
+    let rows = p.resolvers.iter().filter(|r| r.primary < 2).count();
+    assert!(rows > 0);
+    assert_eq!(svg.matches(r#"class="local-only""#).count(), rows, "{svg}");
+    let first = &sim.pops[p.resolvers[0].primary].name;
+    assert!(svg.contains(&format!(", asks {first}</text>")), "{svg}");
+    assert!(svg.contains("wrong answer") && svg.contains("first node local-only"));
+}
