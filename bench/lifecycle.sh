@@ -3,12 +3,14 @@
 # dnsperf load against one standalone node (the single-node example).
 # A baseline run (nothing happens) comes first: loss there is the load generator's or the
 # machine's, not the reload's.
-# Usage: bench/lifecycle.sh [release|debug] [QPS]   (needs dnsperf: apt-get install dnsperf)
+# Usage: bench/lifecycle.sh [release|debug] [QPS]   (SPARROW_BIN=path: use that binary)   (needs dnsperf: apt-get install dnsperf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-release}
 qps=${2:-5000}
-if [ "$profile" = release ]; then
+if [ -n "${SPARROW_BIN:-}" ]; then
+    bin=$SPARROW_BIN # a binary built already (the profile then only labels the output)
+elif [ "$profile" = release ]; then
     cargo build -q --release -p sparrow-node --bin sparrow
     bin=target/release/sparrow
 else
@@ -27,6 +29,7 @@ done > "$dir/queries"
 
 start() {
     "$bin" node --config "$dir/sparrow.toml" "$@" 2>>"$dir/node.log" &
+    node_pid=$!
     for _ in $(seq 1 200); do
         grep -q "operator API" "$dir/node.log" 2>/dev/null && return 0
         sleep 0.05
@@ -55,9 +58,9 @@ echo "== a binary swap (sparrow node --take-over) in the middle, ${qps} qps, $pr
 load 8 &
 perf=$!
 sleep 3
-old=$(pgrep -f "sparrow node --config $dir/sparrow.toml\$" | head -1)
+old=$node_pid
 : > "$dir/node.log"
 start --take-over
 for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$old" 2>/dev/null && echo "old process still running!"
+if kill -0 "$old" 2>/dev/null; then echo "the old process is still running"; exit 1; fi
 wait $perf
