@@ -58,8 +58,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<DnsSockets> {
     };
     let mut last_err = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
+        // SO_REUSEPORT: each UDP worker binds its own socket beside this one.
+        let udp = crate::dns::udp::bind_reuseport(addr)
+            .and_then(UdpSocket::from_std)
             .with_context(|| format!("cannot bind UDP {addr}"))?;
         let bound = udp
             .local_addr()
@@ -80,25 +81,44 @@ pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot bind metrics endpoint {addr}"))
 }
 
-/// Serves DNS on `sockets` with `handler` until `shutdown` is cancelled.
+/// Serves DNS on `sockets` with `handler` until `shutdown` is cancelled: UDP on the
+/// server's worker threads (`[node] dns_workers` per address, default one per core), TCP
+/// through hickory's server.
 pub async fn serve_handler(
     handler: DnsHandler,
     sockets: Vec<DnsSockets>,
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut server = Server::new(handler);
+    let workers = handler
+        .snapshot()
+        .load()
+        .config
+        .node
+        .dns_workers
+        .unwrap_or_else(crate::dns::udp::default_workers);
+    let mut server = Server::new(handler.clone());
+    let mut udp = Vec::new();
     for s in sockets {
-        server.register_socket(s.udp);
+        let socket = s.udp.into_std().context("UDP socket")?;
+        udp.push(
+            crate::dns::udp::spawn(&handler, socket, workers)
+                .context("cannot start the UDP workers")?,
+        );
         server.register_listener(s.tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
     }
+    let stop_udp = || async {
+        let _ = tokio::task::spawn_blocking(move || udp.into_iter().for_each(|w| w.stop())).await;
+    };
     tokio::select! {
         result = server.block_until_done() => {
+            stop_udp().await;
             result.context("DNS server stopped")?;
             anyhow::bail!("DNS server stopped on its own");
         }
         () = shutdown.cancelled() => {
             info!("shutting down");
+            stop_udp().await;
             server.shutdown_gracefully().await.context("graceful shutdown")?;
         }
     }

@@ -38,6 +38,8 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest UDP response we send: 1232 bytes avoids IP fragmentation (DNS Flag Day 2020).
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+/// Most UDP workers per listen address a config may ask for.
+pub const MAX_DNS_WORKERS: usize = 256;
 /// SOA timers when the config gives none (RIPE-203 recommendations).
 pub const DEFAULT_SOA_REFRESH: u32 = 86_400;
 /// See [`DEFAULT_SOA_REFRESH`].
@@ -168,6 +170,9 @@ pub struct NodeSettings {
     pub tcp_idle_timeout: Duration,
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,
+    /// UDP workers per listen address, each with its own socket and thread (`None`: one
+    /// per core available when the server starts).
+    pub dns_workers: Option<usize>,
     /// Probes of this node's own POP; it is healthy while all are up.
     pub probes: Vec<crate::health::spec::Probe>,
     /// The operator API's Unix socket (`None`: the default path).

@@ -48,6 +48,8 @@ pub(crate) struct RawNode {
     pub(crate) tcp_idle_timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub(crate) max_udp_payload: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) dns_workers: Option<Spanned<usize>>,
     #[serde(default, rename = "probe")]
     pub(crate) probes: Vec<Spanned<RawProbe>>,
     #[serde(default)]

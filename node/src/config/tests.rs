@@ -77,6 +77,7 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.pops[0].admin, AdminState::Active);
     assert_eq!(c.node.max_udp_payload, DEFAULT_MAX_UDP_PAYLOAD);
     assert_eq!(c.node.tcp_idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(c.node.dns_workers, None);
     assert_eq!(c.zone.negative_soa().ttl, DEFAULT_SOA_MINIMUM);
 }
 
@@ -117,6 +118,11 @@ fn errors_name_file_line_column_and_reason() {
             "name = \"ams\"",
             "name = \"ams pop\"",
             "/etc/sparrow/sparrow.toml:16:8: POP name `ams pop` must be letters, digits, `-` or `_`",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = [\"127.0.0.1:5301\"]\ndns_workers = 0",
+            "/etc/sparrow/sparrow.toml:5:15: dns_workers must be from 1 to 256",
         ),
         (
             "serial = 1",

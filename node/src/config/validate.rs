@@ -105,6 +105,16 @@ pub(super) fn validate(
             }
             Some(p) => *p.get_ref(),
         },
+        dns_workers: match &raw.node.dns_workers {
+            None => None,
+            Some(w) if (1..=MAX_DNS_WORKERS).contains(w.get_ref()) => Some(*w.get_ref()),
+            Some(w) => {
+                return Err(cx.error(
+                    Some(w.span()),
+                    format!("dns_workers must be from 1 to {MAX_DNS_WORKERS}"),
+                ));
+            }
+        },
         probes: raw
             .node
             .probes

@@ -4,8 +4,14 @@
 
 pub mod answer;
 pub mod ecs;
+pub mod fast;
 pub mod handler;
+pub mod udp;
+pub mod wire;
 pub mod zone;
+
+#[cfg(test)]
+mod tests;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;

@@ -1,0 +1,407 @@
+//! [E] DNS over UDP: one thread per worker, each with its own `SO_REUSEPORT` socket, reading
+//! and writing packets in batches (`recvmmsg`/`sendmmsg` on Linux). A packet goes to the
+//! fast path (`dns::fast`) when it takes it, else to the hickory path
+//! ([`DnsHandler::respond`]). No task per query, no allocation per fast-path query.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hickory_server::net::xfer::Protocol;
+use socket2::{Domain, Socket, Type};
+use tracing::{debug, warn};
+
+use super::fast;
+use super::handler::DnsHandler;
+use super::{DnsTransport, QueryObserver};
+use crate::snapshot::Snapshot;
+
+/// Packets read (and answered) per system call at most.
+const BATCH: usize = 32;
+/// Largest query read; longer ones are dropped (no query needs more).
+const MAX_QUERY: usize = 4096;
+/// How often a blocked worker looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// A UDP socket bound to `addr` with `SO_REUSEPORT` set, so that more workers can bind
+/// beside it ([`spawn`]); nonblocking, as tokio wants it.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// The number of workers when the config names none: the cores this process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Running UDP workers; [`Self::stop`] ends them.
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Tells every worker to stop, and waits until they have (each finishes the batch in
+    /// hand, so queries read are answered).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves UDP on `socket` (bound by [`bind_reuseport`]) with `workers` threads: the first
+/// reads `socket`, each other its own socket bound to the same address.
+pub fn spawn(handler: &DnsHandler, socket: UdpSocket, workers: usize) -> io::Result<Workers> {
+    let addr = socket.local_addr()?;
+    let mut sockets = vec![socket];
+    for _ in 1..workers {
+        sockets.push(bind_reuseport(addr)?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(STOP_POLL))?;
+        let handler = handler.clone();
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || run(&socket, &handler, &stop))?,
+        );
+    }
+    Ok(Workers { stop, threads })
+}
+
+/// Whether a response may go to `src` (as hickory's server checks).
+fn can_answer(src: SocketAddr) -> bool {
+    src.port() != 0
+        && match src.ip() {
+            IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast(),
+            IpAddr::V6(a) => !a.is_unspecified(),
+        }
+}
+
+/// One worker's loop.
+fn run(socket: &UdpSocket, handler: &DnsHandler, stop: &AtomicBool) {
+    let mut batch = Batch::new();
+    let mut fast = fast::Worker::default();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match batch.receive(socket) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot receive on the DNS UDP socket");
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
+        };
+        let snap = handler.snapshot().load();
+        for i in 0..n {
+            let Some((query, src, out)) = batch.slot(i) else {
+                continue;
+            };
+            if !can_answer(src) {
+                continue;
+            }
+            answer(handler, &snap, &mut fast, query, src, out);
+        }
+        if let Err(e) = batch.send(socket, n) {
+            debug!(error = %e, "cannot send DNS responses");
+        }
+    }
+}
+
+/// Answers one query into `out` (left empty: no response).
+fn answer(
+    handler: &DnsHandler,
+    snap: &Snapshot,
+    fast: &mut fast::Worker,
+    query: &[u8],
+    src: SocketAddr,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    match fast.respond(snap, query, src.ip()) {
+        Some(a) => {
+            out.extend_from_slice(fast.response());
+            if let Some(m) = handler.metrics() {
+                count(m.as_ref(), &a, snap);
+            }
+            debug!(
+                %src,
+                name = %a.qname,
+                qtype = %a.qtype,
+                ecs = a.ecs,
+                rcode = %a.rcode,
+                truncated = a.truncated,
+                "query"
+            );
+        }
+        None => {
+            if let Some(bytes) = handler.respond(query, src, Protocol::Udp) {
+                *out = bytes;
+            }
+        }
+    }
+}
+
+/// Counts a fast-path answer as the hickory path counts its own.
+pub fn count(m: &dyn QueryObserver, a: &fast::Answered, snap: &Snapshot) {
+    m.query(DnsTransport::Udp, a.qtype, a.rcode);
+    if let Some(pop) = a.geo_pop {
+        m.geo_answer(pop, a.ecs, snap.mode.is_local_only());
+    }
+}
+
+#[cfg(target_os = "linux")]
+use linux::Batch;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    //! Batched receive and send with `recvmmsg`/`sendmmsg`.
+
+    use std::io;
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    use super::{BATCH, MAX_QUERY};
+
+    /// Buffers of one worker, reused for every batch.
+    pub(super) struct Batch {
+        queries: Box<[[u8; MAX_QUERY]]>,
+        responses: Vec<Vec<u8>>,
+        addrs: Box<[libc::sockaddr_storage]>,
+        iovecs: Box<[libc::iovec]>,
+        headers: Box<[libc::mmsghdr]>,
+    }
+
+    // SAFETY: the raw pointers in `iovecs` and `headers` point into this struct's own
+    // boxes, and the struct is used by one thread at a time.
+    unsafe impl Send for Batch {}
+
+    impl Batch {
+        pub(super) fn new() -> Self {
+            Self {
+                queries: vec![[0; MAX_QUERY]; BATCH].into_boxed_slice(),
+                responses: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
+                addrs: zeroed(),
+                iovecs: zeroed(),
+                headers: zeroed(),
+            }
+        }
+
+        /// Blocks until at least one packet is there (or the read timeout passes); returns
+        /// how many were read.
+        pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+            for i in 0..BATCH {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: self.queries[i].as_mut_ptr().cast(),
+                    iov_len: MAX_QUERY,
+                };
+                let h = &mut self.headers[i];
+                h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = &raw mut self.iovecs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = std::ptr::null_mut();
+                h.msg_hdr.msg_controllen = 0;
+                h.msg_hdr.msg_flags = 0;
+                h.msg_len = 0;
+            }
+            // SAFETY: every header points at buffers of this struct that outlive the call,
+            // with their true lengths.
+            let n = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    self.headers.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(n as usize)
+        }
+
+        /// Query `i` of the last batch, its source, and the buffer for its response (left
+        /// empty: none); `None` if it was cut (longer than any query) or its source is not IP.
+        pub(super) fn slot(&mut self, i: usize) -> Option<(&[u8], SocketAddr, &mut Vec<u8>)> {
+            let h = &self.headers[i];
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                return None;
+            }
+            let src = sockaddr(&self.addrs[i])?;
+            Some((
+                &self.queries[i][..h.msg_len as usize],
+                src,
+                &mut self.responses[i],
+            ))
+        }
+
+        /// Sends the non-empty responses of the first `n` packets, each to its query's
+        /// source, and empties them.
+        pub(super) fn send(&mut self, socket: &UdpSocket, n: usize) -> io::Result<()> {
+            let mut count = 0;
+            for i in 0..n {
+                if self.responses[i].is_empty()
+                    || self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
+                {
+                    continue;
+                }
+                self.iovecs[count] = libc::iovec {
+                    iov_base: self.responses[i].as_mut_ptr().cast(),
+                    iov_len: self.responses[i].len(),
+                };
+                let namelen = self.headers[i].msg_hdr.msg_namelen;
+                // Move the address down to slot `count` (count <= i).
+                self.addrs[count] = self.addrs[i];
+                let h = &mut self.headers[count];
+                h.msg_hdr.msg_name = (&raw mut self.addrs[count]).cast();
+                h.msg_hdr.msg_namelen = namelen;
+                h.msg_hdr.msg_iov = &raw mut self.iovecs[count];
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_flags = 0;
+                count += 1;
+            }
+            let mut sent = 0;
+            let mut result = Ok(());
+            while sent < count {
+                // SAFETY: headers `sent..count` point at this struct's buffers, filled above.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        socket.as_raw_fd(),
+                        self.headers[sent..].as_mut_ptr(),
+                        (count - sent) as libc::c_uint,
+                        0,
+                    )
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // Skip the message that failed (an unreachable client), send the rest.
+                    sent += 1;
+                    result = Err(e);
+                } else {
+                    sent += r as usize;
+                }
+            }
+            for r in &mut self.responses[..n] {
+                r.clear();
+            }
+            result
+        }
+    }
+
+    /// `BATCH` all-zero values of a C struct.
+    fn zeroed<T>() -> Box<[T]> {
+        // SAFETY: only used for sockaddr_storage, iovec and mmsghdr, for which all-zero
+        // bytes are a valid value.
+        (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect()
+    }
+
+    fn sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match i32::from(s.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says this storage holds a sockaddr_in.
+                let a: &libc::sockaddr_in =
+                    unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    u32::from_be(a.sin_addr.s_addr).into(),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says this storage holds a sockaddr_in6.
+                let a: &libc::sockaddr_in6 =
+                    unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    a.sin6_addr.s6_addr.into(),
+                    u16::from_be(a.sin6_port),
+                    u32::from_be(a.sin6_flowinfo),
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+use portable::Batch;
+
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    //! One packet per system call where `recvmmsg` is missing.
+
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+
+    use super::MAX_QUERY;
+
+    pub(super) struct Batch {
+        query: Vec<u8>,
+        len: usize,
+        src: Option<SocketAddr>,
+        response: Vec<u8>,
+    }
+
+    impl Batch {
+        pub(super) fn new() -> Self {
+            Self {
+                query: vec![0; MAX_QUERY],
+                len: 0,
+                src: None,
+                response: Vec::with_capacity(1232),
+            }
+        }
+
+        pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+            let (len, src) = socket.recv_from(&mut self.query)?;
+            self.len = len;
+            self.src = Some(src);
+            Ok(1)
+        }
+
+        pub(super) fn slot(&mut self, _: usize) -> Option<(&[u8], SocketAddr, &mut Vec<u8>)> {
+            Some((&self.query[..self.len], self.src?, &mut self.response))
+        }
+
+        pub(super) fn send(&mut self, socket: &UdpSocket, _: usize) -> io::Result<()> {
+            let result = match self.src {
+                Some(src) if !self.response.is_empty() => {
+                    socket.send_to(&self.response, src).map(drop)
+                }
+                _ => Ok(()),
+            };
+            self.response.clear();
+            result
+        }
+    }
+}
