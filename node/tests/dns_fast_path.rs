@@ -92,14 +92,17 @@ fn answering_geo_and_static_names_allocates_nothing() {
     let resolver: IpAddr = "192.0.2.200".parse().unwrap();
     let mut worker = Worker::default();
     for q in &queries {
-        assert!(worker.respond(&snap, q, resolver).is_some(), "fast path");
+        assert!(
+            worker.respond(&snap, q, resolver, None).is_some(),
+            "fast path"
+        );
     }
     let before = ALLOCATIONS.with(Cell::get);
     let mut bytes = 0;
     for _ in 0..100 {
         for q in &queries {
             // INVARIANT: taken above.
-            let answered = worker.respond(&snap, q, resolver).unwrap();
+            let answered = worker.respond(&snap, q, resolver, None).unwrap();
             bytes += worker.response().len();
             drop(answered);
         }

@@ -8,6 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Record, RecordType};
 
 use super::answer::{self, Client, Sink};
+use super::cookie::{self, Cookie};
 use super::wire::{self, Encoder, HEADER_LEN, Head};
 use crate::snapshot::Snapshot;
 
@@ -33,6 +34,8 @@ pub struct Answered {
     pub ecs: bool,
     /// Whether the response was truncated (TC, no records).
     pub truncated: bool,
+    /// Whether the query carried a valid server cookie (its source is not spoofed).
+    pub cookie_valid: bool,
 }
 
 /// Encodes records as [`answer::answer`] hands them over; remembers a record it cannot
@@ -73,13 +76,51 @@ impl Worker {
     }
 
     /// Answers `msg` from `resolver` over UDP if the fast path takes it; `None` leaves it
-    /// to the hickory path.
-    pub fn respond(&mut self, snap: &Snapshot, msg: &[u8], resolver: IpAddr) -> Option<Answered> {
+    /// to the hickory path. `cookies`: the cookie secret and the time in seconds since the
+    /// Unix epoch (`None`: cookies are not answered).
+    pub fn respond(
+        &mut self,
+        snap: &Snapshot,
+        msg: &[u8],
+        resolver: IpAddr,
+        cookies: Option<([u8; 16], u32)>,
+    ) -> Option<Answered> {
+        self.respond_inner(snap, msg, resolver, cookies, false)
+    }
+
+    /// [`Self::respond`], the response truncated whatever its size (TC, no records): what
+    /// rate limiting lets through (`dns::rrl`, slip).
+    pub fn respond_truncated(
+        &mut self,
+        snap: &Snapshot,
+        msg: &[u8],
+        resolver: IpAddr,
+        cookies: Option<([u8; 16], u32)>,
+    ) -> Option<Answered> {
+        self.respond_inner(snap, msg, resolver, cookies, true)
+    }
+
+    fn respond_inner(
+        &mut self,
+        snap: &Snapshot,
+        msg: &[u8],
+        resolver: IpAddr,
+        cookies: Option<([u8; 16], u32)>,
+        force_truncation: bool,
+    ) -> Option<Answered> {
         let q = wire::parse(msg)?;
-        // Cookies are answered by the hickory path.
-        if q.edns.is_some_and(|e| e.cookie.is_some()) {
-            return None;
-        }
+        let client_cookie = match q.edns.and_then(|e| e.cookie).map(cookie::parse) {
+            None => None,
+            Some(Cookie::Client { client, server }) => Some((client, server)),
+            // FORMERR, from the hickory path.
+            Some(Cookie::Malformed) => return None,
+        };
+        let cookie_valid = match (client_cookie, cookies) {
+            (Some((client, Some(server))), Some((secret, now))) => {
+                cookie::is_valid(&secret, &client, server, resolver, now)
+            }
+            _ => false,
+        };
         let subnet = q.edns.and_then(|e| e.subnet);
         let client = Client {
             resolver: resolver.to_canonical(),
@@ -114,12 +155,16 @@ impl Worker {
                         let n = wire::ecs_data(&subnet, scope, &mut data);
                         e.option(super::ecs::OPTION_CODE, &[&data[..n]]);
                     }
+                    if let (Some((client, _)), Some((secret, now))) = (client_cookie, cookies) {
+                        let server = cookie::server_cookie(&secret, &client, resolver, now);
+                        e.option(wire::COOKIE_OPTION, &[&client, &server]);
+                    }
                 });
             }
         };
         write_opt(&mut self.encoder);
         let limit = usize::from(payload.unwrap_or(512));
-        let truncated = self.encoder.bytes().len() > limit;
+        let truncated = force_truncation || self.encoder.bytes().len() > limit;
         if truncated {
             // Truncated answers carry no records: the client retries over TCP anyway, and
             // a partial answer would only amplify.
@@ -144,6 +189,7 @@ impl Worker {
             geo_pop: outcome.geo_pop,
             ecs: subnet.is_some(),
             truncated,
+            cookie_valid,
         })
     }
 }

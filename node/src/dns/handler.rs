@@ -23,6 +23,7 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use tracing::{debug, warn};
 
 use super::answer::{self, Client};
+use super::cookie::{self, Cookie};
 use super::{DnsTransport, QueryObserver};
 use super::{ecs, wire};
 use crate::snapshot::Snapshot;
@@ -32,15 +33,52 @@ use crate::snapshot::Snapshot;
 pub struct DnsHandler {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Option<Arc<dyn QueryObserver>>,
+    /// The cookie secret when the config gives none, drawn at start (`None`: the system's
+    /// random source failed, and cookies are not answered).
+    random_secret: Option<[u8; 16]>,
+    /// Seconds since the Unix epoch (cookie timestamps).
+    clock: fn() -> u32,
+}
+
+/// Seconds since the Unix epoch, as a DNS cookie stamps them (mod 2^32).
+fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        // INVARIANT: truncated on purpose; cookie stamps use serial arithmetic.
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 impl DnsHandler {
     /// A handler reading whatever snapshot `snapshot` holds at the time of each query.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        use ring::rand::SecureRandom as _;
+        let mut secret = [0u8; 16];
+        let random_secret = match ring::rand::SystemRandom::new().fill(&mut secret) {
+            Ok(()) => Some(secret),
+            Err(_) => {
+                warn!("no random source: DNS cookies are answered only with a cookie_secret");
+                None
+            }
+        };
         Self {
             snapshot,
             metrics: None,
+            random_secret,
+            clock: unix_seconds,
         }
+    }
+
+    /// The same handler with another clock (tests).
+    pub fn with_clock(mut self, clock: fn() -> u32) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The cookie secret and the time, for answering cookies from `snap`; `None`: cookies
+    /// are not answered.
+    pub fn cookie_context(&self, snap: &Snapshot) -> Option<([u8; 16], u32)> {
+        let secret = snap.config.node.cookie_secret.or(self.random_secret)?;
+        Some((secret, (self.clock)()))
     }
 
     /// The same handler, counting every query in `metrics`.
@@ -296,7 +334,7 @@ impl RequestHandler for DnsHandler {
                 let response = builder.error_msg(&request.metadata, code);
                 response_handle.send_response(response).await
             }
-            Ok((query, client)) => {
+            Ok((query, client, client_cookie)) => {
                 let plan = answer::plan(&snap, query.name(), query.query_type(), client);
                 if let Some(m) = &self.metrics {
                     m.query(transport(request), query.query_type(), plan.rcode);
@@ -313,6 +351,17 @@ impl RequestHandler for DnsHandler {
                         net.prefix_len(),
                         scope,
                     )));
+                }
+                // A fresh server cookie for every cookie (RFC 7873 5.2.3-5.2.5), after ECS.
+                if let (Some(e), Some(client_cookie), Some((secret, now))) =
+                    (edns.as_mut(), client_cookie, self.cookie_context(&snap))
+                {
+                    let server =
+                        cookie::server_cookie(&secret, &client_cookie, request.src().ip(), now);
+                    let mut data = client_cookie.to_vec();
+                    data.extend_from_slice(&server);
+                    e.options_mut()
+                        .insert(EdnsOption::Unknown(wire::COOKIE_OPTION, data));
                 }
                 debug!(
                     src = %request.src(),
@@ -353,7 +402,7 @@ impl RequestHandler for DnsHandler {
 
 /// Checks what the library leaves to us; returns the question and the client, or the error
 /// code to answer with.
-fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
+fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), ResponseCode> {
     if request.metadata.op_code != OpCode::Query {
         return Err(ResponseCode::NotImp);
     }
@@ -366,6 +415,13 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
         debug!(src = %request.src(), error = %e, "malformed client subnet");
         ResponseCode::FormErr
     })?;
+    let client_cookie =
+        match ecs::first_option(request.as_slice(), wire::COOKIE_OPTION).map(cookie::parse) {
+            None => None,
+            Some(Cookie::Client { client, .. }) => Some(client),
+            // RFC 7873 5.2.2.
+            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr),
+        };
     if info.query.query_class() != DNSClass::IN {
         return Err(ResponseCode::Refused);
     }
@@ -373,7 +429,7 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
         resolver: request.src().ip().to_canonical(),
         subnet: subnet.map(|s| s.net),
     };
-    Ok((info.query, client))
+    Ok((info.query, client, client_cookie))
 }
 
 /// The query's client subnet, strictly checked on the wire bytes.

@@ -126,17 +126,32 @@ fn ecs(family: u16, source: u8, addr: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The tests' time (seconds since the Unix epoch).
+const NOW: u32 = 1_800_000_000;
+
 /// Runs `query` from `src` through both paths; returns whether the fast path took it.
 fn both(snap: Snapshot, query: &[u8], src: SocketAddr) -> (bool, Vec<u8>) {
+    let (answered, bytes) = both_answered(snap, query, src);
+    (answered.is_some(), bytes)
+}
+
+/// [`both`], with what the fast path says of the query.
+fn both_answered(
+    snap: Snapshot,
+    query: &[u8],
+    src: SocketAddr,
+) -> (Option<fast::Answered>, Vec<u8>) {
     let recorder = Arc::new(Recorder::default());
     let swap = Arc::new(ArcSwap::from_pointee(snap));
-    let handler = DnsHandler::new(swap.clone()).with_metrics(recorder.clone());
+    let handler = DnsHandler::new(swap.clone())
+        .with_metrics(recorder.clone())
+        .with_clock(|| NOW);
     let hickory = handler.respond(query, src, Protocol::Udp);
     let hickory_counts = recorder.take();
     let snap = swap.load();
     let mut worker = fast::Worker::default();
-    match worker.respond(&snap, query, src.ip()) {
-        None => (false, hickory.unwrap_or_default()),
+    match worker.respond(&snap, query, src.ip(), handler.cookie_context(&snap)) {
+        None => (None, hickory.unwrap_or_default()),
         Some(a) => {
             super::udp::count(recorder.as_ref(), &a, &snap);
             let fast = worker.response().to_vec();
@@ -147,7 +162,7 @@ fn both(snap: Snapshot, query: &[u8], src: SocketAddr) -> (bool, Vec<u8>) {
                 Message::from_vec(&fast).map(|m| m.to_string())
             );
             assert_eq!(recorder.take(), hickory_counts, "metrics for {query:?}");
-            (true, fast)
+            (Some(a), fast)
         }
     }
 }
@@ -289,14 +304,14 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
     let snap = example(|t| t);
     let rcode = |bytes: &[u8]| Message::from_vec(bytes).unwrap().metadata.response_code;
     let www = Query::new("www.example.net.", RecordType::A);
-    // Malformed ECS (host bits), EDNS version 1, a cookie, opcode STATUS, class CH,
-    // two questions.
+    // Malformed ECS (host bits), EDNS version 1, a malformed cookie, opcode STATUS, class
+    // CH, two questions.
     let bad_ecs = www.clone().edns(1232, ecs(1, 20, &[10, 1, 17])).bytes();
     let mut v1 = www.clone().edns(1232, vec![]);
     v1.edns.as_mut().unwrap().1 = 1;
     let cookie = www
         .clone()
-        .edns(1232, vec![0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])
+        .edns(1232, vec![0, 10, 0, 5, 1, 2, 3, 4, 5])
         .bytes();
     let mut status = www.clone();
     status.flags = 2 << 11;
@@ -309,7 +324,7 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
     for (query, want) in [
         (bad_ecs, Some(ResponseCode::FormErr)),
         (v1.bytes(), Some(ResponseCode::BADVERS)),
-        (cookie, Some(ResponseCode::NoError)),
+        (cookie, Some(ResponseCode::FormErr)),
         (status.bytes(), Some(ResponseCode::NotImp)),
         (chaos, Some(ResponseCode::Refused)),
         (two, Some(ResponseCode::FormErr)),
@@ -324,6 +339,72 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
                 assert_eq!(bytes[3] & 0x0F, ResponseCode::BADVERS.low())
             }
             Some(code) => assert_eq!(rcode(&bytes), code, "{query:?}"),
+        }
+    }
+}
+
+#[test]
+fn cookies_are_answered_the_same_on_both_paths() {
+    const SECRET: [u8; 16] = [0x5a; 16];
+    let snap = example(|t| {
+        t.replacen(
+            "[zone]\n",
+            "cookie_secret = \"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\"\n[zone]\n",
+            1,
+        )
+    });
+    let client = [1, 2, 3, 4, 5, 6, 7, 8];
+    let option = |data: &[u8]| {
+        let mut o = vec![0, 10];
+        o.extend((data.len() as u16).to_be_bytes());
+        o.extend(data);
+        o
+    };
+    for resolver in ["192.0.2.200", "100.64.3.7", "2001:db8:ff02::53"] {
+        let ip: IpAddr = resolver.parse().unwrap();
+        let src = SocketAddr::new(ip, 53000);
+        let valid = super::cookie::server_cookie(&SECRET, &client, ip, NOW - 100);
+        let stale = super::cookie::server_cookie(&SECRET, &client, ip, NOW - 4000);
+        let mut forged = valid;
+        forged[9] ^= 0xff;
+        let with = |server: &[u8]| [&client[..], server].concat();
+        // (option data, the fast path takes it, the server cookie is valid)
+        let cookies: [(Vec<u8>, bool, bool); 6] = [
+            (client.to_vec(), true, false),
+            (with(&valid), true, true),
+            (with(&stale), true, false),
+            (with(&forged), true, false),
+            (with(&[0; 8]), true, false),
+            (client[..5].to_vec(), false, false),
+        ];
+        for (name, qtype) in [
+            ("www.example.net.", RecordType::A),
+            ("www.example.net.", RecordType::AAAA),
+            ("mail.example.net.", RecordType::MX),
+            ("nothing.example.net.", RecordType::A),
+        ] {
+            for subnet in [None, Some(ecs(1, 24, &[100, 64, 2]))] {
+                for (cookie, fast, is_valid) in &cookies {
+                    let mut options = subnet.clone().unwrap_or_default();
+                    options.extend(option(cookie));
+                    let q = Query::new(name, qtype).edns(1232, options);
+                    let (answered, bytes) = both_answered(snap.clone(), &q.bytes(), src);
+                    assert_eq!(answered.is_some(), *fast, "{name} {cookie:?}");
+                    let m = Message::from_vec(&bytes).unwrap();
+                    if !fast {
+                        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+                        continue;
+                    }
+                    assert_eq!(answered.unwrap().cookie_valid, *is_valid, "{cookie:?}");
+                    // The response's cookie: the client's, then a fresh, valid server cookie.
+                    let opt = bytes.len() - 4 - 8 - 16;
+                    assert_eq!(bytes[opt..opt + 4], [0, 10, 0, 24]);
+                    assert_eq!(bytes[opt + 4..opt + 12], client);
+                    let server = &bytes[opt + 12..];
+                    assert!(super::cookie::is_valid(&SECRET, &client, server, ip, NOW));
+                    assert_eq!(server[4..8], NOW.to_be_bytes());
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_server::net::xfer::Protocol;
 use socket2::{Domain, Socket, Type};
@@ -16,7 +16,9 @@ use tracing::{debug, warn};
 
 use super::fast;
 use super::handler::DnsHandler;
+use super::rrl::{self, Verdict};
 use super::{DnsTransport, QueryObserver};
+use crate::config::RrlSettings;
 use crate::snapshot::Snapshot;
 
 /// Packets read (and answered) per system call at most.
@@ -62,9 +64,36 @@ impl Workers {
     }
 }
 
+/// Response rate limiting shared by every worker, with the epoch of its clock.
+pub struct Rrl {
+    limiter: rrl::Limiter,
+    epoch: Instant,
+}
+
+impl Rrl {
+    /// A limiter with `settings`, its clock starting now.
+    pub fn new(settings: RrlSettings) -> Self {
+        Self {
+            limiter: rrl::Limiter::new(settings),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn check(&self, addr: IpAddr) -> Verdict {
+        // INVARIANT: milliseconds since start fit in 64 bits.
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        self.limiter.check(addr, now_ms)
+    }
+}
+
 /// Serves UDP on `socket` (bound by [`bind_reuseport`]) with `workers` threads: the first
 /// reads `socket`, each other its own socket bound to the same address.
-pub fn spawn(handler: &DnsHandler, socket: UdpSocket, workers: usize) -> io::Result<Workers> {
+pub fn spawn(
+    handler: &DnsHandler,
+    socket: UdpSocket,
+    workers: usize,
+    rrl: Option<Arc<Rrl>>,
+) -> io::Result<Workers> {
     let addr = socket.local_addr()?;
     let mut sockets = vec![socket];
     for _ in 1..workers {
@@ -77,10 +106,11 @@ pub fn spawn(handler: &DnsHandler, socket: UdpSocket, workers: usize) -> io::Res
         socket.set_read_timeout(Some(STOP_POLL))?;
         let handler = handler.clone();
         let stop = stop.clone();
+        let rrl = rrl.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
-                .spawn(move || run(&socket, &handler, &stop))?,
+                .spawn(move || run(&socket, &handler, rrl.as_deref(), &stop))?,
         );
     }
     Ok(Workers { stop, threads })
@@ -96,7 +126,7 @@ fn can_answer(src: SocketAddr) -> bool {
 }
 
 /// One worker's loop.
-fn run(socket: &UdpSocket, handler: &DnsHandler, stop: &AtomicBool) {
+fn run(socket: &UdpSocket, handler: &DnsHandler, rrl: Option<&Rrl>, stop: &AtomicBool) {
     let mut batch = Batch::new();
     let mut fast = fast::Worker::default();
     while !stop.load(Ordering::Relaxed) {
@@ -119,6 +149,7 @@ fn run(socket: &UdpSocket, handler: &DnsHandler, stop: &AtomicBool) {
             }
         };
         let snap = handler.snapshot().load();
+        let cookies = handler.cookie_context(&snap);
         for i in 0..n {
             let Some((query, src, out)) = batch.slot(i) else {
                 continue;
@@ -126,7 +157,13 @@ fn run(socket: &UdpSocket, handler: &DnsHandler, stop: &AtomicBool) {
             if !can_answer(src) {
                 continue;
             }
-            answer(handler, &snap, &mut fast, query, src, out);
+            let cx = Cx {
+                handler,
+                snap: &snap,
+                cookies,
+                rrl,
+            };
+            answer(&cx, &mut fast, query, src, out);
         }
         if let Err(e) = batch.send(socket, n) {
             debug!(error = %e, "cannot send DNS responses");
@@ -134,37 +171,55 @@ fn run(socket: &UdpSocket, handler: &DnsHandler, stop: &AtomicBool) {
     }
 }
 
+/// What answering a batch needs besides the packets.
+struct Cx<'a> {
+    handler: &'a DnsHandler,
+    snap: &'a Snapshot,
+    cookies: Option<([u8; 16], u32)>,
+    rrl: Option<&'a Rrl>,
+}
+
 /// Answers one query into `out` (left empty: no response).
-fn answer(
-    handler: &DnsHandler,
-    snap: &Snapshot,
-    fast: &mut fast::Worker,
-    query: &[u8],
-    src: SocketAddr,
-    out: &mut Vec<u8>,
-) {
+fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, out: &mut Vec<u8>) {
     out.clear();
-    match fast.respond(snap, query, src.ip()) {
-        Some(a) => {
-            out.extend_from_slice(fast.response());
-            if let Some(m) = handler.metrics() {
-                count(m.as_ref(), &a, snap);
-            }
-            debug!(
-                %src,
-                name = %a.qname,
-                qtype = %a.qtype,
-                ecs = a.ecs,
-                rcode = %a.rcode,
-                truncated = a.truncated,
-                "query"
-            );
+    let Some(a) = fast.respond(cx.snap, query, src.ip(), cx.cookies) else {
+        // The hickory path: rate-limited responses are dropped, none slips.
+        if cx.rrl.is_none_or(|r| r.check(src.ip()) == Verdict::Send)
+            && let Some(bytes) = cx.handler.respond(query, src, Protocol::Udp)
+        {
+            *out = bytes;
         }
-        None => {
-            if let Some(bytes) = handler.respond(query, src, Protocol::Udp) {
-                *out = bytes;
+        return;
+    };
+    if let Some(m) = cx.handler.metrics() {
+        count(m.as_ref(), &a, cx.snap);
+    }
+    // A valid server cookie proves the source: no limit.
+    let verdict = match cx.rrl {
+        Some(r) if !a.cookie_valid => r.check(src.ip()),
+        _ => Verdict::Send,
+    };
+    debug!(
+        %src,
+        name = %a.qname,
+        qtype = %a.qtype,
+        ecs = a.ecs,
+        rcode = %a.rcode,
+        truncated = a.truncated,
+        rrl = ?verdict,
+        "query"
+    );
+    match verdict {
+        Verdict::Send => out.extend_from_slice(fast.response()),
+        Verdict::Slip => {
+            if fast
+                .respond_truncated(cx.snap, query, src.ip(), cx.cookies)
+                .is_some()
+            {
+                out.extend_from_slice(fast.response());
             }
         }
+        Verdict::Drop => {}
     }
 }
 
@@ -403,5 +458,98 @@ mod portable {
             self.response.clear();
             result
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use arc_swap::ArcSwap;
+
+    use super::*;
+    use crate::config::{Config, Disk};
+
+    const SECRET: [u8; 16] = [0x5a; 16];
+
+    /// A query for `www.example.net A` with ID `id`, EDNS, and `cookie` (option data) if any.
+    fn query(id: u16, cookie: Option<&[u8]>) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend([1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+        for label in ["www", "example", "net"] {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.extend([0, 0, 1, 0, 1, 0, 0, 41, 4, 208, 0, 0, 0, 0]);
+        let options = cookie.map_or_else(Vec::new, |c| {
+            let mut o = vec![0, 10, 0, c.len() as u8];
+            o.extend(c);
+            o
+        });
+        m.extend((options.len() as u16).to_be_bytes());
+        m.extend(options);
+        m
+    }
+
+    #[test]
+    fn rate_limited_responses_drop_or_slip_and_valid_cookies_pass() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "[zone]\n",
+            "cookie_secret = \"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\"\n\
+             rrl = { responses_per_second = 1, slip = 2 }\n[zone]\n",
+            1,
+        );
+        let config = Config::from_str(&text, &path, &Disk).unwrap().config;
+        let rrl = config.node.rrl.map(|r| Arc::new(Rrl::new(r)));
+        let snap = Snapshot::from_config(config);
+        let handler = DnsHandler::new(Arc::new(ArcSwap::from_pointee(snap)));
+        let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let workers = spawn(&handler, server, 1, rrl).unwrap();
+
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let client_cookie = [9u8; 8];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        let ip = client.local_addr().unwrap().ip();
+        let server_cookie = crate::dns::cookie::server_cookie(&SECRET, &client_cookie, ip, now);
+        let valid = [&client_cookie[..], &server_cookie].concat();
+        // Five queries from one /24 at once (a rate of one a second), then two with a valid
+        // server cookie, which no limit holds back.
+        for id in 1..=5 {
+            client.send_to(&query(id, None), addr).unwrap();
+        }
+        for id in 6..=7 {
+            client.send_to(&query(id, Some(&valid)), addr).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1500];
+        while got.last().is_none_or(|&(id, _, _)| id != 7) {
+            let (n, _) = client.recv_from(&mut buf).unwrap();
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            let tc = buf[2] & 0x02 != 0;
+            let answers = u16::from_be_bytes([buf[6], buf[7]]);
+            got.push((id, tc, answers));
+            assert!(n > 12);
+        }
+        workers.stop();
+        // 1 answered; 2 dropped, 3 slips (TC, no records), 4 dropped, 5 slips; 6 and 7 pass.
+        assert_eq!(
+            got,
+            [
+                (1, false, 1),
+                (3, true, 0),
+                (5, true, 0),
+                (6, false, 1),
+                (7, false, 1)
+            ]
+        );
     }
 }
