@@ -157,6 +157,11 @@ pub fn answer<'a>(
             });
             scope = Some(block_len);
             geo_pop = geo_pop.or(first);
+            // INVARIANT: a geo name has no static A, AAAA or CNAME (the config refuses
+            // them), so for A and AAAA there is nothing more to look up.
+            if qtype != RecordType::ANY {
+                break;
+            }
         }
         if qtype == RecordType::ANY {
             for r in zone.rrsets_at(&name).into_iter().flatten() {

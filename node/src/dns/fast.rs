@@ -17,6 +17,7 @@ use crate::snapshot::Snapshot;
 pub struct Worker {
     encoder: Encoder,
     scratch: answer::Scratch,
+    names: wire::NameMemo,
 }
 
 /// A query the fast path answered: what the metrics and the log need.
@@ -109,6 +110,7 @@ impl Worker {
         force_truncation: bool,
     ) -> Option<Answered> {
         let q = wire::parse(msg)?;
+        let qname = self.names.get(q.qname)?;
         let client_cookie = match q.edns.and_then(|e| e.cookie).map(cookie::parse) {
             None => None,
             Some(Cookie::Client { client, server }) => Some((client, server)),
@@ -133,14 +135,7 @@ impl Worker {
             authority: 0,
             failed: false,
         };
-        let outcome = answer::answer(
-            snap,
-            &q.qname,
-            q.qtype,
-            client,
-            &mut self.scratch,
-            &mut sink,
-        );
+        let outcome = answer::answer(snap, &qname, q.qtype, client, &mut self.scratch, &mut sink);
         if sink.failed {
             return None;
         }
@@ -183,7 +178,7 @@ impl Worker {
             additional: u16::from(payload.is_some()),
         });
         Some(Answered {
-            qname: q.qname,
+            qname,
             qtype: q.qtype,
             rcode: outcome.rcode,
             geo_pop: outcome.geo_pop,

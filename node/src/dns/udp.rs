@@ -244,45 +244,58 @@ mod linux {
 
     use super::{BATCH, MAX_QUERY};
 
-    /// Buffers of one worker, reused for every batch.
+    /// Buffers of one worker, reused for every batch. The headers point into the boxes
+    /// (whose contents never move) from construction on; a receive only resets what the
+    /// kernel wrote into the slots the last one used.
     pub(super) struct Batch {
         queries: Box<[[u8; MAX_QUERY]]>,
         responses: Vec<Vec<u8>>,
         addrs: Box<[libc::sockaddr_storage]>,
         iovecs: Box<[libc::iovec]>,
         headers: Box<[libc::mmsghdr]>,
+        send_iovecs: Box<[libc::iovec]>,
+        send_headers: Box<[libc::mmsghdr]>,
+        /// Slots the last receive filled.
+        used: usize,
     }
 
-    // SAFETY: the raw pointers in `iovecs` and `headers` point into this struct's own
+    // SAFETY: the raw pointers in the iovecs and headers point into this struct's own
     // boxes, and the struct is used by one thread at a time.
     unsafe impl Send for Batch {}
 
     impl Batch {
         pub(super) fn new() -> Self {
-            Self {
+            let mut b = Self {
                 queries: vec![[0; MAX_QUERY]; BATCH].into_boxed_slice(),
                 responses: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
                 addrs: zeroed(),
                 iovecs: zeroed(),
                 headers: zeroed(),
+                send_iovecs: zeroed(),
+                send_headers: zeroed(),
+                used: BATCH,
+            };
+            for i in 0..BATCH {
+                b.iovecs[i] = libc::iovec {
+                    iov_base: b.queries[i].as_mut_ptr().cast(),
+                    iov_len: MAX_QUERY,
+                };
+                let h = &mut b.headers[i].msg_hdr;
+                h.msg_name = (&raw mut b.addrs[i]).cast();
+                h.msg_iov = &raw mut b.iovecs[i];
+                h.msg_iovlen = 1;
+                let h = &mut b.send_headers[i].msg_hdr;
+                h.msg_iov = &raw mut b.send_iovecs[i];
+                h.msg_iovlen = 1;
             }
+            b
         }
 
         /// Blocks until at least one packet is there (or the read timeout passes); returns
         /// how many were read.
         pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-            for i in 0..BATCH {
-                self.iovecs[i] = libc::iovec {
-                    iov_base: self.queries[i].as_mut_ptr().cast(),
-                    iov_len: MAX_QUERY,
-                };
-                let h = &mut self.headers[i];
-                h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+            for h in &mut self.headers[..self.used] {
                 h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = &raw mut self.iovecs[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = std::ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
                 h.msg_hdr.msg_flags = 0;
                 h.msg_len = 0;
             }
@@ -298,9 +311,11 @@ mod linux {
                 )
             };
             if n < 0 {
+                self.used = 0;
                 return Err(io::Error::last_os_error());
             }
-            Ok(n as usize)
+            self.used = n as usize;
+            Ok(self.used)
         }
 
         /// Query `i` of the last batch, its source, and the buffer for its response (left
@@ -323,34 +338,27 @@ mod linux {
         pub(super) fn send(&mut self, socket: &UdpSocket, n: usize) -> io::Result<()> {
             let mut count = 0;
             for i in 0..n {
-                if self.responses[i].is_empty()
-                    || self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
-                {
+                if self.responses[i].is_empty() {
                     continue;
                 }
-                self.iovecs[count] = libc::iovec {
+                self.send_iovecs[count] = libc::iovec {
                     iov_base: self.responses[i].as_mut_ptr().cast(),
                     iov_len: self.responses[i].len(),
                 };
-                let namelen = self.headers[i].msg_hdr.msg_namelen;
-                // Move the address down to slot `count` (count <= i).
-                self.addrs[count] = self.addrs[i];
-                let h = &mut self.headers[count];
-                h.msg_hdr.msg_name = (&raw mut self.addrs[count]).cast();
-                h.msg_hdr.msg_namelen = namelen;
-                h.msg_hdr.msg_iov = &raw mut self.iovecs[count];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_flags = 0;
+                let h = &mut self.send_headers[count].msg_hdr;
+                h.msg_name = (&raw mut self.addrs[i]).cast();
+                h.msg_namelen = self.headers[i].msg_hdr.msg_namelen;
                 count += 1;
             }
             let mut sent = 0;
             let mut result = Ok(());
             while sent < count {
-                // SAFETY: headers `sent..count` point at this struct's buffers, filled above.
+                // SAFETY: send headers `sent..count` point at this struct's buffers, filled
+                // above.
                 let r = unsafe {
                     libc::sendmmsg(
                         socket.as_raw_fd(),
-                        self.headers[sent..].as_mut_ptr(),
+                        self.send_headers[sent..].as_mut_ptr(),
                         (count - sent) as libc::c_uint,
                         0,
                     )

@@ -43,8 +43,8 @@ pub struct Query<'m> {
     pub cd: bool,
     /// The question as sent: name, type, class.
     pub question: &'m [u8],
-    /// The question's name, lower-cased.
-    pub qname: LowerName,
+    /// The question's name in wire form (labels and the final zero), as sent.
+    pub qname: &'m [u8],
     /// The question's type.
     pub qtype: RecordType,
     /// The OPT record, if the query had one.
@@ -104,7 +104,7 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
         return None;
     }
     let question = msg.get(HEADER_LEN..pos + 4)?;
-    let qname = LowerName::read(&mut BinDecoder::new(&msg[HEADER_LEN..pos])).ok()?;
+    let qname = &msg[HEADER_LEN..pos];
     pos += 4;
     let edns = if additional == 1 {
         let (edns, end) = parse_opt(msg, pos)?;
@@ -160,6 +160,44 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
         options = &options[4 + len..];
     }
     Some((edns, end))
+}
+
+/// Decodes a name in wire form (as [`parse`] checked it: plain labels), lower-cased.
+pub fn lower_name(wire: &[u8]) -> Option<LowerName> {
+    LowerName::read(&mut BinDecoder::new(wire)).ok()
+}
+
+/// Names decoded lately, so that a name asked again and again is decoded once: a
+/// direct-mapped table keyed by the name's wire form, compared without regard to case.
+#[derive(Debug, Default)]
+pub struct NameMemo {
+    slots: Vec<Option<(Box<[u8]>, LowerName)>>,
+}
+
+/// Slots of a [`NameMemo`].
+const MEMO_SLOTS: usize = 64;
+
+impl NameMemo {
+    /// The lower-cased name of `wire` (a name [`parse`] checked).
+    pub fn get(&mut self, wire: &[u8]) -> Option<LowerName> {
+        if self.slots.is_empty() {
+            self.slots.resize(MEMO_SLOTS, None);
+        }
+        // FNV-1a over the lower-cased bytes.
+        let hash = wire.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+        });
+        // INVARIANT: the modulo keeps the index in range.
+        let slot = &mut self.slots[(hash % MEMO_SLOTS as u64) as usize];
+        if let Some((key, name)) = slot
+            && key.eq_ignore_ascii_case(wire)
+        {
+            return Some(name.clone());
+        }
+        let name = lower_name(wire)?;
+        *slot = Some((wire.into(), name.clone()));
+        Some(name)
+    }
 }
 
 /// The header fields of a response.
