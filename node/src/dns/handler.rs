@@ -98,13 +98,17 @@ impl DnsHandler {
     }
 
     /// The response to `msg` from `src` over `protocol` (UDP or TCP), as hickory's server
-    /// gives it (nothing for a message shorter than a header or a response; FORMERR for
-    /// one that does not decode), encoded as the fast path encodes (`dns::wire`): the
+    /// gives it (FORMERR for a query that does not decode), except that nothing answers a
+    /// response, decodable or not (hickory's server sends FORMERR to undecodable ones), encoded as the fast path encodes (`dns::wire`): the
     /// question's name seeded for compression, and an answer too large for UDP sent as
     /// TC with no records. `None`: no response.
     pub fn respond(&self, msg: &[u8], src: SocketAddr, protocol: Protocol) -> Option<Vec<u8>> {
         let mut decoder = BinDecoder::new(msg);
         let header = Header::read(&mut decoder).ok()?;
+        if header.metadata.message_type == MessageType::Response {
+            // Never answer responses, not even with FORMERR (reflection).
+            return None;
+        }
         let mut capture = Capture {
             protocol,
             question: Arc::from(&[][..]),
@@ -113,10 +117,6 @@ impl DnsHandler {
         };
         match Request::from_bytes(msg.to_vec(), src, protocol) {
             Ok(request) => {
-                if request.metadata.message_type == MessageType::Response {
-                    // Never answer responses (reflection).
-                    return None;
-                }
                 capture.question = Arc::from(request.queries.as_bytes());
                 // INVARIANT: the count was read from a 16-bit field.
                 capture.qcount = request.queries.len() as u16;

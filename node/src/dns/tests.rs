@@ -329,6 +329,12 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
         (chaos, Some(ResponseCode::Refused)),
         (two, Some(ResponseCode::FormErr)),
         (vec![0x12, 0x34, 0x81, 0, 0, 0], None),
+        // A question count with no question: FORMERR to a query, nothing to a response.
+        (
+            vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            Some(ResponseCode::FormErr),
+        ),
+        (vec![0x12, 0x34, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0], None),
     ] {
         let (took, bytes) = both(snap.clone(), &query, src);
         assert!(!took, "{query:?}");
