@@ -174,15 +174,16 @@ pub struct NodeSettings {
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,
     /// UDP workers per listen address, each with its own socket and thread (`None`: one
-    /// per core available when the server starts).
+    /// per core available when the server starts). Read at start; a reload keeps it.
     pub dns_workers: Option<usize>,
     /// DNS-over-TCP connections open at once per listen address; past it the one idle the
-    /// longest is closed.
+    /// longest is closed. Read at start; a reload keeps it.
     pub tcp_max_connections: usize,
     /// The secret of DNS server cookies (RFC 9018), shared by the nodes of a cluster so that
     /// each accepts the others' cookies (`None`: a random one per start).
     pub cookie_secret: Option<[u8; 16]>,
-    /// Response rate limiting over UDP (`[node.rrl]`); off when absent.
+    /// Response rate limiting over UDP (`[node.rrl]`); off when absent. Read at start; a
+    /// reload keeps it.
     pub rrl: Option<RrlSettings>,
     /// Probes of this node's own POP; it is healthy while all are up.
     pub probes: Vec<crate::health::spec::Probe>,
