@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +27,6 @@ use crate::state::builder::Builder;
 use crate::state::owner::{self, OwnerParts, StateHandle};
 use crate::state::{Change, NodeState};
 
-/// Buffer of outgoing responses per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// Attempts at finding a port free for both UDP and TCP when asked for port 0.
 const SAME_PORT_ATTEMPTS: usize = 16;
 
@@ -58,8 +55,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<DnsSockets> {
     };
     let mut last_err = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
+        // SO_REUSEPORT: each UDP worker binds its own socket beside this one.
+        let udp = crate::dns::udp::bind_reuseport(addr)
+            .and_then(UdpSocket::from_std)
             .with_context(|| format!("cannot bind UDP {addr}"))?;
         let bound = udp
             .local_addr()
@@ -80,28 +78,45 @@ pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot bind metrics endpoint {addr}"))
 }
 
-/// Serves DNS on `sockets` with `handler` until `shutdown` is cancelled.
+/// Serves DNS on `sockets` with `handler` until `shutdown` is cancelled: UDP on the
+/// server's worker threads (`[node] dns_workers` per address, default one per core), TCP
+/// on tasks, at most `[node] tcp_max_connections` per address.
 pub async fn serve_handler(
     handler: DnsHandler,
     sockets: Vec<DnsSockets>,
     tcp_idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut server = Server::new(handler);
+    let (workers, tcp_limit, rrl) = {
+        let snap = handler.snapshot().load();
+        let node = &snap.config.node;
+        (
+            node.dns_workers
+                .unwrap_or_else(crate::dns::udp::default_workers),
+            node.tcp_max_connections,
+            node.rrl.map(|r| Arc::new(crate::dns::udp::Rrl::new(r))),
+        )
+    };
+    let mut udp = Vec::new();
+    let mut tcp = tokio::task::JoinSet::new();
     for s in sockets {
-        server.register_socket(s.udp);
-        server.register_listener(s.tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        let socket = s.udp.into_std().context("UDP socket")?;
+        udp.push(
+            crate::dns::udp::spawn(&handler, socket, workers, rrl.clone())
+                .context("cannot start the UDP workers")?,
+        );
+        tcp.spawn(crate::dns::tcp::serve(
+            handler.clone(),
+            s.tcp,
+            tcp_idle_timeout,
+            tcp_limit,
+            shutdown.clone(),
+        ));
     }
-    tokio::select! {
-        result = server.block_until_done() => {
-            result.context("DNS server stopped")?;
-            anyhow::bail!("DNS server stopped on its own");
-        }
-        () = shutdown.cancelled() => {
-            info!("shutting down");
-            server.shutdown_gracefully().await.context("graceful shutdown")?;
-        }
-    }
+    shutdown.cancelled().await;
+    info!("shutting down");
+    let _ = tokio::task::spawn_blocking(move || udp.into_iter().for_each(|w| w.stop())).await;
+    while tcp.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -362,7 +362,9 @@ pub struct Snapshot {
     /// Per geo name and address family (A, AAAA): the client-independent part of its
     /// ranking over the POPs that have an address of that family, from `pop_status`.
     prepared: Arc<[[policy::Prepared; 2]]>,
-    geo_index: Arc<HashMap<LowerName, usize>>,
+    /// hashbrown's (foldhash): the keys are the config's names, so no flooding, and a
+    /// lookup per geo query costs a fraction of std's SipHash.
+    geo_index: Arc<hashbrown::HashMap<LowerName, usize>>,
     name_hashes: Arc<[u64]>,
 }
 
@@ -573,6 +575,24 @@ impl Snapshot {
     /// (A, or AAAA for any other type): what an answer needs, computed without ranking the
     /// POPs it will not hand out.
     pub fn route_first(&self, geo: usize, client: IpAddr, k: usize, rtype: RecordType) -> Routed {
+        let mut order = Vec::new();
+        let (block, failed_open) = self.route_first_into(geo, client, k, rtype, &mut order);
+        Routed {
+            ranking: Ranking { order, failed_open },
+            block,
+        }
+    }
+
+    /// [`Self::route_first`] writing the POPs into `order` (cleared first); returns the
+    /// block and whether the ranking failed open. Allocates nothing for one POP.
+    pub fn route_first_into(
+        &self,
+        geo: usize,
+        client: IpAddr,
+        k: usize,
+        rtype: RecordType,
+        order: &mut Vec<usize>,
+    ) -> (IpNet, bool) {
         let client = client.to_canonical();
         let (row, span) = self.tables.decisions[geo].lookup(client);
         let (block, client_hash) = block_of(client, span);
@@ -580,9 +600,14 @@ impl Snapshot {
             .static_column()
             .map(|column| self.config.geo[geo].pops[column]);
         let family = usize::from(rtype != RecordType::A);
-        let ranking =
-            self.prepared[geo][family].rank_first(row.hop_bytes(), static_pop, client_hash, k);
-        Routed { ranking, block }
+        let failed_open = self.prepared[geo][family].rank_first_into(
+            row.hop_bytes(),
+            static_pop,
+            client_hash,
+            k,
+            order,
+        );
+        (block, failed_open)
     }
 
     pub(crate) fn policy_input<'a>(&self, g: &'a Gathered) -> PolicyInput<'a> {

@@ -38,6 +38,11 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest UDP response we send: 1232 bytes avoids IP fragmentation (DNS Flag Day 2020).
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+/// DNS-over-TCP connections per listen address: well under the usual 1024 open files
+/// (which the node raises where it may), well over what resolvers keep open.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 512;
+/// Most UDP workers per listen address a config may ask for.
+pub const MAX_DNS_WORKERS: usize = 256;
 /// SOA timers when the config gives none (RIPE-203 recommendations).
 pub const DEFAULT_SOA_REFRESH: u32 = 86_400;
 /// See [`DEFAULT_SOA_REFRESH`].
@@ -168,6 +173,18 @@ pub struct NodeSettings {
     pub tcp_idle_timeout: Duration,
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,
+    /// UDP workers per listen address, each with its own socket and thread (`None`: one
+    /// per core available when the server starts). Read at start; a reload keeps it.
+    pub dns_workers: Option<usize>,
+    /// DNS-over-TCP connections open at once per listen address; past it the one idle the
+    /// longest is closed. Read at start; a reload keeps it.
+    pub tcp_max_connections: usize,
+    /// The secret of DNS server cookies (RFC 9018), shared by the nodes of a cluster so that
+    /// each accepts the others' cookies (`None`: a random one per start).
+    pub cookie_secret: Option<[u8; 16]>,
+    /// Response rate limiting over UDP (`[node.rrl]`); off when absent. Read at start; a
+    /// reload keeps it.
+    pub rrl: Option<RrlSettings>,
     /// Probes of this node's own POP; it is healthy while all are up.
     pub probes: Vec<crate::health::spec::Probe>,
     /// The operator API's Unix socket (`None`: the default path).
@@ -189,6 +206,27 @@ pub struct NodeSettings {
     /// Where the own POP's route view comes from.
     pub own_view: OwnViewSource,
 }
+
+/// Response rate limiting per source prefix (`dns::rrl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RrlSettings {
+    /// Responses per second each prefix may receive (a second's worth at once).
+    pub responses_per_second: u32,
+    /// Every `slip`-th response over the rate goes out truncated; 0: all are dropped.
+    pub slip: u32,
+    /// Length of the IPv4 prefixes counted together.
+    pub ipv4_prefix: u8,
+    /// Length of the IPv6 prefixes counted together.
+    pub ipv6_prefix: u8,
+}
+
+/// RRL: every second refused response goes out truncated (Knot's and NSD's default), so a
+/// real client behind a spoofed flood gets through over TCP at half the rate.
+pub const DEFAULT_RRL_SLIP: u32 = 2;
+/// RRL: IPv4 sources are counted per /24 (Knot, NSD, BIND).
+pub const DEFAULT_RRL_IPV4_PREFIX: u8 = 24;
+/// RRL: IPv6 sources are counted per /56 (Knot, NSD, BIND).
+pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
 
 /// How often an MRT dump's size and modification time are checked for a change.
 pub const DEFAULT_MRT_POLL_INTERVAL: Duration = Duration::from_secs(5);

@@ -48,6 +48,14 @@ pub(crate) struct RawNode {
     pub(crate) tcp_idle_timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub(crate) max_udp_payload: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) dns_workers: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub(crate) tcp_max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub(crate) cookie_secret: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) rrl: Option<Spanned<RawRrl>>,
     #[serde(default, rename = "probe")]
     pub(crate) probes: Vec<Spanned<RawProbe>>,
     #[serde(default)]
@@ -68,6 +76,18 @@ pub(crate) struct RawNode {
     pub(crate) mrt: Option<Spanned<RawMrt>>,
     #[serde(default)]
     pub(crate) bgp: Option<Spanned<RawBgp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRrl {
+    pub(crate) responses_per_second: Spanned<u32>,
+    #[serde(default)]
+    pub(crate) slip: Option<u32>,
+    #[serde(default)]
+    pub(crate) ipv4_prefix: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(crate) ipv6_prefix: Option<Spanned<u8>>,
 }
 
 #[derive(Debug, Deserialize)]

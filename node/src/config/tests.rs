@@ -77,6 +77,10 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.pops[0].admin, AdminState::Active);
     assert_eq!(c.node.max_udp_payload, DEFAULT_MAX_UDP_PAYLOAD);
     assert_eq!(c.node.tcp_idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(c.node.dns_workers, None);
+    assert_eq!(c.node.tcp_max_connections, DEFAULT_TCP_MAX_CONNECTIONS);
+    assert_eq!(c.node.cookie_secret, None);
+    assert_eq!(c.node.rrl, None);
     assert_eq!(c.zone.negative_soa().ttl, DEFAULT_SOA_MINIMUM);
 }
 
@@ -117,6 +121,21 @@ fn errors_name_file_line_column_and_reason() {
             "name = \"ams\"",
             "name = \"ams pop\"",
             "/etc/sparrow/sparrow.toml:16:8: POP name `ams pop` must be letters, digits, `-` or `_`",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = [\"127.0.0.1:5301\"]\ndns_workers = 0",
+            "/etc/sparrow/sparrow.toml:5:15: dns_workers must be from 1 to 256",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = [\"127.0.0.1:5301\"]\ncookie_secret = \"00112233\"",
+            "/etc/sparrow/sparrow.toml:5:17: cookie_secret must be 32 hexadecimal digits (16 bytes)",
+        ),
+        (
+            "listen = [\"127.0.0.1:5301\"]",
+            "listen = [\"127.0.0.1:5301\"]\nrrl = { responses_per_second = 10, ipv6_prefix = 129 }",
+            "/etc/sparrow/sparrow.toml:5:50: ipv6_prefix must be from 0 to 128",
         ),
         (
             "serial = 1",

@@ -14,7 +14,7 @@ use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
 use super::raw::{
-    RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawZone,
+    RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawRrl, RawZone,
 };
 use super::*;
 use crate::dns::zone::ZoneBuilder;
@@ -104,6 +104,36 @@ pub(super) fn validate(
                 return Err(cx.error(Some(p.span()), "max_udp_payload must be at least 512"));
             }
             Some(p) => *p.get_ref(),
+        },
+        dns_workers: match &raw.node.dns_workers {
+            None => None,
+            Some(w) if (1..=MAX_DNS_WORKERS).contains(w.get_ref()) => Some(*w.get_ref()),
+            Some(w) => {
+                return Err(cx.error(
+                    Some(w.span()),
+                    format!("dns_workers must be from 1 to {MAX_DNS_WORKERS}"),
+                ));
+            }
+        },
+        tcp_max_connections: match &raw.node.tcp_max_connections {
+            None => DEFAULT_TCP_MAX_CONNECTIONS,
+            Some(n) if *n.get_ref() > 0 => *n.get_ref(),
+            Some(n) => {
+                return Err(cx.error(Some(n.span()), "tcp_max_connections must be at least 1"));
+            }
+        },
+        cookie_secret: match &raw.node.cookie_secret {
+            None => None,
+            Some(hex) => Some(parse_secret(hex.get_ref()).ok_or_else(|| {
+                cx.error(
+                    Some(hex.span()),
+                    "cookie_secret must be 32 hexadecimal digits (16 bytes)",
+                )
+            })?),
+        },
+        rrl: match &raw.node.rrl {
+            None => None,
+            Some(r) => Some(rrl(&cx, r.get_ref())?),
         },
         probes: raw
             .node
@@ -1095,5 +1125,39 @@ fn parse_zone_file(text: &str, path: &Path, origin: &Name) -> Result<Vec<Record>
             }
         }
         reason
+    })
+}
+
+/// 32 hexadecimal digits as 16 bytes.
+fn parse_secret(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `[node.rrl]`: a rate of at least one, prefixes within their family.
+fn rrl(cx: &Cx<'_>, r: &RawRrl) -> Result<RrlSettings, ConfigError> {
+    let rate = *r.responses_per_second.get_ref();
+    if rate == 0 {
+        return Err(cx.error(
+            Some(r.responses_per_second.span()),
+            "responses_per_second must be at least 1",
+        ));
+    }
+    let prefix = |p: &Option<Spanned<u8>>, default: u8, max: u8, what: &str| match p {
+        None => Ok(default),
+        Some(p) if *p.get_ref() <= max => Ok(*p.get_ref()),
+        Some(p) => Err(cx.error(Some(p.span()), format!("{what} must be from 0 to {max}"))),
+    };
+    Ok(RrlSettings {
+        responses_per_second: rate,
+        slip: r.slip.unwrap_or(DEFAULT_RRL_SLIP),
+        ipv4_prefix: prefix(&r.ipv4_prefix, DEFAULT_RRL_IPV4_PREFIX, 32, "ipv4_prefix")?,
+        ipv6_prefix: prefix(&r.ipv6_prefix, DEFAULT_RRL_IPV6_PREFIX, 128, "ipv6_prefix")?,
     })
 }

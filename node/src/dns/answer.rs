@@ -50,16 +50,45 @@ pub struct ResponsePlan<'a> {
     pub geo_pop: Option<usize>,
 }
 
-impl<'a> ResponsePlan<'a> {
-    fn refused() -> Self {
-        Self {
-            rcode: ResponseCode::Refused,
-            authoritative: false,
-            answers: Vec::new(),
-            authority: Vec::new(),
-            ecs_scope: None,
-            geo_pop: None,
-        }
+/// Where [`answer`] puts the records of a response, in order: a [`ResponsePlan`] collects
+/// them; the UDP fast path encodes them as they come.
+pub trait Sink<'a> {
+    /// The next record of the answer section.
+    fn answer(&mut self, record: &'a Record);
+    /// The next record of the authority section.
+    fn authority(&mut self, record: &'a Record);
+}
+
+/// A response apart from its records (which went to a [`Sink`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Response code.
+    pub rcode: ResponseCode,
+    /// Whether to set AA.
+    pub authoritative: bool,
+    /// ECS SCOPE PREFIX-LENGTH to return, when the query carried ECS.
+    pub ecs_scope: Option<u8>,
+    /// For a geo answer: the POP whose addresses come first.
+    pub geo_pop: Option<usize>,
+}
+
+/// Memory [`answer`] reuses between queries (the POP order of a geo answer).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    order: Vec<usize>,
+}
+
+struct Collect<'a> {
+    answers: Vec<&'a Record>,
+    authority: Vec<&'a Record>,
+}
+
+impl<'a> Sink<'a> for Collect<'a> {
+    fn answer(&mut self, record: &'a Record) {
+        self.answers.push(record);
+    }
+    fn authority(&mut self, record: &'a Record) {
+        self.authority.push(record);
     }
 }
 
@@ -70,11 +99,50 @@ pub fn plan<'a>(
     qtype: RecordType,
     client: Client,
 ) -> ResponsePlan<'a> {
+    let mut sink = Collect {
+        answers: Vec::new(),
+        authority: Vec::new(),
+    };
+    let outcome = answer(
+        snap,
+        qname,
+        qtype,
+        client,
+        &mut Scratch::default(),
+        &mut sink,
+    );
+    ResponsePlan {
+        rcode: outcome.rcode,
+        authoritative: outcome.authoritative,
+        answers: sink.answers,
+        authority: sink.authority,
+        ecs_scope: outcome.ecs_scope,
+        geo_pop: outcome.geo_pop,
+    }
+}
+
+/// The response to `qname`/`qtype` for `client`: its records go to `sink`, the rest is
+/// returned. [`plan`] is this with the records collected; the answer path for geo and
+/// static names allocates nothing once `scratch` has grown (static ANY queries do).
+pub fn answer<'a>(
+    snap: &'a Snapshot,
+    qname: &LowerName,
+    qtype: RecordType,
+    client: Client,
+    scratch: &mut Scratch,
+    sink: &mut impl Sink<'a>,
+) -> Outcome {
     let zone = &snap.config.zone;
     if !zone.contains(qname) {
-        return ResponsePlan::refused();
+        return Outcome {
+            rcode: ResponseCode::Refused,
+            authoritative: false,
+            ecs_scope: None,
+            geo_pop: None,
+        };
     }
-    let mut answers: Vec<&Record> = Vec::new();
+    // The type of the last answer record, if any.
+    let mut last: Option<RecordType> = None;
     // The most specific decision block that shaped the answer, for the ECS scope.
     let mut scope: Option<u8> = None;
     let mut geo_pop: Option<usize> = None;
@@ -83,40 +151,51 @@ pub fn plan<'a>(
         if let Some(geo) = snap.geo_index(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            let (records, block_len, first) = geo_answer(snap, geo, qtype, client);
-            answers.extend(records);
+            let (block_len, first) = geo_answer(snap, geo, qtype, client, scratch, &mut |r| {
+                last = Some(r.record_type());
+                sink.answer(r);
+            });
             scope = Some(block_len);
             geo_pop = geo_pop.or(first);
+            // INVARIANT: a geo name has no static A, AAAA or CNAME (the config refuses
+            // them), so for A and AAAA there is nothing more to look up.
+            if qtype != RecordType::ANY {
+                break;
+            }
         }
         if qtype == RecordType::ANY {
-            answers.extend(zone.rrsets_at(&name).into_iter().flatten());
+            for r in zone.rrsets_at(&name).into_iter().flatten() {
+                last = Some(r.record_type());
+                sink.answer(r);
+            }
             break;
         }
         if let Some(records) = zone.rrset(&name, qtype) {
-            answers.extend(records);
+            for r in records {
+                last = Some(r.record_type());
+                sink.answer(r);
+            }
             break;
         }
         match zone.rrset(&name, RecordType::CNAME) {
             Some([cname]) if qtype != RecordType::CNAME => {
-                answers.push(cname);
+                last = Some(RecordType::CNAME);
+                sink.answer(cname);
                 let RData::CNAME(target) = &cname.data else {
                     break;
                 };
                 let target = LowerName::from(&target.0);
                 if !zone.contains(&target) {
                     // Out of zone: the resolver follows it.
-                    return positive(answers, scope, geo_pop, client);
+                    return positive(scope, geo_pop, client);
                 }
                 name = target;
             }
             _ => break,
         }
     }
-    if answers
-        .last()
-        .is_some_and(|r| r.record_type() != RecordType::CNAME)
-    {
-        return positive(answers, scope, geo_pop, client);
+    if last.is_some_and(|t| t != RecordType::CNAME) {
+        return positive(scope, geo_pop, client);
     }
     // Nothing (more) at `name`: NODATA if it exists, NXDOMAIN if not (RFC 6604 for chains).
     let rcode = if zone.name_exists(&name) {
@@ -124,27 +203,19 @@ pub fn plan<'a>(
     } else {
         ResponseCode::NXDomain
     };
-    ResponsePlan {
+    sink.authority(zone.negative_soa());
+    Outcome {
         rcode,
         authoritative: true,
-        answers,
-        authority: vec![zone.negative_soa()],
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
     }
 }
 
-fn positive<'a>(
-    answers: Vec<&'a Record>,
-    scope: Option<u8>,
-    geo_pop: Option<usize>,
-    client: Client,
-) -> ResponsePlan<'a> {
-    ResponsePlan {
+fn positive(scope: Option<u8>, geo_pop: Option<usize>, client: Client) -> Outcome {
+    Outcome {
         rcode: ResponseCode::NoError,
         authoritative: true,
-        answers,
-        authority: Vec::new(),
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
     }
@@ -160,37 +231,38 @@ fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     }
 }
 
-/// The A/AAAA records of the best POPs for the client, the decision block's length, and
-/// the POP whose records come first (if any POP has records of the type).
-fn geo_answer(
-    snap: &Snapshot,
+/// Gives `emit` the A/AAAA records of the best POPs for the client; returns the decision
+/// block's length and the POP whose records come first (if any POP has records of the
+/// type).
+fn geo_answer<'a>(
+    snap: &'a Snapshot,
     geo: usize,
     qtype: RecordType,
     client: Client,
-) -> (Vec<&Record>, u8, Option<usize>) {
+    scratch: &mut Scratch,
+    emit: &mut impl FnMut(&'a Record),
+) -> (u8, Option<usize>) {
     let count = usize::from(snap.config.geo[geo].answers);
     let types: &[RecordType] = match qtype {
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
         RecordType::A => &[RecordType::A],
         _ => &[RecordType::AAAA],
     };
-    let mut records = Vec::new();
     let mut block_len = 0;
     let mut first = None;
     for &t in types {
         // The best `count` POPs that have an address of this family.
-        let routed = snap.route_first(geo, client.decision_address(), count, t);
-        block_len = routed.block.prefix_len();
-        first = first.or(routed.ranking.order.first().copied());
-        records.extend(
-            routed
-                .ranking
-                .order
-                .iter()
-                .flat_map(|&pop| snap.geo_records(geo, pop, t)),
-        );
+        let (block, _) =
+            snap.route_first_into(geo, client.decision_address(), count, t, &mut scratch.order);
+        block_len = block.prefix_len();
+        first = first.or(scratch.order.first().copied());
+        for &pop in &scratch.order {
+            for r in snap.geo_records(geo, pop, t) {
+                emit(r);
+            }
+        }
     }
-    (records, block_len, first)
+    (block_len, first)
 }
 
 #[cfg(test)]

@@ -115,6 +115,21 @@ pub fn find_in_query(message: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
     Ok(found)
 }
 
+/// The data of the first option with `code` in a query's OPT record, if any (the message
+/// decoded once already, as for [`find_in_query`]).
+pub fn first_option(message: &[u8], code: u16) -> Option<&[u8]> {
+    let mut rest = opt_rdata(message)?;
+    while let [c0, c1, l0, l1, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let (data, next) = tail.split_at_checked(len)?;
+        if u16::from_be_bytes([*c0, *c1]) == code {
+            return Some(data);
+        }
+        rest = next;
+    }
+    None
+}
+
 /// The RDATA of the OPT record in the additional section, if any.
 fn opt_rdata(msg: &[u8]) -> Option<&[u8]> {
     let count = |i: usize| {

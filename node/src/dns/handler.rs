@@ -1,21 +1,31 @@
-//! [E] The hickory-server `RequestHandler`: decode what the library leaves to us (ECS), read
-//! the current snapshot, ask `answer::plan`, encode.
+//! [E] The hickory path: hickory-server's `RequestHandler` (decode what the library leaves
+//! to us, ECS; read the current snapshot; ask `answer::plan`) and [`DnsHandler::respond`],
+//! which runs a message through hickory's parser, that handler and hickory's encoder as
+//! hickory's server would, for what the UDP fast path leaves and for TCP.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt as _;
+use hickory_proto::ProtoError;
+use hickory_proto::op::MessageType;
 use hickory_proto::op::{Edns, Header, HeaderCounts, LowerQuery, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_server::net::runtime::Time;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
 
 use super::answer::{self, Client};
-use super::ecs;
+use super::cookie::{self, Cookie};
 use super::{DnsTransport, QueryObserver};
+use super::{ecs, wire};
 use crate::snapshot::Snapshot;
 
 /// Answers DNS queries from the current [`Snapshot`].
@@ -23,15 +33,52 @@ use crate::snapshot::Snapshot;
 pub struct DnsHandler {
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Option<Arc<dyn QueryObserver>>,
+    /// The cookie secret when the config gives none, drawn at start (`None`: the system's
+    /// random source failed, and cookies are not answered).
+    random_secret: Option<[u8; 16]>,
+    /// Seconds since the Unix epoch (cookie timestamps).
+    clock: fn() -> u32,
+}
+
+/// Seconds since the Unix epoch, as a DNS cookie stamps them (mod 2^32).
+fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        // INVARIANT: truncated on purpose; cookie stamps use serial arithmetic.
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 impl DnsHandler {
     /// A handler reading whatever snapshot `snapshot` holds at the time of each query.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        use ring::rand::SecureRandom as _;
+        let mut secret = [0u8; 16];
+        let random_secret = match ring::rand::SystemRandom::new().fill(&mut secret) {
+            Ok(()) => Some(secret),
+            Err(_) => {
+                warn!("no random source: DNS cookies are answered only with a cookie_secret");
+                None
+            }
+        };
         Self {
             snapshot,
             metrics: None,
+            random_secret,
+            clock: unix_seconds,
         }
+    }
+
+    /// The same handler with another clock (tests).
+    pub fn with_clock(mut self, clock: fn() -> u32) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The cookie secret and the time, for answering cookies from `snap`; `None`: cookies
+    /// are not answered.
+    pub fn cookie_context(&self, snap: &Snapshot) -> Option<([u8; 16], u32)> {
+        let secret = snap.config.node.cookie_secret.or(self.random_secret)?;
+        Some((secret, (self.clock)()))
     }
 
     /// The same handler, counting every query in `metrics`.
@@ -39,6 +86,211 @@ impl DnsHandler {
         self.metrics = Some(metrics);
         self
     }
+
+    /// Where the snapshot answers come from.
+    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    /// What counts the queries, if anything does.
+    pub fn metrics(&self) -> Option<&Arc<dyn QueryObserver>> {
+        self.metrics.as_ref()
+    }
+
+    /// The response to `msg` from `src` over `protocol` (UDP or TCP), as hickory's server
+    /// gives it (FORMERR for a query that does not decode), except that nothing answers a
+    /// response, decodable or not (hickory's server sends FORMERR to undecodable ones), encoded as the fast path encodes (`dns::wire`): the
+    /// question's name seeded for compression, and an answer too large for UDP sent as
+    /// TC with no records. `None`: no response.
+    pub fn respond(&self, msg: &[u8], src: SocketAddr, protocol: Protocol) -> Option<Vec<u8>> {
+        let mut decoder = BinDecoder::new(msg);
+        let header = Header::read(&mut decoder).ok()?;
+        if header.metadata.message_type == MessageType::Response {
+            // Never answer responses, not even with FORMERR (reflection).
+            return None;
+        }
+        let mut capture = Capture {
+            protocol,
+            question: Arc::from(&[][..]),
+            qcount: 0,
+            out: Arc::new(Mutex::new(None)),
+        };
+        match Request::from_bytes(msg.to_vec(), src, protocol) {
+            Ok(request) => {
+                capture.question = Arc::from(request.queries.as_bytes());
+                // INVARIANT: the count was read from a 16-bit field.
+                capture.qcount = request.queries.len() as u16;
+                // The handler never waits: its response goes into `capture` at once.
+                self.handle_request::<_, TokioTime>(&request, capture.clone())
+                    .now_or_never()?;
+            }
+            Err(e) => {
+                debug!(%src, error = %e, "undecodable query");
+                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                let response = MessageResponseBuilder::new(&queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                capture
+                    .clone()
+                    .send_response(response)
+                    .now_or_never()?
+                    .ok()?;
+            }
+        }
+        // INVARIANT: the lock is only held for a store or a take.
+        capture.out.lock().expect("capture lock").take()
+    }
+}
+
+/// A `ResponseHandler` that encodes the response into memory (see [`DnsHandler::respond`]).
+#[derive(Clone)]
+struct Capture {
+    protocol: Protocol,
+    /// The request's question section as sent, and its number of questions.
+    question: Arc<[u8]>,
+    qcount: u16,
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let (info, bytes) = encode(response, self.protocol, &self.question, self.qcount);
+        // INVARIANT: the lock is only held for a store or a take.
+        *self.out.lock().expect("capture lock") = Some(bytes);
+        Ok(info)
+    }
+}
+
+/// Encodes `response` with hickory's encoder (as hickory's own response handle does, with
+/// the compression seed and the truncation rule of [`DnsHandler::respond`]); SERVFAIL if
+/// it cannot be encoded.
+fn encode<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    protocol: Protocol,
+    question: &[u8],
+    qcount: u16,
+) -> (ResponseInfo, Vec<u8>) {
+    let metadata = *response.metadata();
+    let edns = response.edns().cloned();
+    let limit = match (protocol, &edns) {
+        (Protocol::Udp, Some(e)) => usize::from(e.max_payload()),
+        (Protocol::Udp, None) => 512,
+        _ => usize::from(u16::MAX),
+    };
+    let mut bytes = Vec::with_capacity(512);
+    let full = {
+        let mut encoder = BinEncoder::new(&mut bytes);
+        if qcount > 0 {
+            seed_question(&mut encoder, question);
+        }
+        response.destructive_emit(&mut encoder)
+    };
+    let result = match full {
+        Ok(info) if bytes.len() <= limit => Ok(info),
+        Ok(_) => {
+            bytes.clear();
+            truncated(&mut bytes, metadata, question, qcount, edns)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(info) => (info, bytes),
+        Err(e) => {
+            warn!(error = %e, "cannot encode a response");
+            let mut failed = Metadata::new(metadata.id, MessageType::Response, OpCode::Query);
+            failed.response_code = ResponseCode::ServFail;
+            let header = Header {
+                metadata: failed,
+                counts: HeaderCounts::default(),
+            };
+            bytes.clear();
+            let _ = header.emit(&mut BinEncoder::new(&mut bytes));
+            (ResponseInfo::from(header), bytes)
+        }
+    }
+}
+
+/// Seeds `encoder`'s compression table with the suffixes of the question's name, as
+/// `dns::wire` does: hickory stores the question with its type and class, which no name
+/// matches, so without this no answer would point at the question.
+fn seed_question(encoder: &mut BinEncoder<'_>, question: &[u8]) {
+    let mut starts = [0usize; 128];
+    let mut labels = 0;
+    let mut pos = 0;
+    loop {
+        let Some(&len) = question.get(pos) else {
+            return;
+        };
+        if len == 0 {
+            break;
+        }
+        if len > 63 || labels == starts.len() {
+            // A pointer or a malformed name: no seed.
+            return;
+        }
+        starts[labels] = wire::HEADER_LEN + pos;
+        labels += 1;
+        pos += 1 + usize::from(len);
+    }
+    let end = wire::HEADER_LEN + pos;
+    let mut room = vec![0u8; end];
+    room[wire::HEADER_LEN..].copy_from_slice(&question[..pos]);
+    if encoder.emit_vec(&room).is_err() {
+        return;
+    }
+    for &start in &starts[..labels] {
+        encoder.store_label_pointer(start, end);
+    }
+    // Back to the start, without `trim` (which would drop the candidates): the response
+    // writes the same header room and question over these bytes.
+    encoder.set_offset(0);
+}
+
+/// Header, question and OPT record (with its options), TC set: what an answer too large
+/// for UDP becomes.
+fn truncated(
+    bytes: &mut Vec<u8>,
+    metadata: Metadata,
+    question: &[u8],
+    qcount: u16,
+    edns: Option<Edns>,
+) -> Result<ResponseInfo, ProtoError> {
+    let mut encoder = BinEncoder::new(bytes);
+    let mut metadata = metadata;
+    metadata.truncation = true;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: qcount,
+            answers: 0,
+            authorities: 0,
+            additionals: u16::from(edns.is_some()),
+        },
+    };
+    header.emit(&mut encoder)?;
+    encoder.emit_vec(question)?;
+    if let Some(mut edns) = edns {
+        edns.set_rcode_high(metadata.response_code.high());
+        Record::from(&edns).emit(&mut encoder)?;
+    }
+    Ok(ResponseInfo::from(header))
 }
 
 /// The transport label of a request (only UDP and TCP sockets are served).
@@ -82,7 +334,7 @@ impl RequestHandler for DnsHandler {
                 let response = builder.error_msg(&request.metadata, code);
                 response_handle.send_response(response).await
             }
-            Ok((query, client)) => {
+            Ok((query, client, client_cookie)) => {
                 let plan = answer::plan(&snap, query.name(), query.query_type(), client);
                 if let Some(m) = &self.metrics {
                     m.query(transport(request), query.query_type(), plan.rcode);
@@ -99,6 +351,17 @@ impl RequestHandler for DnsHandler {
                         net.prefix_len(),
                         scope,
                     )));
+                }
+                // A fresh server cookie for every cookie (RFC 7873 5.2.3-5.2.5), after ECS.
+                if let (Some(e), Some(client_cookie), Some((secret, now))) =
+                    (edns.as_mut(), client_cookie, self.cookie_context(&snap))
+                {
+                    let server =
+                        cookie::server_cookie(&secret, &client_cookie, request.src().ip(), now);
+                    let mut data = client_cookie.to_vec();
+                    data.extend_from_slice(&server);
+                    e.options_mut()
+                        .insert(EdnsOption::Unknown(wire::COOKIE_OPTION, data));
                 }
                 debug!(
                     src = %request.src(),
@@ -139,7 +402,7 @@ impl RequestHandler for DnsHandler {
 
 /// Checks what the library leaves to us; returns the question and the client, or the error
 /// code to answer with.
-fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
+fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), ResponseCode> {
     if request.metadata.op_code != OpCode::Query {
         return Err(ResponseCode::NotImp);
     }
@@ -152,6 +415,13 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
         debug!(src = %request.src(), error = %e, "malformed client subnet");
         ResponseCode::FormErr
     })?;
+    let client_cookie =
+        match ecs::first_option(request.as_slice(), wire::COOKIE_OPTION).map(cookie::parse) {
+            None => None,
+            Some(Cookie::Client { client, .. }) => Some(client),
+            // RFC 7873 5.2.2.
+            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr),
+        };
     if info.query.query_class() != DNSClass::IN {
         return Err(ResponseCode::Refused);
     }
@@ -159,7 +429,7 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client), ResponseCode> {
         resolver: request.src().ip().to_canonical(),
         subnet: subnet.map(|s| s.net),
     };
-    Ok((info.query, client))
+    Ok((info.query, client, client_cookie))
 }
 
 /// The query's client subnet, strictly checked on the wire bytes.

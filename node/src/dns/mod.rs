@@ -3,9 +3,18 @@
 //! of the metrics that implement it.
 
 pub mod answer;
+pub mod cookie;
 pub mod ecs;
+pub mod fast;
 pub mod handler;
+pub mod rrl;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
 pub mod zone;
+
+#[cfg(test)]
+mod tests;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;

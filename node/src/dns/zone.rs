@@ -4,9 +4,29 @@
 //! or below the origin; delegations (NS below the apex) and wildcards are refused at load time
 //! rather than half supported.
 
-use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
+// hashbrown's default hasher (foldhash): the keys are the zone's own names, never the
+// queries', so a fast unkeyed-looking hash risks no flooding, and queries look names up
+// without cloning them (`KeyRef`).
+use hashbrown::{Equivalent, HashMap, HashSet};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+/// A borrowed `(name, type)` key, hashed as the owned tuple is.
+struct KeyRef<'a>(&'a LowerName, RecordType);
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<(LowerName, RecordType)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(LowerName, RecordType)) -> bool {
+        *self.0 == key.0 && self.1 == key.1
+    }
+}
 
 /// The zone's static data, ready to answer from.
 #[derive(Debug)]
@@ -44,7 +64,7 @@ impl Zone {
 
     /// The records of one type at one name.
     pub fn rrset(&self, name: &LowerName, rtype: RecordType) -> Option<&[Record]> {
-        self.rrsets.get(&(name.clone(), rtype)).map(Vec::as_slice)
+        self.rrsets.get(&KeyRef(name, rtype)).map(Vec::as_slice)
     }
 
     /// All record sets at a name (for ANY queries), in a stable order.

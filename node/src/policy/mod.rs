@@ -397,6 +397,23 @@ impl Prepared {
         client_hash: u64,
         k: usize,
     ) -> Ranking {
+        let mut order = Vec::new();
+        let failed_open = self.rank_first_into(hops, static_pop, client_hash, k, &mut order);
+        Ranking { order, failed_open }
+    }
+
+    /// [`Self::rank_first`] writing the order into `order` (cleared first) and returning
+    /// `failed_open`: the DNS server's workers keep one `order` each, so answering for one
+    /// POP allocates nothing.
+    pub fn rank_first_into(
+        &self,
+        hops: &[u8],
+        static_pop: Option<usize>,
+        client_hash: u64,
+        k: usize,
+        order: &mut Vec<usize>,
+    ) -> bool {
+        order.clear();
         // u32::MAX is no POP's index (there are fewer, see `new`).
         let static_pop = static_pop.map_or(u32::MAX, |p| u32::try_from(p).unwrap_or(u32::MAX));
         // The packed key of `SortKey::primary`, without branches.
@@ -414,24 +431,19 @@ impl Prepared {
             && static_pop == u32::MAX
             && let Some(winner) = self.nearest(hops, client_hash)
         {
-            return Ranking {
-                order: vec![winner],
-                failed_open: self.failed_open,
-            };
+            order.push(winner);
+            return self.failed_open;
         }
         if k == 1 {
             // One POP for a static-map or unrouted client (the rest took `nearest`): the
             // least key, then the rendezvous draw among the POPs that share it.
             let best = self.kept.iter().map(primary).min();
             let tied = self.kept.iter().filter(|c| Some(primary(c)) == best);
-            return Ranking {
-                order: self.tie_winner(tied, client_hash).into_iter().collect(),
-                failed_open: self.failed_open,
-            };
+            order.extend(self.tie_winner(tied, client_hash));
+            return self.failed_open;
         }
         let mut remaining: Vec<(u64, &PreparedCandidate)> =
             self.kept.iter().map(|c| (primary(c), c)).collect();
-        let mut order = Vec::with_capacity(k.min(remaining.len()));
         let mut group: Vec<(Score, usize)> = Vec::new();
         while order.len() < k && !remaining.is_empty() {
             // INVARIANT: `remaining` is not empty.
@@ -446,10 +458,7 @@ impl Prepared {
             group.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             order.extend(group.iter().map(|&(_, pop)| pop).take(k - order.len()));
         }
-        Ranking {
-            order,
-            failed_open: self.failed_open,
-        }
+        self.failed_open
     }
 }
 

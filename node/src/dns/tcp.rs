@@ -1,0 +1,291 @@
+//! [E] DNS over TCP (RFC 7766): queries answered in order on each connection through the
+//! hickory path ([`DnsHandler::respond`]), connections closed after an idle timeout, and at
+//! most `limit` of them open: when a new one would pass the limit, the connection idle the
+//! longest is closed first (and logged); if every connection is busy, the new one is.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_server::net::xfer::Protocol;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::handler::DnsHandler;
+
+/// Shortest time between two log lines about closed connections (the rest are counted).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The open connections.
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    open: HashMap<u64, Conn>,
+    /// Connections closed for the limit since the last log line, and when that was.
+    evicted: u64,
+    refused: u64,
+    logged: Option<Instant>,
+}
+
+struct Conn {
+    peer: SocketAddr,
+    /// When the connection last finished a response (or opened).
+    idle_since: Instant,
+    /// Whether a query is being answered.
+    busy: bool,
+    close: CancellationToken,
+}
+
+/// How a new connection was let in.
+enum Admit {
+    Yes(u64, CancellationToken),
+    /// Every connection is busy.
+    Full,
+}
+
+impl Table {
+    fn admit(&mut self, peer: SocketAddr, limit: usize, now: Instant) -> Admit {
+        if self.open.len() >= limit {
+            let oldest = self
+                .open
+                .iter()
+                .filter(|(_, c)| !c.busy)
+                .min_by_key(|(id, c)| (c.idle_since, **id))
+                .map(|(id, _)| *id);
+            let Some(id) = oldest else {
+                self.refused += 1;
+                self.log(now, limit);
+                return Admit::Full;
+            };
+            if let Some(c) = self.open.remove(&id) {
+                debug!(peer = %c.peer, idle_ms = now.duration_since(c.idle_since).as_millis(), "closing the oldest idle TCP connection");
+                c.close.cancel();
+            }
+            self.evicted += 1;
+            self.log(now, limit);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let close = CancellationToken::new();
+        self.open.insert(
+            id,
+            Conn {
+                peer,
+                idle_since: now,
+                busy: false,
+                close: close.clone(),
+            },
+        );
+        Admit::Yes(id, close)
+    }
+
+    fn log(&mut self, now: Instant, limit: usize) {
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
+        {
+            return;
+        }
+        warn!(
+            limit,
+            closed_idle = self.evicted,
+            refused_all_busy = self.refused,
+            "DNS TCP connection limit reached: the oldest idle connections were closed"
+        );
+        self.evicted = 0;
+        self.refused = 0;
+        self.logged = Some(now);
+    }
+
+    fn set_busy(&mut self, id: u64, busy: bool, now: Instant) {
+        if let Some(c) = self.open.get_mut(&id) {
+            c.busy = busy;
+            if !busy {
+                c.idle_since = now;
+            }
+        }
+    }
+}
+
+/// Serves DNS over TCP on `listener` until `shutdown`; connections idle for
+/// `idle_timeout` are closed, and at most `limit` are open at once.
+pub async fn serve(
+    handler: DnsHandler,
+    listener: TcpListener,
+    idle_timeout: Duration,
+    limit: usize,
+    shutdown: CancellationToken,
+) {
+    let table = Arc::new(Mutex::new(Table::default()));
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "cannot accept a DNS TCP connection");
+                    // Out of descriptors, most likely: let some close.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // INVARIANT: the lock is held for table updates only, never across an await.
+        let admit = table
+            .lock()
+            .expect("tcp table")
+            .admit(peer, limit, Instant::now());
+        let Admit::Yes(id, close) = admit else {
+            continue;
+        };
+        let (handler, table, shutdown) = (handler.clone(), table.clone(), shutdown.clone());
+        conns.spawn(async move {
+            tokio::select! {
+                () = connection(&handler, stream, peer, idle_timeout, &table, id) => {}
+                () = close.cancelled() => {}
+                () = shutdown.cancelled() => {}
+            }
+            table.lock().expect("tcp table").open.remove(&id);
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    conns.shutdown().await;
+}
+
+/// Answers the queries of one connection, in order, until the peer closes it, it stays
+/// idle for `idle_timeout`, or it sends something that is not a DNS message.
+async fn connection(
+    handler: &DnsHandler,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+    table: &Mutex<Table>,
+    id: u64,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut message = Vec::new();
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        message.resize(usize::from(u16::from_be_bytes(len)), 0);
+        // The rest of a message must follow within the idle timeout too.
+        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        table
+            .lock()
+            .expect("tcp table")
+            .set_busy(id, true, Instant::now());
+        let response = handler.respond(&message, peer, Protocol::Tcp);
+        if let Some(bytes) = response {
+            let Ok(len) = u16::try_from(bytes.len()) else {
+                return;
+            };
+            let mut out = Vec::with_capacity(2 + bytes.len());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&bytes);
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        table
+            .lock()
+            .expect("tcp table")
+            .set_busy(id, false, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_idle_connection_makes_room_and_busy_ones_are_kept() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let peer: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let mut table = Table::default();
+        let mut tokens = Vec::new();
+        for i in 0..3 {
+            let Admit::Yes(id, close) = table.admit(peer, 3, at(i)) else {
+                panic!("room for three");
+            };
+            tokens.push((id, close));
+        }
+        // The first is busy: the second, idle the longest, goes.
+        table.set_busy(tokens[0].0, true, at(10));
+        assert!(matches!(table.admit(peer, 3, at(20)), Admit::Yes(..)));
+        assert!(!tokens[0].1.is_cancelled());
+        assert!(tokens[1].1.is_cancelled());
+        assert!(!tokens[2].1.is_cancelled());
+        assert_eq!(table.open.len(), 3);
+        // All busy: the newcomer is refused and nobody is closed.
+        let ids: Vec<u64> = table.open.keys().copied().collect();
+        for id in &ids {
+            table.set_busy(*id, true, at(30));
+        }
+        assert!(matches!(table.admit(peer, 3, at(40)), Admit::Full));
+        assert_eq!(table.open.len(), 3);
+        assert_eq!(table.refused, 1, "counted until the next log line");
+    }
+
+    /// A query for `www.example.net A` over TCP (length-prefixed).
+    fn query(id: u8) -> Vec<u8> {
+        let mut m = vec![0, 33, 0, id, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["www", "example", "net"] {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.extend([0, 0, 1, 0, 1]);
+        m
+    }
+
+    async fn ask(stream: &mut TcpStream, id: u8) -> std::io::Result<Vec<u8>> {
+        stream.write_all(&query(id)).await?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await?;
+        let mut response = vec![0; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut response).await?;
+        Ok(response)
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_the_oldest_idle_connection_is_closed() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples/single-node/sparrow.toml");
+        let config = crate::config::load(&path).unwrap().config;
+        let snap = crate::snapshot::Snapshot::from_config(config);
+        let handler = DnsHandler::new(Arc::new(arc_swap::ArcSwap::from_pointee(snap)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            handler,
+            listener,
+            Duration::from_secs(30),
+            2,
+            shutdown.clone(),
+        ));
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut first, 1).await.unwrap()[1], 1);
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut second, 2).await.unwrap()[1], 2);
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut third, 3).await.unwrap()[1], 3);
+        // The first, idle the longest, was closed; the second still answers.
+        let mut rest = Vec::new();
+        assert_eq!(first.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(ask(&mut second, 4).await.unwrap()[1], 4);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+}

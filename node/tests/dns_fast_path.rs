@@ -1,0 +1,113 @@
+//! The UDP fast path allocates nothing for geo and static names once a worker's buffers
+//! have grown: every query below is answered first to warm the worker, then answered again
+//! while an allocator counts the calling thread's allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::path::Path;
+
+use sparrow_node::dns::fast::Worker;
+use sparrow_node::snapshot::Snapshot;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the thread-local
+// counter is const-initialised, so touching it never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: forwarded as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A query for `name`/`qtype` with EDNS (payload 1232) and `ecs` (option data) if given.
+fn query(name: &str, qtype: u16, ecs: Option<&[u8]>) -> Vec<u8> {
+    let mut m = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len() as u8);
+        m.extend(label.as_bytes());
+    }
+    m.push(0);
+    m.extend(qtype.to_be_bytes());
+    m.extend([0, 1, 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    let ecs = ecs.map(|data| {
+        let mut o = vec![0, 8];
+        o.extend((data.len() as u16).to_be_bytes());
+        o.extend(data);
+        o
+    });
+    let options = ecs.unwrap_or_default();
+    m.extend((options.len() as u16).to_be_bytes());
+    m.extend(options);
+    m
+}
+
+#[test]
+fn answering_geo_and_static_names_allocates_nothing() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml");
+    let config = sparrow_node::config::load(&path).unwrap().config;
+    let snap = Snapshot::from_config(config);
+    let (a, aaaa, mx) = (1, 28, 15);
+    let queries = [
+        // Geo, with ECS (each POP's clients, a v6 client) and without.
+        query("www.example.net.", a, Some(&[0, 1, 24, 0, 100, 64, 1])),
+        query("www.example.net.", a, Some(&[0, 1, 24, 0, 100, 64, 2])),
+        query("www.example.net.", aaaa, Some(&[0, 1, 24, 0, 100, 64, 3])),
+        query(
+            "www.example.net.",
+            aaaa,
+            Some(&[0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0xff, 0x02]),
+        ),
+        query("www.example.net.", a, None),
+        // A CNAME into the geo name.
+        query("api.example.net.", a, Some(&[0, 1, 24, 0, 100, 64, 2])),
+        // Static names, NODATA, NXDOMAIN, out of the zone.
+        query("mail.example.net.", a, None),
+        query("example.net.", mx, None),
+        query("mail.example.net.", mx, None),
+        query("nothing.example.net.", a, None),
+        query("www.example.org.", a, None),
+    ];
+    let resolver: IpAddr = "192.0.2.200".parse().unwrap();
+    let mut worker = Worker::default();
+    for q in &queries {
+        assert!(
+            worker.respond(&snap, q, resolver, None).is_some(),
+            "fast path"
+        );
+    }
+    let before = ALLOCATIONS.with(Cell::get);
+    let mut bytes = 0;
+    for _ in 0..100 {
+        for q in &queries {
+            // INVARIANT: taken above.
+            let answered = worker.respond(&snap, q, resolver, None).unwrap();
+            bytes += worker.response().len();
+            drop(answered);
+        }
+    }
+    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    assert!(bytes > 0);
+    assert_eq!(allocations, 0, "allocations over 1,100 answers");
+}
