@@ -37,6 +37,9 @@ pub struct DnsSockets {
     pub udp: UdpSocket,
     /// TCP side.
     pub tcp: TcpListener,
+    /// More UDP sockets of `udp`'s `SO_REUSEPORT` group, one per further worker (bound by
+    /// the server when empty; passed in by a take-over).
+    pub siblings: Vec<std::net::UdpSocket>,
 }
 
 impl DnsSockets {
@@ -63,7 +66,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<DnsSockets> {
             .local_addr()
             .context("UDP socket has no local address")?;
         match TcpListener::bind(bound).await {
-            Ok(tcp) => return Ok(DnsSockets { udp, tcp }),
+            Ok(tcp) => {
+                return Ok(DnsSockets {
+                    udp,
+                    tcp,
+                    siblings: Vec::new(),
+                });
+            }
             Err(e) => last_err = Some(e),
         }
     }
@@ -100,9 +109,10 @@ pub async fn serve_handler(
     let mut udp = Vec::new();
     let mut tcp = tokio::task::JoinSet::new();
     for s in sockets {
-        let socket = s.udp.into_std().context("UDP socket")?;
+        let mut group = vec![s.udp.into_std().context("UDP socket")?];
+        group.extend(s.siblings);
         udp.push(
-            crate::dns::udp::spawn(&handler, socket, workers, rrl.clone())
+            crate::dns::udp::spawn(&handler, group, workers, rrl.clone())
                 .context("cannot start the UDP workers")?,
         );
         tcp.spawn(crate::dns::tcp::serve(
@@ -389,10 +399,16 @@ pub async fn run(
         .unwrap_or_else(api::default_socket);
     let (sockets, gossip, metrics, api_listener, inherited) = if take_over {
         let mut from = crate::handover::take_over(&api_socket).await?;
-        let dns: Vec<DnsSockets> = std::mem::take(&mut from.dns)
-            .into_iter()
-            .map(|(udp, tcp)| DnsSockets { udp, tcp })
-            .collect();
+        let mut dns = Vec::new();
+        for (group, tcp) in std::mem::take(&mut from.dns) {
+            let mut group = group.into_iter();
+            let first = group.next().context("a hand-off without a UDP socket")?;
+            dns.push(DnsSockets {
+                udp: UdpSocket::from_std(first)?,
+                tcp,
+                siblings: group.collect(),
+            });
+        }
         for s in &dns {
             info!(udp = %s.local_addr()?, tcp = %s.tcp.local_addr()?, "serving DNS (taken over)");
         }
@@ -449,13 +465,27 @@ pub async fn run(
         "node started"
     );
     let timeout = config.node.tcp_idle_timeout;
+    // Every UDP worker's socket is bound here (not by the server), so that a take-over can
+    // pass the whole group: a socket of it that closed would lose the queries it holds.
+    let workers = config
+        .node
+        .dns_workers
+        .unwrap_or_else(crate::dns::udp::default_workers);
+    let mut sockets = sockets;
     let mut dns_fds = Vec::new();
-    for s in &sockets {
-        dns_fds.push((
-            s.local_addr()?,
-            crate::handover::dup(&s.udp)?,
-            crate::handover::dup(&s.tcp)?,
-        ));
+    for s in &mut sockets {
+        let addr = s.local_addr()?;
+        while s.siblings.len() + 1 < workers {
+            s.siblings.push(
+                crate::dns::udp::bind_reuseport(addr)
+                    .with_context(|| format!("cannot bind UDP {addr} for another worker"))?,
+            );
+        }
+        let mut udp = vec![crate::handover::dup(&s.udp)?];
+        for sibling in &s.siblings {
+            udp.push(crate::handover::dup(sibling)?);
+        }
+        dns_fds.push((addr, udp, crate::handover::dup(&s.tcp)?));
     }
     // The node's parts and its DNS server stop separately: DNS last, after the goodbye.
     let parts_token = CancellationToken::new();

@@ -22,21 +22,31 @@ use anyhow::Context as _;
 use sendfd::{RecvWithFd as _, SendWithFd as _};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 /// Longest the old process keeps serving after handing over, waiting for the new one to
 /// say it serves (a new process that cannot start leaves the old one serving until then).
 pub const SERVING_WAIT: Duration = Duration::from_secs(120);
 /// The line the new process sends once it serves DNS on the sockets.
 const SERVING: &str = "serving";
-/// Most sockets a hand-off carries (two per DNS address, three more).
-const MAX_FDS: usize = 64;
+/// Most sockets a hand-off carries (a UDP group and TCP per DNS address, three more).
+const MAX_FDS: usize = 253;
+
+/// One DNS address in a hand-off.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct DnsAddress {
+    /// The address.
+    pub addr: SocketAddr,
+    /// How many UDP sockets (one `SO_REUSEPORT` group, one per worker) come first; then
+    /// its TCP listener.
+    pub udp: usize,
+}
 
 /// What travels with the sockets: which is which, in the order of the descriptors.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Description {
-    /// Each DNS address; its UDP socket, then its TCP listener.
-    pub dns: Vec<SocketAddr>,
+    /// Each DNS address's sockets.
+    pub dns: Vec<DnsAddress>,
     /// Then the cluster socket, if clustered.
     pub gossip: bool,
     /// Then the metrics listener, if served.
@@ -47,7 +57,7 @@ pub struct Description {
 
 impl Description {
     fn fds(&self) -> usize {
-        self.dns.len() * 2
+        self.dns.iter().map(|d| d.udp + 1).sum::<usize>()
             + usize::from(self.gossip)
             + usize::from(self.metrics)
             + usize::from(self.api)
@@ -57,8 +67,8 @@ impl Description {
 /// The sockets a running node hands over (duplicates of its own descriptors).
 #[derive(Default)]
 pub struct Sockets {
-    /// DNS: (UDP, TCP) per address.
-    pub dns: Vec<(SocketAddr, OwnedFd, OwnedFd)>,
+    /// DNS: (address, its UDP group, TCP) per address.
+    pub dns: Vec<(SocketAddr, Vec<OwnedFd>, OwnedFd)>,
     /// The cluster socket.
     pub gossip: Option<OwnedFd>,
     /// The metrics listener.
@@ -78,20 +88,33 @@ pub fn dup(fd: &impl std::os::fd::AsFd) -> anyhow::Result<OwnedFd> {
 /// API socket); returns the stream, on which that process says when it serves.
 pub async fn hand_over(stream: UnixStream, sockets: Sockets) -> anyhow::Result<StdUnixStream> {
     let desc = Description {
-        dns: sockets.dns.iter().map(|(a, _, _)| *a).collect(),
+        dns: sockets
+            .dns
+            .iter()
+            .map(|(addr, udp, _)| DnsAddress {
+                addr: *addr,
+                udp: udp.len(),
+            })
+            .collect(),
         gossip: sockets.gossip.is_some(),
         metrics: sockets.metrics.is_some(),
         api: sockets.api.is_some(),
     };
     let mut fds: Vec<RawFd> = Vec::new();
     for (_, udp, tcp) in &sockets.dns {
-        fds.extend([udp.as_raw_fd(), tcp.as_raw_fd()]);
+        fds.extend(udp.iter().map(|u| u.as_raw_fd()));
+        fds.push(tcp.as_raw_fd());
     }
     fds.extend(
         [&sockets.gossip, &sockets.metrics, &sockets.api]
             .into_iter()
             .flatten()
             .map(|f| f.as_raw_fd()),
+    );
+    anyhow::ensure!(
+        fds.len() <= MAX_FDS,
+        "{} sockets are more than one hand-off carries ({MAX_FDS}): fewer DNS addresses or workers",
+        fds.len()
     );
     let mut text = serde_json::to_vec(&desc)?;
     text.push(b'\n');
@@ -127,8 +150,8 @@ pub async fn wait_serving(stream: StdUnixStream) -> bool {
 
 /// The sockets a new process took over, and the line back to the old process.
 pub struct Inherited {
-    /// DNS sockets (UDP, TCP), as bound by the old process.
-    pub dns: Vec<(UdpSocket, TcpListener)>,
+    /// DNS sockets (the UDP group, TCP), as bound by the old process.
+    pub dns: Vec<(Vec<std::net::UdpSocket>, TcpListener)>,
     /// The cluster socket.
     pub gossip: Option<std::net::UdpSocket>,
     /// The metrics listener.
@@ -206,12 +229,17 @@ fn take_over_blocking(api: &Path) -> anyhow::Result<Inherited> {
     );
     let mut next = || fds.pop_front().expect("counted above");
     let mut dns = Vec::new();
-    for _ in &desc.dns {
-        let udp = std::net::UdpSocket::from(next());
+    for d in &desc.dns {
+        anyhow::ensure!(d.udp > 0, "the hand-off names no UDP socket for {}", d.addr);
+        let mut group = Vec::new();
+        for _ in 0..d.udp {
+            let udp = std::net::UdpSocket::from(next());
+            udp.set_nonblocking(true)?;
+            group.push(udp);
+        }
         let tcp = std::net::TcpListener::from(next());
-        udp.set_nonblocking(true)?;
         tcp.set_nonblocking(true)?;
-        dns.push((UdpSocket::from_std(udp)?, TcpListener::from_std(tcp)?));
+        dns.push((group, TcpListener::from_std(tcp)?));
     }
     let gossip = desc.gossip.then(|| std::net::UdpSocket::from(next()));
     let metrics = match desc.metrics {

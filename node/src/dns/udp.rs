@@ -86,17 +86,22 @@ impl Rrl {
     }
 }
 
-/// Serves UDP on `socket` (bound by [`bind_reuseport`]) with `workers` threads: the first
-/// reads `socket`, each other its own socket bound to the same address.
+/// Serves UDP on `sockets` (one address's group, bound by [`bind_reuseport`]) with at least
+/// `workers` threads, one per socket: sockets are bound beside the first until there are
+/// `workers`.
 pub fn spawn(
     handler: &DnsHandler,
-    socket: UdpSocket,
+    mut sockets: Vec<UdpSocket>,
     workers: usize,
     rrl: Option<Arc<Rrl>>,
 ) -> io::Result<Workers> {
-    let addr = socket.local_addr()?;
-    let mut sockets = vec![socket];
-    for _ in 1..workers {
+    // Sockets handed over by an older process each get a worker, even beyond `workers`:
+    // a socket of the group that nobody reads would hold its share of the queries.
+    let addr = sockets
+        .first()
+        .ok_or_else(|| io::Error::other("no UDP socket to serve"))?
+        .local_addr()?;
+    while sockets.len() < workers {
         sockets.push(bind_reuseport(addr)?);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -515,7 +520,7 @@ mod tests {
         let handler = DnsHandler::new(Arc::new(ArcSwap::from_pointee(snap)));
         let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = server.local_addr().unwrap();
-        let workers = spawn(&handler, server, 1, rrl).unwrap();
+        let workers = spawn(&handler, vec![server], 1, rrl).unwrap();
 
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client

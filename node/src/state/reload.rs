@@ -72,6 +72,22 @@ pub fn plan(old: &Config, mut new: Config) -> Result<ReloadPlan, String> {
     ) {
         new.node.tcp_idle_timeout = old.node.tcp_idle_timeout;
     }
+    // The DNS server's settings are read when it starts.
+    if keep(
+        "[node] dns_workers",
+        old.node.dns_workers != new.node.dns_workers,
+    ) {
+        new.node.dns_workers = old.node.dns_workers;
+    }
+    if keep(
+        "[node] tcp_max_connections",
+        old.node.tcp_max_connections != new.node.tcp_max_connections,
+    ) {
+        new.node.tcp_max_connections = old.node.tcp_max_connections;
+    }
+    if keep("[node.rrl]", old.node.rrl != new.node.rrl) {
+        new.node.rrl = old.node.rrl;
+    }
     if let (Some(o), Some(n)) = (&old.cluster, &mut new.cluster) {
         if keep("[cluster] id", o.id != n.id) {
             n.id = o.id.clone();
