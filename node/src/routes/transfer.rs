@@ -481,6 +481,8 @@ pub struct ViewStream<R> {
     prev6: u64,
     /// `End` has been read and checked.
     ended: bool,
+    /// A read failed: every later one fails too.
+    failed: bool,
     flat4: Flattener<u32>,
     flat6: Flattener<u128>,
 }
@@ -506,6 +508,7 @@ impl<R: Read> ViewStream<R> {
             prev4: 0,
             prev6: 0,
             ended: false,
+            failed: false,
             flat4: Flattener::default(),
             flat6: Flattener::default(),
         })
@@ -584,6 +587,31 @@ impl<R: Read> HopSource for ViewStream<R> {
     type Error = TransferError;
 
     fn next_v4(&mut self) -> Result<Option<(u32, u32)>, TransferError> {
+        self.fused(Self::read_v4)
+    }
+
+    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
+        self.fused(Self::read_v6)
+    }
+}
+
+impl<R: Read> ViewStream<R> {
+    /// Runs `read`, unless an earlier read failed: the reader then stands anywhere in a
+    /// frame, and nothing read after it may pass for a view (found by fuzzing: reading on
+    /// after an error could end "cleanly").
+    fn fused<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, TransferError>,
+    ) -> Result<T, TransferError> {
+        if self.failed {
+            return Err(TransferError::Unexpected("read after an error"));
+        }
+        let result = read(self);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn read_v4(&mut self) -> Result<Option<(u32, u32)>, TransferError> {
         loop {
             if let Some(range) = self.flat4.next_final() {
                 return Ok(Some(range));
@@ -599,9 +627,9 @@ impl<R: Read> HopSource for ViewStream<R> {
         }
     }
 
-    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
+    fn read_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
         // IPv6 routes come after every IPv4 route: read past any the caller skipped.
-        while self.next_v4()?.is_some() {}
+        while self.read_v4()?.is_some() {}
         loop {
             if let Some(range) = self.flat6.next_final() {
                 return Ok(Some(range));
@@ -919,6 +947,21 @@ mod tests {
             pull(&bytes).0,
             Err(TransferError::TooMany { .. } | TransferError::Oversize { .. })
         ));
+    }
+
+    // See: issue 9 (fuzzing). A stream read on after an error could end as if whole.
+    #[test]
+    fn r9_a_stream_read_on_after_an_error_keeps_failing() {
+        let (view, _) = parse_route_view(VIEW);
+        let mut bytes = stream_bytes(&encode(&view, 1));
+        // The first frame after the header announces 3.5 GB.
+        let first = frame::PREAMBLE_BYTES
+            + frame::encode(&ViewFrame::Header(encode(&view, 1).header)).len();
+        bytes[first..first + 4].copy_from_slice(&0xd155_0bddu32.to_le_bytes());
+        let mut stream = ViewStream::open(&bytes[..]).unwrap();
+        assert!(matches!(stream.next_v4(), Err(TransferError::Frame(_))));
+        assert!(stream.next_v6().is_err());
+        assert!(stream.next_v4().is_err());
     }
 
     /// Re-frames `message` as a frame body.
