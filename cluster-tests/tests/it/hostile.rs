@@ -453,6 +453,10 @@ async fn slow_metrics_clients_cannot_keep_scrapes_out() {
         scrapes.fetch_add(1, Ordering::Relaxed);
     }
     assert_eq!(scrapes.load(Ordering::Relaxed), 10);
+    assert!(
+        logged(&["metrics endpoint refused or cut", "from one host"]),
+        "the refusals are logged"
+    );
     // The slow connections are closed within the header timeout.
     for mut s in slow {
         let mut buf = [0u8; 256];
