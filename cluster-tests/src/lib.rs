@@ -93,18 +93,72 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Installs a log subscriber for tests when `RUST_LOG` is set (`RUST_LOG=sparrow_node=debug
-/// cargo test ... -- --nocapture`), once per process; without it tests log nothing.
+/// Installs the tests' log subscriber, once per process: every warning and error any node of
+/// the process logs is kept for [`logged`], and when `RUST_LOG` is set
+/// (`RUST_LOG=sparrow_node=debug cargo test ... -- --nocapture`) the log is also printed.
 pub fn subscribe() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::{Layer as _, filter::LevelFilter};
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        let print = std::env::var_os("RUST_LOG").is_some().then(|| {
+            tracing_subscriber::fmt::layer()
                 .with_test_writer()
-                .try_init();
-        }
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
+        });
+        let subscriber = tracing_subscriber::registry()
+            .with(Capture.with_filter(LevelFilter::WARN))
+            .with(print);
+        let _ = tracing::subscriber::set_global_default(subscriber);
     });
+}
+
+/// Warnings and errors logged in this process so far, one line each: level, target, message
+/// and fields (`name=value`).
+static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Whether some warning or error logged in this process so far contains every one of
+/// `parts` (e.g. the peer's name and the reason): how a test checks that an attack was
+/// logged, not only refused. Tests run concurrently in one process, so `parts` should name
+/// something only that test uses.
+pub fn logged(parts: &[&str]) -> bool {
+    // INVARIANT: the lock is held for a scan only.
+    LOGGED
+        .lock()
+        .expect("log lock")
+        .iter()
+        .any(|line| parts.iter().all(|p| line.contains(p)))
+}
+
+/// The layer behind [`logged`].
+struct Capture;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _cx: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        let mut line = format!("{} {}:", meta.level(), meta.target());
+        event.record(&mut LineWriter(&mut line));
+        // INVARIANT: the lock is held for a push only.
+        LOGGED.lock().expect("log lock").push(line);
+    }
+}
+
+struct LineWriter<'a>(&'a mut String);
+
+impl tracing::field::Visit for LineWriter<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = if field.name() == "message" {
+            write!(self.0, " {value:?}")
+        } else {
+            write!(self.0, " {}={value:?}", field.name())
+        };
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
 }
 
 /// A running node.
@@ -214,6 +268,18 @@ impl TestNode {
         if let Some(node) = &self.node {
             node.leave().await;
         }
+    }
+
+    /// Re-reads the node's config file and every file it names, and applies it, as
+    /// `sparrow reload` and SIGHUP do; the error says why it was refused.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let reloader = self
+            .node
+            .as_ref()
+            .and_then(|n| n.reloader.clone())
+            .context("the node has no reloader")?;
+        reloader.reload().await?;
+        Ok(())
     }
 
     /// Stops the node (DNS and gossip) at once, with no goodbye, and reports how its server
@@ -412,6 +478,23 @@ impl GossipNode {
         keys: Vec<(String, String)>,
         interval: Duration,
     ) -> anyhow::Result<Self> {
+        let views = sparrow_node::cluster::endpoint::serve_views(Arc::new(
+            sparrow_node::cluster::view_sync::ViewServer::new(name),
+        ));
+        Self::start_serving(name, names, tls, seeds, keys, interval, views).await
+    }
+
+    /// [`Self::start_with_keys`], answering route-view pulls with `views` (e.g. a view
+    /// server that lies) instead of a node's view server.
+    pub async fn start_serving(
+        name: &str,
+        names: &[&str],
+        tls: sparrow_node::cluster::tls::ClusterTls,
+        seeds: &[SocketAddr],
+        keys: Vec<(String, String)>,
+        interval: Duration,
+        views: sparrow_node::cluster::endpoint::Service,
+    ) -> anyhow::Result<Self> {
         use sparrow_node::cluster::{endpoint, mesh, transport};
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
@@ -451,7 +534,7 @@ impl GossipNode {
         };
         let handlers = Arc::new(endpoint::Handlers {
             gossip,
-            views: Arc::new(sparrow_node::cluster::view_sync::ViewServer::new(name)),
+            views,
             api: Mutex::new(None),
             stats: stats.clone(),
             faults,

@@ -597,6 +597,35 @@ impl Collector for StateCollector {
     }
 }
 
+/// How often at most the endpoint warns that it refused or cut connections.
+const REFUSALS_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Connections the endpoint refused or cut. Each is logged at debug (a line per connection
+/// would let a flood of them flood the log too); a warning with the count goes out at the
+/// first and then at most every [`REFUSALS_WARN_EVERY`].
+#[derive(Default)]
+struct Refusals(std::sync::Mutex<(u64, Option<tokio::time::Instant>)>);
+
+impl Refusals {
+    fn note(&self, why: &'static str) {
+        // INVARIANT: the lock is held for a counter update only.
+        let mut state = self.0.lock().expect("refusals lock");
+        state.0 += 1;
+        let now = tokio::time::Instant::now();
+        if state
+            .1
+            .is_none_or(|last| now.duration_since(last) >= REFUSALS_WARN_EVERY)
+        {
+            warn!(
+                connections = state.0,
+                latest = why,
+                "metrics endpoint refused or cut slow or surplus connections (scrapes within the limits are served)"
+            );
+            *state = (0, Some(now));
+        }
+    }
+}
+
 /// Serves `/metrics` on `listener` (bound by the caller) until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -605,6 +634,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(Refusals::default());
     let per_source: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
         Arc::default();
     loop {
@@ -622,6 +652,7 @@ pub async fn serve(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             debug!(peer = %peer, "too many metrics connections; closed");
+            refusals.note("too many connections");
             continue;
         };
         // One host holds a few of the slots at most, so it cannot take them all.
@@ -631,6 +662,7 @@ pub async fn serve(
             let n = counts.entry(peer.ip()).or_default();
             if *n >= MAX_PER_SOURCE {
                 debug!(peer = %peer, "too many metrics connections from this host; closed");
+                refusals.note("too many connections from one host");
                 continue;
             }
             *n += 1;
@@ -650,6 +682,7 @@ pub async fn serve(
             }
         };
         let (metrics, ready, shutdown) = (metrics.clone(), ready.clone(), shutdown.clone());
+        let refusals = refusals.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _release = Defer(Some(release));
@@ -668,6 +701,7 @@ pub async fn serve(
                 r = conn.as_mut() => r,
                 () = tokio::time::sleep(CONNECTION_LIFETIME) => {
                     debug!(peer = %peer, "metrics connection open too long; closed");
+                    refusals.note("connection open too long");
                     return;
                 }
                 () = shutdown.cancelled() => {
@@ -676,6 +710,9 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
+                if e.is_timeout() {
+                    refusals.note("request headers too slow");
+                }
                 debug!(peer = %peer, error = %e, "metrics connection ended with an error");
             }
         });

@@ -52,6 +52,21 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Most bytes one decoded message may claim, allocations included. bincode sizes a string or
+/// byte buffer by the length the bytes announce *before* reading it, so without a limit a
+/// 9-byte body announcing a string of 2^56 bytes aborts the process (found by fuzzing, see
+/// `r9_a_string_length_past_the_limit_is_refused_not_allocated`). No message comes near it:
+/// a chunk of `views::CHUNK` IPv6 routes claims under 1 MiB.
+pub const DECODE_LIMIT: usize = 16 << 20;
+
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
 /// The preamble of a stream of protocol `magic`.
 pub fn preamble(magic: [u8; 4]) -> [u8; PREAMBLE_BYTES] {
     let v = crate::PROTOCOL_VERSION.to_le_bytes();
@@ -92,7 +107,7 @@ pub fn body_len(prefix: [u8; LEN_BYTES], max: usize) -> Result<usize, FrameError
 
 /// Decodes a frame body (without its length prefix); every byte must be used.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    let (value, used) = bincode::serde::decode_from_slice(body, config())
+    let (value, used) = bincode::serde::decode_from_slice(body, decode_config())
         .map_err(|e| FrameError::Malformed(e.to_string()))?;
     if used != body.len() {
         return Err(FrameError::Malformed(format!(
@@ -101,4 +116,28 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
         )));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: issue 9 (fuzzing). A view request whose name announces 0x0123456789abcdef bytes
+    // made the view server allocate that much, and abort.
+    #[test]
+    fn r9_a_string_length_past_the_limit_is_refused_not_allocated() {
+        let body = [253, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01];
+        assert!(matches!(
+            decode::<crate::views::ViewRequest>(&body),
+            Err(FrameError::Malformed(_))
+        ));
+        let refused = [4, 253, 0, 0, 0, 0, 0, 0, 0, 0x10];
+        assert!(matches!(
+            decode::<crate::views::ViewFrame>(&refused),
+            Err(FrameError::Malformed(_))
+        ));
+        // Within the limit, a length that the body does not hold is refused too.
+        let short = [252, 0, 0, 0x10, 0];
+        assert!(decode::<crate::views::ViewRequest>(&short).is_err());
+    }
 }

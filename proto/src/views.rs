@@ -27,6 +27,27 @@ pub const CHUNK: usize = 32 * 1024;
 /// Largest view accepted, in prefixes (a full table is ~1.3 M; headroom for growth).
 pub const MAX_PREFIXES: u64 = 8_000_000;
 
+/// Most bytes one route takes in a chunk: an IPv6 route with both halves of its address
+/// at the widest integer marker (9 bytes each), its length and its hops.
+pub const MAX_ROUTE_BYTES: u64 = 20;
+/// Most bytes of a chunk besides its routes: length prefix, variant, route count.
+pub const MAX_FRAME_OVERHEAD: u64 = 4 + 1 + 9;
+/// Largest transfer a puller reads after the header, whatever the header says (a full table
+/// is ~7 MB; [`MAX_PREFIXES`] IPv6 routes at their widest stay below it).
+pub const MAX_TRANSFER: u64 = 256 << 20;
+
+/// The most bytes that may follow the header of a transfer announcing `prefixes`: every
+/// route at its widest, in chunks of [`CHUNK`] plus one partial chunk per family, then
+/// `End`; never more than [`MAX_TRANSFER`]. An owner's transfer always fits (a test
+/// checks it against the encoder); a puller stops reading at the first frame past it.
+pub fn max_body_bytes(prefixes: u64) -> u64 {
+    let frames = prefixes.div_ceil(CHUNK as u64).saturating_add(3);
+    prefixes
+        .saturating_mul(MAX_ROUTE_BYTES)
+        .saturating_add(frames.saturating_mul(MAX_FRAME_OVERHEAD))
+        .min(MAX_TRANSFER)
+}
+
 /// Asks for a POP's route view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewRequest {
@@ -263,6 +284,32 @@ mod tests {
             ],
             "the wire format changed: bump PROTOCOL_VERSION"
         );
+    }
+
+    #[test]
+    fn the_byte_budget_grows_with_the_announcement_and_stops_at_the_cap() {
+        // An empty view: a partial chunk per family (none sent) and End.
+        assert_eq!(max_body_bytes(0), 3 * MAX_FRAME_OVERHEAD);
+        assert_eq!(max_body_bytes(1), MAX_ROUTE_BYTES + 4 * MAX_FRAME_OVERHEAD);
+        let full = max_body_bytes(CHUNK as u64);
+        assert_eq!(
+            full,
+            CHUNK as u64 * MAX_ROUTE_BYTES + 4 * MAX_FRAME_OVERHEAD
+        );
+        assert!(max_body_bytes(MAX_PREFIXES) < MAX_TRANSFER);
+        assert_eq!(max_body_bytes(u64::MAX), MAX_TRANSFER);
+        // The widest route really takes MAX_ROUTE_BYTES.
+        let widest = ViewFrame::V6(vec![Route6 {
+            gap_hi: u64::MAX,
+            lo: u64::MAX,
+            len: 128,
+            hops: 255,
+        }]);
+        let one = frame::encode(&widest).len() as u64;
+        let none = frame::encode(&ViewFrame::V6(vec![])).len() as u64;
+        assert_eq!(one - none, MAX_ROUTE_BYTES);
+        // A chunk's overhead with the widest count a chunk may have is within the bound.
+        assert!(none + 2 <= MAX_FRAME_OVERHEAD);
     }
 
     #[test]

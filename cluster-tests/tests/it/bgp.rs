@@ -494,3 +494,97 @@ async fn a_malformed_update_gets_a_notification_and_dns_keeps_answering() {
     assert_eq!((kind, &body[..2]), (3, &[6u8, 5][..]));
     node.stop().await.unwrap();
 }
+
+/// An UPDATE announcing the /24s `nets` (first three octets) with AS path `path` (4-octet
+/// ASNs) and next hop 192.0.2.1.
+fn raw_update(path: &[u32], nets: impl Iterator<Item = [u8; 3]>) -> Vec<u8> {
+    let mut as_path = vec![2, path.len() as u8];
+    for asn in path {
+        as_path.extend(asn.to_be_bytes());
+    }
+    let mut attrs = vec![0x40, 1, 1, 0, 0x40, 2, as_path.len() as u8];
+    attrs.extend(as_path);
+    attrs.extend([0x40, 3, 4, 192, 0, 2, 1]);
+    let mut body = vec![0, 0];
+    body.extend((attrs.len() as u16).to_be_bytes());
+    body.extend(attrs);
+    for net in nets {
+        body.push(24);
+        body.extend(net);
+    }
+    sparrow_node::bgp::wire::message(2, &body)
+}
+
+#[tokio::test]
+async fn a_prefix_flood_past_max_prefixes_is_refused_and_the_last_view_stays() {
+    let port = free_port();
+    let config = bgp_node_config(&format!(
+        "peer = \"127.0.0.1\"\nmode = \"passive\"\nlisten = \"127.0.0.1:{port}\"\n\
+         max_prefixes = 100\nmax_prefix_action = \"refuse\""
+    ));
+    let (node, log) = TestNode::start_watching_views(&config).await.unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut peer = tokio::net::TcpStream::connect(addr).await.unwrap();
+    peer.write_all(&raw_open()).await.unwrap();
+    assert_eq!(read_message(&mut peer).await.0, 1, "Sparrow's OPEN");
+    peer.write_all(&sparrow_node::bgp::wire::keepalive())
+        .await
+        .unwrap();
+    assert_eq!(read_message(&mut peer).await.0, 4, "Sparrow's KEEPALIVE");
+    // Ten routes, 100.64.1.0/24 among them one hop away: ams answers it.
+    let first = (1..=10u8).map(|i| [100, 64, i]);
+    peer.write_all(&raw_update(&[64501, 64496], first))
+        .await
+        .unwrap();
+    answers_become(
+        &node,
+        &[(RecordType::A, "100.64.1.0/24", AMS_V4)],
+        "first routes",
+    )
+    .await;
+    // Then 150 more: 160 is past the limit of 100.
+    let flood = (0..150u8).map(|i| [100, 65, i]);
+    peer.write_all(&raw_update(&[64501, 64496], flood))
+        .await
+        .unwrap();
+    // Keepalives may come first.
+    let (kind, notification) = loop {
+        let (kind, body) = read_message(&mut peer).await;
+        if kind != 4 {
+            break (kind, body);
+        }
+    };
+    assert_eq!(kind, 3, "a NOTIFICATION");
+    assert_eq!(
+        &notification[..2],
+        [6, 1],
+        "Cease / Maximum Number of Prefixes Reached"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            sparrow_cluster_tests::logged(&["more prefixes than max_prefixes", "refused"])
+        })
+        .await,
+        "the refusal is logged"
+    );
+    // No view past the limit was ever handed to the node; the last good one stays, stale.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            last_stale(&log).is_some_and(|s| s.is_some())
+        })
+        .await,
+        "the last view is marked stale"
+    );
+    for v in log.lock().unwrap().iter() {
+        assert!(
+            v.view.as_ref().is_none_or(|v| v.len() <= 100),
+            "{}",
+            v.source
+        );
+    }
+    assert_eq!(
+        answer(&node, RecordType::A, "100.64.1.0/24").await,
+        [AMS_V4]
+    );
+    node.stop().await.unwrap();
+}

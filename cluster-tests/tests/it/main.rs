@@ -6,6 +6,7 @@ mod dig;
 mod dns;
 mod gossip;
 mod health;
+mod hostile;
 mod https;
 mod metrics;
 mod mrt;

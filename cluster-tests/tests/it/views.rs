@@ -161,8 +161,11 @@ async fn a_peer_that_speaks_garbage_on_the_view_protocol_is_disconnected() {
         .await
         .unwrap();
     let builder = sparrow_node::state::builder::Builder::start("test-builder").unwrap();
+    let stats = sparrow_node::cluster::view_sync::ViewStats::default();
     let fetch = |pop: &'static str| {
-        sparrow_node::cluster::view_sync::fetch(&endpoint, &client, &builder, target, pop, 0)
+        sparrow_node::cluster::view_sync::fetch(
+            &endpoint, &client, &builder, &stats, target, pop, 0,
+        )
     };
     // Pulling nyc's view from ams's node: refused by the puller itself, since a view is only
     // ever taken from its own POP's node.

@@ -474,7 +474,11 @@ pub struct Update {
 /// Decodes an UPDATE body (after the header). `four_octet`: the session's AS number size.
 pub fn parse_update(body: &[u8], four_octet: bool) -> Result<Update, Notification> {
     let malformed_list = || Notification::new(err::UPDATE, err::MALFORMED_ATTRIBUTE_LIST);
-    let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    // The header check keeps shorter bodies from the session; the parser holds on its own.
+    let [w0, w1, ..] = *body else {
+        return Err(malformed_list());
+    };
+    let wlen = usize::from(u16::from_be_bytes([w0, w1]));
     let attrs_at = 2 + wlen + 2;
     if attrs_at > body.len() {
         return Err(malformed_list());

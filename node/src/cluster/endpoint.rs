@@ -47,14 +47,22 @@ pub fn bind(tls: &ClusterTls, socket: std::net::UdpSocket) -> anyhow::Result<qui
 pub struct Handlers {
     /// Gossip links.
     pub gossip: Service,
-    /// Serves this node's route view.
-    pub views: Arc<ViewServer>,
+    /// Route-view pulls: a node's [`ViewServer`] ([`serve_views`]).
+    pub views: Service,
     /// The operator API, once the node is up (connections before and after are refused).
     pub api: std::sync::Mutex<Option<Service>>,
     /// Counters.
     pub stats: Arc<TransportStats>,
     /// Fault injection (tests, simulations): cut peers are refused here too.
     pub faults: Faults,
+}
+
+/// The service of route-view pulls answered by `server`.
+pub fn serve_views(server: Arc<ViewServer>) -> Service {
+    Arc::new(move |conn, id| {
+        let server = server.clone();
+        Box::pin(async move { server.serve(conn, id).await })
+    })
 }
 
 /// Accepts connections on `endpoint` until it closes.
@@ -109,7 +117,7 @@ async fn accept(incoming: quinn::Incoming, tls: Arc<ClusterTls>, handlers: Arc<H
     debug!(peer = %from, identity = %id, protocol = %String::from_utf8_lossy(alpn), "cluster connection");
     match alpn {
         ALPN_GOSSIP => (handlers.gossip)(conn, id).await,
-        ALPN_VIEWS => handlers.views.serve(conn, id).await,
+        ALPN_VIEWS => (handlers.views)(conn, id).await,
         ALPN_API => {
             // INVARIANT: the lock is held for a clone only.
             let api = handlers.api.lock().expect("api lock").clone();

@@ -38,6 +38,7 @@ pub struct ClusterHandle {
     /// Taken at shutdown, so that the socket is released once the tasks using it end.
     endpoint: std::sync::Mutex<Option<quinn::Endpoint>>,
     handlers: Arc<Handlers>,
+    views: Arc<ViewServer>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// What the gossip transport moved.
     pub stats: Arc<TransportStats>,
@@ -63,12 +64,12 @@ pub struct ClusterParts {
 impl ClusterHandle {
     /// The server of this node's own view (and its transfer counters).
     pub fn view_server(&self) -> Arc<ViewServer> {
-        self.handlers.views.clone()
+        self.views.clone()
     }
 
     /// Counters of route-view transfers.
     pub fn view_stats(&self) -> &view_sync::ViewStats {
-        &self.handlers.views.stats
+        &self.views.stats
     }
 
     /// Serves the operator API to operators over QUIC from now on.
@@ -155,7 +156,7 @@ pub async fn start(
     };
     let handlers = Arc::new(Handlers {
         gossip,
-        views: parts.views.clone(),
+        views: endpoint::serve_views(parts.views.clone()),
         api: std::sync::Mutex::new(None),
         stats: stats.clone(),
         faults: faults.clone(),
@@ -203,6 +204,7 @@ pub async fn start(
         tls,
         endpoint: std::sync::Mutex::new(Some(endpoint)),
         handlers,
+        views: parts.views.clone(),
         tasks: std::sync::Mutex::new(tasks),
         stats,
         faults,
@@ -235,12 +237,13 @@ struct Puller {
 
 impl Puller {
     fn start(&self, fetch: Fetch, stale: Option<u64>, done: mpsc::Sender<Pulled>) {
-        let (endpoint, client, builder, faults, cache) = (
+        let (endpoint, client, builder, faults, cache, views) = (
             self.endpoint.clone(),
             self.client.clone(),
             self.builder.clone(),
             self.faults.clone(),
             self.cache.clone(),
+            self.views.clone(),
         );
         let pop_name = self.names[fetch.pop].clone();
         debug!(pop = %pop_name, peer = %fetch.addr, digest = format!("{:016x}", fetch.digest), "pulling route view");
@@ -249,8 +252,16 @@ impl Puller {
                 let result = if faults.is_cut(fetch.addr) {
                     Err(anyhow::anyhow!("peer cut off by fault injection"))
                 } else {
-                    view_sync::fetch(&endpoint, &client, &builder, fetch.addr, &pop_name, fetch.digest)
-                        .await
+                    view_sync::fetch(
+                        &endpoint,
+                        &client,
+                        &builder,
+                        &views.stats,
+                        fetch.addr,
+                        &pop_name,
+                        fetch.digest,
+                    )
+                    .await
                 };
                 let result = match result {
                     Ok(p) => {
@@ -327,7 +338,7 @@ async fn follow(
                         Err(e) => {
                             follower.handle_fetched(now, pop, Err(()));
                             puller.views.stats.pull_failures.fetch_add(1, Ordering::Relaxed);
-                            warn!(pop = %name, error = %e, failures = follower.failures(pop), "route view pull failed; keeping the view in use");
+                            warn!(pop = %name, error = %format_args!("{e:#}"), failures = follower.failures(pop), "route view pull failed; keeping the view in use");
                         }
                     }
                 }

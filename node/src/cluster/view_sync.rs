@@ -3,7 +3,8 @@
 //! announces a digest it does not hold ([`super::views::ViewCatalog`] decides when).
 //!
 //! A requester that sends something other than a view request is disconnected and logged. A
-//! transfer that fails any check of [`crate::routes::transfer::ViewDecoder`] is dropped whole,
+//! transfer that fails any check of [`crate::routes::transfer::Incoming`] (order, counts,
+//! digest, and bytes within what its header announced) is cut off at once, dropped whole,
 //! logged, and retried later with backoff; the view in use stays as it was.
 
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tracing::{debug, warn};
 use super::transport::{BAD_MESSAGE, connect_to};
 use crate::pki::Identity;
 use crate::routes::HopRanges;
-use crate::routes::transfer::{self, EncodedView};
+use crate::routes::transfer::{EncodedView, Incoming};
 use crate::state::builder::Builder;
 
 /// Largest view request (a POP name and a digest).
@@ -41,6 +42,8 @@ pub struct ViewStats {
     pub pulled: AtomicU64,
     /// Pulls that failed or were refused.
     pub pull_failures: AtomicU64,
+    /// Bytes read by pulls, accepted or not.
+    pub bytes_pulled: AtomicU64,
 }
 
 /// Serves this node's own POP's view.
@@ -156,9 +159,9 @@ async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> anyhow::Result<
     Ok(Some(body))
 }
 
-/// Largest transfer accepted: a full table is ~7 MB; eight million IPv6 prefixes would be
-/// ~170 MB.
-const MAX_TRANSFER: usize = 256 << 20;
+/// A failed pull that had received more than this gives its freed memory back to the
+/// system at once (see [`crate::memory::release_free`]).
+const RELEASE_AFTER: usize = 1 << 20;
 
 /// A view pulled from its owner: what it says, the view, and the bytes as received (the
 /// form [`crate::routes::transfer::decode_stream`] reads back from a cache file).
@@ -173,25 +176,52 @@ pub struct Pulled {
 }
 
 /// Pulls POP `pop`'s view from the node at `addr` (which announced `digest`); that node
-/// must be certified as `pop`'s: a view is only ever taken from its own POP's node. The view
-/// is checked whole before it is returned; decoding runs on the node's `builder`.
+/// must be certified as `pop`'s: a view is only ever taken from its own POP's node.
+///
+/// The transfer streams into [`Incoming`], which checks each frame as it comes and holds
+/// no more than the header's announcement allows ([`sparrow_proto::views::max_body_bytes`],
+/// never more than [`sparrow_proto::views::MAX_TRANSFER`]): a peer that sends more, or
+/// anything that fails a check, is cut off at once (its connection closed with
+/// [`BAD_MESSAGE`]) and the pull fails. The view is built on the node's `builder`. Bytes
+/// received are counted in `stats`.
 pub async fn fetch(
     endpoint: &quinn::Endpoint,
     client: &quinn::ClientConfig,
     builder: &Builder,
+    stats: &ViewStats,
     addr: SocketAddr,
     pop: &str,
     digest: u64,
 ) -> anyhow::Result<Pulled> {
     let conn = connect_to(endpoint, client, addr, pop).await?;
-    let result = tokio::time::timeout(FETCH_TIMEOUT, pull(&conn, pop, digest)).await;
-    conn.close(0u32.into(), b"done");
-    let bytes = result.context("view transfer timed out")??;
-    // Decoding a full table and building its lookup table takes a fraction of a second of
-    // CPU: keep it off the async workers.
+    let mut received = 0;
+    let result = tokio::time::timeout(
+        FETCH_TIMEOUT,
+        pull(&conn, pop, digest, stats, &mut received),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("view transfer timed out")));
+    let incoming = match result {
+        Ok(incoming) => {
+            conn.close(0u32.into(), b"done");
+            incoming
+        }
+        Err(e) => {
+            // Whatever went wrong, the peer hears no more from this pull.
+            conn.close(BAD_MESSAGE.into(), b"bad view transfer");
+            if received > RELEASE_AFTER {
+                // What the failed pull held is freed; hand it back rather than keep it.
+                let _ = tokio::task::spawn_blocking(crate::memory::release_free).await;
+            }
+            return Err(e.context(format!("view transfer from {addr} cut off")));
+        }
+    };
+    // Building the lookup table of a full view takes a fraction of a second of CPU: keep it
+    // off the async workers.
     builder
         .run(move || {
-            let (header, view) = transfer::decode_stream(&bytes)?;
+            let (header, view, bytes) =
+                incoming.finish().context("transfer ended without a view")?;
             Ok(Pulled {
                 header,
                 view,
@@ -201,7 +231,14 @@ pub async fn fetch(
         .await?
 }
 
-async fn pull(conn: &quinn::Connection, pop: &str, digest: u64) -> anyhow::Result<Vec<u8>> {
+/// Runs one pull on `conn`; `received` counts the bytes read, whatever the outcome.
+async fn pull(
+    conn: &quinn::Connection,
+    pop: &str,
+    digest: u64,
+    stats: &ViewStats,
+    received: &mut usize,
+) -> anyhow::Result<Incoming> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&frame::preamble(MAGIC)).await?;
     send.write_all(&frame::encode(&ViewRequest {
@@ -210,5 +247,33 @@ async fn pull(conn: &quinn::Connection, pop: &str, digest: u64) -> anyhow::Resul
     }))
     .await?;
     send.finish()?;
-    Ok(recv.read_to_end(MAX_TRANSFER).await?)
+    let mut count = |n: usize| {
+        *received += n;
+        stats.bytes_pulled.fetch_add(n as u64, Ordering::Relaxed);
+    };
+    read_preamble(&mut recv).await?;
+    let first = read_frame(&mut recv, Incoming::MAX_FIRST_FRAME)
+        .await?
+        .context("stream ended before the header")?;
+    count(frame::PREAMBLE_BYTES + frame::LEN_BYTES + first.len());
+    let mut incoming = Incoming::open(&first)?;
+    loop {
+        let mut len = [0u8; frame::LEN_BYTES];
+        recv.read_exact(&mut len)
+            .await
+            .context("transfer cut short")?;
+        count(len.len());
+        let body = incoming.frame_body(len)?;
+        recv.read_exact(body).await.context("transfer cut short")?;
+        count(body.len());
+        if incoming.push()? {
+            break;
+        }
+    }
+    // Nothing may follow `End`.
+    let mut extra = [0u8; 1];
+    if recv.read(&mut extra).await?.is_some() {
+        anyhow::bail!("data after the end of the transfer");
+    }
+    Ok(incoming)
 }

@@ -450,7 +450,22 @@ pub fn read_limited(path: &Path, max: u64) -> std::io::Result<String> {
 /// too, so a file that grows meanwhile is still refused rather than read without end.
 pub fn read_bytes_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
+    // Opening a FIFO for reading waits for a writer: look before opening, and open without
+    // waiting (no effect on a regular file), then check what was opened.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::new(

@@ -838,3 +838,40 @@ fn view_sources_refuse_what_they_cannot_use() {
     ));
     assert!(e.contains("node.mrt and node.bgp are two sources"), "{e}");
 }
+
+#[test]
+fn only_regular_files_within_the_limit_are_read_and_nothing_waits() {
+    use std::sync::mpsc;
+    let dir = std::env::temp_dir().join(format!("sparrow-read-limited-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo takes a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'x'; 2000]).unwrap();
+    let small = dir.join("small");
+    std::fs::write(&small, "ok\n").unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        ("/dev/zero".into(), "not a regular file"),
+        (fifo, "not a regular file"),
+        (dir.clone(), "not a regular file"),
+        (big, "larger than the limit of 1000 bytes"),
+    ];
+    for (path, want) in cases {
+        // On a thread, so that a read that waits (a FIFO without a writer) fails the test
+        // instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_limited(&p, 1000));
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("reading {} did not return", path.display()));
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains(want), "{}: {err}", path.display());
+    }
+    assert_eq!(read_limited(&small, 1000).unwrap(), "ok\n");
+}

@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sparrow_proto::frame::{self, FrameError};
 use sparrow_proto::views::{
     CHUNK, FrameRoutes, MAGIC, MAX_FRAME, MAX_PREFIXES, Route4, Route6, RouteCursor, ViewFrame,
-    ViewHeader, read_routes,
+    ViewHeader, max_body_bytes, read_routes,
 };
 
 use std::io::Read;
@@ -73,6 +73,16 @@ pub enum TransferError {
         got: u64,
         /// Announced.
         announced: u64,
+    },
+    /// The peer sent more bytes than its header leaves room for.
+    #[error(
+        "peer sent more than its header allows ({prefixes} prefixes: at most {limit} bytes after it)"
+    )]
+    Oversize {
+        /// Prefixes announced.
+        prefixes: u64,
+        /// Bytes allowed after the header ([`sparrow_proto::views::max_body_bytes`]).
+        limit: u64,
     },
     /// The bytes could not be read (a view kept on disk).
     #[error("read failed: {0}")]
@@ -285,6 +295,8 @@ pub struct ViewDecoder {
     checks: Checks,
     v4: Vec<(u32, u8, u32)>,
     v6: Vec<(u128, u8, u32)>,
+    /// `End` has been read and checked.
+    ended: bool,
 }
 
 impl ViewDecoder {
@@ -294,12 +306,24 @@ impl ViewDecoder {
             checks: Checks::new(header)?,
             v4: Vec::new(),
             v6: Vec::new(),
+            ended: false,
         })
     }
 
     /// Takes the body of the next frame (without its length prefix). Returns the view once
     /// `End` arrives and everything checks out.
     pub fn push(&mut self, body: &[u8]) -> Result<Option<HopRanges>, TransferError> {
+        Ok(if self.push_frame(body)? {
+            self.finish()
+        } else {
+            None
+        })
+    }
+
+    /// [`Self::push`] without building the view: whether `End` has arrived and everything
+    /// checks out, after which [`Self::finish`] builds it. Checking a frame is cheap (it can
+    /// run as the frame arrives); building the view is not (it runs where heavy work goes).
+    pub fn push_frame(&mut self, body: &[u8]) -> Result<bool, TransferError> {
         match self.checks.frame(body)? {
             ViewFrame::V4(routes) => {
                 let mut prev = 0u32;
@@ -317,17 +341,122 @@ impl ViewDecoder {
             }
             ViewFrame::End => {
                 self.checks.end()?;
-                return Ok(Some(HopRanges::from_parts(
-                    std::mem::take(&mut self.v4),
-                    std::mem::take(&mut self.v6),
-                )));
+                self.ended = true;
+                return Ok(true);
             }
             ViewFrame::Header(_) => return Err(TransferError::Unexpected("second header")),
             ViewFrame::Refused { .. } => {
                 return Err(TransferError::Unexpected("refusal inside a transfer"));
             }
         }
-        Ok(None)
+        Ok(false)
+    }
+
+    /// The view, once [`Self::push_frame`] has returned `true` (`None` before, and after
+    /// it has been taken).
+    pub fn finish(&mut self) -> Option<HopRanges> {
+        if !std::mem::take(&mut self.ended) {
+            return None;
+        }
+        Some(HopRanges::from_parts(
+            std::mem::take(&mut self.v4),
+            std::mem::take(&mut self.v6),
+        ))
+    }
+}
+
+/// A transfer as it arrives from its owner, frame by frame (sans-IO: the caller reads the
+/// bytes into the room this gives it). Every frame goes through [`ViewDecoder`]'s checks as
+/// it comes, and the header sets a byte budget ([`max_body_bytes`] of the prefixes it
+/// announces): a length prefix that goes past it is refused before its body is read, so a
+/// peer lying about sizes makes its puller hold at most what its own header allows.
+#[derive(Debug)]
+pub struct Incoming {
+    header: ViewHeader,
+    decoder: ViewDecoder,
+    /// Bytes still allowed after the header.
+    left: u64,
+    /// The transfer as received (preamble, header, frames): the form kept on disk.
+    bytes: Vec<u8>,
+    /// Where the body of the frame being read starts in `bytes`.
+    body: usize,
+}
+
+impl Incoming {
+    /// Largest first frame: a header, or a refusal and its reason.
+    pub const MAX_FIRST_FRAME: usize = 1024;
+
+    /// Starts a transfer from the body of its first frame (after the preamble).
+    pub fn open(first: &[u8]) -> Result<Self, TransferError> {
+        let header = match frame::decode::<ViewFrame>(first)? {
+            ViewFrame::Header(h) => h,
+            ViewFrame::Refused { reason } => return Err(TransferError::Refused(reason)),
+            _ => return Err(TransferError::Unexpected("data without a header")),
+        };
+        let decoder = ViewDecoder::new(header)?;
+        let mut bytes = Vec::with_capacity(frame::PREAMBLE_BYTES + frame::LEN_BYTES + first.len());
+        bytes.extend_from_slice(&frame::preamble(MAGIC));
+        // INVARIANT: the first frame is at most MAX_FIRST_FRAME bytes.
+        bytes.extend_from_slice(&(first.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(first);
+        Ok(Self {
+            header,
+            decoder,
+            left: max_body_bytes(header.prefixes),
+            body: bytes.len(),
+            bytes,
+        })
+    }
+
+    /// The header: version, digest, prefixes announced.
+    pub fn header(&self) -> ViewHeader {
+        self.header
+    }
+
+    /// Bytes received and held so far.
+    pub fn received(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Takes the next frame's length prefix and returns the room to read its body into;
+    /// refuses a frame that does not fit the budget or [`MAX_FRAME`].
+    pub fn frame_body(
+        &mut self,
+        prefix: [u8; frame::LEN_BYTES],
+    ) -> Result<&mut [u8], TransferError> {
+        let whole = u64::from(u32::from_le_bytes(prefix)) + frame::LEN_BYTES as u64;
+        if whole > self.left {
+            return Err(TransferError::Oversize {
+                prefixes: self.header.prefixes,
+                limit: max_body_bytes(self.header.prefixes),
+            });
+        }
+        let len = frame::body_len(prefix, MAX_FRAME)?;
+        self.left -= whole;
+        // Grow by doubling, but never past what the budget still allows.
+        let need = self.bytes.len() + frame::LEN_BYTES + len;
+        if need > self.bytes.capacity() {
+            // INVARIANT: the budget is at most MAX_TRANSFER, far below usize::MAX.
+            let cap = (self.bytes.capacity() * 2).min(need + self.left as usize);
+            self.bytes.reserve_exact(cap.max(need) - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(&prefix);
+        self.body = self.bytes.len();
+        self.bytes.resize(need, 0);
+        Ok(&mut self.bytes[self.body..])
+    }
+
+    /// Checks the frame whose body was just read; `true` once `End` has come and the whole
+    /// transfer checks out.
+    pub fn push(&mut self) -> Result<bool, TransferError> {
+        self.decoder.push_frame(&self.bytes[self.body..])
+    }
+
+    /// The header, the view (built here: the heavy part) and the bytes as received, once
+    /// [`Self::push`] has returned `true`.
+    pub fn finish(mut self) -> Option<(ViewHeader, HopRanges, Vec<u8>)> {
+        let view = self.decoder.finish()?;
+        Some((self.header, view, self.bytes))
     }
 }
 
@@ -352,6 +481,8 @@ pub struct ViewStream<R> {
     prev6: u64,
     /// `End` has been read and checked.
     ended: bool,
+    /// A read failed: every later one fails too.
+    failed: bool,
     flat4: Flattener<u32>,
     flat6: Flattener<u128>,
 }
@@ -377,6 +508,7 @@ impl<R: Read> ViewStream<R> {
             prev4: 0,
             prev6: 0,
             ended: false,
+            failed: false,
             flat4: Flattener::default(),
             flat6: Flattener::default(),
         })
@@ -455,6 +587,31 @@ impl<R: Read> HopSource for ViewStream<R> {
     type Error = TransferError;
 
     fn next_v4(&mut self) -> Result<Option<(u32, u32)>, TransferError> {
+        self.fused(Self::read_v4)
+    }
+
+    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
+        self.fused(Self::read_v6)
+    }
+}
+
+impl<R: Read> ViewStream<R> {
+    /// Runs `read`, unless an earlier read failed: the reader then stands anywhere in a
+    /// frame, and nothing read after it may pass for a view (found by fuzzing: reading on
+    /// after an error could end "cleanly").
+    fn fused<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, TransferError>,
+    ) -> Result<T, TransferError> {
+        if self.failed {
+            return Err(TransferError::Unexpected("read after an error"));
+        }
+        let result = read(self);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn read_v4(&mut self) -> Result<Option<(u32, u32)>, TransferError> {
         loop {
             if let Some(range) = self.flat4.next_final() {
                 return Ok(Some(range));
@@ -470,9 +627,9 @@ impl<R: Read> HopSource for ViewStream<R> {
         }
     }
 
-    fn next_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
+    fn read_v6(&mut self) -> Result<Option<(u128, u32)>, TransferError> {
         // IPv6 routes come after every IPv4 route: read past any the caller skipped.
-        while self.next_v4()?.is_some() {}
+        while self.read_v4()?.is_some() {}
         loop {
             if let Some(range) = self.flat6.next_final() {
                 return Ok(Some(range));
@@ -660,6 +817,151 @@ mod tests {
         let back = decode_all(&e).unwrap();
         assert_eq!(back.prefixes(), 100_000);
         assert_eq!(back.hops(Ipv4Addr::from(99_999u32 << 8).into()), Some(2));
+    }
+
+    /// What a pull ends with: the header, the view and the bytes as received.
+    type Received = Result<(ViewHeader, HopRanges, Vec<u8>), TransferError>;
+
+    /// Feeds a whole stream (preamble, header, frames) to [`Incoming`] as a puller reads
+    /// it; returns the result and the most bytes it held (length, capacity) at any point.
+    fn pull(stream: &[u8]) -> (Received, usize) {
+        let mut held = 0;
+        let result = (|| {
+            let rest = &stream[frame::PREAMBLE_BYTES..];
+            let len = frame::body_len(rest[..4].try_into().unwrap(), Incoming::MAX_FIRST_FRAME)?;
+            let mut incoming = Incoming::open(&rest[4..4 + len])?;
+            let mut rest = &rest[4 + len..];
+            loop {
+                let (prefix, tail) = rest
+                    .split_at_checked(4)
+                    .ok_or(TransferError::Unexpected("cut"))?;
+                let body = incoming.frame_body(prefix.try_into().unwrap())?;
+                let (got, tail) = tail
+                    .split_at_checked(body.len())
+                    .ok_or(TransferError::Unexpected("cut"))?;
+                body.copy_from_slice(got);
+                rest = tail;
+                held = held.max(incoming.bytes.capacity());
+                if incoming.push()? {
+                    assert!(rest.is_empty(), "bytes after End");
+                    return Ok(incoming.finish().expect("ended"));
+                }
+            }
+        })();
+        (result, held)
+    }
+
+    #[test]
+    fn an_owners_transfer_fits_its_budget_and_arrives_as_sent() {
+        let mut texts = vec![String::new(), VIEW.to_owned()];
+        // Widest routes: IPv6 host routes far apart (9-byte integers everywhere).
+        texts.push(
+            (0..3000u128)
+                .map(|i| {
+                    format!(
+                        "{}/128 64500\n",
+                        Ipv6Addr::from(u128::MAX - i * (u128::MAX / 4000))
+                    )
+                })
+                .collect(),
+        );
+        texts.push(
+            (0..70_000u32)
+                .map(|i| {
+                    format!(
+                        "{}/32 {}\n",
+                        Ipv4Addr::from(i.wrapping_mul(2_654_435_761)),
+                        i % 5
+                    )
+                })
+                .collect(),
+        );
+        for text in texts {
+            let (view, _) = parse_route_view(&text);
+            let e = encode(&view, 9);
+            let bytes = stream_bytes(&e);
+            assert!(e.body_bytes() as u64 <= max_body_bytes(e.header.prefixes));
+            let (result, held) = pull(&bytes);
+            let (header, hops, kept) = result.unwrap();
+            assert_eq!(header, e.header);
+            assert_eq!(hops.prefixes(), view.len() as u64);
+            assert_eq!(kept, bytes, "kept as received");
+            assert!(held <= bytes.len() - 6 - 4 + max_body_bytes(e.header.prefixes) as usize);
+        }
+    }
+
+    #[test]
+    fn a_peer_sending_more_than_its_header_allows_is_refused_before_the_excess_is_read() {
+        let (view, _) = parse_route_view(VIEW);
+        let honest = encode(&view, 1);
+        let budget = max_body_bytes(honest.header.prefixes);
+        let start = |frames: &[Vec<u8>]| {
+            let mut out = frame::preamble(MAGIC).to_vec();
+            out.extend(frame::encode(&ViewFrame::Header(honest.header)));
+            for f in frames {
+                out.extend(f);
+            }
+            out
+        };
+        let big = (0..100_000u32)
+            .map(|i| Route4 {
+                gap: u32::from(i > 0) << 8,
+                len: 24,
+                hops: 1,
+            })
+            .collect();
+        let cases = [
+            // One frame far larger than five prefixes can take.
+            vec![frame::encode(&ViewFrame::V4(big))],
+            // Empty chunks without end: each is small, together they are not.
+            vec![frame::encode(&ViewFrame::V4(vec![])); 1000],
+            // A length prefix announcing the largest frame, and nothing behind it.
+            vec![((MAX_FRAME - 1) as u32).to_le_bytes().to_vec()],
+        ];
+        for frames in cases {
+            let bytes = start(&frames);
+            let (result, held) = pull(&bytes);
+            assert_eq!(
+                result.unwrap_err(),
+                TransferError::Oversize {
+                    prefixes: 5,
+                    limit: budget
+                }
+            );
+            assert!(
+                held as u64 <= 64 + budget,
+                "held {held} of a budget of {budget}"
+            );
+        }
+        // More prefixes than announced within the budget: the count check refuses it.
+        let fewer = ViewHeader {
+            prefixes: 4,
+            ..honest.header
+        };
+        let mut bytes = frame::preamble(MAGIC).to_vec();
+        bytes.extend(frame::encode(&ViewFrame::Header(fewer)));
+        for f in &honest.frames {
+            bytes.extend(f);
+        }
+        assert!(matches!(
+            pull(&bytes).0,
+            Err(TransferError::TooMany { .. } | TransferError::Oversize { .. })
+        ));
+    }
+
+    // See: issue 9 (fuzzing). A stream read on after an error could end as if whole.
+    #[test]
+    fn r9_a_stream_read_on_after_an_error_keeps_failing() {
+        let (view, _) = parse_route_view(VIEW);
+        let mut bytes = stream_bytes(&encode(&view, 1));
+        // The first frame after the header announces 3.5 GB.
+        let first = frame::PREAMBLE_BYTES
+            + frame::encode(&ViewFrame::Header(encode(&view, 1).header)).len();
+        bytes[first..first + 4].copy_from_slice(&0xd155_0bddu32.to_le_bytes());
+        let mut stream = ViewStream::open(&bytes[..]).unwrap();
+        assert!(matches!(stream.next_v4(), Err(TransferError::Frame(_))));
+        assert!(stream.next_v6().is_err());
+        assert!(stream.next_v4().is_err());
     }
 
     /// Re-frames `message` as a frame body.

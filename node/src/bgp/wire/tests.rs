@@ -479,3 +479,13 @@ fn notification_round_trip_and_names() {
         "UPDATE Message Error (3/1) Malformed Attribute List"
     );
 }
+
+// See: issue 9 (fuzzing). An UPDATE body shorter than its two length fields indexed past
+// its end (the session's header check kept it unreachable from the wire).
+#[test]
+fn r9_update_bodies_too_short_for_their_length_fields_are_refused() {
+    for body in [&[][..], &[0], &[0, 0], &[0, 0, 0], &[0, 1, 24]] {
+        assert!(parse_update(body, true).is_err(), "{body:?}");
+        assert!(parse_update(body, false).is_err(), "{body:?}");
+    }
+}
