@@ -36,6 +36,22 @@ impl Drop for Reaped {
     }
 }
 
+/// Waits (at most `within`) for `child` to exit; panics with `what` if it does not.
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(started.elapsed() < within, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml")
 }
@@ -259,17 +275,11 @@ fn node_serves_on_a_free_port_and_stops_cleanly_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "node did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = wait_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "node did not stop on SIGTERM",
+    );
     assert!(exit.success(), "exit status {exit}");
 }
 
@@ -628,17 +638,11 @@ fn operators_drive_a_clustered_node_over_quic_with_their_certificate() {
         .spawn()
         .map(Reaped)
         .unwrap();
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the old process did not hand over"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(
+        &mut child,
+        Duration::from_secs(20),
+        "the old process did not hand over",
+    );
     assert!(exit.success(), "old process: {exit}");
     let (code, status, err) = as_operator("pki", "alice", &["status"]);
     assert_eq!(code, Some(0), "{err}");
@@ -1028,17 +1032,11 @@ fn a_new_process_takes_over_the_sockets_and_not_one_query_is_lost() {
         "the new process serves the old one's socket: {taken}"
     );
     // The old process exits by itself, successfully, once the new one serves.
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(s) = old.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the old process did not exit after the take-over"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(
+        &mut old,
+        Duration::from_secs(20),
+        "the old process did not exit after the take-over",
+    );
     assert!(exit.success(), "old process: {exit}");
     // The new process answers alone now, on the same port, and holds the API socket.
     let before = answered.load(Ordering::Relaxed);
