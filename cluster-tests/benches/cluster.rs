@@ -6,6 +6,7 @@
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- loss [SHARE] [SECONDS]
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- gossip [NODES,...] [SECONDS]
 //! cargo bench -p sparrow-cluster-tests --bench cluster -- propagate [NODES]
+//! cargo bench -p sparrow-cluster-tests --bench cluster -- failed-pull [PREFIXES]
 //! ```
 //!
 //! Every cluster runs with production settings (gossip every 200 ms, chitchat's failure
@@ -50,8 +51,11 @@ async fn main() {
             gossip(&sizes, arg(2).map_or(30, |s| s.parse().expect("SECONDS"))).await;
         }
         Some("propagate") => propagate(arg(1).map_or(20, |n| n.parse().expect("NODES"))).await,
+        Some("failed-pull") => {
+            failed_pull(arg(1).map_or(1_000_000, |n| n.parse().expect("PREFIXES"))).await;
+        }
         _ => eprintln!(
-            "usage: cluster (failover [KILLS] | loss [SHARE] [SECONDS] | gossip [N,N,...] [SECONDS] | propagate [NODES])"
+            "usage: cluster (failover [KILLS] | loss [SHARE] [SECONDS] | gossip [N,N,...] [SECONDS] | propagate [NODES] | failed-pull [PREFIXES])"
         ),
     }
 }
@@ -521,5 +525,156 @@ async fn load_latency(nodes: &[TestNode], round: u32) -> f64 {
             return f64::NAN;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Rounds of failed pulls in [`failed_pull`].
+const ROUNDS: u64 = 3;
+
+/// Resident memory of this process in KiB (`VmRSS`), and its peak (`VmHWM`).
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Memory of two nodes (ams, nyc) that pull syd's view from a node that announces
+/// `prefixes` routes, sends 90% of them as real routes and then ends the stream without an
+/// `End`, three times each: resident memory before, after each round of failed pulls, and
+/// the peak. All three run in this process (the server's buffers count too).
+async fn failed_pull(prefixes: u64) {
+    use sparrow_cluster_tests::{GossipNode, example_cluster_with};
+    use sparrow_node::cluster::state::{HotState, ViewAnnouncement};
+    use sparrow_proto::frame;
+    use sparrow_proto::views::{MAGIC, Route4, ViewFrame, ViewHeader};
+
+    let pki = TestPki::new("test");
+    let mut nodes = Vec::new();
+    for (config, socket) in example_cluster_with(&pki, |_, t| t).into_iter().take(2) {
+        nodes.push(
+            TestNode::start_clustered(&config, socket)
+                .await
+                .expect("node starts"),
+        );
+    }
+    let both = || async {
+        nodes
+            .iter()
+            .all(|n| n.snapshot.load().mode == Mode::Cluster { alive: 2 })
+    };
+    assert!(eventually(SETTLE, both).await, "ams and nyc form a cluster");
+    sparrow_node::memory::release_free();
+    let before = rss_kib();
+    let header = ViewHeader {
+        version: 1,
+        digest: 0x0bad_0bad,
+        prefixes,
+    };
+    let announced = HotState {
+        view: Some(ViewAnnouncement {
+            version: header.version,
+            digest: header.digest,
+            prefixes,
+            stale_since_ms: None,
+        }),
+        ..HotState::up()
+    };
+    let keys = announced
+        .to_keys()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    // Real, sorted /24s in chunks of `CHUNK`, up to 90% of what the header announces; then
+    // the stream ends without an `End`.
+    // Six whole sends (three per puller, give or take); later pulls get nothing (the
+    // connection is dropped).
+    let served = Arc::new(AtomicU64::new(0));
+    let serve: sparrow_node::cluster::endpoint::Service = Arc::new({
+        let served = served.clone();
+        move |conn: quinn::Connection, _id| {
+            let served = served.clone();
+            Box::pin(async move {
+                // One stream per connection: a node dials anew for every pull.
+                if let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    if served.load(Ordering::Relaxed) >= 2 * ROUNDS {
+                        conn.close(0u32.into(), b"no more");
+                        return;
+                    }
+                    let _ = recv.read_to_end(1024).await;
+                    let mut out = frame::preamble(MAGIC).to_vec();
+                    out.extend(frame::encode(&ViewFrame::Header(header)));
+                    let mut sent = 0u64;
+                    let mut ok = send.write_all(&out).await.is_ok();
+                    while ok && sent < prefixes * 9 / 10 {
+                        let n = (sparrow_proto::views::CHUNK as u64).min(prefixes * 9 / 10 - sent);
+                        let chunk: Vec<Route4> = (0..n)
+                            .map(|i| Route4 {
+                                gap: if i == 0 {
+                                    0x0100_0000 + ((sent as u32) << 8)
+                                } else {
+                                    256
+                                },
+                                len: 24,
+                                hops: 3,
+                            })
+                            .collect();
+                        ok = send
+                            .write_all(&frame::encode(&ViewFrame::V4(chunk)))
+                            .await
+                            .is_ok();
+                        sent += n;
+                    }
+                    // The stream ends without an `End`: delivered whole, then the puller
+                    // gives up.
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(Duration::from_secs(30), conn.closed()).await;
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        }
+    });
+    let started = Instant::now();
+    let _liar = GossipNode::start_serving(
+        "syd",
+        &["ams", "nyc", "syd"],
+        pki.tls(&pki.node("syd")),
+        &[nodes[0].cluster.as_ref().expect("clustered").local_addr()],
+        keys,
+        Duration::from_millis(100),
+        serve,
+    )
+    .await
+    .expect("syd starts");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let mut line = format!(
+        "failed-pull prefixes={prefixes} sent={} per pull: RSS before {:.1} MiB",
+        prefixes * 9 / 10,
+        mib(before.0)
+    );
+    for round in 1..=ROUNDS {
+        assert!(
+            eventually(SETTLE, || async {
+                served.load(Ordering::Relaxed) >= 2 * round
+            })
+            .await,
+            "round {round}: two more whole sends"
+        );
+        // Let the failed pulls hand back what they held.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        line += &format!(", after round {round} {:.1} MiB", mib(rss_kib().0));
+    }
+    println!(
+        "{line}, peak {:.1} MiB; {} s",
+        mib(rss_kib().1),
+        started.elapsed().as_secs()
+    );
+    for n in nodes {
+        n.stop().await.expect("node stops");
     }
 }
