@@ -67,7 +67,7 @@ fn minimal_config_loads_with_documented_defaults() {
     let loaded = load_text(MINIMAL, &Files::default()).unwrap();
     let c = loaded.config;
     assert!(loaded.warnings.is_empty());
-    assert_eq!(c.zone.origin_name().to_string(), "example.net.");
+    assert_eq!(c.zones.default_origin().to_string(), "example.net.");
     assert_eq!(c.geo[0].name.to_string(), "www.example.net.");
     assert_eq!(c.geo[0].ttl, DEFAULT_GEO_TTL);
     assert_eq!(c.geo[0].answers, DEFAULT_ANSWERS);
@@ -81,7 +81,10 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.node.tcp_max_connections, DEFAULT_TCP_MAX_CONNECTIONS);
     assert_eq!(c.node.cookie_secret, None);
     assert_eq!(c.node.rrl, None);
-    assert_eq!(c.zone.negative_soa().ttl, DEFAULT_SOA_MINIMUM);
+    assert_eq!(
+        c.zones.iter().next().unwrap().negative_soa().ttl,
+        DEFAULT_SOA_MINIMUM
+    );
 }
 
 #[test]
@@ -115,7 +118,7 @@ fn errors_name_file_line_column_and_reason() {
         (
             "name = \"www\"",
             "name = \"www.example.org.\"",
-            "/etc/sparrow/sparrow.toml:21:8: geo name www.example.org. is outside the zone example.net.",
+            "/etc/sparrow/sparrow.toml:21:8: geo name www.example.org. is outside every zone (example.net.)",
         ),
         (
             "name = \"ams\"",
@@ -197,9 +200,20 @@ fn semantic_refusals() {
         e.starts_with("/etc/sparrow/sparrow.toml:15:1: record mail MX `mail`"),
         "{e}"
     );
-    let delegation =
-        "[[zone.record]]\nname = \"sub\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n[[pop]]";
-    assert!(refused("[[pop]]", delegation).contains("delegations are not supported"));
+    let occluded = "[[zone.record]]\nname = \"sub\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n\
+                    [[zone.record]]\nname = \"x.sub\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
+    let e = refused("[[pop]]", occluded);
+    assert!(
+        e.contains("x.sub.example.net. TXT: below the delegation at sub.example.net., only glue"),
+        "{e}"
+    );
+    let geo_below_cut =
+        "[[zone.record]]\nname = \"www\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n[[pop]]";
+    let e = refused("[[pop]]", geo_below_cut);
+    assert!(
+        e.contains("geo name www.example.net. is at or below the delegation at www.example.net."),
+        "{e}"
+    );
     let outside =
         "[[zone.record]]\nname = \"www.example.org.\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
     assert!(refused("[[pop]]", outside).contains("outside the zone"));

@@ -45,12 +45,13 @@ struct Encode<'e> {
     encoder: &'e mut Encoder,
     answers: u16,
     authority: u16,
+    additional: u16,
     failed: bool,
 }
 
 impl Encode<'_> {
-    fn push(&mut self, r: &Record) -> bool {
-        if !self.failed && self.encoder.record(r).is_none() {
+    fn push(&mut self, r: &Record, owner: Option<&LowerName>) -> bool {
+        if !self.failed && self.encoder.record(r, owner).is_none() {
             self.failed = true;
         }
         !self.failed
@@ -58,14 +59,19 @@ impl Encode<'_> {
 }
 
 impl<'a> Sink<'a> for Encode<'_> {
-    fn answer(&mut self, record: &'a Record) {
-        if self.push(record) {
+    fn answer(&mut self, record: &'a Record, owner: Option<&LowerName>) {
+        if self.push(record, owner) {
             self.answers += 1;
         }
     }
     fn authority(&mut self, record: &'a Record) {
-        if self.push(record) {
+        if self.push(record, None) {
             self.authority += 1;
+        }
+    }
+    fn additional(&mut self, record: &'a Record) {
+        if self.push(record, None) {
+            self.additional += 1;
         }
     }
 }
@@ -133,18 +139,27 @@ impl Worker {
             encoder: &mut self.encoder,
             answers: 0,
             authority: 0,
+            additional: 0,
             failed: false,
         };
         let outcome = answer::answer(snap, &qname, q.qtype, client, &mut self.scratch, &mut sink);
         if sink.failed {
             return None;
         }
-        let (answers, authority) = (sink.answers, sink.authority);
+        let (answers, authority, additional) = (sink.answers, sink.authority, sink.additional);
         let max = snap.config.node.max_udp_payload;
         let payload = q.edns.map(|e| e.payload.clamp(512, max));
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+        let nsid = match (&snap.config.node.nsid, q.edns.is_some_and(|e| e.nsid)) {
+            (Some(nsid), true) => Some(nsid.as_slice()),
+            _ => None,
+        };
         let write_opt = |encoder: &mut Encoder| {
             if let Some(payload) = payload {
-                encoder.opt(payload, outcome.rcode, |e| {
+                encoder.opt(payload, outcome.rcode, dnssec_ok, |e| {
+                    if let Some(nsid) = nsid {
+                        e.option(wire::NSID_OPTION, &[nsid]);
+                    }
                     if let (Some(scope), Some(subnet)) = (outcome.ecs_scope, subnet) {
                         let mut data = [0; 20];
                         let n = wire::ecs_data(&subnet, scope, &mut data);
@@ -175,7 +190,7 @@ impl Worker {
             rcode: outcome.rcode,
             answers: if truncated { 0 } else { answers },
             authority: if truncated { 0 } else { authority },
-            additional: u16::from(payload.is_some()),
+            additional: if truncated { 0 } else { additional } + u16::from(payload.is_some()),
         });
         Some(Answered {
             qname,

@@ -11,9 +11,9 @@ use futures_util::FutureExt as _;
 use hickory_proto::ProtoError;
 use hickory_proto::op::MessageType;
 use hickory_proto::op::{Edns, Header, HeaderCounts, LowerQuery, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioTime};
@@ -317,11 +317,37 @@ impl RequestHandler for DnsHandler {
                 req.max_payload()
                     .clamp(512, snap.config.node.max_udp_payload),
             );
+            // DO copied (RFC 3225 3).
+            e.set_dnssec_ok(req.flags().dnssec_ok);
+            // NSID asked (RFC 5001 2.1): the configured identity, if any.
+            if let (Some(nsid), Some(_)) = (&snap.config.node.nsid, req.option(EdnsCode::NSID)) {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(NSID_OPTION, nsid.clone()));
+            }
             e
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
-        let result = match check(request) {
-            Err(code) => {
+        let result = match check(request, snap.config.node.nsid.is_some()) {
+            Err(Checked::Chaos(make)) => {
+                if let Some(m) = &self.metrics {
+                    m.query(transport(request), RecordType::TXT, ResponseCode::NoError);
+                }
+                if let Some(e) = &edns {
+                    builder.edns(e);
+                }
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.checking_disabled = false;
+                let record = make(&snap);
+                let response = builder.build(
+                    metadata,
+                    std::iter::once(&record),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                response_handle.send_response(response).await
+            }
+            Err(Checked::Error(code)) => {
                 if let Some(m) = &self.metrics {
                     let qtype = request
                         .request_info()
@@ -331,7 +357,12 @@ impl RequestHandler for DnsHandler {
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
-                let response = builder.error_msg(&request.metadata, code);
+                // To an opcode it does not know, Knot echoes RD alone (not CD).
+                let mut request_metadata = request.metadata;
+                if code == ResponseCode::NotImp {
+                    request_metadata.checking_disabled = false;
+                }
+                let response = builder.error_msg(&request_metadata, code);
                 response_handle.send_response(response).await
             }
             Ok((query, client, client_cookie)) => {
@@ -380,10 +411,10 @@ impl RequestHandler for DnsHandler {
                 }
                 let response = builder.build(
                     metadata,
-                    plan.answers.iter().copied(),
+                    plan.answers.iter().map(AsRef::as_ref),
                     plan.authority.iter().copied(),
                     std::iter::empty(),
-                    std::iter::empty(),
+                    plan.additional.iter().copied(),
                 );
                 response_handle.send_response(response).await
             }
@@ -400,14 +431,45 @@ impl RequestHandler for DnsHandler {
     }
 }
 
-/// Checks what the library leaves to us; returns the question and the client, or the error
-/// code to answer with.
-fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), ResponseCode> {
+/// EDNS option code of NSID (RFC 5001).
+const NSID_OPTION: u16 = 3;
+
+/// What [`check`] answers itself.
+enum Checked {
+    /// An error code.
+    Error(ResponseCode),
+    /// `id.server` or `hostname.bind` CH TXT: the record, made from the snapshot.
+    Chaos(fn(&Snapshot) -> Record),
+}
+
+impl From<ResponseCode> for Checked {
+    fn from(code: ResponseCode) -> Self {
+        Self::Error(code)
+    }
+}
+
+/// The CH TXT record naming the node, as Knot answers `id.server` (TTL 0, no AA).
+fn chaos_id(snap: &Snapshot, name: &str) -> Record {
+    let text = snap.config.node.nsid.clone().unwrap_or_default();
+    // INVARIANT: both names are constants that parse.
+    let name = Name::from_ascii(name).expect("a chaos name");
+    let mut r = Record::from_rdata(name, 0, RData::TXT(TXT::from_bytes(vec![&text[..]])));
+    r.dns_class = DNSClass::CH;
+    r
+}
+
+/// Checks what the library leaves to us; returns the question and the client, or what to
+/// answer instead.
+/// `chaos`: whether `id.server` and `hostname.bind` CH TXT are answered.
+fn check(
+    request: &Request,
+    chaos: bool,
+) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), Checked> {
     if request.metadata.op_code != OpCode::Query {
-        return Err(ResponseCode::NotImp);
+        return Err(ResponseCode::NotImp.into());
     }
     if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-        return Err(ResponseCode::BADVERS);
+        return Err(ResponseCode::BADVERS.into());
     }
     // Exactly one question.
     let info = request.request_info().map_err(|_| ResponseCode::FormErr)?;
@@ -420,10 +482,24 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), Re
             None => None,
             Some(Cookie::Client { client, .. }) => Some(client),
             // RFC 7873 5.2.2.
-            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr),
+            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr.into()),
         };
+    if chaos
+        && info.query.query_class() == DNSClass::CH
+        && info.query.query_type() == RecordType::TXT
+    {
+        let name = info.query.name();
+        // The answer is the node's identity: off with NSID.
+        let id = |n: &str| Name::from_ascii(n).is_ok_and(|n| LowerName::new(&n) == *name);
+        if id("id.server.") {
+            return Err(Checked::Chaos(|s| chaos_id(s, "id.server.")));
+        }
+        if id("hostname.bind.") {
+            return Err(Checked::Chaos(|s| chaos_id(s, "hostname.bind.")));
+        }
+    }
     if info.query.query_class() != DNSClass::IN {
-        return Err(ResponseCode::Refused);
+        return Err(ResponseCode::Refused.into());
     }
     let client = Client {
         resolver: request.src().ip().to_canonical(),

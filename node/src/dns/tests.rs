@@ -262,6 +262,85 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
 }
 
 #[test]
+fn both_paths_agree_on_several_zones_wildcards_delegations_and_additional_records() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[[pop]]",
+        "[[zone.record]]\nname = \"alias.example.org.\"\ntype = \"CNAME\"\ndata = \"mail.example.net.\"\n\n\
+         [[zone.record]]\nname = \"media.example.org.\"\ntype = \"MX\"\ndata = \"5 cdn\"\n\n\
+         [[zone.record]]\nname = \"*.w.example.org.\"\ntype = \"CNAME\"\ndata = \"alias\"\n\n[[pop]]",
+        1,
+    );
+    let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+    let names = [
+        "example.org.",
+        "foo.apps.example.org.",
+        "A.B.Apps.Example.ORG.",
+        "apps.example.org.",
+        "x.sub.example.org.",
+        "sub.example.org.",
+        "ns.sub.example.org.",
+        "cdn.example.org.",
+        "alias.example.org.",
+        "media.example.org.",
+        "q.w.example.org.",
+        "www.example.net.",
+        "example.net.",
+        "nothing.example.org.",
+        "example.com.",
+    ];
+    let qtypes = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::ANY,
+        RecordType::MX,
+        RecordType::NS,
+        RecordType::CNAME,
+        RecordType::DS,
+        RecordType::TXT,
+    ];
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    let nsid = [0, 3, 0, 0];
+    let (mut cases, mut fast) = (0, 0);
+    for name in names {
+        for qtype in qtypes {
+            for options in [
+                None,
+                Some(vec![]),
+                Some(ecs(1, 24, &[100, 64, 1])),
+                Some(nsid.to_vec()),
+                Some([&nsid[..], &ecs(1, 24, &[100, 64, 2])].concat()),
+            ] {
+                for flags in [0x0100, 0x0010] {
+                    let mut q = Query::new(name, qtype);
+                    q.flags = flags;
+                    if let Some(options) = options.clone() {
+                        q = q.edns(1232, options);
+                    }
+                    let mut bytes = q.bytes();
+                    // Where the OPT record's flags start, if any; DO set on every other.
+                    let flags_at = q.edns.as_ref().map(|e| bytes.len() - e.2.len() - 4);
+                    if let Some(at) = flags_at
+                        && cases % 2 == 0
+                    {
+                        bytes[at] |= 0x80;
+                    }
+                    let (took, response) = both(snap.clone(), &bytes, src);
+                    let m = Message::from_vec(&response).unwrap();
+                    if let (Some(e), Some(at)) = (&m.edns, flags_at) {
+                        assert_eq!(e.flags().dnssec_ok, bytes[at] & 0x80 != 0, "DO copied");
+                    }
+                    cases += 1;
+                    fast += usize::from(took);
+                }
+            }
+        }
+    }
+    assert_eq!(fast, cases, "every one of these is the fast path's");
+}
+
+#[test]
 fn too_large_answers_are_truncated_without_records_on_both_paths() {
     let src: SocketAddr = "192.0.2.200:53000".parse().unwrap();
     for max in [512, 1232, 4096] {

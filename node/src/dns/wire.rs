@@ -24,6 +24,8 @@ pub const HEADER_LEN: usize = 12;
 const OPT: u16 = 41;
 /// EDNS option code of DNS Cookies (RFC 7873).
 pub const COOKIE_OPTION: u16 = 10;
+/// EDNS option code of NSID (RFC 5001).
+pub const NSID_OPTION: u16 = 3;
 /// Compression candidates hickory keeps per message (`COMPRESSION_CANDIDATE_LIMIT`).
 const CANDIDATE_LIMIT: usize = 64;
 /// Names hickory compresses per message (`COMPRESSED_NAME_LIMIT`); later ones are written
@@ -60,6 +62,10 @@ pub struct QueryEdns<'m> {
     pub subnet: Option<ecs::ClientSubnet>,
     /// The COOKIE option's data (RFC 7873), unchecked.
     pub cookie: Option<&'m [u8]>,
+    /// The DO bit (RFC 3225), copied into the response.
+    pub dnssec_ok: bool,
+    /// Whether the query asks for the NSID (RFC 5001: an empty option).
+    pub nsid: bool,
 }
 
 fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
@@ -127,8 +133,8 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
     })
 }
 
-/// The OPT record at `pos`: root owner, version 0, options ECS (valid, once) and COOKIE
-/// (once) only.
+/// The OPT record at `pos`: root owner, version 0, options ECS (valid, once), COOKIE
+/// (once) and NSID (empty, once) only.
 fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
     if *msg.get(pos)? != 0 || u16_at(msg, pos + 1)? != OPT {
         return None;
@@ -145,6 +151,8 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
         payload,
         subnet: None,
         cookie: None,
+        dnssec_ok: *msg.get(pos + 7)? & 0x80 != 0,
+        nsid: false,
     };
     while !options.is_empty() {
         let code = u16_at(options, 0)?;
@@ -155,6 +163,7 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
                 edns.subnet = Some(ecs::parse_option(data).ok()?);
             }
             COOKIE_OPTION if edns.cookie.is_none() => edns.cookie = Some(data),
+            NSID_OPTION if !edns.nsid && data.is_empty() => edns.nsid = true,
             _ => return None,
         }
         options = &options[4 + len..];
@@ -371,10 +380,14 @@ impl Encoder {
         (self.out.len() - start <= 255).then_some(())
     }
 
-    /// Writes one record; `None` if its data is of a type the fast path does not encode
-    /// (the message is then unusable and the caller falls through).
-    pub fn record(&mut self, r: &Record) -> Option<()> {
-        self.name(r.name.iter())?;
+    /// Writes one record, under `owner` instead of its own name if given; `None` if its
+    /// data is of a type the fast path does not encode (the message is then unusable and
+    /// the caller falls through).
+    pub fn record(&mut self, r: &Record, owner: Option<&LowerName>) -> Option<()> {
+        match owner {
+            Some(owner) => self.name(owner.iter())?,
+            None => self.name(r.name.iter())?,
+        }
         self.u16(u16::from(r.record_type()));
         self.u16(u16::from(r.dns_class));
         self.out.extend_from_slice(&r.ttl.to_be_bytes());
@@ -414,9 +427,15 @@ impl Encoder {
         Some(())
     }
 
-    /// Writes the OPT record: `payload`, extended RCODE from `rcode`, and the options
-    /// `options` writes (each with [`Self::option`]).
-    pub fn opt(&mut self, payload: u16, rcode: ResponseCode, options: impl FnOnce(&mut Self)) {
+    /// Writes the OPT record: `payload`, extended RCODE from `rcode`, the DO bit, and the
+    /// options `options` writes (each with [`Self::option`]).
+    pub fn opt(
+        &mut self,
+        payload: u16,
+        rcode: ResponseCode,
+        dnssec_ok: bool,
+        options: impl FnOnce(&mut Self),
+    ) {
         // The root name: hickory counts it as a compressed name.
         if self.names.compressed < COMPRESSED_NAME_LIMIT {
             self.names.compressed += 1;
@@ -424,8 +443,9 @@ impl Encoder {
         self.out.push(0);
         self.u16(OPT);
         self.u16(payload.max(512));
+        let flags = if dnssec_ok { 0x8000 } else { 0 };
         self.out
-            .extend_from_slice(&(u32::from(rcode.high()) << 24).to_be_bytes());
+            .extend_from_slice(&((u32::from(rcode.high()) << 24) | flags).to_be_bytes());
         let len_at = self.out.len();
         self.u16(0);
         options(self);
