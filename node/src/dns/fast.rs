@@ -184,7 +184,6 @@ impl Worker {
         self.encoder.head(&Head {
             id: q.id,
             rd: q.rd,
-            cd: q.cd,
             aa: outcome.authoritative,
             tc: truncated,
             rcode: outcome.rcode,

@@ -357,11 +357,9 @@ impl RequestHandler for DnsHandler {
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
-                // To an opcode it does not know, Knot echoes RD alone (not CD).
+                // RD echoed, CD never (see `fast`), as Knot answers.
                 let mut request_metadata = request.metadata;
-                if code == ResponseCode::NotImp {
-                    request_metadata.checking_disabled = false;
-                }
+                request_metadata.checking_disabled = false;
                 let response = builder.error_msg(&request_metadata, code);
                 response_handle.send_response(response).await
             }
@@ -404,6 +402,7 @@ impl RequestHandler for DnsHandler {
                     "query"
                 );
                 let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.checking_disabled = false;
                 metadata.authoritative = plan.authoritative;
                 metadata.response_code = plan.rcode;
                 if let Some(e) = &edns {

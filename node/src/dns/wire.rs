@@ -41,8 +41,6 @@ pub struct Query<'m> {
     pub id: u16,
     /// Recursion desired (echoed).
     pub rd: bool,
-    /// Checking disabled (echoed).
-    pub cd: bool,
     /// The question as sent: name, type, class.
     pub question: &'m [u8],
     /// The question's name in wire form (labels and the final zero), as sent.
@@ -125,7 +123,6 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
     Some(Query {
         id: u16_at(msg, 0)?,
         rd: flags & 0x0100 != 0,
-        cd: flags & 0x0010 != 0,
         question,
         qname,
         qtype: RecordType::from(qtype),
@@ -214,10 +211,10 @@ impl NameMemo {
 pub struct Head {
     /// Message ID.
     pub id: u16,
-    /// RD, echoed.
+    /// RD, echoed. CD is never set, as Knot answers: Sparrow does no DNSSEC, so the bit
+    /// (a Z bit to RFC 1035) means nothing here; RFC 4035 3.1.6's copy is for
+    /// security-aware servers.
     pub rd: bool,
-    /// CD, echoed.
-    pub cd: bool,
     /// AA.
     pub aa: bool,
     /// TC.
@@ -325,12 +322,7 @@ impl Encoder {
     /// Writes the header over the room left by [`Self::begin`].
     pub fn head(&mut self, h: &Head) {
         let mut flags: u16 = 0x8000 | u16::from(h.rcode.low());
-        for (bit, on) in [
-            (0x0400, h.aa),
-            (0x0200, h.tc),
-            (0x0100, h.rd),
-            (0x0010, h.cd),
-        ] {
+        for (bit, on) in [(0x0400, h.aa), (0x0200, h.tc), (0x0100, h.rd)] {
             if on {
                 flags |= bit;
             }

@@ -1,0 +1,137 @@
+//! The multi-zone example (`deploy/examples/multi-zone/`) queried with `dig`: the answers
+//! its comments and the README promise, over UDP and TCP.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use sparrow_cluster_tests::TestNode;
+
+fn multi_zone() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml")
+}
+
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+norec",
+            "+time=5",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
+    assert!(
+        out.status.success(),
+        "dig failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The section of dig's output that starts with `title` (up to the next blank line).
+fn section<'a>(out: &'a str, title: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(&format!(";; {title} SECTION:")))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_multi_zone_example_answers_as_its_readme_says_over_udp_and_tcp() {
+    let node = TestNode::start(&multi_zone()).await.unwrap();
+    let server = node.addr;
+    let outputs = tokio::task::spawn_blocking(move || {
+        let mut outputs = Vec::new();
+        for transport in ["+notcp", "+tcp"] {
+            let q = |args: &[&str]| dig(server, &[args, &[transport]].concat());
+            outputs.push((
+                transport,
+                q(&["foo.apps.example.org", "A"]),
+                q(&["x.sub.example.org", "A"]),
+                q(&["example.org", "MX"]),
+                q(&["cdn.example.org", "A", "+subnet=100.64.3.0/24"]),
+                q(&["example.org", "SOA", "+nsid", "+dnssec"]),
+                q(&["id.server", "CH", "TXT"]),
+                q(&["www.example.com", "A"]),
+                q(&["www.example.net", "A", "+subnet=100.64.2.0/24"]),
+            ));
+        }
+        outputs
+    })
+    .await
+    .unwrap();
+    for (transport, wild, referral, mx, cdn, soa, id, outside, www) in outputs {
+        assert!(wild.contains("status: NOERROR"), "{transport} {wild}");
+        assert_eq!(
+            section(&wild, "ANSWER"),
+            ["foo.apps.example.org.\t3600\tIN\tA\t192.0.2.80"],
+            "{transport} {wild}"
+        );
+        // A referral: no AA, the NS in authority, the glue in additional.
+        assert!(referral.contains("flags: qr;"), "{transport} {referral}");
+        assert!(section(&referral, "ANSWER").is_empty(), "{referral}");
+        assert_eq!(
+            section(&referral, "AUTHORITY"),
+            ["sub.example.org.\t3600\tIN\tNS\tns.sub.example.org."],
+            "{transport} {referral}"
+        );
+        assert_eq!(
+            section(&referral, "ADDITIONAL"),
+            ["ns.sub.example.org.\t3600\tIN\tA\t192.0.2.81"],
+            "{transport} {referral}"
+        );
+        assert!(mx.contains("flags: qr aa;"), "{transport} {mx}");
+        assert_eq!(
+            section(&mx, "ANSWER"),
+            ["example.org.\t\t3600\tIN\tMX\t10 mail.example.org."],
+            "{transport} {mx}"
+        );
+        assert_eq!(
+            section(&mx, "ADDITIONAL"),
+            ["mail.example.org.\t3600\tIN\tA\t192.0.2.25"],
+            "{transport} {mx}"
+        );
+        assert_eq!(
+            section(&cdn, "ANSWER"),
+            ["cdn.example.org.\t30\tIN\tA\t203.0.113.10"],
+            "{transport} {cdn}"
+        );
+        assert!(cdn.contains("CLIENT-SUBNET: 100.64.3.0/24/24"), "{cdn}");
+        assert!(
+            soa.contains("; NSID: 61 6d 73 (\"ams\")"),
+            "{transport} {soa}"
+        );
+        assert!(soa.contains("; EDNS: version: 0, flags: do;"), "{soa}");
+        assert_eq!(
+            section(&id, "ANSWER"),
+            ["id.server.\t\t0\tCH\tTXT\t\"ams\""],
+            "{transport} {id}"
+        );
+        assert!(outside.contains("status: REFUSED"), "{transport} {outside}");
+        assert_eq!(
+            section(&www, "ANSWER"),
+            ["www.example.net.\t30\tIN\tA\t198.51.100.10"],
+            "{transport} {www}"
+        );
+    }
+    node.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_opcode_gets_notimp_echoing_rd_but_not_cd() {
+    let node = TestNode::start(&multi_zone()).await.unwrap();
+    let server = node.addr;
+    let out = tokio::task::spawn_blocking(move || {
+        dig(server, &["example.org", "SOA", "+opcode=3", "+rec", "+cd"])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("status: NOTIMP"), "{out}");
+    assert!(out.contains("flags: qr rd;"), "{out}");
+    node.stop().await.unwrap();
+}
