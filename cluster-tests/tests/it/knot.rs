@@ -130,6 +130,18 @@ fn queries() -> Vec<Q> {
             qs.push(Q::new(name, qtype));
         }
     }
+    // Large answers, with and without EDNS (512 bytes).
+    for (name, qtype) in [
+        ("many.example.org.", MX),
+        ("x.deleg.example.org.", A),
+        ("x.far.example.org.", A),
+    ] {
+        qs.push(Q::new(name, qtype));
+        qs.push(Q {
+            edns: None,
+            ..Q::new(name, qtype)
+        });
+    }
     // Header and EDNS handling.
     let soa = Q::new("example.org.", SOA);
     qs.push(Q {

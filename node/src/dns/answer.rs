@@ -47,8 +47,9 @@ pub struct ResponsePlan<'a> {
     pub answers: Vec<Cow<'a, Record>>,
     /// Authority section (the SOA of negative answers, the NS of a referral).
     pub authority: Vec<&'a Record>,
-    /// Additional section (addresses of NS, MX and SRV targets; not the OPT record).
-    pub additional: Vec<&'a Record>,
+    /// Additional section (addresses of NS, MX and SRV targets; not the OPT record), in
+    /// sets that are sent whole or not at all.
+    pub additional: Vec<Additional<'a>>,
     /// ECS SCOPE PREFIX-LENGTH to return, when the query carried ECS.
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first (what metrics count).
@@ -63,8 +64,19 @@ pub trait Sink<'a> {
     fn answer(&mut self, record: &'a Record, owner: Option<&LowerName>);
     /// The next record of the authority section.
     fn authority(&mut self, record: &'a Record);
-    /// The next record of the additional section.
-    fn additional(&mut self, record: &'a Record);
+    /// The next records of the additional section: sent whole if they fit; if not, left
+    /// out, unless `required` (glue below a cut), which truncates the response (RFC 1034
+    /// 4.3.2 step 3b, RFC 2181 9: the other addresses are optional).
+    fn additional(&mut self, set: &'a [Record], required: bool);
+}
+
+/// A set of records of the additional section.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Additional<'a> {
+    /// The records.
+    pub records: &'a [Record],
+    /// Whether a response without them must be truncated (glue below a cut).
+    pub required: bool,
 }
 
 /// A response apart from its records (which went to a [`Sink`]).
@@ -89,7 +101,7 @@ pub struct Scratch {
 struct Collect<'a> {
     answers: Vec<Cow<'a, Record>>,
     authority: Vec<&'a Record>,
-    additional: Vec<&'a Record>,
+    additional: Vec<Additional<'a>>,
 }
 
 impl<'a> Sink<'a> for Collect<'a> {
@@ -106,8 +118,8 @@ impl<'a> Sink<'a> for Collect<'a> {
     fn authority(&mut self, record: &'a Record) {
         self.authority.push(record);
     }
-    fn additional(&mut self, record: &'a Record) {
-        self.additional.push(record);
+    fn additional(&mut self, records: &'a [Record], required: bool) {
+        self.additional.push(Additional { records, required });
     }
 }
 
@@ -302,6 +314,11 @@ pub fn answer<'a>(
             (ResponseCode::NoError, answered)
         }
     };
+    // A referral's cut: glue below it is required.
+    let cut = match end {
+        End::Referral(ns) => ns.first().map(|r| LowerName::from(&r.name)),
+        _ => None,
+    };
     if let Some((zone, records)) = extra {
         for r in records {
             let target = match &r.data {
@@ -317,14 +334,15 @@ pub fn answer<'a>(
             if let Some(geo) = snap.geo_index(&target) {
                 let (block_len, _) =
                     geo_answer(snap, geo, RecordType::ANY, client, scratch, &mut |r| {
-                        sink.additional(r);
+                        sink.additional(std::slice::from_ref(r), false);
                     });
                 scope = Some(scope.map_or(block_len, |s| s.max(block_len)));
                 continue;
             }
+            let required = cut.as_ref().is_some_and(|cut| cut.zone_of(&target));
             for t in [RecordType::A, RecordType::AAAA] {
-                for r in zone.rrset(&target, t).unwrap_or_default() {
-                    sink.additional(r);
+                if let Some(set) = zone.rrset(&target, t) {
+                    sink.additional(set, required);
                 }
             }
         }

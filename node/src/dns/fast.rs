@@ -47,6 +47,11 @@ struct Encode<'e> {
     authority: u16,
     additional: u16,
     failed: bool,
+    /// The largest message before the OPT record (additional sets that would pass it are
+    /// left out).
+    room: usize,
+    /// A required additional set did not fit: the response is truncated.
+    overflow: bool,
 }
 
 impl Encode<'_> {
@@ -69,9 +74,20 @@ impl<'a> Sink<'a> for Encode<'_> {
             self.authority += 1;
         }
     }
-    fn additional(&mut self, record: &'a Record) {
-        if self.push(record, None) {
-            self.additional += 1;
+    fn additional(&mut self, set: &'a [Record], required: bool) {
+        let mark = self.encoder.mark();
+        for r in set {
+            if !self.push(r, None) {
+                return;
+            }
+        }
+        if self.encoder.bytes().len() <= self.room {
+            // INVARIANT: a set is a few records.
+            self.additional += set.len() as u16;
+        } else if required {
+            self.overflow = true;
+        } else {
+            self.encoder.rewind(mark);
         }
     }
 }
@@ -134,19 +150,6 @@ impl Worker {
             resolver: resolver.to_canonical(),
             subnet: subnet.map(|s| s.net),
         };
-        self.encoder.begin(q.question);
-        let mut sink = Encode {
-            encoder: &mut self.encoder,
-            answers: 0,
-            authority: 0,
-            additional: 0,
-            failed: false,
-        };
-        let outcome = answer::answer(snap, &qname, q.qtype, client, &mut self.scratch, &mut sink);
-        if sink.failed {
-            return None;
-        }
-        let (answers, authority, additional) = (sink.answers, sink.authority, sink.additional);
         let max = snap.config.node.max_udp_payload;
         let payload = q.edns.map(|e| e.payload.clamp(512, max));
         let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
@@ -154,6 +157,37 @@ impl Worker {
             (Some(nsid), true) => Some(nsid.as_slice()),
             _ => None,
         };
+        let limit = usize::from(payload.unwrap_or(512));
+        // The OPT record's size (an answer with additional records is never REFUSED, so
+        // it has the ECS option whenever the query had one).
+        let opt_len = match payload {
+            None => 0,
+            Some(_) => {
+                11 + nsid.map_or(0, |n| 4 + n.len())
+                    + subnet.map_or(0, |s| 8 + usize::from(s.net.prefix_len()).div_ceil(8))
+                    + if client_cookie.is_some() && cookies.is_some() {
+                        4 + 8 + 16
+                    } else {
+                        0
+                    }
+            }
+        };
+        self.encoder.begin(q.question);
+        let mut sink = Encode {
+            encoder: &mut self.encoder,
+            answers: 0,
+            authority: 0,
+            additional: 0,
+            failed: false,
+            room: limit.saturating_sub(opt_len),
+            overflow: false,
+        };
+        let outcome = answer::answer(snap, &qname, q.qtype, client, &mut self.scratch, &mut sink);
+        if sink.failed {
+            return None;
+        }
+        let (answers, authority, additional) = (sink.answers, sink.authority, sink.additional);
+        let overflow = sink.overflow;
         let write_opt = |encoder: &mut Encoder| {
             if let Some(payload) = payload {
                 encoder.opt(payload, outcome.rcode, dnssec_ok, |e| {
@@ -173,8 +207,7 @@ impl Worker {
             }
         };
         write_opt(&mut self.encoder);
-        let limit = usize::from(payload.unwrap_or(512));
-        let truncated = force_truncation || self.encoder.bytes().len() > limit;
+        let truncated = force_truncation || overflow || self.encoder.bytes().len() > limit;
         if truncated {
             // Truncated answers carry no records: the client retries over TCP anyway, and
             // a partial answer would only amplify.

@@ -293,6 +293,62 @@ fn truncated(
     Ok(ResponseInfo::from(header))
 }
 
+/// The additional records to send: every set if the response fits the UDP limit with them
+/// all (or goes over TCP); else, set by set in order, those with which it still fits. A
+/// required set that does not fit gives them all back, so that the response is truncated
+/// (`encode`). The UDP fast path does the same as it encodes (`fast`).
+fn additional_that_fits<'a>(
+    request: &Request,
+    edns: Option<&Edns>,
+    metadata: Metadata,
+    answers: &[&Record],
+    plan: &answer::ResponsePlan<'a>,
+) -> Vec<&'a Record> {
+    let all: Vec<&'a Record> = plan.additional.iter().flat_map(|a| a.records).collect();
+    if request.protocol() != Protocol::Udp || all.is_empty() {
+        return all;
+    }
+    let limit = edns.map_or(512, |e| usize::from(e.max_payload()));
+    let question = request.queries.as_bytes();
+    let len = |additional: &[&Record]| {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        let response = builder.build(
+            metadata,
+            answers.iter().copied(),
+            plan.authority.iter().copied(),
+            std::iter::empty(),
+            additional.iter().copied(),
+        );
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        if !request.queries.is_empty() {
+            seed_question(&mut encoder, question);
+        }
+        match response.destructive_emit(&mut encoder) {
+            Ok(_) => bytes.len(),
+            Err(_) => usize::MAX,
+        }
+    };
+    if len(&all) <= limit {
+        return all;
+    }
+    let mut chosen: Vec<&'a Record> = Vec::with_capacity(all.len());
+    for set in &plan.additional {
+        let before = chosen.len();
+        chosen.extend(set.records);
+        if len(&chosen) > limit {
+            if set.required {
+                return all;
+            }
+            chosen.truncate(before);
+        }
+    }
+    chosen
+}
+
 /// The transport label of a request (only UDP and TCP sockets are served).
 fn transport(request: &Request) -> DnsTransport {
     match request.protocol() {
@@ -408,12 +464,15 @@ impl RequestHandler for DnsHandler {
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
+                let answers: Vec<&Record> = plan.answers.iter().map(AsRef::as_ref).collect();
+                let additional =
+                    additional_that_fits(request, edns.as_ref(), metadata, &answers, &plan);
                 let response = builder.build(
                     metadata,
-                    plan.answers.iter().map(AsRef::as_ref),
+                    answers.iter().copied(),
                     plan.authority.iter().copied(),
                     std::iter::empty(),
-                    plan.additional.iter().copied(),
+                    additional.iter().copied(),
                 );
                 response_handle.send_response(response).await
             }

@@ -341,6 +341,104 @@ fn both_paths_agree_on_several_zones_wildcards_delegations_and_additional_record
 }
 
 #[test]
+fn additional_records_that_do_not_fit_are_left_out_but_missing_glue_truncates() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let mut records = String::new();
+    let mut add = |name: &str, rtype: &str, data: &str| {
+        records.push_str(&format!(
+            "[[zone.record]]\nname = \"{name}\"\ntype = \"{rtype}\"\ndata = \"{data}\"\n\n"
+        ));
+    };
+    for i in 1..=30 {
+        add("many.example.org.", "MX", &format!("{i} m{i}.example.org."));
+        add(&format!("m{i}.example.org."), "A", &format!("192.0.2.{i}"));
+        add(
+            &format!("m{i}.example.org."),
+            "AAAA",
+            &format!("2001:db8::{i}"),
+        );
+        // A delegation whose glue cannot all fit in 512 bytes, one whose servers are
+        // elsewhere in the zone (optional addresses).
+        add(
+            "deleg.example.org.",
+            "NS",
+            &format!("ns{i}.deleg.example.org."),
+        );
+        add(
+            &format!("ns{i}.deleg.example.org."),
+            "A",
+            &format!("192.0.2.{i}"),
+        );
+        if i <= 12 {
+            add("other.example.org.", "NS", &format!("m{i}.example.org."));
+        }
+    }
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[[pop]]",
+        &format!("{records}[[pop]]"),
+        1,
+    );
+    let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    let nsid = [0, 3, 0, 0];
+    let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    for (name, qtype) in [
+        ("many.example.org.", RecordType::MX),
+        ("x.deleg.example.org.", RecordType::A),
+        ("x.other.example.org.", RecordType::A),
+        ("example.org.", RecordType::NS),
+    ] {
+        for edns in [None, Some(512), Some(1232), Some(4096)] {
+            for options in [
+                vec![],
+                nsid.to_vec(),
+                [&ecs(1, 24, &[100, 64, 2])[..], &cookie].concat(),
+                [&nsid[..], &ecs(2, 56, &[0x20, 1, 0xd, 0xb8, 0xff, 1, 0])].concat(),
+            ] {
+                if edns.is_none() && !options.is_empty() {
+                    continue;
+                }
+                let mut q = Query::new(name, qtype);
+                if let Some(p) = edns {
+                    q = q.edns(p, options.clone());
+                }
+                let (took, bytes) = both(snap.clone(), &q.bytes(), src);
+                assert!(took, "{name} {edns:?}");
+                let m = Message::from_vec(&bytes).unwrap();
+                let limit = usize::from(edns.map_or(512, |p| p.clamp(512, 1232)));
+                assert!(bytes.len() <= limit, "{name} {edns:?}: {}", bytes.len());
+                let what = format!("{name} {edns:?} {options:?}");
+                match name {
+                    // 30 MX fit in 1232 bytes with some of their addresses, not in 512.
+                    "many.example.org." if limit >= 1232 => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.answers.len(), 30, "{what}");
+                        assert!(!m.additionals.is_empty(), "{what}");
+                        assert!(m.additionals.len() < 60, "{what}");
+                    }
+                    // The glue below the cut is required: it does not all fit in 512.
+                    "x.deleg.example.org." if limit < 1232 => {
+                        assert!(m.metadata.truncation, "{what}");
+                    }
+                    "x.deleg.example.org." => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.additionals.len(), 30, "{what}");
+                    }
+                    // Servers elsewhere in the zone: their addresses are optional.
+                    "x.other.example.org." => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.authorities.len(), 12, "{what}");
+                        assert!(!m.additionals.is_empty(), "{what}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn too_large_answers_are_truncated_without_records_on_both_paths() {
     let src: SocketAddr = "192.0.2.200:53000".parse().unwrap();
     for max in [512, 1232, 4096] {

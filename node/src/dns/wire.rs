@@ -277,6 +277,15 @@ impl Names {
     }
 }
 
+/// A point of a message an [`Encoder`] can go back to ([`Encoder::rewind`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    out: usize,
+    entries: usize,
+    arena: usize,
+    compressed: usize,
+}
+
 /// Writes a response into a buffer it keeps between messages.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -310,6 +319,25 @@ impl Encoder {
         // hickory then stores the whole question (type and class included) as one more
         // candidate, which no name can match.
         self.names.store_dead(&self.out, HEADER_LEN);
+    }
+
+    /// Where the message is now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            out: self.out.len(),
+            entries: self.names.entries.len(),
+            arena: self.names.arena.len(),
+            compressed: self.names.compressed,
+        }
+    }
+
+    /// Back to `mark`, the compression table too: as if nothing had been written since
+    /// (what hickory's encoder gives for the message without those records).
+    pub fn rewind(&mut self, mark: Mark) {
+        self.out.truncate(mark.out);
+        self.names.entries.truncate(mark.entries);
+        self.names.arena.truncate(mark.arena);
+        self.names.compressed = mark.compressed;
     }
 
     /// Cuts the message back to `len` bytes (header and question kept). Only for dropping

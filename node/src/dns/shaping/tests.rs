@@ -40,7 +40,7 @@ fn ask(snap: &Snapshot, name: &str, qtype: RecordType) -> String {
         p.authoritative,
         records(p.answers.iter().map(AsRef::as_ref)),
         records(p.authority.iter().copied()),
-        records(p.additional.iter().copied())
+        records(p.additional.iter().flat_map(|a| a.records))
     )
 }
 
