@@ -45,8 +45,23 @@ pub struct Zone {
     types: HashMap<LowerName, Vec<RecordType>>,
     /// Delegation points: names below the apex that own NS records.
     cuts: HashSet<LowerName>,
+    /// [`suffix_hash`] of every cut, so that a query's name is checked against the cuts
+    /// without building its ancestors' names (only a hit does).
+    cut_hashes: HashSet<u64>,
     /// Whether any owner name is a wildcard (saves the closest-encloser search otherwise).
     wildcards: bool,
+}
+
+/// The hash of the root, where [`suffix_hash`] starts.
+const SUFFIX_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The hash of a name given that of its parent and its first label (FNV-1a over the
+/// lower-cased label and its length): a name's hash is its labels', folded from the right.
+fn suffix_hash(parent: u64, label: &[u8]) -> u64 {
+    let step = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    // INVARIANT: labels are at most 63 bytes.
+    let h = step(parent, label.len() as u8);
+    label.iter().fold(h, |h, b| step(h, b.to_ascii_lowercase()))
 }
 
 /// Where a name stands in a zone, for a query of some type.
@@ -123,14 +138,19 @@ impl Zone {
         } else {
             labels
         };
-        (origin_labels + 1..=last).find_map(|n| {
-            let at = LowerName::new(&name.trim_to(n));
-            if self.cuts.contains(&at) {
-                self.rrset(&at, RecordType::NS)
-            } else {
-                None
+        // Suffixes from the origin down, hashed label by label from the right.
+        let mut hash = SUFFIX_SEED;
+        for (n, label) in name.iter().rev().enumerate().take(last) {
+            hash = suffix_hash(hash, label);
+            if n < origin_labels || !self.cut_hashes.contains(&hash) {
+                continue;
             }
-        })
+            let at = LowerName::new(&name.trim_to(n + 1));
+            if self.cuts.contains(&at) {
+                return self.rrset(&at, RecordType::NS);
+            }
+        }
+        None
     }
 
     /// The types of the record sets at `name`, in increasing type code.
@@ -354,6 +374,10 @@ impl ZoneBuilder {
             list.sort_by_key(|t| u16::from(*t));
         }
         let wildcards = self.names.iter().any(|n| n.is_wildcard());
+        let cut_hashes = cuts
+            .iter()
+            .map(|cut| cut.iter().rev().fold(SUFFIX_SEED, suffix_hash))
+            .collect();
         Ok(Zone {
             origin: self.lower_origin,
             origin_name: self.origin,
@@ -363,6 +387,7 @@ impl ZoneBuilder {
             names: self.names,
             types,
             cuts,
+            cut_hashes,
             wildcards,
         })
     }
