@@ -2,14 +2,9 @@
 //! its comments and the README promise, over UDP and TCP.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 
-use sparrow_cluster_tests::TestNode;
-
-fn multi_zone() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml")
-}
+use sparrow_cluster_tests::{TestNode, multi_zone_config as multi_zone, variant_of};
 
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("dig")
@@ -133,5 +128,56 @@ async fn an_unknown_opcode_gets_notimp_echoing_rd_but_not_cd() {
     .unwrap();
     assert!(out.contains("status: NOTIMP"), "{out}");
     assert!(out.contains("flags: qr rd;"), "{out}");
+    node.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_zone_added_or_removed_by_a_reload_is_served_or_refused_at_once() {
+    // Start with example.net alone: example.org's table and its geo name cut out.
+    let config = variant_of(&multi_zone(), |t| {
+        let start = t.find("[[zone]]\norigin = \"example.org.\"").unwrap();
+        let end = t.find("[[pop]]").unwrap();
+        let mut one = t.clone();
+        one.replace_range(start..end, "");
+        one.replacen(
+            "[[geo]]\nname = \"cdn.example.org.\"\nttl = 30\nanswers = 1\n",
+            "",
+            1,
+        )
+    });
+    let one_zone = std::fs::read_to_string(&config).unwrap();
+    let node = TestNode::start(&config).await.unwrap();
+    let server = node.addr;
+    let ask = move || {
+        tokio::task::spawn_blocking(move || {
+            (
+                dig(server, &["foo.apps.example.org", "A"]),
+                dig(server, &["cdn.example.org", "A", "+subnet=100.64.3.0/24"]),
+            )
+        })
+    };
+    let (wild, cdn) = ask().await.unwrap();
+    assert!(wild.contains("status: REFUSED"), "{wild}");
+    assert!(cdn.contains("status: REFUSED"), "{cdn}");
+    // The shipped config: both zones.
+    std::fs::copy(multi_zone(), &config).unwrap();
+    node.reload().await.unwrap();
+    let (wild, cdn) = ask().await.unwrap();
+    assert_eq!(
+        section(&wild, "ANSWER"),
+        ["foo.apps.example.org.\t3600\tIN\tA\t192.0.2.80"],
+        "{wild}"
+    );
+    assert_eq!(
+        section(&cdn, "ANSWER"),
+        ["cdn.example.org.\t30\tIN\tA\t203.0.113.10"],
+        "{cdn}"
+    );
+    // And back: example.org is refused again.
+    std::fs::write(&config, one_zone).unwrap();
+    node.reload().await.unwrap();
+    let (wild, cdn) = ask().await.unwrap();
+    assert!(wild.contains("status: REFUSED"), "{wild}");
+    assert!(cdn.contains("status: REFUSED"), "{cdn}");
     node.stop().await.unwrap();
 }

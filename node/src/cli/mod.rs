@@ -335,8 +335,13 @@ pub fn main(cli: Cli) -> ExitCode {
                 println!("warning: {w}");
             }
             println!(
-                "{}: ok: zone {} ({} static records), {} POPs, {} geo names, own POP {}",
+                "{}: ok: {} {} ({} static records), {} POPs, {} geo names, own POP {}",
                 c.origin.display(),
+                if c.zones.iter().count() > 1 {
+                    "zones"
+                } else {
+                    "zone"
+                },
                 c.zones.describe(),
                 c.zones.record_count(),
                 c.pops.len(),

@@ -239,6 +239,52 @@ fn ns_mx_and_srv_targets_get_their_addresses_in_additional() {
 }
 
 #[test]
+fn a_geo_target_in_additional_narrows_the_ecs_scope_to_its_decision() {
+    let snap = example(|t| {
+        t.replacen(
+            "[[pop]]",
+            "[[zone.record]]\nname = \"media.example.org.\"\ntype = \"MX\"\ndata = \"5 cdn\"\n\n[[pop]]",
+            1,
+        )
+    });
+    let ask = |name: &str, subnet: &str| {
+        let client = Client {
+            resolver: "192.0.2.200".parse().unwrap(),
+            subnet: Some(subnet.parse().unwrap()),
+        };
+        let name = LowerName::from(&Name::from_str(name).unwrap());
+        let p = plan(&snap, &name, RecordType::MX, client);
+        let additional: Vec<String> = p
+            .additional
+            .iter()
+            .flat_map(|a| a.records)
+            .map(|r| r.data.to_string())
+            .collect();
+        (additional, p.ecs_scope)
+    };
+    // The static MX alone does not depend on the client: scope 0.
+    assert_eq!(
+        ask("example.org.", "100.64.3.0/24"),
+        (vec!["192.0.2.25".to_owned()], Some(0))
+    );
+    // Its target's addresses do: the decision's block.
+    assert_eq!(
+        ask("media.example.org.", "100.64.3.0/24"),
+        (
+            vec!["203.0.113.10".to_owned(), "2001:db8:c::10".to_owned()],
+            Some(24)
+        )
+    );
+    assert_eq!(
+        ask("media.example.org.", "100.64.2.0/24"),
+        (
+            vec!["198.51.100.10".to_owned(), "2001:db8:b::10".to_owned()],
+            Some(24)
+        )
+    );
+}
+
+#[test]
 fn any_gets_the_first_record_set_of_the_name() {
     let snap = example(|t| t);
     // Apex: NS (2) comes before SOA (6) and MX (15), as Knot 3.2 answers.
