@@ -194,6 +194,47 @@ fn queries() -> Vec<Q> {
     qs
 }
 
+/// Messages that are not plain queries (RFC 6891 6.1.1: one OPT, in additional), by name.
+fn malformed() -> Vec<(&'static str, Vec<u8>)> {
+    let with_edns = Q::new("example.org.", SOA).bytes(0x4242);
+    let without = Q {
+        edns: None,
+        ..Q::new("example.org.", SOA)
+    }
+    .bytes(0x4242);
+    let opt = with_edns[without.len()..].to_vec();
+    let mut two_opts = with_edns.clone();
+    two_opts[11] = 2;
+    two_opts.extend(&opt);
+    let mut opt_in_answer = without.clone();
+    opt_in_answer[7] = 1;
+    opt_in_answer.extend(&opt);
+    let cut_short = with_edns[..with_edns.len() - 2].to_vec();
+    let mut no_question = with_edns[..12].to_vec();
+    no_question[5] = 0;
+    no_question.extend(&opt);
+    let mut unknown_option = without.clone();
+    unknown_option[11] = 1;
+    unknown_option.extend([0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 8, 0xfd, 0xe9, 0, 4]);
+    unknown_option.extend(b"abcd");
+    let mut z_bits = with_edns.clone();
+    let flags = z_bits.len() - 5;
+    z_bits[flags] = 0x7f;
+    z_bits[flags + 1] = 0xff;
+    let mut class_any = without.clone();
+    let class = class_any.len() - 1;
+    class_any[class] = 255;
+    vec![
+        ("two OPT records", two_opts),
+        ("an OPT record in the answer section", opt_in_answer),
+        ("an OPT record cut short", cut_short),
+        ("no question", no_question),
+        ("an unknown EDNS option", unknown_option),
+        ("the EDNS Z bits set", z_bits),
+        ("class ANY", class_any),
+    ]
+}
+
 /// Sends `query` to `server` and returns the response's bytes.
 fn exchange(server: SocketAddr, query: &[u8], tcp: bool) -> std::io::Result<Vec<u8>> {
     let timeout = Some(Duration::from_secs(5));
@@ -380,6 +421,19 @@ async fn sparrow_answers_as_knot_does_over_udp_and_tcp() {
                 }
             }
         }
+        for (what, bytes) in malformed() {
+            for tcp in [false, true] {
+                let ours = describe(&exchange(sparrow, &bytes, tcp).expect("sparrow answers"));
+                let theirs = describe(&exchange(knot.addr, &bytes, tcp).expect("knot answers"));
+                compared += 1;
+                if ours != theirs {
+                    differences.push(format!(
+                        "{what} over {}\n--- sparrow\n{ours}--- knot\n{theirs}",
+                        if tcp { "TCP" } else { "UDP" }
+                    ));
+                }
+            }
+        }
         (differences, allowed, compared)
     })
     .await
@@ -395,7 +449,7 @@ async fn sparrow_answers_as_knot_does_over_udp_and_tcp() {
     );
     assert_eq!(
         compared,
-        2 * queries().len(),
+        2 * (queries().len() + malformed().len()),
         "every query over UDP and TCP"
     );
     node.stop().await.unwrap();

@@ -126,9 +126,14 @@ impl DnsHandler {
             }
             Err(e) => {
                 debug!(%src, error = %e, "undecodable query");
-                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                // The question echoed if it decodes (the rest did not), as Knot does.
+                let queries = Queries::read(&mut decoder, usize::from(header.counts.queries))
+                    .or_else(|_| Queries::read(&mut BinDecoder::new(&[]), 0))
+                    .ok()?;
+                let mut metadata = header.metadata;
+                metadata.checking_disabled = false;
                 let response = MessageResponseBuilder::new(&queries, None)
-                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                    .error_msg(&metadata, ResponseCode::FormErr);
                 capture
                     .clone()
                     .send_response(response)
@@ -556,7 +561,8 @@ fn check(
             return Err(Checked::Chaos(|s| chaos_id(s, "hostname.bind.")));
         }
     }
-    if info.query.query_class() != DNSClass::IN {
+    // QCLASS * (RFC 1035 3.2.5) is answered from IN, the one class served, as Knot does.
+    if !matches!(info.query.query_class(), DNSClass::IN | DNSClass::ANY) {
         return Err(ResponseCode::Refused.into());
     }
     let client = Client {
