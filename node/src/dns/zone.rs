@@ -394,12 +394,14 @@ impl ZoneBuilder {
 }
 
 /// Every zone a node serves. A name belongs to the zone with the longest origin that
-/// contains it; the zones are few (a lookup compares the name with each origin, longest
-/// first).
+/// contains it: a lookup hashes the name's suffixes label by label ([`suffix_hash`]) and
+/// checks the origins of that hash, so it costs the name's labels, not the zones' number.
 #[derive(Debug)]
 pub struct Zones {
     /// Longest origin first (most labels), then by origin.
     zones: Vec<Zone>,
+    /// The zones (indices) by their origin's [`suffix_hash`].
+    by_hash: HashMap<u64, Vec<usize>>,
     /// The origin of the first zone configured: relative names (geo names, `sparrow
     /// explain`) are taken against it.
     default_origin: Name,
@@ -418,8 +420,14 @@ impl Zones {
                 .cmp(&a.origin.num_labels())
                 .then_with(|| a.origin.cmp(&b.origin))
         });
+        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, z) in zones.iter().enumerate() {
+            let hash = z.origin.iter().rev().fold(SUFFIX_SEED, suffix_hash);
+            by_hash.entry(hash).or_default().push(i);
+        }
         Self {
             zones,
+            by_hash,
             default_origin,
         }
     }
@@ -431,7 +439,20 @@ impl Zones {
 
     /// The zone `name` belongs to: the one with the longest origin at or above it.
     pub fn find(&self, name: &LowerName) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.contains(name))
+        let origin_of = |hash: u64, labels: usize| {
+            self.by_hash.get(&hash)?.iter().find_map(|&i| {
+                let z = &self.zones[i];
+                (usize::from(z.origin.num_labels()) == labels && z.contains(name)).then_some(z)
+            })
+        };
+        // The root, then each suffix down to the name; the last origin found is the longest.
+        let mut hash = SUFFIX_SEED;
+        let mut found = origin_of(hash, 0);
+        for (n, label) in name.iter().rev().enumerate() {
+            hash = suffix_hash(hash, label);
+            found = origin_of(hash, n + 1).or(found);
+        }
+        found
     }
 
     /// The zone whose origin is `origin`.
@@ -457,5 +478,65 @@ impl Zones {
             .map(|z| z.origin_name().to_string())
             .collect();
         names.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::rdata::{NS, SOA};
+
+    use super::*;
+
+    fn zone(origin: &str) -> Zone {
+        let origin = Name::from_str(origin).unwrap();
+        let ns = Name::from_str("ns.example.").unwrap();
+        let mut b = ZoneBuilder::new(origin.clone());
+        let soa = SOA::new(ns.clone(), ns.clone(), 1, 1, 1, 1, 1);
+        b.add(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)))
+            .unwrap();
+        b.add(Record::from_rdata(origin, 60, RData::NS(NS(ns))))
+            .unwrap();
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn a_name_belongs_to_the_longest_origin_containing_it() {
+        let zones = Zones::new(
+            [
+                "example.org.",
+                ".",
+                "a.b.example.org.",
+                "org.",
+                "example.net.",
+            ]
+            .into_iter()
+            .map(zone)
+            .collect(),
+        );
+        assert_eq!(zones.default_origin().to_string(), "example.org.");
+        for (name, origin) in [
+            ("example.org.", "example.org."),
+            ("www.example.org.", "example.org."),
+            ("b.example.org.", "example.org."),
+            ("a.b.example.org.", "a.b.example.org."),
+            ("x.y.a.b.example.org.", "a.b.example.org."),
+            ("other.org.", "org."),
+            ("org.", "org."),
+            ("example.com.", "."),
+            (".", "."),
+            ("WWW.Example.NET.", "example.net."),
+        ] {
+            let name = LowerName::from(&Name::from_str(name).unwrap());
+            assert_eq!(
+                zones.find(&name).map(|z| z.origin().to_string()),
+                Some(origin.to_owned()),
+                "{name}"
+            );
+        }
+        let without_root = Zones::new(vec![zone("example.org.")]);
+        let other = LowerName::from(&Name::from_str("example.com.").unwrap());
+        assert!(without_root.find(&other).is_none());
     }
 }
