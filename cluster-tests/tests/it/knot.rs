@@ -221,6 +221,8 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
     let flags = z_bits.len() - 5;
     z_bits[flags] = 0x7f;
     z_bits[flags + 1] = 0xff;
+    let mut trailing = with_edns.clone();
+    trailing.extend(b"xyz");
     let mut class_any = without.clone();
     let class = class_any.len() - 1;
     class_any[class] = 255;
@@ -232,6 +234,7 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
         ("an unknown EDNS option", unknown_option),
         ("the EDNS Z bits set", z_bits),
         ("class ANY", class_any),
+        ("bytes after the last record", trailing),
     ]
 }
 

@@ -115,7 +115,13 @@ impl DnsHandler {
             qcount: 0,
             out: Arc::new(Mutex::new(None)),
         };
-        match Request::from_bytes(msg.to_vec(), src, protocol) {
+        // Bytes after the last record make the message malformed (hickory's parser ignores
+        // them; Knot answers FORMERR).
+        let decoded = match wire::message_len(msg) {
+            Some(len) if len != msg.len() => Err("bytes after the last record".to_owned()),
+            _ => Request::from_bytes(msg.to_vec(), src, protocol).map_err(|e| e.to_string()),
+        };
+        match decoded {
             Ok(request) => {
                 capture.question = Arc::from(request.queries.as_bytes());
                 // INVARIANT: the count was read from a 16-bit field.

@@ -498,6 +498,8 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
     let mut two = www.bytes();
     two[5] = 2;
     two.extend_from_slice(&www.bytes()[12..]);
+    let mut trailing = www.clone().edns(1232, vec![]).bytes();
+    trailing.extend(b"xyz");
     for (query, want) in [
         (bad_ecs, Some(ResponseCode::FormErr)),
         (v1.bytes(), Some(ResponseCode::BADVERS)),
@@ -505,6 +507,7 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
         (status.bytes(), Some(ResponseCode::NotImp)),
         (chaos, Some(ResponseCode::Refused)),
         (two, Some(ResponseCode::FormErr)),
+        (trailing, Some(ResponseCode::FormErr)),
         (vec![0x12, 0x34, 0x81, 0, 0, 0], None),
         // A question count with no question: FORMERR to a query, nothing to a response.
         (

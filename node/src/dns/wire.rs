@@ -168,6 +168,34 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
     Some((edns, end))
 }
 
+/// The length of the message at the start of `msg`, walking its names and records' lengths
+/// only (no data checked); `None` if it ends inside a name or a record.
+pub fn message_len(msg: &[u8]) -> Option<usize> {
+    let count = |at: usize| u16_at(msg, at).map(usize::from);
+    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let skip_name = |mut pos: usize| -> Option<usize> {
+        loop {
+            let len = *msg.get(pos)?;
+            match len {
+                0 => return Some(pos + 1),
+                // A pointer ends the name.
+                0xC0..=0xFF => return msg.get(pos + 1).map(|_| pos + 2),
+                1..=63 => pos += 1 + usize::from(len),
+                _ => return None,
+            }
+        }
+    };
+    let mut pos = HEADER_LEN;
+    for _ in 0..questions {
+        pos = skip_name(pos)? + 4;
+    }
+    for _ in 0..records {
+        pos = skip_name(pos)? + 8;
+        pos += 2 + usize::from(u16_at(msg, pos)?);
+    }
+    (pos <= msg.len()).then_some(pos)
+}
+
 /// Decodes a name in wire form (as [`parse`] checked it: plain labels), lower-cased.
 pub fn lower_name(wire: &[u8]) -> Option<LowerName> {
     LowerName::read(&mut BinDecoder::new(wire)).ok()
