@@ -223,6 +223,12 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
     z_bits[flags + 1] = 0xff;
     let mut trailing = with_edns.clone();
     trailing.extend(b"xyz");
+    let payload = |size: u16| {
+        let mut m = with_edns.clone();
+        let at = m.len() - 8;
+        m[at..at + 2].copy_from_slice(&size.to_be_bytes());
+        m
+    };
     let mut class_any = without.clone();
     let class = class_any.len() - 1;
     class_any[class] = 255;
@@ -235,6 +241,8 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
         ("the EDNS Z bits set", z_bits),
         ("class ANY", class_any),
         ("bytes after the last record", trailing),
+        ("an EDNS payload size of 100", payload(100)),
+        ("an EDNS payload size of 4096", payload(4096)),
     ]
 }
 

@@ -189,8 +189,10 @@ impl Worker {
         let (answers, authority, additional) = (sink.answers, sink.authority, sink.additional);
         let overflow = sink.overflow;
         let write_opt = |encoder: &mut Encoder| {
-            if let Some(payload) = payload {
-                encoder.opt(payload, outcome.rcode, dnssec_ok, |e| {
+            if payload.is_some() {
+                // The node's own payload size, as Knot says; the client's bounds the
+                // response (`limit`).
+                encoder.opt(max, outcome.rcode, dnssec_ok, |e| {
                     if let Some(nsid) = nsid {
                         e.option(wire::NSID_OPTION, &[nsid]);
                     }

@@ -113,6 +113,7 @@ impl DnsHandler {
             protocol,
             question: Arc::from(&[][..]),
             qcount: 0,
+            udp_limit: 512,
             out: Arc::new(Mutex::new(None)),
         };
         // Bytes after the last record make the message malformed (hickory's parser ignores
@@ -126,6 +127,8 @@ impl DnsHandler {
                 capture.question = Arc::from(request.queries.as_bytes());
                 // INVARIANT: the count was read from a 16-bit field.
                 capture.qcount = request.queries.len() as u16;
+                capture.udp_limit =
+                    udp_limit(&request, self.snapshot.load().config.node.max_udp_payload);
                 // The handler never waits: its response goes into `capture` at once.
                 self.handle_request::<_, TokioTime>(&request, capture.clone())
                     .now_or_never()?;
@@ -159,6 +162,8 @@ struct Capture {
     /// The request's question section as sent, and its number of questions.
     question: Arc<[u8]>,
     qcount: u16,
+    /// The largest UDP response ([`udp_limit`]).
+    udp_limit: usize,
     out: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
@@ -175,7 +180,11 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = encode(response, self.protocol, &self.question, self.qcount);
+        let limit = match self.protocol {
+            Protocol::Udp => self.udp_limit,
+            _ => usize::from(u16::MAX),
+        };
+        let (info, bytes) = encode(response, limit, &self.question, self.qcount);
         // INVARIANT: the lock is only held for a store or a take.
         *self.out.lock().expect("capture lock") = Some(bytes);
         Ok(info)
@@ -194,17 +203,12 @@ fn encode<'a>(
         impl Iterator<Item = &'a Record> + Send + 'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
-    protocol: Protocol,
+    limit: usize,
     question: &[u8],
     qcount: u16,
 ) -> (ResponseInfo, Vec<u8>) {
     let metadata = *response.metadata();
     let edns = response.edns().cloned();
-    let limit = match (protocol, &edns) {
-        (Protocol::Udp, Some(e)) => usize::from(e.max_payload()),
-        (Protocol::Udp, None) => 512,
-        _ => usize::from(u16::MAX),
-    };
     let mut bytes = Vec::with_capacity(512);
     let full = {
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -304,12 +308,22 @@ fn truncated(
     Ok(ResponseInfo::from(header))
 }
 
+/// The largest UDP response to `request`: the payload size its OPT record offers, within
+/// 512 (RFC 6891 6.2.5) and the node's `max_udp_payload`; 512 without EDNS.
+fn udp_limit(request: &Request, max: u16) -> usize {
+    request
+        .edns
+        .as_ref()
+        .map_or(512, |e| usize::from(e.max_payload().clamp(512, max)))
+}
+
 /// The additional records to send: every set if the response fits the UDP limit with them
 /// all (or goes over TCP); else, set by set in order, those with which it still fits. A
 /// required set that does not fit gives them all back, so that the response is truncated
 /// (`encode`). The UDP fast path does the same as it encodes (`fast`).
 fn additional_that_fits<'a>(
     request: &Request,
+    max: u16,
     edns: Option<&Edns>,
     metadata: Metadata,
     answers: &[&Record],
@@ -319,7 +333,7 @@ fn additional_that_fits<'a>(
     if request.protocol() != Protocol::Udp || all.is_empty() {
         return all;
     }
-    let limit = edns.map_or(512, |e| usize::from(e.max_payload()));
+    let limit = udp_limit(request, max);
     let question = request.queries.as_bytes();
     let len = |additional: &[&Record]| {
         let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -376,14 +390,12 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let snap = self.snapshot.load();
-        // RFC 6891: answer with an OPT record when the query had one. Its payload size also
-        // bounds the UDP response (the library truncates, setting TC, past it).
+        // RFC 6891: answer with an OPT record when the query had one, saying the node's own
+        // payload size (as Knot does); the client's bounds the response (`udp_limit`).
+        let max = snap.config.node.max_udp_payload;
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
-            e.set_max_payload(
-                req.max_payload()
-                    .clamp(512, snap.config.node.max_udp_payload),
-            );
+            e.set_max_payload(max);
             // DO copied (RFC 3225 3).
             e.set_dnssec_ok(req.flags().dnssec_ok);
             // NSID asked (RFC 5001 2.1): the configured identity, if any.
@@ -477,7 +489,7 @@ impl RequestHandler for DnsHandler {
                 }
                 let answers: Vec<&Record> = plan.answers.iter().map(AsRef::as_ref).collect();
                 let additional =
-                    additional_that_fits(request, edns.as_ref(), metadata, &answers, &plan);
+                    additional_that_fits(request, max, edns.as_ref(), metadata, &answers, &plan);
                 let response = builder.build(
                     metadata,
                     answers.iter().copied(),
