@@ -64,8 +64,17 @@ pub fn example_config() -> PathBuf {
 /// A copy of the example's folder in a fresh temporary folder, with `edit` applied to the
 /// config text. Returns the path of the edited config. The folder is left for inspection.
 pub fn example_variant(edit: impl FnOnce(String) -> String) -> PathBuf {
+    variant_of(&example_config(), edit)
+}
+
+/// The multi-zone example (`deploy/examples/multi-zone/sparrow.toml`).
+pub fn multi_zone_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml")
+}
+
+/// [`example_variant`] of the config at `src` (its folder copied whole).
+pub fn variant_of(src: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let src = example_config();
     let src_dir = src.parent().expect("example config has a folder");
     let dir = std::env::temp_dir().join(format!(
         "sparrow-test-{}-{}",

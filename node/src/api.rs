@@ -568,7 +568,7 @@ pub fn explain(
     let geo = match name {
         None if snap.config.geo.is_empty() => return Err("the config has no geo name".into()),
         None => 0,
-        Some(n) => config::parse_name(n, snap.config.zone.origin_name())
+        Some(n) => config::parse_name(n, snap.config.zones.default_origin())
             .ok()
             .and_then(|name| snap.geo_index(&LowerName::from(&name)))
             .ok_or_else(|| format!("`{n}` is not a geo name of this node"))?,

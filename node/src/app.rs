@@ -455,12 +455,12 @@ pub async fn run(
         .filter_map(|p| p.route_view.as_ref().map(|v| v.len()))
         .sum();
     info!(
-        zone = %config.zone.origin_name(),
+        zones = %config.zones.describe(),
         pop = %config.own_pop().name,
         pops = config.pops.len(),
         geo_names = config.geo.len(),
         routes,
-        static_records = config.zone.record_count(),
+        static_records = config.zones.record_count(),
         version = env!("CARGO_PKG_VERSION"),
         "node started"
     );

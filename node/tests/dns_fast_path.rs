@@ -1,6 +1,6 @@
-//! The UDP fast path allocates nothing for geo and static names once a worker's buffers
-//! have grown: every query below is answered first to warm the worker, then answered again
-//! while an allocator counts the calling thread's allocations.
+//! The UDP fast path allocates nothing for geo and static names that exist once a worker's
+//! buffers have grown: every query below is answered first to warm the worker, then
+//! answered again while an allocator counts the calling thread's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -110,4 +110,55 @@ fn answering_geo_and_static_names_allocates_nothing() {
     let allocations = ALLOCATIONS.with(Cell::get) - before;
     assert!(bytes > 0);
     assert_eq!(allocations, 0, "allocations over 1,100 answers");
+}
+
+#[test]
+fn answering_in_zones_with_delegations_and_wildcards_allocates_only_to_refer_and_synthesize() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let config = sparrow_node::config::load(&path).unwrap().config;
+    let snap = Snapshot::from_config(config);
+    let (a, ns, mx) = (1, 2, 15);
+    let queries = [
+        // A geo name in the second zone, which has a delegation.
+        query("cdn.example.org.", a, Some(&[0, 1, 24, 0, 100, 64, 3])),
+        // Additional addresses, a referral with glue, a wildcard, a name below it.
+        query("example.org.", mx, None),
+        query("example.org.", ns, None),
+        query("x.sub.example.org.", a, None),
+        query("foo.apps.example.org.", a, None),
+        query("a.b.apps.example.org.", a, None),
+        query("nothing.example.org.", a, None),
+        // The first zone.
+        query("www.example.net.", a, Some(&[0, 1, 24, 0, 100, 64, 2])),
+        query("example.net.", mx, None),
+    ];
+    let resolver: IpAddr = "192.0.2.200".parse().unwrap();
+    let mut worker = Worker::default();
+    for q in &queries {
+        assert!(
+            worker.respond(&snap, q, resolver, None).is_some(),
+            "fast path"
+        );
+    }
+    // Per query, so that a failure names the query.
+    let allocations: Vec<u64> = queries
+        .iter()
+        .map(|q| {
+            let before = ALLOCATIONS.with(Cell::get);
+            for _ in 0..100 {
+                // INVARIANT: taken above.
+                drop(worker.respond(&snap, q, resolver, None).unwrap());
+            }
+            ALLOCATIONS.with(Cell::get) - before
+        })
+        .collect();
+    // Names that exist allocate nothing, with cuts and wildcards in the zone too. A
+    // referral builds the cut's name (one allocation), a name that does not exist in a zone
+    // with wildcards builds its closest encloser and the wildcard below it (one or two).
+    assert_eq!(
+        allocations,
+        [0, 0, 0, 100, 100, 200, 100, 0, 0],
+        "allocations over 100 answers to each query"
+    );
 }

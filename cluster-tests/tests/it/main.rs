@@ -8,10 +8,12 @@ mod gossip;
 mod health;
 mod hostile;
 mod https;
+mod knot;
 mod metrics;
 mod mrt;
 mod netsim;
 mod views;
+mod zones;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;

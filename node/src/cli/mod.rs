@@ -335,10 +335,15 @@ pub fn main(cli: Cli) -> ExitCode {
                 println!("warning: {w}");
             }
             println!(
-                "{}: ok: zone {} ({} static records), {} POPs, {} geo names, own POP {}",
+                "{}: ok: {} {} ({} static records), {} POPs, {} geo names, own POP {}",
                 c.origin.display(),
-                c.zone.origin_name(),
-                c.zone.record_count(),
+                if c.zones.iter().count() > 1 {
+                    "zones"
+                } else {
+                    "zone"
+                },
+                c.zones.describe(),
+                c.zones.record_count(),
                 c.pops.len(),
                 c.geo.len(),
                 c.own_pop().name
@@ -402,8 +407,9 @@ fn check_json(path: &std::path::Path) -> ExitCode {
             let value = serde_json::json!({
                 "config": c.origin.display().to_string(),
                 "ok": true,
-                "zone": c.zone.origin_name().to_string(),
-                "static_records": c.zone.record_count(),
+                "zone": c.zones.default_origin().to_string(),
+                "zones": c.zones.iter().map(|z| z.origin_name().to_string()).collect::<Vec<_>>(),
+                "static_records": c.zones.record_count(),
                 "pops": c.pops.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
                 "own_pop": c.own_pop().name,
                 "geo_names": c.geo.iter().map(|g| g.name.to_string()).collect::<Vec<_>>(),

@@ -10,6 +10,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod zones;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
-use crate::dns::zone::Zone;
+use crate::dns::zone::Zones;
 use crate::policy::AdminState;
 use crate::routes::mrt::PeerSelector;
 use crate::routes::{RouteView, StaticMap};
@@ -59,8 +60,8 @@ pub struct Config {
     pub origin: PathBuf,
     /// How this node runs.
     pub node: NodeSettings,
-    /// The zone served: SOA, NS and static records.
-    pub zone: Zone,
+    /// The zones served: each with its SOA, NS and static records.
+    pub zones: Zones,
     /// The POPs, in config order; a POP's index is its identity everywhere else.
     pub pops: Vec<Pop>,
     /// Geo-balanced names.
@@ -89,9 +90,11 @@ impl Config {
             h.write(s.as_bytes());
             h.write(&[0]);
         };
-        put(&self.zone.origin_name().to_string());
-        for r in self.zone.records() {
-            put(&r.to_string());
+        for zone in self.zones.iter() {
+            put(&zone.origin_name().to_string());
+            for r in zone.records() {
+                put(&r.to_string());
+            }
         }
         for p in &self.pops {
             put(&format!(
@@ -182,6 +185,9 @@ pub struct NodeSettings {
     /// The secret of DNS server cookies (RFC 9018), shared by the nodes of a cluster so that
     /// each accepts the others' cookies (`None`: a random one per start).
     pub cookie_secret: Option<[u8; 16]>,
+    /// What NSID (RFC 5001) and `id.server`/`hostname.bind` CH TXT answer: the own POP's
+    /// name unless the config says otherwise; `None`: off.
+    pub nsid: Option<Vec<u8>>,
     /// Response rate limiting over UDP (`[node.rrl]`); off when absent. Read at start; a
     /// reload keeps it.
     pub rrl: Option<RrlSettings>,

@@ -1,14 +1,19 @@
 //! [P] `RawConfig`: the serde mirror of the TOML file. Unknown keys are refused; fields that
 //! get semantic checks keep their source span so errors can name the line.
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) node: RawNode,
-    pub(crate) zone: RawZone,
+    /// `[zone]` (one zone) or `[[zone]]` (several): see `config::zones`.
+    pub(crate) zone: RawZones,
     #[serde(default, rename = "pop")]
     pub(crate) pops: Vec<Spanned<RawPop>>,
     #[serde(default, rename = "geo")]
@@ -56,6 +61,8 @@ pub(crate) struct RawNode {
     pub(crate) cookie_secret: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) rrl: Option<Spanned<RawRrl>>,
+    #[serde(default)]
+    pub(crate) nsid: Option<Spanned<RawNsid>>,
     #[serde(default, rename = "probe")]
     pub(crate) probes: Vec<Spanned<RawProbe>>,
     #[serde(default)]
@@ -258,4 +265,39 @@ pub(crate) struct RawGeo {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStaticMap {
     pub(crate) file: Spanned<String>,
+}
+
+/// `[zone]` or `[[zone]]`, in config order.
+#[derive(Debug)]
+pub(crate) struct RawZones(pub(crate) Vec<RawZone>);
+
+impl<'de> Deserialize<'de> for RawZones {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = RawZones;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a [zone] table or [[zone]] tables")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawZones, A::Error> {
+                RawZone::deserialize(MapAccessDeserializer::new(map)).map(|z| RawZones(vec![z]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawZones, A::Error> {
+                let mut zones = Vec::new();
+                while let Some(z) = seq.next_element::<RawZone>()? {
+                    zones.push(z);
+                }
+                Ok(RawZones(zones))
+            }
+        }
+        d.deserialize_any(OneOrMany)
+    }
+}
+
+/// `node.nsid`: `true` (the default: the own POP's name), `false` (off) or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawNsid {
+    On(bool),
+    Text(String),
 }

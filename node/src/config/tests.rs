@@ -67,7 +67,7 @@ fn minimal_config_loads_with_documented_defaults() {
     let loaded = load_text(MINIMAL, &Files::default()).unwrap();
     let c = loaded.config;
     assert!(loaded.warnings.is_empty());
-    assert_eq!(c.zone.origin_name().to_string(), "example.net.");
+    assert_eq!(c.zones.default_origin().to_string(), "example.net.");
     assert_eq!(c.geo[0].name.to_string(), "www.example.net.");
     assert_eq!(c.geo[0].ttl, DEFAULT_GEO_TTL);
     assert_eq!(c.geo[0].answers, DEFAULT_ANSWERS);
@@ -81,7 +81,10 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.node.tcp_max_connections, DEFAULT_TCP_MAX_CONNECTIONS);
     assert_eq!(c.node.cookie_secret, None);
     assert_eq!(c.node.rrl, None);
-    assert_eq!(c.zone.negative_soa().ttl, DEFAULT_SOA_MINIMUM);
+    assert_eq!(
+        c.zones.iter().next().unwrap().negative_soa().ttl,
+        DEFAULT_SOA_MINIMUM
+    );
 }
 
 #[test]
@@ -115,7 +118,7 @@ fn errors_name_file_line_column_and_reason() {
         (
             "name = \"www\"",
             "name = \"www.example.org.\"",
-            "/etc/sparrow/sparrow.toml:21:8: geo name www.example.org. is outside the zone example.net.",
+            "/etc/sparrow/sparrow.toml:21:8: geo name www.example.org. is outside every zone (example.net.)",
         ),
         (
             "name = \"ams\"",
@@ -197,9 +200,20 @@ fn semantic_refusals() {
         e.starts_with("/etc/sparrow/sparrow.toml:15:1: record mail MX `mail`"),
         "{e}"
     );
-    let delegation =
-        "[[zone.record]]\nname = \"sub\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n[[pop]]";
-    assert!(refused("[[pop]]", delegation).contains("delegations are not supported"));
+    let occluded = "[[zone.record]]\nname = \"sub\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n\
+                    [[zone.record]]\nname = \"x.sub\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
+    let e = refused("[[pop]]", occluded);
+    assert!(
+        e.contains("x.sub.example.net. TXT: below the delegation at sub.example.net., only glue"),
+        "{e}"
+    );
+    let geo_below_cut =
+        "[[zone.record]]\nname = \"www\"\ntype = \"NS\"\ndata = \"ns.other.org.\"\n\n[[pop]]";
+    let e = refused("[[pop]]", geo_below_cut);
+    assert!(
+        e.contains("geo name www.example.net. is at or below the delegation at www.example.net."),
+        "{e}"
+    );
     let outside =
         "[[zone.record]]\nname = \"www.example.org.\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]";
     assert!(refused("[[pop]]", outside).contains("outside the zone"));
@@ -874,4 +888,62 @@ fn only_regular_files_within_the_limit_are_read_and_nothing_waits() {
         assert!(err.contains(want), "{}: {err}", path.display());
     }
     assert_eq!(read_limited(&small, 1000).unwrap(), "ok\n");
+}
+
+/// MINIMAL with its `[zone]` written as `[[zone]]`, and a second zone, example.org.
+fn two_zones() -> String {
+    MINIMAL
+        .replacen("[zone]", "[[zone]]", 1)
+        .replacen(
+            "[[pop]]",
+            "[[zone]]\norigin = \"example.org.\"\nns = [\"ns1.example.net.\"]\n\
+             [zone.soa]\nmname = \"ns1.example.net.\"\nrname = \"hostmaster\"\nserial = 2\n\n[[pop]]",
+            1,
+        )
+}
+
+#[test]
+fn zone_tables_give_several_zones_and_geo_names_go_to_the_zone_containing_them() {
+    let text = two_zones().replacen(
+        "[[geo]]\nname = \"www\"",
+        "[[geo]]\nname = \"www\"\n[[geo]]\nname = \"cdn.example.org.\"",
+        1,
+    );
+    let c = load_text(&text, &Files::default()).unwrap().config;
+    let origins: Vec<String> = c
+        .zones
+        .iter()
+        .map(|z| z.origin_name().to_string())
+        .collect();
+    assert_eq!(origins, ["example.net.", "example.org."]);
+    // Relative names are in the first zone configured.
+    assert_eq!(c.zones.default_origin().to_string(), "example.net.");
+    assert_eq!(c.geo[1].name.to_string(), "cdn.example.org.");
+    // Each zone has its own SOA.
+    let serials: Vec<String> = c.zones.iter().map(|z| z.soa().data.to_string()).collect();
+    assert!(serials[1].contains(" 2 "), "{serials:?}");
+}
+
+#[test]
+fn a_zone_configured_twice_is_refused_at_its_second_origin() {
+    let text = two_zones().replacen("origin = \"example.org.\"", "origin = \"Example.NET.\"", 1);
+    let e = load_text(&text, &Files::default()).unwrap_err().to_string();
+    assert!(
+        e.contains(":16:10: zone example.net. is configured twice"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nsid_is_the_pop_name_unless_set_or_turned_off() {
+    let nsid = |line: &str| {
+        let text = MINIMAL.replacen("[zone]", &format!("{line}\n[zone]"), 1);
+        load_text(&text, &Files::default()).map(|l| l.config.node.nsid)
+    };
+    assert_eq!(nsid("").unwrap(), Some(b"ams".to_vec()));
+    assert_eq!(nsid("nsid = true").unwrap(), Some(b"ams".to_vec()));
+    assert_eq!(nsid("nsid = false").unwrap(), None);
+    assert_eq!(nsid("nsid = \"ams-1\"").unwrap(), Some(b"ams-1".to_vec()));
+    let e = nsid("nsid = \"\"").unwrap_err().to_string();
+    assert!(e.contains(":6:8: nsid must be 1 to 255 bytes"), "{e}");
 }

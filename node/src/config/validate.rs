@@ -15,9 +15,10 @@ use toml::Spanned;
 
 use super::raw::{
     RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawRrl, RawZone,
+    RawZones,
 };
 use super::*;
-use crate::dns::zone::ZoneBuilder;
+use crate::dns::zone::{ZoneBuilder, Zones};
 use crate::health::spec::{self as health, Probe, ProbeKind};
 use crate::pki::identity as pki;
 use crate::routes::{self, describe_skipped};
@@ -131,6 +132,11 @@ pub(super) fn validate(
                 )
             })?),
         },
+        nsid: zones::nsid(
+            raw.node.nsid.as_ref().map(Spanned::get_ref),
+            raw.node.pop.get_ref(),
+        )
+        .map_err(|reason| cx.error(raw.node.nsid.as_ref().map(Spanned::span), reason))?,
         rrl: match &raw.node.rrl {
             None => None,
             Some(r) => Some(rrl(&cx, r.get_ref())?),
@@ -190,12 +196,14 @@ pub(super) fn validate(
         ),
     };
 
-    let origin_name = cx.name(&raw.zone.origin, &Name::root())?;
-    let mut zone = cx.zone(&raw.zone, &origin_name)?;
+    let mut zones = cx.zones(&raw.zone)?;
+    // Relative geo names are taken against the first zone configured (INVARIANT: `builders`
+    // refuses a config without zones).
+    let origin_name = zones[0].origin_name().clone();
     let geo = raw
         .geo
         .iter()
-        .map(|g| cx.geo(g, &origin_name, &mut zone, pops.len(), &pop_index))
+        .map(|g| cx.geo(g, &origin_name, &mut zones, pops.len(), &pop_index))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, g) in geo.iter().enumerate() {
         if let Some(first) = geo[..i].iter().position(|other| other.name == g.name) {
@@ -206,9 +214,16 @@ pub(super) fn validate(
             ));
         }
     }
-    let zone = zone
-        .build()
-        .map_err(|reason| cx.error(Some(raw.zone.origin.span()), reason))?;
+    let zones = Zones::new(
+        zones
+            .into_iter()
+            .zip(&raw.zone.0)
+            .map(|(b, z)| {
+                b.build()
+                    .map_err(|reason| cx.error(Some(z.origin.span()), reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
 
     let static_map = match &raw.static_map {
         None => None,
@@ -236,7 +251,7 @@ pub(super) fn validate(
     let mut config = Config {
         origin: origin.to_owned(),
         node,
-        zone,
+        zones,
         pops,
         geo,
         static_map,
@@ -262,7 +277,11 @@ impl Cx<'_> {
         line_col(self.text, offset)
     }
 
-    fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.origin.to_owned(),
             position: span.map(|s| self.position(s.start)),
@@ -974,6 +993,26 @@ impl Cx<'_> {
         })
     }
 
+    /// The zones' builders, in config order, with their static data; origins must differ.
+    fn zones(&self, raw: &RawZones) -> Result<Vec<ZoneBuilder>, ConfigError> {
+        if raw.0.is_empty() {
+            return Err(self.error(None, "no zone is configured (add a [zone] table)"));
+        }
+        let mut zones: Vec<ZoneBuilder> = Vec::with_capacity(raw.0.len());
+        for z in &raw.0 {
+            let origin = self.name(&z.origin, &Name::root())?;
+            let lower = LowerName::from(&origin);
+            if zones.iter().any(|b| *b.origin() == lower) {
+                return Err(self.error(
+                    Some(z.origin.span()),
+                    format!("zone {origin} is configured twice"),
+                ));
+            }
+            zones.push(self.zone(z, &origin)?);
+        }
+        Ok(zones)
+    }
+
     fn zone(&self, raw: &RawZone, origin: &Name) -> Result<ZoneBuilder, ConfigError> {
         let ttl = raw.ttl.as_ref().map_or(DEFAULT_TTL, |t| *t.get_ref());
         let mut zone = ZoneBuilder::new(origin.clone());
@@ -1046,26 +1085,34 @@ impl Cx<'_> {
         &self,
         raw: &Spanned<RawGeo>,
         origin: &Name,
-        zone: &mut ZoneBuilder,
+        zones: &mut [ZoneBuilder],
         pop_count: usize,
         pop_index: &dyn Fn(&Spanned<String>) -> Result<usize, ConfigError>,
     ) -> Result<GeoName, ConfigError> {
         let g = raw.get_ref();
         let name = self.name(&g.name, origin)?;
         let lower = LowerName::from(&name);
-        if !origin.zone_of(&name) {
+        let Some(zone) = zones::zone_of(zones, &lower) else {
             return Err(self.error(
                 Some(g.name.span()),
-                format!("geo name {name} is outside the zone {origin}"),
+                format!(
+                    "geo name {name} is outside every zone ({})",
+                    zones
+                        .iter()
+                        .map(|z| z.origin_name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
-        }
+        };
         if zone.has_address_records(&lower) {
             return Err(self.error(
                 Some(g.name.span()),
                 format!("{name} is a geo name and also has static A, AAAA or CNAME records"),
             ));
         }
-        zone.reserve_name(&lower);
+        zone.add_geo_name(&lower)
+            .map_err(|reason| self.error(Some(g.name.span()), reason))?;
         let answers = match &g.answers {
             None => DEFAULT_ANSWERS,
             Some(a) if *a.get_ref() == 0 => {

@@ -2,15 +2,18 @@
 //!
 //! The plan borrows every record from the snapshot; the edge only encodes it.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
+use super::zone::{Found, Zone};
 use crate::snapshot::Snapshot;
 
-/// Longest CNAME chain followed inside the zone before giving up (a loop, most likely).
+/// Longest CNAME chain followed inside the node's zones before giving up (a loop, most
+/// likely).
 const MAX_CNAME_CHAIN: usize = 8;
 
 /// Who the answer is for.
@@ -38,25 +41,42 @@ impl Client {
 pub struct ResponsePlan<'a> {
     /// Response code.
     pub rcode: ResponseCode,
-    /// Whether to set AA (everything in the zone; not REFUSED).
+    /// Whether to set AA (everything in a zone but referrals; not REFUSED).
     pub authoritative: bool,
-    /// Answer section.
-    pub answers: Vec<&'a Record>,
-    /// Authority section (the SOA of negative answers).
+    /// Answer section (owned where a wildcard gave the record the query's name).
+    pub answers: Vec<Cow<'a, Record>>,
+    /// Authority section (the SOA of negative answers, the NS of a referral).
     pub authority: Vec<&'a Record>,
+    /// Additional section (addresses of NS, MX and SRV targets; not the OPT record), in
+    /// sets that are sent whole or not at all.
+    pub additional: Vec<Additional<'a>>,
     /// ECS SCOPE PREFIX-LENGTH to return, when the query carried ECS.
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first (what metrics count).
     pub geo_pop: Option<usize>,
 }
 
-/// Where [`answer`] puts the records of a response, in order: a [`ResponsePlan`] collects
-/// them; the UDP fast path encodes them as they come.
+/// Where [`answer`] puts the records of a response, section after section: a
+/// [`ResponsePlan`] collects them; the UDP fast path encodes them as they come.
 pub trait Sink<'a> {
-    /// The next record of the answer section.
-    fn answer(&mut self, record: &'a Record);
+    /// The next record of the answer section; `owner`, if given, replaces the record's
+    /// own name (a wildcard's record answers with the query's name, RFC 4592 3.3.1).
+    fn answer(&mut self, record: &'a Record, owner: Option<&LowerName>);
     /// The next record of the authority section.
     fn authority(&mut self, record: &'a Record);
+    /// The next records of the additional section: sent whole if they fit; if not, left
+    /// out, unless `required` (glue below a cut), which truncates the response (RFC 1034
+    /// 4.3.2 step 3b, RFC 2181 9: the other addresses are optional).
+    fn additional(&mut self, set: &'a [Record], required: bool);
+}
+
+/// A set of records of the additional section.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Additional<'a> {
+    /// The records.
+    pub records: &'a [Record],
+    /// Whether a response without them must be truncated (glue below a cut).
+    pub required: bool,
 }
 
 /// A response apart from its records (which went to a [`Sink`]).
@@ -79,16 +99,27 @@ pub struct Scratch {
 }
 
 struct Collect<'a> {
-    answers: Vec<&'a Record>,
+    answers: Vec<Cow<'a, Record>>,
     authority: Vec<&'a Record>,
+    additional: Vec<Additional<'a>>,
 }
 
 impl<'a> Sink<'a> for Collect<'a> {
-    fn answer(&mut self, record: &'a Record) {
-        self.answers.push(record);
+    fn answer(&mut self, record: &'a Record, owner: Option<&LowerName>) {
+        self.answers.push(match owner {
+            None => Cow::Borrowed(record),
+            Some(owner) => {
+                let mut r = record.clone();
+                r.name = Name::from(owner.clone());
+                Cow::Owned(r)
+            }
+        });
     }
     fn authority(&mut self, record: &'a Record) {
         self.authority.push(record);
+    }
+    fn additional(&mut self, records: &'a [Record], required: bool) {
+        self.additional.push(Additional { records, required });
     }
 }
 
@@ -102,6 +133,7 @@ pub fn plan<'a>(
     let mut sink = Collect {
         answers: Vec::new(),
         authority: Vec::new(),
+        additional: Vec::new(),
     };
     let outcome = answer(
         snap,
@@ -116,14 +148,35 @@ pub fn plan<'a>(
         authoritative: outcome.authoritative,
         answers: sink.answers,
         authority: sink.authority,
+        additional: sink.additional,
         ecs_scope: outcome.ecs_scope,
         geo_pop: outcome.geo_pop,
     }
 }
 
+/// How the search for the answer ended.
+enum End<'a> {
+    /// Records in the answer section; nothing in authority.
+    Positive,
+    /// The name exists (in `zone`) without records of the type.
+    NoData,
+    /// The name does not exist in `zone`.
+    NxDomain,
+    /// The name is at or below a delegation: its NS records.
+    Referral(&'a [Record]),
+}
+
 /// The response to `qname`/`qtype` for `client`: its records go to `sink`, the rest is
 /// returned. [`plan`] is this with the records collected; the answer path for geo and
-/// static names allocates nothing once `scratch` has grown (static ANY queries do).
+/// static names allocates nothing once `scratch` has grown (wildcards, delegations and
+/// names that do not exist may).
+///
+/// As Knot answers (RFC 1034 4.3.2, RFC 2181, RFC 4592, RFC 8482): the zone is the one
+/// with the longest origin containing the name; a delegation refers (AA clear, its NS in
+/// authority, glue in additional); CNAMEs are followed through every zone of the node; ANY
+/// gets the first record set of the name (lowest type code; at a geo name its addresses);
+/// the targets of NS, MX and SRV answers get their addresses from the same zone in
+/// additional (a geo name's: the client's answer).
 pub fn answer<'a>(
     snap: &'a Snapshot,
     qname: &LowerName,
@@ -132,90 +185,171 @@ pub fn answer<'a>(
     scratch: &mut Scratch,
     sink: &mut impl Sink<'a>,
 ) -> Outcome {
-    let zone = &snap.config.zone;
-    if !zone.contains(qname) {
+    let zones = &snap.config.zones;
+    let Some(mut zone) = zones.find(qname) else {
         return Outcome {
             rcode: ResponseCode::Refused,
             authoritative: false,
             ecs_scope: None,
             geo_pop: None,
         };
-    }
-    // The type of the last answer record, if any.
-    let mut last: Option<RecordType> = None;
+    };
     // The most specific decision block that shaped the answer, for the ECS scope.
     let mut scope: Option<u8> = None;
     let mut geo_pop: Option<usize> = None;
+    // Whether the answer section has records (a CNAME chain keeps AA on a referral).
+    let mut answered = false;
+    // The records whose targets get addresses in additional, and their zone.
+    let mut extra: Option<(&'a Zone, &'a [Record])> = None;
     let mut name = qname.clone();
+    let mut end = End::NoData;
     for _ in 0..=MAX_CNAME_CHAIN {
         if let Some(geo) = snap.geo_index(&name)
             && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
         {
-            let (block_len, first) = geo_answer(snap, geo, qtype, client, scratch, &mut |r| {
-                last = Some(r.record_type());
-                sink.answer(r);
-            });
-            scope = Some(block_len);
-            geo_pop = geo_pop.or(first);
+            // ANY: the first family a POP has addresses of.
+            let families: &[RecordType] = match qtype {
+                RecordType::ANY => &[RecordType::A, RecordType::AAAA],
+                _ => std::slice::from_ref(&qtype),
+            };
+            let mut emitted = false;
+            for &family in families {
+                let (block_len, first) = geo_answer(snap, geo, family, client, scratch, &mut |r| {
+                    emitted = true;
+                    sink.answer(r, None);
+                });
+                scope = Some(block_len);
+                geo_pop = geo_pop.or(first);
+                if emitted {
+                    break;
+                }
+            }
             // INVARIANT: a geo name has no static A, AAAA or CNAME (the config refuses
             // them), so for A and AAAA there is nothing more to look up.
+            if emitted {
+                end = End::Positive;
+                break;
+            }
             if qtype != RecordType::ANY {
+                end = End::NoData;
                 break;
             }
         }
-        if qtype == RecordType::ANY {
-            for r in zone.rrsets_at(&name).into_iter().flatten() {
-                last = Some(r.record_type());
-                sink.answer(r);
+        let source = match zone.find(&name, qtype) {
+            Found::Referral(ns) => {
+                end = End::Referral(ns);
+                extra = Some((zone, ns));
+                break;
             }
-            break;
-        }
-        if let Some(records) = zone.rrset(&name, qtype) {
+            Found::NxDomain => {
+                end = End::NxDomain;
+                break;
+            }
+            Found::Exact => None,
+            Found::Wildcard(source) => Some(source),
+        };
+        let at = source.as_ref().unwrap_or(&name);
+        let owner = source.as_ref().map(|_| &name);
+        let rtype = match qtype {
+            RecordType::ANY => match zone.types_at(at).first() {
+                Some(t) => *t,
+                None => {
+                    end = End::NoData;
+                    break;
+                }
+            },
+            t => t,
+        };
+        if let Some(records) = zone.rrset(at, rtype) {
             for r in records {
-                last = Some(r.record_type());
-                sink.answer(r);
+                sink.answer(r, owner);
             }
+            if matches!(rtype, RecordType::NS | RecordType::MX | RecordType::SRV) {
+                extra = Some((zone, records));
+            }
+            end = End::Positive;
             break;
         }
-        match zone.rrset(&name, RecordType::CNAME) {
+        match zone.rrset(at, RecordType::CNAME) {
             Some([cname]) if qtype != RecordType::CNAME => {
-                last = Some(RecordType::CNAME);
-                sink.answer(cname);
+                sink.answer(cname, owner);
+                answered = true;
                 let RData::CNAME(target) = &cname.data else {
+                    end = End::Positive;
                     break;
                 };
                 let target = LowerName::from(&target.0);
-                if !zone.contains(&target) {
-                    // Out of zone: the resolver follows it.
-                    return positive(scope, geo_pop, client);
+                match zones.find(&target) {
+                    // Out of the node's zones: the resolver follows it.
+                    None => {
+                        end = End::Positive;
+                        break;
+                    }
+                    Some(z) => {
+                        zone = z;
+                        name = target;
+                    }
                 }
-                name = target;
             }
-            _ => break,
+            _ => {
+                end = End::NoData;
+                break;
+            }
         }
     }
-    if last.is_some_and(|t| t != RecordType::CNAME) {
-        return positive(scope, geo_pop, client);
-    }
-    // Nothing (more) at `name`: NODATA if it exists, NXDOMAIN if not (RFC 6604 for chains).
-    let rcode = if zone.name_exists(&name) {
-        ResponseCode::NoError
-    } else {
-        ResponseCode::NXDomain
+    let (rcode, authoritative) = match end {
+        End::Positive => (ResponseCode::NoError, true),
+        End::NoData => {
+            sink.authority(zone.negative_soa());
+            (ResponseCode::NoError, true)
+        }
+        End::NxDomain => {
+            sink.authority(zone.negative_soa());
+            (ResponseCode::NXDomain, true)
+        }
+        End::Referral(ns) => {
+            for r in ns {
+                sink.authority(r);
+            }
+            (ResponseCode::NoError, answered)
+        }
     };
-    sink.authority(zone.negative_soa());
+    // A referral's cut: glue below it is required.
+    let cut = match end {
+        End::Referral(ns) => ns.first().map(|r| LowerName::from(&r.name)),
+        _ => None,
+    };
+    if let Some((zone, records)) = extra {
+        for r in records {
+            let target = match &r.data {
+                RData::NS(ns) => &ns.0,
+                RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            let target = LowerName::from(target);
+            if !zone.contains(&target) {
+                continue;
+            }
+            if let Some(geo) = snap.geo_index(&target) {
+                let (block_len, _) =
+                    geo_answer(snap, geo, RecordType::ANY, client, scratch, &mut |r| {
+                        sink.additional(std::slice::from_ref(r), false);
+                    });
+                scope = Some(scope.map_or(block_len, |s| s.max(block_len)));
+                continue;
+            }
+            let required = cut.as_ref().is_some_and(|cut| cut.zone_of(&target));
+            for t in [RecordType::A, RecordType::AAAA] {
+                if let Some(set) = zone.rrset(&target, t) {
+                    sink.additional(set, required);
+                }
+            }
+        }
+    }
     Outcome {
         rcode,
-        authoritative: true,
-        ecs_scope: ecs_scope(scope, client),
-        geo_pop,
-    }
-}
-
-fn positive(scope: Option<u8>, geo_pop: Option<usize>, client: Client) -> Outcome {
-    Outcome {
-        rcode: ResponseCode::NoError,
-        authoritative: true,
+        authoritative,
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
     }
@@ -350,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn any_at_a_geo_name_gives_the_tailored_addresses_and_static_data() {
+    fn any_at_a_geo_name_gives_its_first_record_set_the_tailored_addresses() {
         let snap = snapshot("[[zone.record]]\nname = \"www\"\ntype = \"TXT\"\ndata = \"hello\"\n");
         assert_eq!(
             ask(
@@ -359,7 +493,7 @@ mod tests {
                 RecordType::ANY,
                 Some("100.64.3.0/24")
             ),
-            "No Error aa=true [A 203.0.113.10, AAAA 2001:db8:c::10, TXT hello] auth=0 scope=Some(24)"
+            "No Error aa=true [A 203.0.113.10] auth=0 scope=Some(24)"
         );
         assert_eq!(
             ask(

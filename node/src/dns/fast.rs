@@ -45,12 +45,18 @@ struct Encode<'e> {
     encoder: &'e mut Encoder,
     answers: u16,
     authority: u16,
+    additional: u16,
     failed: bool,
+    /// The largest message before the OPT record (additional sets that would pass it are
+    /// left out).
+    room: usize,
+    /// A required additional set did not fit: the response is truncated.
+    overflow: bool,
 }
 
 impl Encode<'_> {
-    fn push(&mut self, r: &Record) -> bool {
-        if !self.failed && self.encoder.record(r).is_none() {
+    fn push(&mut self, r: &Record, owner: Option<&LowerName>) -> bool {
+        if !self.failed && self.encoder.record(r, owner).is_none() {
             self.failed = true;
         }
         !self.failed
@@ -58,14 +64,30 @@ impl Encode<'_> {
 }
 
 impl<'a> Sink<'a> for Encode<'_> {
-    fn answer(&mut self, record: &'a Record) {
-        if self.push(record) {
+    fn answer(&mut self, record: &'a Record, owner: Option<&LowerName>) {
+        if self.push(record, owner) {
             self.answers += 1;
         }
     }
     fn authority(&mut self, record: &'a Record) {
-        if self.push(record) {
+        if self.push(record, None) {
             self.authority += 1;
+        }
+    }
+    fn additional(&mut self, set: &'a [Record], required: bool) {
+        let mark = self.encoder.mark();
+        for r in set {
+            if !self.push(r, None) {
+                return;
+            }
+        }
+        if self.encoder.bytes().len() <= self.room {
+            // INVARIANT: a set is a few records.
+            self.additional += set.len() as u16;
+        } else if required {
+            self.overflow = true;
+        } else {
+            self.encoder.rewind(mark);
         }
     }
 }
@@ -128,23 +150,52 @@ impl Worker {
             resolver: resolver.to_canonical(),
             subnet: subnet.map(|s| s.net),
         };
+        let max = snap.config.node.max_udp_payload;
+        let payload = q.edns.map(|e| e.payload.clamp(512, max));
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+        let nsid = match (&snap.config.node.nsid, q.edns.is_some_and(|e| e.nsid)) {
+            (Some(nsid), true) => Some(nsid.as_slice()),
+            _ => None,
+        };
+        let limit = usize::from(payload.unwrap_or(512));
+        // The OPT record's size (an answer with additional records is never REFUSED, so
+        // it has the ECS option whenever the query had one).
+        let opt_len = match payload {
+            None => 0,
+            Some(_) => {
+                11 + nsid.map_or(0, |n| 4 + n.len())
+                    + subnet.map_or(0, |s| 8 + usize::from(s.net.prefix_len()).div_ceil(8))
+                    + if client_cookie.is_some() && cookies.is_some() {
+                        4 + 8 + 16
+                    } else {
+                        0
+                    }
+            }
+        };
         self.encoder.begin(q.question);
         let mut sink = Encode {
             encoder: &mut self.encoder,
             answers: 0,
             authority: 0,
+            additional: 0,
             failed: false,
+            room: limit.saturating_sub(opt_len),
+            overflow: false,
         };
         let outcome = answer::answer(snap, &qname, q.qtype, client, &mut self.scratch, &mut sink);
         if sink.failed {
             return None;
         }
-        let (answers, authority) = (sink.answers, sink.authority);
-        let max = snap.config.node.max_udp_payload;
-        let payload = q.edns.map(|e| e.payload.clamp(512, max));
+        let (answers, authority, additional) = (sink.answers, sink.authority, sink.additional);
+        let overflow = sink.overflow;
         let write_opt = |encoder: &mut Encoder| {
-            if let Some(payload) = payload {
-                encoder.opt(payload, outcome.rcode, |e| {
+            if payload.is_some() {
+                // The node's own payload size, as Knot says; the client's bounds the
+                // response (`limit`).
+                encoder.opt(max, outcome.rcode, dnssec_ok, |e| {
+                    if let Some(nsid) = nsid {
+                        e.option(wire::NSID_OPTION, &[nsid]);
+                    }
                     if let (Some(scope), Some(subnet)) = (outcome.ecs_scope, subnet) {
                         let mut data = [0; 20];
                         let n = wire::ecs_data(&subnet, scope, &mut data);
@@ -158,8 +209,7 @@ impl Worker {
             }
         };
         write_opt(&mut self.encoder);
-        let limit = usize::from(payload.unwrap_or(512));
-        let truncated = force_truncation || self.encoder.bytes().len() > limit;
+        let truncated = force_truncation || overflow || self.encoder.bytes().len() > limit;
         if truncated {
             // Truncated answers carry no records: the client retries over TCP anyway, and
             // a partial answer would only amplify.
@@ -169,13 +219,12 @@ impl Worker {
         self.encoder.head(&Head {
             id: q.id,
             rd: q.rd,
-            cd: q.cd,
             aa: outcome.authoritative,
             tc: truncated,
             rcode: outcome.rcode,
             answers: if truncated { 0 } else { answers },
             authority: if truncated { 0 } else { authority },
-            additional: u16::from(payload.is_some()),
+            additional: if truncated { 0 } else { additional } + u16::from(payload.is_some()),
         });
         Some(Answered {
             qname,

@@ -11,9 +11,9 @@ use futures_util::FutureExt as _;
 use hickory_proto::ProtoError;
 use hickory_proto::op::MessageType;
 use hickory_proto::op::{Edns, Header, HeaderCounts, LowerQuery, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioTime};
@@ -113,22 +113,36 @@ impl DnsHandler {
             protocol,
             question: Arc::from(&[][..]),
             qcount: 0,
+            udp_limit: 512,
             out: Arc::new(Mutex::new(None)),
         };
-        match Request::from_bytes(msg.to_vec(), src, protocol) {
+        // Bytes after the last record make the message malformed (hickory's parser ignores
+        // them; Knot answers FORMERR).
+        let decoded = match wire::message_len(msg) {
+            Some(len) if len != msg.len() => Err("bytes after the last record".to_owned()),
+            _ => Request::from_bytes(msg.to_vec(), src, protocol).map_err(|e| e.to_string()),
+        };
+        match decoded {
             Ok(request) => {
                 capture.question = Arc::from(request.queries.as_bytes());
                 // INVARIANT: the count was read from a 16-bit field.
                 capture.qcount = request.queries.len() as u16;
+                capture.udp_limit =
+                    udp_limit(&request, self.snapshot.load().config.node.max_udp_payload);
                 // The handler never waits: its response goes into `capture` at once.
                 self.handle_request::<_, TokioTime>(&request, capture.clone())
                     .now_or_never()?;
             }
             Err(e) => {
                 debug!(%src, error = %e, "undecodable query");
-                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                // The question echoed if it decodes (the rest did not), as Knot does.
+                let queries = Queries::read(&mut decoder, usize::from(header.counts.queries))
+                    .or_else(|_| Queries::read(&mut BinDecoder::new(&[]), 0))
+                    .ok()?;
+                let mut metadata = header.metadata;
+                metadata.checking_disabled = false;
                 let response = MessageResponseBuilder::new(&queries, None)
-                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                    .error_msg(&metadata, ResponseCode::FormErr);
                 capture
                     .clone()
                     .send_response(response)
@@ -148,6 +162,8 @@ struct Capture {
     /// The request's question section as sent, and its number of questions.
     question: Arc<[u8]>,
     qcount: u16,
+    /// The largest UDP response ([`udp_limit`]).
+    udp_limit: usize,
     out: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
@@ -164,7 +180,11 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = encode(response, self.protocol, &self.question, self.qcount);
+        let limit = match self.protocol {
+            Protocol::Udp => self.udp_limit,
+            _ => usize::from(u16::MAX),
+        };
+        let (info, bytes) = encode(response, limit, &self.question, self.qcount);
         // INVARIANT: the lock is only held for a store or a take.
         *self.out.lock().expect("capture lock") = Some(bytes);
         Ok(info)
@@ -183,17 +203,12 @@ fn encode<'a>(
         impl Iterator<Item = &'a Record> + Send + 'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
-    protocol: Protocol,
+    limit: usize,
     question: &[u8],
     qcount: u16,
 ) -> (ResponseInfo, Vec<u8>) {
     let metadata = *response.metadata();
     let edns = response.edns().cloned();
-    let limit = match (protocol, &edns) {
-        (Protocol::Udp, Some(e)) => usize::from(e.max_payload()),
-        (Protocol::Udp, None) => 512,
-        _ => usize::from(u16::MAX),
-    };
     let mut bytes = Vec::with_capacity(512);
     let full = {
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -293,6 +308,72 @@ fn truncated(
     Ok(ResponseInfo::from(header))
 }
 
+/// The largest UDP response to `request`: the payload size its OPT record offers, within
+/// 512 (RFC 6891 6.2.5) and the node's `max_udp_payload`; 512 without EDNS.
+fn udp_limit(request: &Request, max: u16) -> usize {
+    request
+        .edns
+        .as_ref()
+        .map_or(512, |e| usize::from(e.max_payload().clamp(512, max)))
+}
+
+/// The additional records to send: every set if the response fits the UDP limit with them
+/// all (or goes over TCP); else, set by set in order, those with which it still fits. A
+/// required set that does not fit gives them all back, so that the response is truncated
+/// (`encode`). The UDP fast path does the same as it encodes (`fast`).
+fn additional_that_fits<'a>(
+    request: &Request,
+    max: u16,
+    edns: Option<&Edns>,
+    metadata: Metadata,
+    answers: &[&Record],
+    plan: &answer::ResponsePlan<'a>,
+) -> Vec<&'a Record> {
+    let all: Vec<&'a Record> = plan.additional.iter().flat_map(|a| a.records).collect();
+    if request.protocol() != Protocol::Udp || all.is_empty() {
+        return all;
+    }
+    let limit = udp_limit(request, max);
+    let question = request.queries.as_bytes();
+    let len = |additional: &[&Record]| {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        let response = builder.build(
+            metadata,
+            answers.iter().copied(),
+            plan.authority.iter().copied(),
+            std::iter::empty(),
+            additional.iter().copied(),
+        );
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        if !request.queries.is_empty() {
+            seed_question(&mut encoder, question);
+        }
+        match response.destructive_emit(&mut encoder) {
+            Ok(_) => bytes.len(),
+            Err(_) => usize::MAX,
+        }
+    };
+    if len(&all) <= limit {
+        return all;
+    }
+    let mut chosen: Vec<&'a Record> = Vec::with_capacity(all.len());
+    for set in &plan.additional {
+        let before = chosen.len();
+        chosen.extend(set.records);
+        if len(&chosen) > limit {
+            if set.required {
+                return all;
+            }
+            chosen.truncate(before);
+        }
+    }
+    chosen
+}
+
 /// The transport label of a request (only UDP and TCP sockets are served).
 fn transport(request: &Request) -> DnsTransport {
     match request.protocol() {
@@ -309,19 +390,43 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let snap = self.snapshot.load();
-        // RFC 6891: answer with an OPT record when the query had one. Its payload size also
-        // bounds the UDP response (the library truncates, setting TC, past it).
+        // RFC 6891: answer with an OPT record when the query had one, saying the node's own
+        // payload size (as Knot does); the client's bounds the response (`udp_limit`).
+        let max = snap.config.node.max_udp_payload;
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
-            e.set_max_payload(
-                req.max_payload()
-                    .clamp(512, snap.config.node.max_udp_payload),
-            );
+            e.set_max_payload(max);
+            // DO copied (RFC 3225 3).
+            e.set_dnssec_ok(req.flags().dnssec_ok);
+            // NSID asked (RFC 5001 2.1): the configured identity, if any.
+            if let (Some(nsid), Some(_)) = (&snap.config.node.nsid, req.option(EdnsCode::NSID)) {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(NSID_OPTION, nsid.clone()));
+            }
             e
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
-        let result = match check(request) {
-            Err(code) => {
+        let result = match check(request, snap.config.node.nsid.is_some()) {
+            Err(Checked::Chaos(make)) => {
+                if let Some(m) = &self.metrics {
+                    m.query(transport(request), RecordType::TXT, ResponseCode::NoError);
+                }
+                if let Some(e) = &edns {
+                    builder.edns(e);
+                }
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.checking_disabled = false;
+                let record = make(&snap);
+                let response = builder.build(
+                    metadata,
+                    std::iter::once(&record),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                    std::iter::empty(),
+                );
+                response_handle.send_response(response).await
+            }
+            Err(Checked::Error(code)) => {
                 if let Some(m) = &self.metrics {
                     let qtype = request
                         .request_info()
@@ -331,7 +436,10 @@ impl RequestHandler for DnsHandler {
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
-                let response = builder.error_msg(&request.metadata, code);
+                // RD echoed, CD never (see `fast`), as Knot answers.
+                let mut request_metadata = request.metadata;
+                request_metadata.checking_disabled = false;
+                let response = builder.error_msg(&request_metadata, code);
                 response_handle.send_response(response).await
             }
             Ok((query, client, client_cookie)) => {
@@ -373,17 +481,21 @@ impl RequestHandler for DnsHandler {
                     "query"
                 );
                 let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.checking_disabled = false;
                 metadata.authoritative = plan.authoritative;
                 metadata.response_code = plan.rcode;
                 if let Some(e) = &edns {
                     builder.edns(e);
                 }
+                let answers: Vec<&Record> = plan.answers.iter().map(AsRef::as_ref).collect();
+                let additional =
+                    additional_that_fits(request, max, edns.as_ref(), metadata, &answers, &plan);
                 let response = builder.build(
                     metadata,
-                    plan.answers.iter().copied(),
+                    answers.iter().copied(),
                     plan.authority.iter().copied(),
                     std::iter::empty(),
-                    std::iter::empty(),
+                    additional.iter().copied(),
                 );
                 response_handle.send_response(response).await
             }
@@ -400,14 +512,45 @@ impl RequestHandler for DnsHandler {
     }
 }
 
-/// Checks what the library leaves to us; returns the question and the client, or the error
-/// code to answer with.
-fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), ResponseCode> {
+/// EDNS option code of NSID (RFC 5001).
+const NSID_OPTION: u16 = 3;
+
+/// What [`check`] answers itself.
+enum Checked {
+    /// An error code.
+    Error(ResponseCode),
+    /// `id.server` or `hostname.bind` CH TXT: the record, made from the snapshot.
+    Chaos(fn(&Snapshot) -> Record),
+}
+
+impl From<ResponseCode> for Checked {
+    fn from(code: ResponseCode) -> Self {
+        Self::Error(code)
+    }
+}
+
+/// The CH TXT record naming the node, as Knot answers `id.server` (TTL 0, no AA).
+fn chaos_id(snap: &Snapshot, name: &str) -> Record {
+    let text = snap.config.node.nsid.clone().unwrap_or_default();
+    // INVARIANT: both names are constants that parse.
+    let name = Name::from_ascii(name).expect("a chaos name");
+    let mut r = Record::from_rdata(name, 0, RData::TXT(TXT::from_bytes(vec![&text[..]])));
+    r.dns_class = DNSClass::CH;
+    r
+}
+
+/// Checks what the library leaves to us; returns the question and the client, or what to
+/// answer instead.
+/// `chaos`: whether `id.server` and `hostname.bind` CH TXT are answered.
+fn check(
+    request: &Request,
+    chaos: bool,
+) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), Checked> {
     if request.metadata.op_code != OpCode::Query {
-        return Err(ResponseCode::NotImp);
+        return Err(ResponseCode::NotImp.into());
     }
     if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-        return Err(ResponseCode::BADVERS);
+        return Err(ResponseCode::BADVERS.into());
     }
     // Exactly one question.
     let info = request.request_info().map_err(|_| ResponseCode::FormErr)?;
@@ -420,10 +563,25 @@ fn check(request: &Request) -> Result<(&LowerQuery, Client, Option<[u8; 8]>), Re
             None => None,
             Some(Cookie::Client { client, .. }) => Some(client),
             // RFC 7873 5.2.2.
-            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr),
+            Some(Cookie::Malformed) => return Err(ResponseCode::FormErr.into()),
         };
-    if info.query.query_class() != DNSClass::IN {
-        return Err(ResponseCode::Refused);
+    if chaos
+        && info.query.query_class() == DNSClass::CH
+        && info.query.query_type() == RecordType::TXT
+    {
+        let name = info.query.name();
+        // The answer is the node's identity: off with NSID.
+        let id = |n: &str| Name::from_ascii(n).is_ok_and(|n| LowerName::new(&n) == *name);
+        if id("id.server.") {
+            return Err(Checked::Chaos(|s| chaos_id(s, "id.server.")));
+        }
+        if id("hostname.bind.") {
+            return Err(Checked::Chaos(|s| chaos_id(s, "hostname.bind.")));
+        }
+    }
+    // QCLASS * (RFC 1035 3.2.5) is answered from IN, the one class served, as Knot does.
+    if !matches!(info.query.query_class(), DNSClass::IN | DNSClass::ANY) {
+        return Err(ResponseCode::Refused.into());
     }
     let client = Client {
         resolver: request.src().ip().to_canonical(),

@@ -14,6 +14,9 @@ pub mod wire;
 pub mod zone;
 
 #[cfg(test)]
+#[path = "shaping/tests.rs"]
+mod shaping_tests;
+#[cfg(test)]
 mod tests;
 
 use hickory_proto::op::ResponseCode;

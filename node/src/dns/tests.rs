@@ -268,6 +268,183 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
 }
 
 #[test]
+fn both_paths_agree_on_several_zones_wildcards_delegations_and_additional_records() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[[pop]]",
+        "[[zone.record]]\nname = \"alias.example.org.\"\ntype = \"CNAME\"\ndata = \"mail.example.net.\"\n\n\
+         [[zone.record]]\nname = \"media.example.org.\"\ntype = \"MX\"\ndata = \"5 cdn\"\n\n\
+         [[zone.record]]\nname = \"*.w.example.org.\"\ntype = \"CNAME\"\ndata = \"alias\"\n\n[[pop]]",
+        1,
+    );
+    let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+    let names = [
+        "example.org.",
+        "foo.apps.example.org.",
+        "A.B.Apps.Example.ORG.",
+        "apps.example.org.",
+        "x.sub.example.org.",
+        "sub.example.org.",
+        "ns.sub.example.org.",
+        "cdn.example.org.",
+        "alias.example.org.",
+        "media.example.org.",
+        "q.w.example.org.",
+        "www.example.net.",
+        "example.net.",
+        "nothing.example.org.",
+        "example.com.",
+    ];
+    let qtypes = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::ANY,
+        RecordType::MX,
+        RecordType::NS,
+        RecordType::CNAME,
+        RecordType::DS,
+        RecordType::TXT,
+    ];
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    let nsid = [0, 3, 0, 0];
+    let (mut cases, mut fast) = (0, 0);
+    for name in names {
+        for qtype in qtypes {
+            for options in [
+                None,
+                Some(vec![]),
+                Some(ecs(1, 24, &[100, 64, 1])),
+                Some(nsid.to_vec()),
+                Some([&nsid[..], &ecs(1, 24, &[100, 64, 2])].concat()),
+            ] {
+                for flags in [0x0100, 0x0010] {
+                    let mut q = Query::new(name, qtype);
+                    q.flags = flags;
+                    if let Some(options) = options.clone() {
+                        q = q.edns(1232, options);
+                    }
+                    let mut bytes = q.bytes();
+                    // Where the OPT record's flags start, if any; DO set on every other.
+                    let flags_at = q.edns.as_ref().map(|e| bytes.len() - e.2.len() - 4);
+                    if let Some(at) = flags_at
+                        && cases % 2 == 0
+                    {
+                        bytes[at] |= 0x80;
+                    }
+                    let (took, response) = both(snap.clone(), &bytes, src);
+                    let m = Message::from_vec(&response).unwrap();
+                    if let (Some(e), Some(at)) = (&m.edns, flags_at) {
+                        assert_eq!(e.flags().dnssec_ok, bytes[at] & 0x80 != 0, "DO copied");
+                    }
+                    cases += 1;
+                    fast += usize::from(took);
+                }
+            }
+        }
+    }
+    assert_eq!(fast, cases, "every one of these is the fast path's");
+}
+
+#[test]
+fn additional_records_that_do_not_fit_are_left_out_but_missing_glue_truncates() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let mut records = String::new();
+    let mut add = |name: &str, rtype: &str, data: &str| {
+        records.push_str(&format!(
+            "[[zone.record]]\nname = \"{name}\"\ntype = \"{rtype}\"\ndata = \"{data}\"\n\n"
+        ));
+    };
+    for i in 1..=30 {
+        add("many.example.org.", "MX", &format!("{i} m{i}.example.org."));
+        add(&format!("m{i}.example.org."), "A", &format!("192.0.2.{i}"));
+        add(
+            &format!("m{i}.example.org."),
+            "AAAA",
+            &format!("2001:db8::{i}"),
+        );
+        // A delegation whose glue cannot all fit in 512 bytes, one whose servers are
+        // elsewhere in the zone (optional addresses).
+        add(
+            "deleg.example.org.",
+            "NS",
+            &format!("ns{i}.deleg.example.org."),
+        );
+        add(
+            &format!("ns{i}.deleg.example.org."),
+            "A",
+            &format!("192.0.2.{i}"),
+        );
+        if i <= 12 {
+            add("other.example.org.", "NS", &format!("m{i}.example.org."));
+        }
+    }
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[[pop]]",
+        &format!("{records}[[pop]]"),
+        1,
+    );
+    let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    let nsid = [0, 3, 0, 0];
+    let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    for (name, qtype) in [
+        ("many.example.org.", RecordType::MX),
+        ("x.deleg.example.org.", RecordType::A),
+        ("x.other.example.org.", RecordType::A),
+        ("example.org.", RecordType::NS),
+    ] {
+        for edns in [None, Some(512), Some(1232), Some(4096)] {
+            for options in [
+                vec![],
+                nsid.to_vec(),
+                [&ecs(1, 24, &[100, 64, 2])[..], &cookie].concat(),
+                [&nsid[..], &ecs(2, 56, &[0x20, 1, 0xd, 0xb8, 0xff, 1, 0])].concat(),
+            ] {
+                if edns.is_none() && !options.is_empty() {
+                    continue;
+                }
+                let mut q = Query::new(name, qtype);
+                if let Some(p) = edns {
+                    q = q.edns(p, options.clone());
+                }
+                let (took, bytes) = both(snap.clone(), &q.bytes(), src);
+                assert!(took, "{name} {edns:?}");
+                let m = Message::from_vec(&bytes).unwrap();
+                let limit = usize::from(edns.map_or(512, |p| p.clamp(512, 1232)));
+                assert!(bytes.len() <= limit, "{name} {edns:?}: {}", bytes.len());
+                let what = format!("{name} {edns:?} {options:?}");
+                match name {
+                    // 30 MX fit in 1232 bytes with some of their addresses, not in 512.
+                    "many.example.org." if limit >= 1232 => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.answers.len(), 30, "{what}");
+                        assert!(!m.additionals.is_empty(), "{what}");
+                        assert!(m.additionals.len() < 60, "{what}");
+                    }
+                    // The glue below the cut is required: it does not all fit in 512.
+                    "x.deleg.example.org." if limit < 1232 => {
+                        assert!(m.metadata.truncation, "{what}");
+                    }
+                    "x.deleg.example.org." => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.additionals.len(), 30, "{what}");
+                    }
+                    // Servers elsewhere in the zone: their addresses are optional.
+                    "x.other.example.org." => {
+                        assert!(!m.metadata.truncation, "{what}");
+                        assert_eq!(m.authorities.len(), 12, "{what}");
+                        assert!(!m.additionals.is_empty(), "{what}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn too_large_answers_are_truncated_without_records_on_both_paths() {
     let src: SocketAddr = "192.0.2.200:53000".parse().unwrap();
     for max in [512, 1232, 4096] {
@@ -327,6 +504,8 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
     let mut two = www.bytes();
     two[5] = 2;
     two.extend_from_slice(&www.bytes()[12..]);
+    let mut trailing = www.clone().edns(1232, vec![]).bytes();
+    trailing.extend(b"xyz");
     for (query, want) in [
         (bad_ecs, Some(ResponseCode::FormErr)),
         (v1.bytes(), Some(ResponseCode::BADVERS)),
@@ -334,6 +513,7 @@ fn queries_the_fast_path_leaves_get_hickorys_answers() {
         (status.bytes(), Some(ResponseCode::NotImp)),
         (chaos, Some(ResponseCode::Refused)),
         (two, Some(ResponseCode::FormErr)),
+        (trailing, Some(ResponseCode::FormErr)),
         (vec![0x12, 0x34, 0x81, 0, 0, 0], None),
         // A question count with no question: FORMERR to a query, nothing to a response.
         (

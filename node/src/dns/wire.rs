@@ -24,6 +24,8 @@ pub const HEADER_LEN: usize = 12;
 const OPT: u16 = 41;
 /// EDNS option code of DNS Cookies (RFC 7873).
 pub const COOKIE_OPTION: u16 = 10;
+/// EDNS option code of NSID (RFC 5001).
+pub const NSID_OPTION: u16 = 3;
 /// Compression candidates hickory keeps per message (`COMPRESSION_CANDIDATE_LIMIT`).
 const CANDIDATE_LIMIT: usize = 64;
 /// Names hickory compresses per message (`COMPRESSED_NAME_LIMIT`); later ones are written
@@ -39,8 +41,6 @@ pub struct Query<'m> {
     pub id: u16,
     /// Recursion desired (echoed).
     pub rd: bool,
-    /// Checking disabled (echoed).
-    pub cd: bool,
     /// The question as sent: name, type, class.
     pub question: &'m [u8],
     /// The question's name in wire form (labels and the final zero), as sent.
@@ -60,6 +60,10 @@ pub struct QueryEdns<'m> {
     pub subnet: Option<ecs::ClientSubnet>,
     /// The COOKIE option's data (RFC 7873), unchecked.
     pub cookie: Option<&'m [u8]>,
+    /// The DO bit (RFC 3225), copied into the response.
+    pub dnssec_ok: bool,
+    /// Whether the query asks for the NSID (RFC 5001: an empty option).
+    pub nsid: bool,
 }
 
 fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
@@ -119,7 +123,6 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
     Some(Query {
         id: u16_at(msg, 0)?,
         rd: flags & 0x0100 != 0,
-        cd: flags & 0x0010 != 0,
         question,
         qname,
         qtype: RecordType::from(qtype),
@@ -127,8 +130,8 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
     })
 }
 
-/// The OPT record at `pos`: root owner, version 0, options ECS (valid, once) and COOKIE
-/// (once) only.
+/// The OPT record at `pos`: root owner, version 0, options ECS (valid, once), COOKIE
+/// (once) and NSID (empty, once) only.
 fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
     if *msg.get(pos)? != 0 || u16_at(msg, pos + 1)? != OPT {
         return None;
@@ -145,6 +148,8 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
         payload,
         subnet: None,
         cookie: None,
+        dnssec_ok: *msg.get(pos + 7)? & 0x80 != 0,
+        nsid: false,
     };
     while !options.is_empty() {
         let code = u16_at(options, 0)?;
@@ -155,11 +160,40 @@ fn parse_opt(msg: &[u8], pos: usize) -> Option<(QueryEdns<'_>, usize)> {
                 edns.subnet = Some(ecs::parse_option(data).ok()?);
             }
             COOKIE_OPTION if edns.cookie.is_none() => edns.cookie = Some(data),
+            NSID_OPTION if !edns.nsid && data.is_empty() => edns.nsid = true,
             _ => return None,
         }
         options = &options[4 + len..];
     }
     Some((edns, end))
+}
+
+/// The length of the message at the start of `msg`, walking its names and records' lengths
+/// only (no data checked); `None` if it ends inside a name or a record.
+pub fn message_len(msg: &[u8]) -> Option<usize> {
+    let count = |at: usize| u16_at(msg, at).map(usize::from);
+    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let skip_name = |mut pos: usize| -> Option<usize> {
+        loop {
+            let len = *msg.get(pos)?;
+            match len {
+                0 => return Some(pos + 1),
+                // A pointer ends the name.
+                0xC0..=0xFF => return msg.get(pos + 1).map(|_| pos + 2),
+                1..=63 => pos += 1 + usize::from(len),
+                _ => return None,
+            }
+        }
+    };
+    let mut pos = HEADER_LEN;
+    for _ in 0..questions {
+        pos = skip_name(pos)? + 4;
+    }
+    for _ in 0..records {
+        pos = skip_name(pos)? + 8;
+        pos += 2 + usize::from(u16_at(msg, pos)?);
+    }
+    (pos <= msg.len()).then_some(pos)
 }
 
 /// Decodes a name in wire form (as [`parse`] checked it: plain labels), lower-cased.
@@ -205,10 +239,10 @@ impl NameMemo {
 pub struct Head {
     /// Message ID.
     pub id: u16,
-    /// RD, echoed.
+    /// RD, echoed. CD is never set, as Knot answers: Sparrow does no DNSSEC, so the bit
+    /// (a Z bit to RFC 1035) means nothing here; RFC 4035 3.1.6's copy is for
+    /// security-aware servers.
     pub rd: bool,
-    /// CD, echoed.
-    pub cd: bool,
     /// AA.
     pub aa: bool,
     /// TC.
@@ -271,6 +305,15 @@ impl Names {
     }
 }
 
+/// A point of a message an [`Encoder`] can go back to ([`Encoder::rewind`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    out: usize,
+    entries: usize,
+    arena: usize,
+    compressed: usize,
+}
+
 /// Writes a response into a buffer it keeps between messages.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -306,6 +349,25 @@ impl Encoder {
         self.names.store_dead(&self.out, HEADER_LEN);
     }
 
+    /// Where the message is now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            out: self.out.len(),
+            entries: self.names.entries.len(),
+            arena: self.names.arena.len(),
+            compressed: self.names.compressed,
+        }
+    }
+
+    /// Back to `mark`, the compression table too: as if nothing had been written since
+    /// (what hickory's encoder gives for the message without those records).
+    pub fn rewind(&mut self, mark: Mark) {
+        self.out.truncate(mark.out);
+        self.names.entries.truncate(mark.entries);
+        self.names.arena.truncate(mark.arena);
+        self.names.compressed = mark.compressed;
+    }
+
     /// Cuts the message back to `len` bytes (header and question kept). Only for dropping
     /// records before the OPT record is written; the compression table keeps its entries,
     /// which then point at nothing the OPT record can use.
@@ -316,12 +378,7 @@ impl Encoder {
     /// Writes the header over the room left by [`Self::begin`].
     pub fn head(&mut self, h: &Head) {
         let mut flags: u16 = 0x8000 | u16::from(h.rcode.low());
-        for (bit, on) in [
-            (0x0400, h.aa),
-            (0x0200, h.tc),
-            (0x0100, h.rd),
-            (0x0010, h.cd),
-        ] {
+        for (bit, on) in [(0x0400, h.aa), (0x0200, h.tc), (0x0100, h.rd)] {
             if on {
                 flags |= bit;
             }
@@ -371,10 +428,14 @@ impl Encoder {
         (self.out.len() - start <= 255).then_some(())
     }
 
-    /// Writes one record; `None` if its data is of a type the fast path does not encode
-    /// (the message is then unusable and the caller falls through).
-    pub fn record(&mut self, r: &Record) -> Option<()> {
-        self.name(r.name.iter())?;
+    /// Writes one record, under `owner` instead of its own name if given; `None` if its
+    /// data is of a type the fast path does not encode (the message is then unusable and
+    /// the caller falls through).
+    pub fn record(&mut self, r: &Record, owner: Option<&LowerName>) -> Option<()> {
+        match owner {
+            Some(owner) => self.name(owner.iter())?,
+            None => self.name(r.name.iter())?,
+        }
         self.u16(u16::from(r.record_type()));
         self.u16(u16::from(r.dns_class));
         self.out.extend_from_slice(&r.ttl.to_be_bytes());
@@ -414,9 +475,15 @@ impl Encoder {
         Some(())
     }
 
-    /// Writes the OPT record: `payload`, extended RCODE from `rcode`, and the options
-    /// `options` writes (each with [`Self::option`]).
-    pub fn opt(&mut self, payload: u16, rcode: ResponseCode, options: impl FnOnce(&mut Self)) {
+    /// Writes the OPT record: `payload`, extended RCODE from `rcode`, the DO bit, and the
+    /// options `options` writes (each with [`Self::option`]).
+    pub fn opt(
+        &mut self,
+        payload: u16,
+        rcode: ResponseCode,
+        dnssec_ok: bool,
+        options: impl FnOnce(&mut Self),
+    ) {
         // The root name: hickory counts it as a compressed name.
         if self.names.compressed < COMPRESSED_NAME_LIMIT {
             self.names.compressed += 1;
@@ -424,8 +491,9 @@ impl Encoder {
         self.out.push(0);
         self.u16(OPT);
         self.u16(payload.max(512));
+        let flags = if dnssec_ok { 0x8000 } else { 0 };
         self.out
-            .extend_from_slice(&(u32::from(rcode.high()) << 24).to_be_bytes());
+            .extend_from_slice(&((u32::from(rcode.high()) << 24) | flags).to_be_bytes());
         let len_at = self.out.len();
         self.u16(0);
         options(self);

@@ -119,10 +119,20 @@ pub fn plan(old: &Config, mut new: Config) -> Result<ReloadPlan, String> {
             changes.push(what);
         }
     };
-    note(
-        format!("zone {}", new.zone.origin_name()),
-        old.zone.records() != new.zone.records() || old.zone.origin() != new.zone.origin(),
-    );
+    for zone in new.zones.iter() {
+        note(
+            format!("zone {}", zone.origin_name()),
+            old.zones
+                .get(zone.origin())
+                .is_none_or(|o| o.records() != zone.records()),
+        );
+    }
+    for zone in old.zones.iter() {
+        note(
+            format!("zone {} (removed)", zone.origin_name()),
+            new.zones.get(zone.origin()).is_none(),
+        );
+    }
     for (o, n) in old.pops.iter().zip(&new.pops) {
         note(
             format!("POP {}", n.name),
