@@ -48,7 +48,7 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
                 excluded: v
                     .excluded
                     .iter()
-                    .map(|x| exclusion_name(*x).to_owned())
+                    .map(|x| exclusion(snap, geo, v.pop, *x))
                     .collect(),
                 rank: v.rank.map(|r| r + 1),
                 preference: pop.preference,
@@ -59,10 +59,16 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
     let geo_name = &cfg.geo[geo];
     let count = usize::from(geo_name.answers);
     let mut addresses = Vec::new();
-    for rtype in [
-        hickory_proto::rr::RecordType::A,
-        hickory_proto::rr::RecordType::AAAA,
-    ] {
+    let types: &[hickory_proto::rr::RecordType] = if geo_name.is_cname() {
+        // Both columns hold the same CNAME.
+        &[hickory_proto::rr::RecordType::A]
+    } else {
+        &[
+            hickory_proto::rr::RecordType::A,
+            hickory_proto::rr::RecordType::AAAA,
+        ]
+    };
+    for &rtype in types {
         addresses.extend(
             e.ranking
                 .order
@@ -98,6 +104,25 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
         },
         failed_open: e.ranking.failed_open,
         addresses,
+        service: geo_name.service.clone(),
+    }
+}
+
+/// Why POP `pop` is out for service `geo`: the POP's own state, or (when the POP itself is
+/// fine on that count) the service's at the POP.
+fn exclusion(snap: &Snapshot, geo: usize, pop: usize, x: Exclusion) -> String {
+    let (status, service) = (&snap.pop_status[pop], &snap.services[pop]);
+    let name = &snap.config.geo[geo].service;
+    match x {
+        Exclusion::Drained
+            if status.admin != policy::AdminState::Drained && service.is_drained(geo) =>
+        {
+            format!("{name} drained here")
+        }
+        Exclusion::Unhealthy if status.healthy && service.is_down(geo) => {
+            format!("{name} unhealthy here")
+        }
+        _ => exclusion_name(x).to_owned(),
     }
 }
 

@@ -459,6 +459,33 @@ impl Collector for StateCollector {
         }
 
         let mut m = encoder.encode_descriptor(
+            "sparrow_service_state",
+            "Each service at each POP that serves it, as this node sees it: healthy (its own probes), drained (for this service), serving (answers for it hand the POP out: the POP and the service both live, healthy, active); 1 if so.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (geo, g) in config.geo.iter().enumerate() {
+            for &pop in &g.pops {
+                let (s, svc) = (&snap.pop_status[pop], &snap.services[pop]);
+                let (healthy, drained) = (!svc.is_down(geo), svc.is_drained(geo));
+                let serving =
+                    s.live && s.healthy && s.admin == AdminState::Active && healthy && !drained;
+                for (state, on) in [
+                    ("healthy", healthy),
+                    ("drained", drained),
+                    ("serving", serving),
+                ] {
+                    let labels = [
+                        ("service", g.service.as_str()),
+                        ("pop", config.pops[pop].name.as_str()),
+                        ("state", state),
+                    ];
+                    ConstGauge::new(i64::from(on)).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+
+        let mut m = encoder.encode_descriptor(
             "sparrow_pop_load_ratio",
             "Each POP's load, 0.0 to 1.0, as last published (absent while unknown).",
             None,

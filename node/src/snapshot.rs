@@ -10,16 +10,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use ipnet::IpNet;
 use sparrow_proto::views::ViewHeader;
 
-use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus};
-use crate::config::{Config, GeoName};
-#[cfg(test)]
-use crate::policy::AdminState;
-use crate::policy::{self, Candidate, PolicyInput, Ranking};
+use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
+use crate::config::{Config, GeoName, Target};
+use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
@@ -347,6 +345,9 @@ pub struct Snapshot {
     pub pop_status: Vec<PopStatus>,
     /// Who set each POP's admin state, when an operator did (same index).
     pub admin_by: Vec<Option<AdminBy>>,
+    /// Per POP (same index): its services that are down or drained there. A service is
+    /// handed out at a POP only if the POP and the service both are.
+    pub services: Arc<[ServiceStatus]>,
     /// Standalone, cluster or local-only.
     pub mode: Mode,
     /// What every other POP's node says of itself and whether it is alive (same index; the
@@ -407,6 +408,7 @@ impl Snapshot {
             .collect();
         Self {
             admin_by: vec![None; config.pops.len()],
+            services: vec![ServiceStatus::default(); config.pops.len()].into(),
             peers: vec![PeerView::default(); config.pops.len()].into(),
             config,
             pop_status,
@@ -431,8 +433,11 @@ impl Snapshot {
             .iter()
             .enumerate()
             .map(|(geo, g)| {
-                let candidates: Vec<Candidate> =
-                    g.pops.iter().map(|&i| self.candidate(i, None)).collect();
+                let candidates: Vec<Candidate> = g
+                    .pops
+                    .iter()
+                    .map(|&i| self.candidate(geo, i, None))
+                    .collect();
                 [RecordType::A, RecordType::AAAA].map(|t| {
                     policy::Prepared::new(
                         &candidates,
@@ -447,16 +452,22 @@ impl Snapshot {
         self
     }
 
-    /// POP `i` as a ranking candidate with `hops` to the client.
-    fn candidate(&self, i: usize, hops: Option<u8>) -> Candidate {
+    /// POP `i` as a ranking candidate for geo name `geo` with `hops` to the client: healthy
+    /// if the POP and its service `geo` are, drained if either is.
+    fn candidate(&self, geo: usize, i: usize, hops: Option<u8>) -> Candidate {
         let (pop, status) = (&self.config.pops[i], self.pop_status[i]);
+        let service = &self.services[i];
         Candidate {
             pop: i,
             name_hash: self.name_hashes[i],
             hops,
-            admin: status.admin,
+            admin: if service.is_drained(geo) {
+                AdminState::Drained
+            } else {
+                status.admin
+            },
             live: status.live,
-            healthy: status.healthy,
+            healthy: status.healthy && !service.is_down(geo),
             preference: pop.preference,
             weight: pop.weight,
             load: status.load,
@@ -477,6 +488,16 @@ impl Snapshot {
         next.pop_status = pop_status;
         next.admin_by = admin_by;
         next.mode = mode;
+        next.prepared()
+    }
+
+    /// The same snapshot with every POP's service states replaced.
+    pub fn with_services(&self, services: Vec<ServiceStatus>) -> Self {
+        if *self.services == *services {
+            return self.clone();
+        }
+        let mut next = self.clone();
+        next.services = services.into();
         next.prepared()
     }
 
@@ -526,6 +547,18 @@ impl Snapshot {
         self.with_status(status, self.admin_by.clone(), self.mode)
     }
 
+    /// The same snapshot with service `geo` down (`true`) or up at POP `pop` (tests).
+    #[cfg(test)]
+    pub(crate) fn with_service_down(&self, pop: usize, geo: usize, down: bool) -> Self {
+        let mut services = self.services.to_vec();
+        services[pop].down.retain(|&g| g != geo);
+        if down {
+            services[pop].down.push(geo);
+            services[pop].down.sort_unstable();
+        }
+        self.with_services(services)
+    }
+
     /// The same snapshot with POP `pop`'s route view replaced (tests).
     #[cfg(test)]
     pub(crate) fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
@@ -547,7 +580,8 @@ impl Snapshot {
         self.geo_index.get(name).copied()
     }
 
-    /// The answer records of `pop` for geo name `geo` and type A or AAAA.
+    /// The answer records of `pop` for geo name `geo` and type A or AAAA (for a CNAME
+    /// service: its CNAME, whatever the type).
     pub fn geo_records(&self, geo: usize, pop: usize, rtype: RecordType) -> &[Record] {
         let g = if self.mode.is_local_only() {
             &self.local_records[geo]
@@ -634,7 +668,7 @@ impl Snapshot {
         let candidates = pops
             .iter()
             .enumerate()
-            .map(|(column, &i)| self.candidate(i, row.hops(column)))
+            .map(|(column, &i)| self.candidate(geo, i, row.hops(column)))
             .collect();
         let (block, client_hash) = block_of(client, span);
         Gathered {
@@ -667,28 +701,34 @@ fn block_of(client: IpAddr, span: routes::Hit) -> (IpNet, u64) {
     (block, policy::stable_hash(&key))
 }
 
-/// The A and AAAA records of every POP for every geo name, with TTLs from `ttl`.
+/// The answer records of every POP for every geo name, with TTLs from `ttl`: its target's
+/// A and AAAA records, or its CNAME (then in both columns, so that both families rank the
+/// same POPs).
 fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[GeoRecords]> {
-    let records =
-        |g: &GeoName, rdata: &dyn Fn(&crate::config::Pop) -> Vec<RData>| -> Vec<Vec<Record>> {
-            config
-                .pops
-                .iter()
-                .map(|p| {
-                    rdata(p)
-                        .into_iter()
-                        .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
-                        .collect()
-                })
-                .collect()
-        };
+    let records = |g: &GeoName, rdata: &dyn Fn(&Target) -> Vec<RData>| -> Vec<Vec<Record>> {
+        g.targets
+            .iter()
+            .map(|t| {
+                rdata(t)
+                    .into_iter()
+                    .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+                    .collect()
+            })
+            .collect()
+    };
     config
         .geo
         .iter()
         .map(|g| GeoRecords {
-            a: records(g, &|p| p.v4.iter().map(|ip| RData::A(A(*ip))).collect()),
-            aaaa: records(g, &|p| {
-                p.v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect()
+            a: records(g, &|t| match t {
+                Target::Addresses { v4, .. } => v4.iter().map(|ip| RData::A(A(*ip))).collect(),
+                Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
+            }),
+            aaaa: records(g, &|t| match t {
+                Target::Addresses { v6, .. } => {
+                    v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect()
+                }
+                Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
             }),
         })
         .collect()

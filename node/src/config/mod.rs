@@ -7,6 +7,7 @@
 //! function that touches the file system. Every error renders as `file:line:col: reason`.
 
 mod raw;
+mod services;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -107,8 +108,8 @@ impl Config {
         }
         for g in &self.geo {
             put(&format!(
-                "geo {} {} {} {:?}",
-                g.name, g.ttl, g.answers, g.pops
+                "geo {} {} {} {:?} {:?}",
+                g.name, g.ttl, g.answers, g.pops, g.targets
             ));
         }
         if let Some(map) = &self.static_map {
@@ -364,6 +365,34 @@ pub struct GeoName {
     pub answers: u8,
     /// Indexes of the POPs that may serve it, in config order.
     pub pops: Vec<usize>,
+    /// The service's name: the geo name relative to the zone's origin (`api`); what probes,
+    /// drains, status and metrics call it.
+    pub service: String,
+    /// Per POP (same index as [`Config::pops`]): what this name answers with at that POP.
+    pub targets: Vec<Target>,
+}
+
+impl GeoName {
+    /// Whether it answers with a CNAME per POP (else with addresses).
+    pub fn is_cname(&self) -> bool {
+        self.pops
+            .first()
+            .is_some_and(|&p| matches!(self.targets[p], Target::Cname(_)))
+    }
+}
+
+/// What a geo name answers with at one POP (`[[geo.target]]`; default: the POP's addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A and AAAA records.
+    Addresses {
+        /// IPv4 addresses.
+        v4: Vec<Ipv4Addr>,
+        /// IPv6 addresses.
+        v6: Vec<Ipv6Addr>,
+    },
+    /// One CNAME record to this name.
+    Cname(Name),
 }
 
 /// A configuration that was accepted, and what was noticed while loading it.

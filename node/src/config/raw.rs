@@ -179,6 +179,8 @@ pub(crate) struct RawProbe {
     pub(crate) rise: Option<u32>,
     #[serde(default)]
     pub(crate) fall: Option<u32>,
+    #[serde(default)]
+    pub(crate) service: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,10 +254,23 @@ pub(crate) struct RawGeo {
     pub(crate) answers: Option<Spanned<u8>>,
     #[serde(default)]
     pub(crate) pops: Option<Vec<Spanned<String>>>,
+    #[serde(default, rename = "target")]
+    pub(crate) targets: Vec<Spanned<RawTarget>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStaticMap {
     pub(crate) file: Spanned<String>,
+}
+
+/// A service's target at one POP (`[[geo.target]]`): its own addresses, or a CNAME.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub(crate) pop: Spanned<String>,
+    #[serde(default)]
+    pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) cname: Option<Spanned<String>>,
 }

@@ -209,6 +209,9 @@ pub(super) fn validate(
     let zone = zone
         .build()
         .map_err(|reason| cx.error(Some(raw.zone.origin.span()), reason))?;
+    let mut geo = geo;
+    services::targets(&cx, &raw.geo, &mut geo, &pops, &origin_name, &pop_index)?;
+    services::probes(&cx, &raw.node.probes, &mut node.probes, &geo)?;
 
     let static_map = match &raw.static_map {
         None => None,
@@ -248,7 +251,7 @@ pub(super) fn validate(
 }
 
 /// The validation context: the source text (for line numbers) and where files come from.
-struct Cx<'a> {
+pub(super) struct Cx<'a> {
     text: &'a str,
     origin: &'a Path,
     dir: PathBuf,
@@ -262,7 +265,11 @@ impl Cx<'_> {
         line_col(self.text, offset)
     }
 
-    fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.origin.to_owned(),
             position: span.map(|s| self.position(s.start)),
@@ -305,7 +312,7 @@ impl Cx<'_> {
     }
 
     /// A domain name: absolute if it ends with a dot, `@` for `base`, else relative to `base`.
-    fn name(&self, s: &Spanned<String>, base: &Name) -> Result<Name, ConfigError> {
+    pub(super) fn name(&self, s: &Spanned<String>, base: &Name) -> Result<Name, ConfigError> {
         parse_name(s.get_ref(), base).map_err(|reason| self.error(Some(s.span()), reason))
     }
 
@@ -971,6 +978,8 @@ impl Cx<'_> {
             timeout,
             rise: p.rise.unwrap_or(health::DEFAULT_RISE).max(1),
             fall: p.fall.unwrap_or(health::DEFAULT_FALL).max(1),
+            // Set by `services::probes` once the geo names are known.
+            service: None,
         })
     }
 
@@ -1088,10 +1097,13 @@ impl Cx<'_> {
             }
         };
         Ok(GeoName {
+            service: services::service_name(&name, origin),
             name,
             ttl: g.ttl.as_ref().map_or(DEFAULT_GEO_TTL, |t| *t.get_ref()),
             answers,
             pops,
+            // Set by `services::targets` once the POPs are known.
+            targets: Vec::new(),
         })
     }
 }

@@ -149,14 +149,30 @@ pub fn answer<'a>(
     let mut name = qname.clone();
     for _ in 0..=MAX_CNAME_CHAIN {
         if let Some(geo) = snap.geo_index(&name)
-            && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
+            && geo_answers(snap, geo, qtype)
         {
+            let mut cname = None;
             let (block_len, first) = geo_answer(snap, geo, qtype, client, scratch, &mut |r| {
                 last = Some(r.record_type());
+                if let RData::CNAME(target) = &r.data {
+                    cname = Some(&target.0);
+                }
                 sink.answer(r);
             });
             scope = Some(block_len);
             geo_pop = geo_pop.or(first);
+            // A CNAME service: its POP's CNAME is followed as a static one would be.
+            if let Some(target) = cname {
+                if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+                    return positive(scope, geo_pop, client);
+                }
+                let target = LowerName::from(target);
+                if !zone.contains(&target) {
+                    return positive(scope, geo_pop, client);
+                }
+                name = target;
+                continue;
+            }
             // INVARIANT: a geo name has no static A, AAAA or CNAME (the config refuses
             // them), so for A and AAAA there is nothing more to look up.
             if qtype != RecordType::ANY {
@@ -231,9 +247,19 @@ fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     }
 }
 
-/// Gives `emit` the A/AAAA records of the best POPs for the client; returns the decision
-/// block's length and the POP whose records come first (if any POP has records of the
-/// type).
+/// Whether geo name `geo` answers `qtype` from its POPs: A, AAAA and ANY, and CNAME for a
+/// CNAME service.
+fn geo_answers(snap: &Snapshot, geo: usize, qtype: RecordType) -> bool {
+    match qtype {
+        RecordType::A | RecordType::AAAA | RecordType::ANY => true,
+        RecordType::CNAME => snap.config.geo[geo].is_cname(),
+        _ => false,
+    }
+}
+
+/// Gives `emit` the A/AAAA records of the best POPs for the client (for a CNAME service,
+/// the best POP's CNAME); returns the decision block's length and the POP whose records
+/// come first (if any POP has records of the type).
 fn geo_answer<'a>(
     snap: &'a Snapshot,
     geo: usize,
@@ -244,6 +270,8 @@ fn geo_answer<'a>(
 ) -> (u8, Option<usize>) {
     let count = usize::from(snap.config.geo[geo].answers);
     let types: &[RecordType] = match qtype {
+        // Both columns of a CNAME service hold the same CNAME: one is the answer.
+        _ if snap.config.geo[geo].is_cname() => &[RecordType::A],
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
         RecordType::A => &[RecordType::A],
         _ => &[RecordType::AAAA],
@@ -308,6 +336,110 @@ mod tests {
             p.authority.len(),
             p.ecs_scope
         )
+    }
+
+    /// The services example: www (0), api (1) and cdn (2) over ams (0), nyc (1), syd (2).
+    fn services() -> Snapshot {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    #[test]
+    fn each_service_answers_with_its_own_targets() {
+        let snap = services();
+        let ask = |name, qtype, subnet| ask(&snap, name, qtype, Some(subnet));
+        let (a, aaaa) = (RecordType::A, RecordType::AAAA);
+        assert_eq!(
+            ask("www.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask("api.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask("api.example.net.", a, "100.64.2.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        // api has no IPv6 target anywhere.
+        assert_eq!(
+            ask("api.example.net.", aaaa, "100.64.1.0/24"),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        // A CNAME per POP, out of the zone: the resolver follows it.
+        for qtype in [a, aaaa, RecordType::CNAME, RecordType::ANY] {
+            assert_eq!(
+                ask("cdn.example.net.", qtype, "100.64.3.0/24"),
+                "No Error aa=true [CNAME syd.cdn.example.com.] auth=0 scope=Some(24)",
+                "{qtype}"
+            );
+        }
+        assert_eq!(
+            ask("cdn.example.net.", RecordType::TXT, "100.64.3.0/24"),
+            "No Error aa=true [] auth=1 scope=Some(0)"
+        );
+        assert_eq!(
+            ask("cdn.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [CNAME ams.cdn.example.com.] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn a_service_down_or_drained_at_a_pop_moves_that_service_only() {
+        let (www, api, cdn) = (0, 1, 2);
+        let (ams, syd) = (0, 2);
+        let base = services();
+        let answers = |snap: &Snapshot, subnet| {
+            ["www", "api", "cdn"].map(|n| {
+                ask(
+                    snap,
+                    &format!("{n}.example.net."),
+                    RecordType::A,
+                    Some(subnet),
+                )
+            })
+        };
+        let before = answers(&base, "100.64.1.0/24");
+        // ams's api gateway fails its probe: api goes to the next nearest POP (nyc, 3
+        // hops against syd's 5); www and cdn stay at ams.
+        let down = base.with_service_down(ams, api, true);
+        let after = answers(&down, "100.64.1.0/24");
+        assert_eq!(
+            after[1],
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
+        // Back up: as before.
+        assert_eq!(
+            answers(&down.with_service_down(ams, api, false), "100.64.1.0/24"),
+            before
+        );
+        // syd's cdn drained: clients near syd get the next nearest POP's CNAME (nyc, 4
+        // hops against ams's 5); syd still serves www and api.
+        let mut services = base.services.to_vec();
+        services[syd].drained = vec![cdn];
+        let drained = base.with_services(services);
+        let near_syd = answers(&drained, "100.64.3.0/24");
+        assert_eq!(
+            near_syd[2],
+            "No Error aa=true [CNAME nyc.cdn.example.com.] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            near_syd[0],
+            "No Error aa=true [A 203.0.113.10] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            near_syd[1],
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // A service down at every POP fails open for that service (as a POP would), while
+        // the others are untouched.
+        let all = [0, 1, 2]
+            .into_iter()
+            .fold(base.clone(), |s, pop| s.with_service_down(pop, www, true));
+        assert_eq!(answers(&all, "100.64.1.0/24"), before);
     }
 
     #[test]
@@ -469,6 +601,10 @@ mod tests {
             base.with_admin(0, AdminState::Drained)
                 .with_admin(1, AdminState::Drained)
                 .with_admin(2, AdminState::Drained),
+            base.with_service_down(0, 0, true),
+            base.with_service_down(1, 0, true)
+                .with_service_down(0, 0, true)
+                .with_load(2, Some(0.95)),
         ];
         for (n, snap) in states.iter().enumerate() {
             for third in 0..=255u8 {

@@ -26,6 +26,14 @@ fn example(edit: impl Fn(String) -> String) -> Snapshot {
     Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
 }
 
+/// The services example (its probes are not run: every service starts healthy).
+fn services() -> Snapshot {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+}
+
 /// The example with a name `big` of 60 TXT records (too large for UDP) and the given
 /// `max_udp_payload`.
 fn big(max_udp_payload: u16) -> Snapshot {
@@ -177,6 +185,11 @@ fn snapshots() -> Vec<(&'static str, Snapshot)> {
             "two answers",
             example(|t| t.replace("answers = 1 ", "answers = 2 ")),
         ),
+        ("services", services()),
+        (
+            "services, syd drained",
+            services().with_admin(2, AdminState::Drained),
+        ),
     ]
 }
 
@@ -186,6 +199,7 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
         "www.example.net.",
         "WwW.ExAmple.NET.",
         "api.example.net.",
+        "cdn.example.net.",
         "mail.example.net.",
         "example.net.",
         "nothing.example.net.",

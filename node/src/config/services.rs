@@ -1,0 +1,322 @@
+//! [P] Services: a geo name's targets per POP (`[[geo.target]]`) and the probes attached to
+//! one service (`service = "api"` in `[[node.probe]]`), checked once POPs and geo names are
+//! known. A POP without a target answers with its own addresses, so configs without targets
+//! keep their meaning.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::Name;
+use toml::Spanned;
+
+use super::raw::{RawGeo, RawProbe, RawTarget};
+use super::validate::Cx;
+use super::{ConfigError, GeoName, Pop, Target};
+use crate::health::spec::Probe;
+
+/// The service name of geo name `name` in zone `origin`: the name relative to the origin
+/// (`api`), `@` for the apex.
+pub(super) fn service_name(name: &Name, origin: &Name) -> String {
+    let labels = name.num_labels().saturating_sub(origin.num_labels());
+    if labels == 0 {
+        return "@".to_owned();
+    }
+    name.iter()
+        .take(usize::from(labels))
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Fills every geo name's targets: its `[[geo.target]]` tables, and the POP's own addresses
+/// for the POPs that have none.
+pub(super) fn targets(
+    cx: &Cx<'_>,
+    raw: &[Spanned<RawGeo>],
+    geo: &mut [GeoName],
+    pops: &[Pop],
+    origin: &Name,
+    pop_index: &dyn Fn(&Spanned<String>) -> Result<usize, ConfigError>,
+) -> Result<(), ConfigError> {
+    for (g, r) in geo.iter_mut().zip(raw) {
+        let r = r.get_ref();
+        let mut set: Vec<Option<Target>> = vec![None; pops.len()];
+        for t in &r.targets {
+            let pop = pop_index(&t.get_ref().pop)?;
+            if !g.pops.contains(&pop) {
+                return Err(cx.error(
+                    Some(t.get_ref().pop.span()),
+                    format!("POP `{}` does not serve {}", pops[pop].name, g.name),
+                ));
+            }
+            if set[pop].is_some() {
+                return Err(cx.error(
+                    Some(t.get_ref().pop.span()),
+                    format!("{} has two targets at POP `{}`", g.name, pops[pop].name),
+                ));
+            }
+            set[pop] = Some(target(cx, t, origin)?);
+        }
+        let cnames = set
+            .iter()
+            .filter(|t| matches!(t, Some(Target::Cname(_))))
+            .count();
+        if cnames > 0 {
+            if let Some(&missing) = g.pops.iter().find(|&&p| set[p].is_none()) {
+                return Err(cx.error(
+                    Some(r.name.span()),
+                    format!(
+                        "{} answers with a CNAME, so every POP it lists needs one: `{}` has none",
+                        g.name, pops[missing].name
+                    ),
+                ));
+            }
+            if cnames != g.pops.len() {
+                return Err(cx.error(
+                    Some(r.name.span()),
+                    format!("{} mixes CNAME and address targets: keep one kind", g.name),
+                ));
+            }
+            if g.answers != 1 {
+                return Err(cx.error(
+                    r.answers.as_ref().map(Spanned::span),
+                    format!(
+                        "{} answers with a CNAME, which names one POP: answers must be 1",
+                        g.name
+                    ),
+                ));
+            }
+        }
+        g.targets = set
+            .into_iter()
+            .zip(pops)
+            .map(|(t, p)| {
+                t.unwrap_or_else(|| Target::Addresses {
+                    v4: p.v4.clone(),
+                    v6: p.v6.clone(),
+                })
+            })
+            .collect();
+    }
+    Ok(())
+}
+
+fn target(cx: &Cx<'_>, raw: &Spanned<RawTarget>, origin: &Name) -> Result<Target, ConfigError> {
+    let t = raw.get_ref();
+    match (&t.addresses, &t.cname) {
+        (Some(list), None) => {
+            let (mut v4, mut v6) = (Vec::new(), Vec::new());
+            for a in list.get_ref() {
+                match a.get_ref().parse::<IpAddr>() {
+                    Ok(IpAddr::V4(ip)) => v4.push(ip),
+                    Ok(IpAddr::V6(ip)) => v6.push(ip),
+                    Err(_) => {
+                        return Err(cx.error(
+                            Some(a.span()),
+                            format!("`{}` is not an IP address", a.get_ref()),
+                        ));
+                    }
+                }
+            }
+            if v4.is_empty() && v6.is_empty() {
+                return Err(cx.error(Some(list.span()), "a target needs at least one address"));
+            }
+            Ok(Target::Addresses { v4, v6 })
+        }
+        (None, Some(cname)) => Ok(Target::Cname(cx.name(cname, origin)?)),
+        _ => Err(cx.error(
+            Some(raw.span()),
+            "a target has either `addresses` or `cname`",
+        )),
+    }
+}
+
+/// Ties each probe that names a `service` to that geo name.
+pub(super) fn probes(
+    cx: &Cx<'_>,
+    raw: &[Spanned<RawProbe>],
+    probes: &mut [Probe],
+    geo: &[GeoName],
+) -> Result<(), ConfigError> {
+    for (probe, r) in probes.iter_mut().zip(raw) {
+        let Some(service) = &r.get_ref().service else {
+            continue;
+        };
+        let wanted = service.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        let found = geo.iter().position(|g| {
+            g.service == wanted || g.name.to_string().trim_end_matches('.') == wanted
+        });
+        match found {
+            Some(i) => probe.service = Some(i),
+            None => {
+                let known: Vec<&str> = geo.iter().map(|g| g.service.as_str()).collect();
+                return Err(cx.error(
+                    Some(service.span()),
+                    format!(
+                        "no geo name is the service `{}` (services: {})",
+                        service.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::Path;
+
+    use crate::config::{Config, FileSource, Target};
+
+    struct NoFiles;
+
+    impl FileSource for NoFiles {
+        fn read(&self, _: &Path, _: u64) -> io::Result<String> {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no files here"))
+        }
+    }
+
+    const BASE: &str = r#"
+[node]
+pop = "ams"
+listen = ["127.0.0.1:5301"]
+
+[zone]
+origin = "example.net"
+ns = ["ns1.example.net."]
+
+[zone.soa]
+mname = "ns1"
+rname = "hostmaster"
+serial = 1
+
+[[pop]]
+name = "ams"
+asn = 64501
+addresses = ["192.0.2.10", "2001:db8::10"]
+
+[[pop]]
+name = "nyc"
+asn = 64502
+addresses = ["198.51.100.10"]
+
+[[geo]]
+name = "www"
+"#;
+
+    fn load(extra: &str) -> Result<Config, String> {
+        let text = format!("{BASE}{extra}");
+        Config::from_str(&text, Path::new("/etc/sparrow/sparrow.toml"), &NoFiles)
+            .map(|l| l.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn targets_default_to_the_pops_addresses_and_replace_them_where_given() {
+        let c = load(
+            "[[geo]]\nname = \"api\"\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"198.51.100.20\", \"2001:db8:b::20\"]\n\
+             [[geo]]\nname = \"cdn.example.net.\"\n\
+             [[geo.target]]\npop = \"ams\"\ncname = \"ams.cdn.example.com.\"\n\
+             [[geo.target]]\npop = \"nyc\"\ncname = \"edge-nyc\"\n\
+             [[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nservice = \"API\"\n\
+             [[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let services: Vec<&str> = c.geo.iter().map(|g| g.service.as_str()).collect();
+        assert_eq!(services, ["www", "api", "cdn"]);
+        let www = &c.geo[0];
+        assert!(!www.is_cname());
+        assert_eq!(
+            www.targets[0],
+            Target::Addresses {
+                v4: c.pops[0].v4.clone(),
+                v6: c.pops[0].v6.clone()
+            }
+        );
+        let api = &c.geo[1];
+        assert_eq!(api.targets[0], www.targets[0]);
+        assert_eq!(
+            api.targets[1],
+            Target::Addresses {
+                v4: vec!["198.51.100.20".parse().unwrap()],
+                v6: vec!["2001:db8:b::20".parse().unwrap()]
+            }
+        );
+        let cdn = &c.geo[2];
+        assert!(cdn.is_cname());
+        assert_eq!(
+            cdn.targets[1],
+            Target::Cname("edge-nyc.example.net.".parse().unwrap())
+        );
+        assert_eq!(c.node.probes[0].service, Some(1));
+        assert_eq!(c.node.probes[1].service, None);
+        // Targets change what answers are: the digest peers compare changes with them.
+        let other = load(
+            "[[geo]]\nname = \"api\"\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"198.51.100.21\"]\n",
+        )
+        .unwrap();
+        let same = load(
+            "[[geo]]\nname = \"api\"\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"198.51.100.20\"]\n",
+        )
+        .unwrap();
+        assert_ne!(other.answer_digest(), same.answer_digest());
+    }
+
+    #[test]
+    fn bad_targets_and_service_probes_are_refused_with_their_line() {
+        let api = "[[geo]]\nname = \"api\"\n";
+        let cases = [
+            (
+                format!("{api}[[geo.target]]\npop = \"fra\"\naddresses = [\"192.0.2.1\"]\n"),
+                "sparrow.toml:30:7: no POP is named `fra`",
+            ),
+            (
+                "[[geo]]\nname = \"api\"\npops = [\"ams\"]\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"192.0.2.1\"]\n".to_owned(),
+                "sparrow.toml:31:7: POP `nyc` does not serve api.example.net.",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\naddresses = [\"192.0.2.1\"]\n[[geo.target]]\npop = \"ams\"\naddresses = [\"192.0.2.2\"]\n"),
+                "sparrow.toml:33:7: api.example.net. has two targets at POP `ams`",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\naddresses = [\"nope\"]\n"),
+                "sparrow.toml:31:14: `nope` is not an IP address",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\naddresses = []\n"),
+                "sparrow.toml:31:13: a target needs at least one address",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\n"),
+                "a target has either `addresses` or `cname`",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\naddresses = [\"192.0.2.1\"]\ncname = \"x.example.com.\"\n"),
+                "a target has either `addresses` or `cname`",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\ncname = \"x.example.com.\"\n"),
+                "sparrow.toml:28:8: api.example.net. answers with a CNAME, so every POP it lists needs one: `nyc` has none",
+            ),
+            (
+                "[[geo]]\nname = \"api\"\nanswers = 2\n[[geo.target]]\npop = \"ams\"\ncname = \"a.example.com.\"\n[[geo.target]]\npop = \"nyc\"\ncname = \"n.example.com.\"\n".to_owned(),
+                "sparrow.toml:29:11: api.example.net. answers with a CNAME, which names one POP: answers must be 1",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\ncname = \"a.example.com.\"\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"192.0.2.1\"]\n"),
+                "api.example.net. mixes CNAME and address targets: keep one kind",
+            ),
+            (
+                "[[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nservice = \"mail\"\n"
+                    .to_owned(),
+                "sparrow.toml:30:11: no geo name is the service `mail` (services: www)",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = load(&extra).unwrap_err();
+            assert!(e.contains(want), "{extra}\ngot:  {e}\nwant: {want}");
+        }
+    }
+}
