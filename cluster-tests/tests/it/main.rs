@@ -11,6 +11,7 @@ mod https;
 mod metrics;
 mod mrt;
 mod netsim;
+mod services;
 mod views;
 
 use hickory_proto::op::DnsResponse;
