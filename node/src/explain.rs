@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use sparrow_proto::api::{Explanation, PopVerdict, RouteMatch, StaticMatch};
 
+use crate::config::WhenDown;
 use crate::policy::{self, Exclusion, Reason};
 use crate::routes::RouteView;
 use crate::snapshot::{Gathered, Snapshot};
@@ -80,6 +81,19 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
                 .map(|r| format!("{} {}", r.record_type(), r.data)),
         );
     }
+    // Every POP down for this name, and it does not fail open: its `when_down` answer.
+    let when_down = match (&geo_name.when_down, e.ranking.failed_open) {
+        (WhenDown::NoData, true) => Some("answering NODATA (when_down = \"nodata\")"),
+        (WhenDown::Fallback(_), true) => Some("answering its fallback (when_down = \"fallback\")"),
+        _ => None,
+    };
+    if when_down.is_some() {
+        addresses = types
+            .iter()
+            .flat_map(|&t| snap.geo_fallback(geo, t))
+            .map(|r| format!("{} {}", r.record_type(), r.data))
+            .collect();
+    }
     let winner = e.ranking.order.first().map(|&i| pop_name(i));
     let reason = match (&winner, e.reason) {
         (Some(w), Some(r)) => format!("{w} wins: {}", sentence(r, &g, static_hit, snap)),
@@ -97,10 +111,12 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
         ranking: e.ranking.order.iter().map(|&i| pop_name(i)).collect(),
         answers: geo_name.answers,
         rule: e.reason.map(|r| rule_name(r).to_owned()),
-        reason: if e.ranking.failed_open {
-            format!("{reason} (no POP is eligible: failing open, all POPs considered)")
-        } else {
-            reason
+        reason: match (when_down, e.ranking.failed_open) {
+            (Some(what), _) => format!("no POP can serve {}: {what}", geo_name.service),
+            (None, true) => {
+                format!("{reason} (no POP is eligible: failing open, all POPs considered)")
+            }
+            (None, false) => reason,
         },
         failed_open: e.ranking.failed_open,
         addresses,
@@ -180,5 +196,48 @@ fn sentence(
             "as near and as preferred as the next POP; the hash of the client block {} picks it",
             g.block
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, Disk};
+
+    fn services(edit: impl Fn(String) -> String) -> Snapshot {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    #[test]
+    fn a_service_down_at_a_pop_is_named_and_an_all_down_name_says_its_answer() {
+        let (api, client) = (1, "100.64.1.9".parse().unwrap());
+        let snap = services(|t| {
+            t.replacen(
+                "name = \"api\"\nttl = 30\n",
+                "name = \"api\"\nttl = 30\nwhen_down = \"nodata\"\n",
+                1,
+            )
+        });
+        let e = explain(&snap.with_service_down(0, api, true), api, client);
+        assert_eq!(e.service, "api");
+        assert_eq!(e.ranking, ["nyc", "syd"]);
+        assert_eq!(e.pops[0].excluded, ["api unhealthy here"]);
+        assert_eq!(e.addresses, ["A 198.51.100.20"]);
+        let all = (0..3).fold(snap, |s, pop| s.with_service_down(pop, api, true));
+        let e = explain(&all, api, client);
+        assert!(e.failed_open);
+        assert_eq!(
+            e.reason,
+            "no POP can serve api: answering NODATA (when_down = \"nodata\")"
+        );
+        assert!(e.addresses.is_empty());
+        // The POP itself unhealthy is said as before.
+        let e = explain(&all.with_health(0, false), 0, client);
+        assert_eq!(e.pops[0].excluded, ["unhealthy"]);
     }
 }

@@ -102,6 +102,9 @@ pub struct DnsMetrics {
     queries: Vec<Counter>,
     /// Per POP index: [without ECS, with ECS].
     geo: Vec<[Counter; 2]>,
+    /// Per service (geo name) and POP index: answers handing that POP out first (`None`
+    /// for POPs that do not serve it).
+    service: Vec<Vec<Option<Counter>>>,
     local_only: Counter,
 }
 
@@ -117,13 +120,17 @@ impl QueryObserver for DnsMetrics {
         self.queries[i].inc();
     }
 
-    /// Counts one geo answer whose first POP is `pop`.
+    /// Counts one geo answer of service `service` whose first POP is `pop`.
     #[inline]
-    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+    fn geo_answer(&self, service: usize, pop: usize, ecs: bool, local_only: bool) {
         // A POP index past the registered ones cannot happen while the POP list is fixed at
         // start; if a reload ever adds POPs, their answers go uncounted rather than panic.
         if let Some(c) = self.geo.get(pop) {
             c[usize::from(ecs)].inc();
+        }
+        // The same for services added by a reload.
+        if let Some(Some(c)) = self.service.get(service).and_then(|s| s.get(pop)) {
+            c.inc();
         }
         if local_only {
             self.local_only.inc();
@@ -240,6 +247,29 @@ impl Metrics {
             "Geo answers, by the POP handed out first and whether the query carried EDNS Client Subnet",
             geo,
         );
+        let service = Family::<Labels, Counter>::default();
+        let service_counters = config
+            .geo
+            .iter()
+            .map(|g| {
+                (0..config.pops.len())
+                    .map(|pop| {
+                        g.pops.contains(&pop).then(|| {
+                            let labels = vec![
+                                ("service", g.service.clone()),
+                                ("pop", config.pops[pop].name.clone()),
+                            ];
+                            service.get_or_create(&labels).clone()
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        registry.register(
+            "sparrow_service_answers",
+            "Geo answers, by service (geo name) and the POP handed out first",
+            service,
+        );
         let local_only = Counter::default();
         registry.register(
             "sparrow_local_only_answers",
@@ -274,6 +304,7 @@ impl Metrics {
             dns: Arc::new(DnsMetrics {
                 queries: query_counters,
                 geo: geo_counters,
+                service: service_counters,
                 local_only,
             }),
             probes: Arc::new(probes),

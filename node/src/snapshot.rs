@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use sparrow_proto::views::ViewHeader;
 
 use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
-use crate::config::{Config, GeoName, Target};
+use crate::config::{Config, GeoName, Target, WhenDown};
 use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
@@ -53,6 +53,9 @@ pub struct StreamedViews {
 struct GeoRecords {
     a: Vec<Vec<Record>>,
     aaaa: Vec<Vec<Record>>,
+    /// The fallback's records (`when_down = "fallback"`), per family as above.
+    fallback_a: Vec<Record>,
+    fallback_aaaa: Vec<Record>,
 }
 
 impl GeoRecords {
@@ -595,6 +598,22 @@ impl Snapshot {
         }
     }
 
+    /// The records of geo name `geo`'s fallback (its `[geo.fallback]`, answered when every
+    /// POP is down for it) of type A or AAAA (a CNAME fallback: its CNAME, whatever the
+    /// type); empty without a fallback.
+    pub fn geo_fallback(&self, geo: usize, rtype: RecordType) -> &[Record] {
+        let g = if self.mode.is_local_only() {
+            &self.local_records[geo]
+        } else {
+            &self.geo_records[geo]
+        };
+        match rtype {
+            RecordType::A => &g.fallback_a,
+            RecordType::AAAA => &g.fallback_aaaa,
+            _ => &[],
+        }
+    }
+
     /// Decides which POPs serve `client` for geo name `geo`.
     pub fn route(&self, geo: usize, client: IpAddr) -> Routed {
         let g = self.gather(geo, client);
@@ -705,31 +724,35 @@ fn block_of(client: IpAddr, span: routes::Hit) -> (IpNet, u64) {
 /// A and AAAA records, or its CNAME (then in both columns, so that both families rank the
 /// same POPs).
 fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[GeoRecords]> {
-    let records = |g: &GeoName, rdata: &dyn Fn(&Target) -> Vec<RData>| -> Vec<Vec<Record>> {
-        g.targets
-            .iter()
-            .map(|t| {
-                rdata(t)
-                    .into_iter()
-                    .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
-                    .collect()
-            })
-            .collect()
+    let v4 = |t: &Target| match t {
+        Target::Addresses { v4, .. } => v4.iter().map(|ip| RData::A(A(*ip))).collect(),
+        Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
+    };
+    let v6 = |t: &Target| match t {
+        Target::Addresses { v6, .. } => v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+        Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
+    };
+    let records = |g: &GeoName, t: Option<&Target>, rdata: &dyn Fn(&Target) -> Vec<RData>| {
+        t.map(rdata)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+            .collect::<Vec<Record>>()
     };
     config
         .geo
         .iter()
-        .map(|g| GeoRecords {
-            a: records(g, &|t| match t {
-                Target::Addresses { v4, .. } => v4.iter().map(|ip| RData::A(A(*ip))).collect(),
-                Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
-            }),
-            aaaa: records(g, &|t| match t {
-                Target::Addresses { v6, .. } => {
-                    v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect()
-                }
-                Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
-            }),
+        .map(|g| {
+            let fallback = match &g.when_down {
+                WhenDown::Fallback(t) => Some(t),
+                WhenDown::FailOpen | WhenDown::NoData => None,
+            };
+            GeoRecords {
+                a: g.targets.iter().map(|t| records(g, Some(t), &v4)).collect(),
+                aaaa: g.targets.iter().map(|t| records(g, Some(t), &v6)).collect(),
+                fallback_a: records(g, fallback, &v4),
+                fallback_aaaa: records(g, fallback, &v6),
+            }
         })
         .collect()
 }

@@ -176,6 +176,20 @@ async fn the_services_example_answers_each_service_from_its_own_targets_and_heal
         scraped.value(r#"sparrow_service_state{service="cdn",pop="syd",state="healthy"}"#),
         1.0
     );
+    // api went to nyc twice over dig (UDP, TCP) and twice over hickory; its AAAA query
+    // (NODATA) handed out no POP. cdn went to syd once each way.
+    assert_eq!(
+        scraped.value(r#"sparrow_service_answers_total{service="api",pop="nyc"}"#),
+        4.0
+    );
+    assert_eq!(
+        scraped.value(r#"sparrow_service_answers_total{service="api",pop="ams"}"#),
+        0.0
+    );
+    assert_eq!(
+        scraped.value(r#"sparrow_service_answers_total{service="cdn",pop="syd"}"#),
+        2.0
+    );
     node.stop().await.unwrap();
 }
 

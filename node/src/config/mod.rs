@@ -108,8 +108,8 @@ impl Config {
         }
         for g in &self.geo {
             put(&format!(
-                "geo {} {} {} {:?} {:?}",
-                g.name, g.ttl, g.answers, g.pops, g.targets
+                "geo {} {} {} {:?} {:?} {:?}",
+                g.name, g.ttl, g.answers, g.pops, g.targets, g.when_down
             ));
         }
         if let Some(map) = &self.static_map {
@@ -370,6 +370,20 @@ pub struct GeoName {
     pub service: String,
     /// Per POP (same index as [`Config::pops`]): what this name answers with at that POP.
     pub targets: Vec<Target>,
+    /// What it answers when no POP serving it is eligible (live, healthy, active).
+    pub when_down: WhenDown,
+}
+
+/// A service's answer when every POP serving it is down, drained or unhealthy for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WhenDown {
+    /// Rank every POP anyway, as if all were up (a possibly degraded POP beats no answer).
+    #[default]
+    FailOpen,
+    /// No record (NODATA): clients fail fast, or fall back on their own.
+    NoData,
+    /// This target instead (of the same kind as the service's targets).
+    Fallback(Target),
 }
 
 impl GeoName {

@@ -256,6 +256,10 @@ pub(crate) struct RawGeo {
     pub(crate) pops: Option<Vec<Spanned<String>>>,
     #[serde(default, rename = "target")]
     pub(crate) targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub(crate) when_down: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) fallback: Option<Spanned<RawFallback>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +273,16 @@ pub(crate) struct RawStaticMap {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTarget {
     pub(crate) pop: Spanned<String>,
+    #[serde(default)]
+    pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) cname: Option<Spanned<String>>,
+}
+
+/// What a service answers when every POP is down for it (`[geo.fallback]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFallback {
     #[serde(default)]
     pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawGeo, RawProbe, RawTarget};
 use super::validate::Cx;
-use super::{ConfigError, GeoName, Pop, Target};
+use super::{ConfigError, GeoName, Pop, Target, WhenDown};
 use crate::health::spec::Probe;
 
 /// The service name of geo name `name` in zone `origin`: the name relative to the origin
@@ -96,13 +96,77 @@ pub(super) fn targets(
                 })
             })
             .collect();
+        g.when_down = when_down(cx, r, g, origin)?;
     }
     Ok(())
 }
 
+/// `when_down` and `[geo.fallback]`: a fallback alone implies `when_down = "fallback"`.
+fn when_down(cx: &Cx<'_>, r: &RawGeo, g: &GeoName, origin: &Name) -> Result<WhenDown, ConfigError> {
+    let word = r
+        .when_down
+        .as_ref()
+        .map(|w| (w.get_ref().as_str(), w.span()));
+    match (word, &r.fallback) {
+        (None | Some(("fail-open", _)), None) => Ok(WhenDown::FailOpen),
+        (Some(("nodata", _)), None) => Ok(WhenDown::NoData),
+        (None | Some(("fallback", _)), Some(f)) => {
+            let raw = f.get_ref();
+            let target = targets_of(
+                cx,
+                f.span(),
+                raw.addresses.as_ref(),
+                raw.cname.as_ref(),
+                origin,
+            )?;
+            if matches!(target, Target::Cname(_)) != g.is_cname() {
+                return Err(cx.error(
+                    Some(f.span()),
+                    format!(
+                        "{}'s fallback must be of the kind of its targets ({})",
+                        g.name,
+                        if g.is_cname() { "a CNAME" } else { "addresses" }
+                    ),
+                ));
+            }
+            Ok(WhenDown::Fallback(target))
+        }
+        (Some(("fallback", span)), None) => Err(cx.error(
+            Some(span),
+            "when_down = \"fallback\" needs a [geo.fallback] table",
+        )),
+        (Some(("fail-open" | "nodata", span)), Some(_)) => Err(cx.error(
+            Some(span),
+            "a [geo.fallback] table goes with when_down = \"fallback\" only",
+        )),
+        (Some((other, span)), _) => Err(cx.error(
+            Some(span),
+            format!("when_down must be \"fail-open\", \"nodata\" or \"fallback\", not \"{other}\""),
+        )),
+    }
+}
+
 fn target(cx: &Cx<'_>, raw: &Spanned<RawTarget>, origin: &Name) -> Result<Target, ConfigError> {
     let t = raw.get_ref();
-    match (&t.addresses, &t.cname) {
+    targets_of(
+        cx,
+        raw.span(),
+        t.addresses.as_ref(),
+        t.cname.as_ref(),
+        origin,
+    )
+}
+
+/// A target from its `addresses` or its `cname` (exactly one), relative names against
+/// `origin`; errors point into `span` (the table) when no field is to blame.
+fn targets_of(
+    cx: &Cx<'_>,
+    span: std::ops::Range<usize>,
+    addresses: Option<&Spanned<Vec<Spanned<String>>>>,
+    cname: Option<&Spanned<String>>,
+    origin: &Name,
+) -> Result<Target, ConfigError> {
+    match (addresses, cname) {
         (Some(list), None) => {
             let (mut v4, mut v6) = (Vec::new(), Vec::new());
             for a in list.get_ref() {
@@ -123,10 +187,7 @@ fn target(cx: &Cx<'_>, raw: &Spanned<RawTarget>, origin: &Name) -> Result<Target
             Ok(Target::Addresses { v4, v6 })
         }
         (None, Some(cname)) => Ok(Target::Cname(cx.name(cname, origin)?)),
-        _ => Err(cx.error(
-            Some(raw.span()),
-            "a target has either `addresses` or `cname`",
-        )),
+        _ => Err(cx.error(Some(span), "a target has either `addresses` or `cname`")),
     }
 }
 
@@ -251,6 +312,7 @@ name = "www"
             Target::Cname("edge-nyc.example.net.".parse().unwrap())
         );
         assert_eq!(c.node.probes[0].service, Some(1));
+        assert_eq!(api.when_down, crate::config::WhenDown::FailOpen);
         assert_eq!(c.node.probes[1].service, None);
         // Targets change what answers are: the digest peers compare changes with them.
         let other = load(
@@ -307,6 +369,26 @@ name = "www"
             (
                 format!("{api}[[geo.target]]\npop = \"ams\"\ncname = \"a.example.com.\"\n[[geo.target]]\npop = \"nyc\"\naddresses = [\"192.0.2.1\"]\n"),
                 "api.example.net. mixes CNAME and address targets: keep one kind",
+            ),
+            (
+                format!("{api}when_down = \"later\"\n"),
+                "sparrow.toml:29:13: when_down must be \"fail-open\", \"nodata\" or \"fallback\", not \"later\"",
+            ),
+            (
+                format!("{api}when_down = \"fallback\"\n"),
+                "sparrow.toml:29:13: when_down = \"fallback\" needs a [geo.fallback] table",
+            ),
+            (
+                format!("{api}when_down = \"nodata\"\n[geo.fallback]\naddresses = [\"192.0.2.9\"]\n"),
+                "sparrow.toml:29:13: a [geo.fallback] table goes with when_down = \"fallback\" only",
+            ),
+            (
+                format!("{api}[geo.fallback]\ncname = \"sorry.example.org.\"\n"),
+                "api.example.net.'s fallback must be of the kind of its targets (addresses)",
+            ),
+            (
+                format!("{api}[geo.fallback]\n"),
+                "a target has either `addresses` or `cname`",
             ),
             (
                 "[[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nservice = \"mail\"\n"

@@ -1104,6 +1104,7 @@ impl Cx<'_> {
             pops,
             // Set by `services::targets` once the POPs are known.
             targets: Vec::new(),
+            when_down: WhenDown::FailOpen,
         })
     }
 }

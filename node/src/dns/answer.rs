@@ -8,6 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use ipnet::IpNet;
 
+use crate::config::WhenDown;
 use crate::snapshot::Snapshot;
 
 /// Longest CNAME chain followed inside the zone before giving up (a loop, most likely).
@@ -48,6 +49,8 @@ pub struct ResponsePlan<'a> {
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first (what metrics count).
     pub geo_pop: Option<usize>,
+    /// For a geo answer: its service (index into `config.geo`), with `geo_pop`.
+    pub geo_service: Option<usize>,
 }
 
 /// Where [`answer`] puts the records of a response, in order: a [`ResponsePlan`] collects
@@ -70,6 +73,8 @@ pub struct Outcome {
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first.
     pub geo_pop: Option<usize>,
+    /// For a geo answer: its service (index into `config.geo`), with `geo_pop`.
+    pub geo_service: Option<usize>,
 }
 
 /// Memory [`answer`] reuses between queries (the POP order of a geo answer).
@@ -118,6 +123,7 @@ pub fn plan<'a>(
         authority: sink.authority,
         ecs_scope: outcome.ecs_scope,
         geo_pop: outcome.geo_pop,
+        geo_service: outcome.geo_service,
     }
 }
 
@@ -139,6 +145,7 @@ pub fn answer<'a>(
             authoritative: false,
             ecs_scope: None,
             geo_pop: None,
+            geo_service: None,
         };
     }
     // The type of the last answer record, if any.
@@ -146,6 +153,7 @@ pub fn answer<'a>(
     // The most specific decision block that shaped the answer, for the ECS scope.
     let mut scope: Option<u8> = None;
     let mut geo_pop: Option<usize> = None;
+    let mut geo_service: Option<usize> = None;
     let mut name = qname.clone();
     for _ in 0..=MAX_CNAME_CHAIN {
         if let Some(geo) = snap.geo_index(&name)
@@ -160,15 +168,17 @@ pub fn answer<'a>(
                 sink.answer(r);
             });
             scope = Some(block_len);
-            geo_pop = geo_pop.or(first);
+            if geo_pop.is_none() && first.is_some() {
+                (geo_pop, geo_service) = (first, Some(geo));
+            }
             // A CNAME service: its POP's CNAME is followed as a static one would be.
             if let Some(target) = cname {
                 if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
-                    return positive(scope, geo_pop, client);
+                    return positive(scope, (geo_pop, geo_service), client);
                 }
                 let target = LowerName::from(target);
                 if !zone.contains(&target) {
-                    return positive(scope, geo_pop, client);
+                    return positive(scope, (geo_pop, geo_service), client);
                 }
                 name = target;
                 continue;
@@ -203,7 +213,7 @@ pub fn answer<'a>(
                 let target = LowerName::from(&target.0);
                 if !zone.contains(&target) {
                     // Out of zone: the resolver follows it.
-                    return positive(scope, geo_pop, client);
+                    return positive(scope, (geo_pop, geo_service), client);
                 }
                 name = target;
             }
@@ -211,7 +221,7 @@ pub fn answer<'a>(
         }
     }
     if last.is_some_and(|t| t != RecordType::CNAME) {
-        return positive(scope, geo_pop, client);
+        return positive(scope, (geo_pop, geo_service), client);
     }
     // Nothing (more) at `name`: NODATA if it exists, NXDOMAIN if not (RFC 6604 for chains).
     let rcode = if zone.name_exists(&name) {
@@ -225,15 +235,21 @@ pub fn answer<'a>(
         authoritative: true,
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
+        geo_service,
     }
 }
 
-fn positive(scope: Option<u8>, geo_pop: Option<usize>, client: Client) -> Outcome {
+fn positive(
+    scope: Option<u8>,
+    (geo_pop, geo_service): (Option<usize>, Option<usize>),
+    client: Client,
+) -> Outcome {
     Outcome {
         rcode: ResponseCode::NoError,
         authoritative: true,
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
+        geo_service,
     }
 }
 
@@ -280,9 +296,20 @@ fn geo_answer<'a>(
     let mut first = None;
     for &t in types {
         // The best `count` POPs that have an address of this family.
-        let (block, _) =
+        let (block, failed_open) =
             snap.route_first_into(geo, client.decision_address(), count, t, &mut scratch.order);
         block_len = block.prefix_len();
+        // Every POP down for this name: its `when_down` answer, unless it fails open.
+        if failed_open {
+            match snap.config.geo[geo].when_down {
+                WhenDown::FailOpen => {}
+                WhenDown::NoData => continue,
+                WhenDown::Fallback(_) => {
+                    snap.geo_fallback(geo, t).iter().for_each(&mut *emit);
+                    continue;
+                }
+            }
+        }
         first = first.or(scratch.order.first().copied());
         for &pop in &scratch.order {
             for r in snap.geo_records(geo, pop, t) {
@@ -440,6 +467,90 @@ mod tests {
             .into_iter()
             .fold(base.clone(), |s, pop| s.with_service_down(pop, www, true));
         assert_eq!(answers(&all, "100.64.1.0/24"), before);
+    }
+
+    #[test]
+    fn when_every_pop_is_down_for_a_name_its_when_down_answers() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen(
+                "name = \"api\"\nttl = 30\n",
+                "name = \"api\"\nttl = 30\nwhen_down = \"nodata\"\n",
+                1,
+            )
+            .replacen(
+                "name = \"cdn\"\nttl = 30\n",
+                "name = \"cdn\"\nttl = 30\nfallback = { cname = \"sorry.example.org.\" }\n",
+                1,
+            )
+            .replacen(
+                "name = \"www\"\nttl = 30\n",
+                "name = \"www\"\nttl = 30\nfallback = { addresses = [\"192.0.2.99\"] }\n",
+                1,
+            );
+        let base = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        let (www, api, cdn) = (0, 1, 2);
+        let down = |snap: &Snapshot, geo| {
+            (0..3).fold(snap.clone(), |s, pop| s.with_service_down(pop, geo, true))
+        };
+        let a = |snap: &Snapshot, name: &str| ask(snap, name, RecordType::A, Some("100.64.1.0/24"));
+        // With one POP up, the names answer as ever.
+        let one_up = down(&base, api).with_service_down(2, api, false);
+        assert_eq!(
+            a(&one_up, "api.example.net."),
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // api: NODATA (and the SOA), while the other names are untouched.
+        let api_down = down(&base, api);
+        assert_eq!(
+            a(&api_down, "api.example.net."),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        assert_eq!(
+            a(&api_down, "www.example.net."),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // cdn: its fallback CNAME, for every type a CNAME service answers.
+        let cdn_down = down(&base, cdn);
+        for qtype in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+            assert_eq!(
+                ask(&cdn_down, "cdn.example.net.", qtype, Some("100.64.3.0/24")),
+                "No Error aa=true [CNAME sorry.example.org.] auth=0 scope=Some(24)"
+            );
+        }
+        // www: the fallback's addresses of the family asked; none of the other: NODATA.
+        // Drained POPs count as down too.
+        let drained = [0, 1, 2].into_iter().fold(base.clone(), |s, pop| {
+            s.with_admin(pop, crate::policy::AdminState::Drained)
+        });
+        assert_eq!(
+            a(&drained, "www.example.net."),
+            "No Error aa=true [A 192.0.2.99] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask(
+                &drained,
+                "www.example.net.",
+                RecordType::AAAA,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        // The default fails open: every POP ranked as if up (see the test above), here www
+        // with the whole POP unhealthy but a fallback only for the name that has one.
+        let all_www = down(&base, www);
+        assert_eq!(
+            a(&all_www, "www.example.net."),
+            "No Error aa=true [A 192.0.2.99] auth=0 scope=Some(24)"
+        );
+        let unchanged = services();
+        let all_www = down(&unchanged, www);
+        assert_eq!(
+            a(&all_www, "www.example.net."),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
     }
 
     #[test]

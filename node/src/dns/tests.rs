@@ -62,11 +62,11 @@ impl QueryObserver for Recorder {
             .unwrap()
             .push(format!("query {transport:?} {qtype} {rcode}"));
     }
-    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+    fn geo_answer(&self, service: usize, pop: usize, ecs: bool, local_only: bool) {
         self.0
             .lock()
             .unwrap()
-            .push(format!("geo {pop} {ecs} {local_only}"));
+            .push(format!("geo {service} {pop} {ecs} {local_only}"));
     }
 }
 
