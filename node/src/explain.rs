@@ -155,6 +155,7 @@ fn rule_name(r: Reason) -> &'static str {
     match r {
         Reason::OnlyCandidate => "only_candidate",
         Reason::StaticMap => "static_map",
+        Reason::FailoverGroup { .. } => "failover_group",
         Reason::OnlyRoute => "only_route",
         Reason::FewerHops { .. } => "fewer_hops",
         Reason::LessLoaded { .. } => "less_loaded",
@@ -176,6 +177,14 @@ fn sentence(
             Some((prefix, _)) => format!("the static map sends {prefix} to it"),
             None => "the static map names it".to_owned(),
         },
+        Reason::FailoverGroup { winner, runner_up } if winner < 128 && runner_up >= 128 => {
+            "the next POP is beyond the name's max_hops (or has no route)".to_owned()
+        }
+        Reason::FailoverGroup { winner, runner_up } => format!(
+            "an earlier failover group ({} against {} for the next POP)",
+            (winner & 0x7F) + 1,
+            (runner_up & 0x7F) + 1
+        ),
         Reason::OnlyRoute => "it has a route to the client and the next POP has none".to_owned(),
         Reason::FewerHops { winner, runner_up } => {
             format!("fewest AS hops ({winner} against {runner_up} for the next POP)")

@@ -81,6 +81,7 @@ pub struct Routed {
 /// The routing inputs gathered for one client (shared by `route` and `explain`).
 pub(crate) struct Gathered {
     pub(crate) candidates: Vec<Candidate>,
+    pub(crate) max_hops: Option<u8>,
     pub(crate) static_pop: Option<usize>,
     pub(crate) block: IpNet,
     pub(crate) client_hash: u64,
@@ -446,6 +447,7 @@ impl Snapshot {
                         &candidates,
                         self.config.node.pop,
                         self.config.node.load_high_water,
+                        g.max_hops,
                         |pop| !self.geo_records[geo].of(t)[pop].is_empty(),
                     )
                 })
@@ -471,6 +473,7 @@ impl Snapshot {
             },
             live: status.live,
             healthy: status.healthy && !service.is_down(geo),
+            group: self.config.geo[geo].groups[i],
             preference: pop.preference,
             weight: pop.weight,
             load: status.load,
@@ -670,6 +673,7 @@ impl Snapshot {
             static_pop: g.static_pop,
             client_hash: g.client_hash,
             high_water: self.config.node.load_high_water,
+            max_hops: g.max_hops,
         }
     }
 
@@ -692,6 +696,7 @@ impl Snapshot {
         let (block, client_hash) = block_of(client, span);
         Gathered {
             candidates,
+            max_hops: self.config.geo[geo].max_hops,
             static_pop: row.static_column().map(|column| pops[column]),
             block,
             client_hash,

@@ -108,8 +108,8 @@ impl Config {
         }
         for g in &self.geo {
             put(&format!(
-                "geo {} {} {} {:?} {:?} {:?}",
-                g.name, g.ttl, g.answers, g.pops, g.targets, g.when_down
+                "geo {} {} {} {:?} {:?} {:?} {:?} {:?}",
+                g.name, g.ttl, g.answers, g.pops, g.targets, g.when_down, g.groups, g.max_hops
             ));
         }
         if let Some(map) = &self.static_map {
@@ -372,6 +372,11 @@ pub struct GeoName {
     pub targets: Vec<Target>,
     /// What it answers when no POP serving it is eligible (live, healthy, active).
     pub when_down: WhenDown,
+    /// Per POP (same index as [`Config::pops`]): its failover group for this name (0
+    /// first; POPs the `groups` list leaves out come after every listed group).
+    pub groups: Vec<u8>,
+    /// Past this many AS hops (or without a route) a POP comes after every POP within it.
+    pub max_hops: Option<u8>,
 }
 
 /// A service's answer when every POP serving it is down, drained or unhealthy for it.

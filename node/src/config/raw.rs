@@ -260,6 +260,10 @@ pub(crate) struct RawGeo {
     pub(crate) when_down: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) fallback: Option<Spanned<RawFallback>>,
+    #[serde(default)]
+    pub(crate) groups: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
+    #[serde(default)]
+    pub(crate) max_hops: Option<Spanned<u8>>,
 }
 
 #[derive(Debug, Deserialize)]

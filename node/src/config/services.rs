@@ -12,6 +12,7 @@ use super::raw::{RawGeo, RawProbe, RawTarget};
 use super::validate::Cx;
 use super::{ConfigError, GeoName, Pop, Target, WhenDown};
 use crate::health::spec::Probe;
+use crate::policy::{MAX_GROUPS, NO_ROUTE};
 
 /// The service name of geo name `name` in zone `origin`: the name relative to the origin
 /// (`api`), `@` for the apex.
@@ -97,8 +98,64 @@ pub(super) fn targets(
             })
             .collect();
         g.when_down = when_down(cx, r, g, origin)?;
+        g.groups = groups(cx, r, g, pops, pop_index)?;
+        g.max_hops = match &r.max_hops {
+            Some(m) if *m.get_ref() == NO_ROUTE => {
+                return Err(cx.error(Some(m.span()), format!("max_hops must be below {NO_ROUTE}")));
+            }
+            m => m.as_ref().map(|m| *m.get_ref()),
+        };
     }
     Ok(())
+}
+
+/// Each POP's failover group: its position in `groups`, and one more for the POPs the list
+/// leaves out.
+fn groups(
+    cx: &Cx<'_>,
+    r: &RawGeo,
+    g: &GeoName,
+    pops: &[Pop],
+    pop_index: &dyn Fn(&Spanned<String>) -> Result<usize, ConfigError>,
+) -> Result<Vec<u8>, ConfigError> {
+    let Some(list) = &r.groups else {
+        return Ok(vec![0; pops.len()]);
+    };
+    if list.get_ref().len() >= MAX_GROUPS {
+        return Err(cx.error(
+            Some(list.span()),
+            format!("at most {} failover groups", MAX_GROUPS - 1),
+        ));
+    }
+    // INVARIANT: fewer than MAX_GROUPS (128) groups, checked above.
+    let rest = u8::try_from(list.get_ref().len()).expect("fewer than 128 groups");
+    let mut out: Vec<Option<u8>> = vec![None; pops.len()];
+    for (i, group) in list.get_ref().iter().enumerate() {
+        if group.is_empty() {
+            return Err(cx.error(
+                Some(list.span()),
+                format!("failover group {} is empty", i + 1),
+            ));
+        }
+        for name in group {
+            let pop = pop_index(name)?;
+            if !g.pops.contains(&pop) {
+                return Err(cx.error(
+                    Some(name.span()),
+                    format!("POP `{}` does not serve {}", pops[pop].name, g.name),
+                ));
+            }
+            if out[pop].is_some() {
+                return Err(cx.error(
+                    Some(name.span()),
+                    format!("POP `{}` is in two failover groups", pops[pop].name),
+                ));
+            }
+            // INVARIANT: i < rest < 128.
+            out[pop] = Some(u8::try_from(i).expect("fewer than 128 groups"));
+        }
+    }
+    Ok(out.into_iter().map(|g| g.unwrap_or(rest)).collect())
 }
 
 /// `when_down` and `[geo.fallback]`: a fallback alone implies `when_down = "fallback"`.
@@ -313,6 +370,17 @@ name = "www"
         );
         assert_eq!(c.node.probes[0].service, Some(1));
         assert_eq!(api.when_down, crate::config::WhenDown::FailOpen);
+        assert_eq!(
+            (api.groups.as_slice(), api.max_hops),
+            ([0, 0].as_slice(), None)
+        );
+        let grouped = load("max_hops = 3\ngroups = [[\"nyc\"]]\n").unwrap();
+        assert_eq!(
+            grouped.geo[0].groups,
+            [1, 0],
+            "ams, unlisted, comes after nyc"
+        );
+        assert_eq!(grouped.geo[0].max_hops, Some(3));
         assert_eq!(c.node.probes[1].service, None);
         // Targets change what answers are: the digest peers compare changes with them.
         let other = load(
@@ -385,6 +453,26 @@ name = "www"
             (
                 format!("{api}[geo.fallback]\ncname = \"sorry.example.org.\"\n"),
                 "api.example.net.'s fallback must be of the kind of its targets (addresses)",
+            ),
+            (
+                "groups = [[\"ams\"], [\"ams\", \"nyc\"]]\n".to_owned(),
+                "sparrow.toml:27:21: POP `ams` is in two failover groups",
+            ),
+            (
+                "groups = [[\"ams\"], []]\n".to_owned(),
+                "sparrow.toml:27:10: failover group 2 is empty",
+            ),
+            (
+                "groups = [[\"lhr\"]]\n".to_owned(),
+                "sparrow.toml:27:12: no POP is named `lhr`",
+            ),
+            (
+                "pops = [\"ams\"]\ngroups = [[\"nyc\"]]\n".to_owned(),
+                "sparrow.toml:28:12: POP `nyc` does not serve www.example.net.",
+            ),
+            (
+                "max_hops = 255\n".to_owned(),
+                "sparrow.toml:27:12: max_hops must be below 255",
             ),
             (
                 format!("{api}[geo.fallback]\n"),

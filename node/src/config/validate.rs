@@ -1105,6 +1105,8 @@ impl Cx<'_> {
             // Set by `services::targets` once the POPs are known.
             targets: Vec::new(),
             when_down: WhenDown::FailOpen,
+            groups: Vec::new(),
+            max_hops: None,
         })
     }
 }

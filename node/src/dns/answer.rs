@@ -470,6 +470,63 @@ mod tests {
     }
 
     #[test]
+    fn failover_groups_and_the_hop_limit_steer_one_service() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let with = |settings: &str| {
+            let text = std::fs::read_to_string(&path).unwrap().replacen(
+                "name = \"api\"\nttl = 30\n",
+                &format!("name = \"api\"\nttl = 30\n{settings}\n"),
+                1,
+            );
+            Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+        };
+        let api =
+            |snap: &Snapshot, subnet| ask(snap, "api.example.net.", RecordType::A, Some(subnet));
+        // "Americas and Asia first, then the rest": a client 1 hop from ams gets nyc
+        // (3 hops); ams serves only when both are down.
+        let grouped = with("groups = [[\"nyc\", \"syd\"]]");
+        assert_eq!(
+            api(&grouped, "100.64.1.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        let both_down = grouped
+            .with_service_down(1, 1, true)
+            .with_service_down(2, 1, true);
+        assert_eq!(
+            api(&both_down, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.20] auth=0 scope=Some(24)"
+        );
+        // www is not grouped: ams.
+        assert_eq!(
+            ask(
+                &grouped,
+                "www.example.net.",
+                RecordType::A,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // With a hop limit of 3, nyc (3 hops from 100.64.1.0/24) stays preferred, but for
+        // 100.64.3.0/24 nyc is 4 hops away: syd, the next group, within the limit, wins.
+        let limited = with("groups = [[\"nyc\"], [\"syd\"]]\nmax_hops = 3");
+        assert_eq!(
+            api(&limited, "100.64.1.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            api(&limited, "100.64.3.0/24"),
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // Without the limit, group order alone: nyc.
+        let strict = with("groups = [[\"nyc\"], [\"syd\"]]");
+        assert_eq!(
+            api(&strict, "100.64.3.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
     fn when_every_pop_is_down_for_a_name_its_when_down_answers() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");

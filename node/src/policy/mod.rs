@@ -13,21 +13,24 @@
 //!    all of them are (then load does not exclude any).
 //! 2. **Order.** Eligible POPs are sorted by this key, first difference wins:
 //!    1. the POP named by the static map for the client's prefix (operator override);
-//!    2. POPs with a route to the client before POPs without one;
-//!    3. fewer AS hops;
-//!    4. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
+//!    2. the name's failover groups: POPs of an earlier group first, and when the name sets
+//!       a hop limit, every POP within it (with a route of at most `max_hops` hops) before
+//!       any POP beyond it; without groups every POP is in the first group;
+//!    3. POPs with a route to the client before POPs without one;
+//!    4. fewer AS hops;
+//!    5. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
 //!       below share clients); unknown load counts as 0;
-//!    5. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
+//!    6. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
 //!       client that reaches this DNS server can probably reach this POP);
-//!    6. lower preference;
-//!    7. weighted rendezvous hashing of the client's block: each POP scores
+//!    7. lower preference;
+//!    8. weighted rendezvous hashing of the client's block: each POP scores
 //!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
 //!       the lowest score wins, and between equal scores the higher `u` (so among POPs of
 //!       equal weight the order is that of `u` alone, and the answer path skips the
 //!       logarithm). Equal POPs share clients in proportion to their weights, a
 //!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
 //!       only its own clients;
-//!    8. the POP index, so the order is total even on a hash collision.
+//!    9. the POP index, so the order is total even on a hash collision.
 //!
 //! [`explain`] runs the same code and keeps its intermediate results as data.
 
@@ -77,6 +80,19 @@ pub struct Candidate {
     pub weight: u32,
     /// Load from 0.0 (idle) to 1.0 (full), if the POP publishes one.
     pub load: Option<f32>,
+    /// Its failover group for this name (0 first; at most [`MAX_GROUPS`] - 1).
+    pub group: u8,
+}
+
+/// Most failover groups a name may have: the group and the hop-limit bit share a byte of
+/// the sort key.
+pub const MAX_GROUPS: usize = 128;
+
+/// The failover tier of a POP `hops` away in group `group`: its group, and every POP beyond
+/// the hop limit (or without a route, when there is a limit) after every POP within it.
+fn tier(group: u8, hops: u8, max_hops: Option<u8>) -> u8 {
+    let beyond = max_hops.is_some_and(|m| hops == NO_ROUTE || hops > m);
+    (u8::from(beyond) << 7) | (group & 0x7F)
 }
 
 /// Everything one decision depends on.
@@ -92,6 +108,9 @@ pub struct PolicyInput<'a> {
     pub client_hash: u64,
     /// POPs loaded above this are skipped unless all eligible POPs are.
     pub high_water: f32,
+    /// The name's hop limit: POPs farther (or without a route) come after every POP within
+    /// it, whatever their group.
+    pub max_hops: Option<u8>,
 }
 
 /// POPs in the order they should be handed out.
@@ -125,6 +144,14 @@ pub enum Reason {
     OnlyCandidate,
     /// The static map names it for this client.
     StaticMap,
+    /// An earlier failover tier: an earlier group, or within the hop limit while the
+    /// runner-up is beyond it (tiers: group, plus 128 beyond the limit).
+    FailoverGroup {
+        /// Winner's tier.
+        winner: u8,
+        /// Runner-up's tier.
+        runner_up: u8,
+    },
     /// It has a route to the client and the runner-up has none.
     OnlyRoute,
     /// Equally near, less loaded (load in tenths).
@@ -242,6 +269,11 @@ pub struct Prepared {
     failed_open: bool,
     /// Every kept candidate has the same weight: ties are broken by the hash draw alone.
     uniform_weight: bool,
+    /// The name's hop limit.
+    max_hops: Option<u8>,
+    /// Some kept candidate is not in the first group, or there is a hop limit: the
+    /// failover tier is part of the key (and the nearest-POP shortcut does not apply).
+    tiered: bool,
     kept: Vec<PreparedCandidate>,
     /// Per column of the candidate list: 0 if its candidate is kept, 0xFF if not, so that
     /// `hop | mask` is the hop byte of a kept candidate and [`NO_ROUTE`] for the others.
@@ -264,10 +296,13 @@ struct PreparedCandidate {
     pop: u32,
     weight: u32,
     eligible: bool,
+    group: u8,
 }
 
 /// Key bit: the POP is not the static map's choice (or not eligible to be).
-const NOT_STATIC: u64 = 1 << 34;
+const NOT_STATIC: u64 = 1 << 43;
+/// Key shift of the failover tier.
+const TIER_SHIFT: u32 = 35;
 
 impl Prepared {
     /// Prepares `candidates` (their `hops` are ignored: they come per client), keeping only
@@ -277,6 +312,7 @@ impl Prepared {
         candidates: &[Candidate],
         own_pop: usize,
         high_water: f32,
+        max_hops: Option<u8>,
         accept: impl Fn(usize) -> bool,
     ) -> Self {
         let input = PolicyInput {
@@ -285,6 +321,7 @@ impl Prepared {
             static_pop: None,
             client_hash: 0,
             high_water,
+            max_hops,
         };
         let any_eligible = candidates.iter().any(is_eligible);
         let any_unloaded = candidates
@@ -308,6 +345,7 @@ impl Prepared {
                     pop: u32::try_from(c.pop).expect("fewer than 2^32 POPs"),
                     weight: c.weight,
                     eligible: is_eligible(c),
+                    group: c.group,
                 }
             })
             .collect::<Vec<PreparedCandidate>>();
@@ -321,6 +359,8 @@ impl Prepared {
         Self {
             failed_open: !any_eligible && !candidates.is_empty(),
             uniform_weight: kept.windows(2).all(|w| w[0].weight == w[1].weight),
+            max_hops,
+            tiered: max_hops.is_some() || kept.iter().any(|c| c.group != 0),
             kept,
             mask,
             kept_at,
@@ -424,11 +464,13 @@ impl Prepared {
             } else {
                 (u64::from(h) << 25) | u64::from(c.routed)
             };
-            key | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
+            let tier = u64::from(tier(c.group, h, self.max_hops)) << TIER_SHIFT;
+            key | tier | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
         };
         let score = |c: &PreparedCandidate| Score::new(draw(client_hash, c.name_hash), c.weight);
         if k == 1
             && static_pop == u32::MAX
+            && !self.tiered
             && let Some(winner) = self.nearest(hops, client_hash)
         {
             order.push(winner);
@@ -536,6 +578,7 @@ fn ranked_keys(input: &PolicyInput<'_>) -> (Vec<SortKey>, bool) {
 #[derive(Clone, Copy, Debug)]
 struct SortKey {
     not_static: bool,
+    tier: u8,
     no_route: bool,
     hops: u8,
     load: u8,
@@ -558,6 +601,7 @@ impl SortKey {
         Self {
             // The static map overrides only while its POP is eligible, not when failing open.
             not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
+            tier: tier(c.group, c.hops.unwrap_or(NO_ROUTE), input.max_hops),
             no_route: c.hops.is_none(),
             hops: c.hops.unwrap_or(0),
             load: load_step(c.load),
@@ -571,7 +615,8 @@ impl SortKey {
 
     /// The fields before the score, packed so that integer order is their tuple order.
     fn primary(&self) -> u64 {
-        (u64::from(self.not_static) << 34)
+        (u64::from(self.not_static) << 43)
+            | (u64::from(self.tier) << TIER_SHIFT)
             | (u64::from(self.no_route) << 33)
             | (u64::from(self.hops) << 25)
             | (u64::from(self.load) << 17)
@@ -582,6 +627,7 @@ impl SortKey {
     fn cmp(&self, other: &Self) -> Ordering {
         (
             self.not_static,
+            self.tier,
             self.no_route,
             self.hops,
             self.load,
@@ -590,6 +636,7 @@ impl SortKey {
         )
             .cmp(&(
                 other.not_static,
+                other.tier,
                 other.no_route,
                 other.hops,
                 other.load,
@@ -603,6 +650,11 @@ impl SortKey {
     fn reason_over(&self, other: &Self) -> Reason {
         if self.not_static != other.not_static {
             Reason::StaticMap
+        } else if self.tier != other.tier {
+            Reason::FailoverGroup {
+                winner: self.tier,
+                runner_up: other.tier,
+            }
         } else if self.no_route != other.no_route {
             Reason::OnlyRoute
         } else if self.hops != other.hops {
