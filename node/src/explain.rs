@@ -53,7 +53,7 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
                     .collect(),
                 rank: v.rank.map(|r| r + 1),
                 preference: pop.preference,
-                weight: pop.weight,
+                weight: cfg.geo[geo].weights[v.pop],
             }
         })
         .collect();
@@ -156,6 +156,7 @@ fn rule_name(r: Reason) -> &'static str {
         Reason::OnlyCandidate => "only_candidate",
         Reason::StaticMap => "static_map",
         Reason::FailoverGroup { .. } => "failover_group",
+        Reason::Canary => "canary",
         Reason::OnlyRoute => "only_route",
         Reason::FewerHops { .. } => "fewer_hops",
         Reason::LessLoaded { .. } => "less_loaded",
@@ -177,6 +178,10 @@ fn sentence(
             Some((prefix, _)) => format!("the static map sends {prefix} to it"),
             None => "the static map names it".to_owned(),
         },
+        Reason::Canary => format!(
+            "it is a canary for this name and the client block {} falls in its share",
+            g.block
+        ),
         Reason::FailoverGroup { winner, runner_up } if winner < 128 && runner_up >= 128 => {
             "the next POP is beyond the name's max_hops (or has no route)".to_owned()
         }

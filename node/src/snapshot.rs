@@ -474,8 +474,9 @@ impl Snapshot {
             live: status.live,
             healthy: status.healthy && !service.is_down(geo),
             group: self.config.geo[geo].groups[i],
+            canary: self.config.geo[geo].canary[i],
             preference: pop.preference,
-            weight: pop.weight,
+            weight: self.config.geo[geo].weights[i],
             load: status.load,
         }
     }

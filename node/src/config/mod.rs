@@ -108,8 +108,17 @@ impl Config {
         }
         for g in &self.geo {
             put(&format!(
-                "geo {} {} {} {:?} {:?} {:?} {:?} {:?}",
-                g.name, g.ttl, g.answers, g.pops, g.targets, g.when_down, g.groups, g.max_hops
+                "geo {} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                g.name,
+                g.ttl,
+                g.answers,
+                g.pops,
+                g.targets,
+                g.when_down,
+                g.groups,
+                g.max_hops,
+                g.weights,
+                g.canary
             ));
         }
         if let Some(map) = &self.static_map {
@@ -377,6 +386,10 @@ pub struct GeoName {
     pub groups: Vec<u8>,
     /// Past this many AS hops (or without a route) a POP comes after every POP within it.
     pub max_hops: Option<u8>,
+    /// Per POP (same index): its weight for this name (default: the POP's `weight`).
+    pub weights: Vec<u32>,
+    /// Per POP (same index): its canary share of this name's clients, in 2^-32 (0: none).
+    pub canary: Vec<u32>,
 }
 
 /// A service's answer when every POP serving it is down, drained or unhealthy for it.

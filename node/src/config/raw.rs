@@ -281,6 +281,10 @@ pub(crate) struct RawTarget {
     pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(crate) cname: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) canary: Option<Spanned<f64>>,
 }
 
 /// What a service answers when every POP is down for it (`[geo.fallback]`).

@@ -41,6 +41,9 @@ pub(super) fn targets(
     for (g, r) in geo.iter_mut().zip(raw) {
         let r = r.get_ref();
         let mut set: Vec<Option<Target>> = vec![None; pops.len()];
+        let mut seen = vec![false; pops.len()];
+        g.weights = pops.iter().map(|p| p.weight).collect();
+        g.canary = vec![0; pops.len()];
         for t in &r.targets {
             let pop = pop_index(&t.get_ref().pop)?;
             if !g.pops.contains(&pop) {
@@ -49,13 +52,37 @@ pub(super) fn targets(
                     format!("POP `{}` does not serve {}", pops[pop].name, g.name),
                 ));
             }
-            if set[pop].is_some() {
+            if seen[pop] {
                 return Err(cx.error(
                     Some(t.get_ref().pop.span()),
                     format!("{} has two targets at POP `{}`", g.name, pops[pop].name),
                 ));
             }
-            set[pop] = Some(target(cx, t, origin)?);
+            seen[pop] = true;
+            let raw = t.get_ref();
+            if raw.addresses.is_some() || raw.cname.is_some() {
+                set[pop] = Some(target(cx, t, origin)?);
+            }
+            if let Some(w) = &raw.weight {
+                if *w.get_ref() == 0 {
+                    return Err(cx.error(
+                        Some(w.span()),
+                        "weight must be at least 1 (drain it with `sparrow drain POP --service`)",
+                    ));
+                }
+                g.weights[pop] = *w.get_ref();
+            }
+            if let Some(c) = &raw.canary {
+                let share = *c.get_ref();
+                if !(share > 0.0 && share <= 1.0) {
+                    return Err(cx.error(
+                        Some(c.span()),
+                        "canary is a share of clients: above 0.0, at most 1.0",
+                    ));
+                }
+                // The share in 2^-32, at least one client hash in 2^32.
+                g.canary[pop] = ((share * f64::from(u32::MAX)) as u32).max(1);
+            }
         }
         let cnames = set
             .iter()
@@ -381,6 +408,19 @@ name = "www"
             "ams, unlisted, comes after nyc"
         );
         assert_eq!(grouped.geo[0].max_hops, Some(3));
+        // A target with neither addresses nor a CNAME keeps the POP's addresses: it sets
+        // the POP's weight or canary share for this name only.
+        let weighted = load(
+            "[[geo]]\nname = \"api\"\n[[geo.target]]\npop = \"nyc\"\nweight = 300\ncanary = 0.5\n",
+        )
+        .unwrap();
+        let api = &weighted.geo[1];
+        assert_eq!(api.targets[1], weighted.geo[0].targets[1]);
+        assert_eq!(
+            (api.weights.as_slice(), weighted.geo[0].weights.as_slice()),
+            ([100, 300].as_slice(), [100, 100].as_slice())
+        );
+        assert_eq!(api.canary, [0, u32::MAX / 2]);
         assert_eq!(c.node.probes[1].service, None);
         // Targets change what answers are: the digest peers compare changes with them.
         let other = load(
@@ -419,8 +459,12 @@ name = "www"
                 "sparrow.toml:31:13: a target needs at least one address",
             ),
             (
-                format!("{api}[[geo.target]]\npop = \"ams\"\n"),
-                "a target has either `addresses` or `cname`",
+                format!("{api}[[geo.target]]\npop = \"ams\"\nweight = 0\n"),
+                "sparrow.toml:31:10: weight must be at least 1",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\ncanary = 1.5\n"),
+                "sparrow.toml:31:10: canary is a share of clients: above 0.0, at most 1.0",
             ),
             (
                 format!("{api}[[geo.target]]\npop = \"ams\"\naddresses = [\"192.0.2.1\"]\ncname = \"x.example.com.\"\n"),

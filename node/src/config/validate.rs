@@ -1107,6 +1107,8 @@ impl Cx<'_> {
             when_down: WhenDown::FailOpen,
             groups: Vec::new(),
             max_hops: None,
+            weights: Vec::new(),
+            canary: Vec::new(),
         })
     }
 }

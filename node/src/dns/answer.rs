@@ -527,6 +527,47 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_share_of_one_takes_every_client_of_its_name_only() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "[[geo.target]]\npop = \"syd\"\naddresses = [\"203.0.113.20\"]\n",
+            "[[geo.target]]\npop = \"syd\"\naddresses = [\"203.0.113.20\"]\ncanary = 1.0\n",
+            1,
+        );
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        for subnet in ["100.64.1.0/24", "100.64.2.0/24", "2001:db8:ff01::/48"] {
+            assert_eq!(
+                ask(&snap, "api.example.net.", RecordType::A, Some(subnet)),
+                format!(
+                    "No Error aa=true [A 203.0.113.20] auth=0 scope=Some({})",
+                    if subnet.contains(':') { 48 } else { 24 }
+                ),
+                "{subnet}"
+            );
+        }
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::A,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // A canary down is no canary: the nearest again.
+        assert_eq!(
+            ask(
+                &snap.with_service_down(2, 1, true),
+                "api.example.net.",
+                RecordType::A,
+                Some("100.64.2.0/24")
+            ),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
     fn when_every_pop_is_down_for_a_name_its_when_down_answers() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");

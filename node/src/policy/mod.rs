@@ -13,24 +13,28 @@
 //!    all of them are (then load does not exclude any).
 //! 2. **Order.** Eligible POPs are sorted by this key, first difference wins:
 //!    1. the POP named by the static map for the client's prefix (operator override);
-//!    2. the name's failover groups: POPs of an earlier group first, and when the name sets
+//!    2. a canary POP whose share takes this client: each canary POP takes the clients
+//!       whose stable draw for it (client block, POP name, a salt) falls below its share,
+//!       so the same blocks go to it on every node and a larger share keeps the smaller
+//!       one's clients; while the POP is eligible;
+//!    3. the name's failover groups: POPs of an earlier group first, and when the name sets
 //!       a hop limit, every POP within it (with a route of at most `max_hops` hops) before
 //!       any POP beyond it; without groups every POP is in the first group;
-//!    3. POPs with a route to the client before POPs without one;
-//!    4. fewer AS hops;
-//!    5. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
+//!    4. POPs with a route to the client before POPs without one;
+//!    5. fewer AS hops;
+//!    6. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
 //!       below share clients); unknown load counts as 0;
-//!    6. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
+//!    7. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
 //!       client that reaches this DNS server can probably reach this POP);
-//!    7. lower preference;
-//!    8. weighted rendezvous hashing of the client's block: each POP scores
+//!    8. lower preference;
+//!    9. weighted rendezvous hashing of the client's block: each POP scores
 //!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
 //!       the lowest score wins, and between equal scores the higher `u` (so among POPs of
 //!       equal weight the order is that of `u` alone, and the answer path skips the
 //!       logarithm). Equal POPs share clients in proportion to their weights, a
 //!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
 //!       only its own clients;
-//!    9. the POP index, so the order is total even on a hash collision.
+//!    10. the POP index, so the order is total even on a hash collision.
 //!
 //! [`explain`] runs the same code and keeps its intermediate results as data.
 
@@ -82,6 +86,23 @@ pub struct Candidate {
     pub load: Option<f32>,
     /// Its failover group for this name (0 first; at most [`MAX_GROUPS`] - 1).
     pub group: u8,
+    /// Its canary share for this name, in 2^-32 (0: not a canary): the clients whose
+    /// [`canary_draw`] is below it go to this POP first.
+    pub canary: u32,
+}
+
+/// Salt of the canary draw, so a POP's canary clients are not its rendezvous favourites.
+const CANARY_SALT: u64 = 0x6361_6e61_7279_2121;
+
+/// A client's canary draw for a POP: 32 stable random bits.
+pub fn canary_draw(client_hash: u64, name_hash: u64) -> u32 {
+    // INVARIANT: a 53-bit draw shifted right by 21 fits in 32 bits.
+    u32::try_from(draw(client_hash, name_hash ^ CANARY_SALT) >> 21).expect("32 bits")
+}
+
+/// Whether a POP with canary share `canary` takes this client.
+fn canary_hit(canary: u32, client_hash: u64, name_hash: u64) -> bool {
+    canary != 0 && canary_draw(client_hash, name_hash) < canary
 }
 
 /// Most failover groups a name may have: the group and the hop-limit bit share a byte of
@@ -144,6 +165,8 @@ pub enum Reason {
     OnlyCandidate,
     /// The static map names it for this client.
     StaticMap,
+    /// It is a canary POP and this client falls in its share.
+    Canary,
     /// An earlier failover tier: an earlier group, or within the hop limit while the
     /// runner-up is beyond it (tiers: group, plus 128 beyond the limit).
     FailoverGroup {
@@ -271,8 +294,9 @@ pub struct Prepared {
     uniform_weight: bool,
     /// The name's hop limit.
     max_hops: Option<u8>,
-    /// Some kept candidate is not in the first group, or there is a hop limit: the
-    /// failover tier is part of the key (and the nearest-POP shortcut does not apply).
+    /// Some kept candidate is not in the first group, or there is a hop limit, or a canary:
+    /// the failover tier or the canary bit is part of the key (and the nearest-POP shortcut
+    /// does not apply).
     tiered: bool,
     kept: Vec<PreparedCandidate>,
     /// Per column of the candidate list: 0 if its candidate is kept, 0xFF if not, so that
@@ -282,7 +306,7 @@ pub struct Prepared {
     kept_at: Vec<u32>,
 }
 
-/// 32 bytes: the answer path reads a hundred of them per query.
+/// 40 bytes: the answer path reads a hundred of them per query.
 #[derive(Clone, Copy, Debug)]
 struct PreparedCandidate {
     name_hash: u64,
@@ -297,10 +321,13 @@ struct PreparedCandidate {
     weight: u32,
     eligible: bool,
     group: u8,
+    canary: u32,
 }
 
 /// Key bit: the POP is not the static map's choice (or not eligible to be).
-const NOT_STATIC: u64 = 1 << 43;
+const NOT_STATIC: u64 = 1 << 44;
+/// Key bit: the POP is not a canary taking this client (or not eligible to be).
+const NOT_CANARY: u64 = 1 << 43;
 /// Key shift of the failover tier.
 const TIER_SHIFT: u32 = 35;
 
@@ -346,6 +373,7 @@ impl Prepared {
                     weight: c.weight,
                     eligible: is_eligible(c),
                     group: c.group,
+                    canary: c.canary,
                 }
             })
             .collect::<Vec<PreparedCandidate>>();
@@ -360,7 +388,7 @@ impl Prepared {
             failed_open: !any_eligible && !candidates.is_empty(),
             uniform_weight: kept.windows(2).all(|w| w[0].weight == w[1].weight),
             max_hops,
-            tiered: max_hops.is_some() || kept.iter().any(|c| c.group != 0),
+            tiered: max_hops.is_some() || kept.iter().any(|c| c.group != 0 || c.canary != 0),
             kept,
             mask,
             kept_at,
@@ -465,7 +493,10 @@ impl Prepared {
                 (u64::from(h) << 25) | u64::from(c.routed)
             };
             let tier = u64::from(tier(c.group, h, self.max_hops)) << TIER_SHIFT;
-            key | tier | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
+            let canary = c.eligible && canary_hit(c.canary, client_hash, c.name_hash);
+            key | tier
+                | (NOT_CANARY * u64::from(!canary))
+                | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
         };
         let score = |c: &PreparedCandidate| Score::new(draw(client_hash, c.name_hash), c.weight);
         if k == 1
@@ -578,6 +609,7 @@ fn ranked_keys(input: &PolicyInput<'_>) -> (Vec<SortKey>, bool) {
 #[derive(Clone, Copy, Debug)]
 struct SortKey {
     not_static: bool,
+    not_canary: bool,
     tier: u8,
     no_route: bool,
     hops: u8,
@@ -601,6 +633,7 @@ impl SortKey {
         Self {
             // The static map overrides only while its POP is eligible, not when failing open.
             not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
+            not_canary: !(is_eligible(c) && canary_hit(c.canary, input.client_hash, c.name_hash)),
             tier: tier(c.group, c.hops.unwrap_or(NO_ROUTE), input.max_hops),
             no_route: c.hops.is_none(),
             hops: c.hops.unwrap_or(0),
@@ -615,7 +648,8 @@ impl SortKey {
 
     /// The fields before the score, packed so that integer order is their tuple order.
     fn primary(&self) -> u64 {
-        (u64::from(self.not_static) << 43)
+        (u64::from(self.not_static) << 44)
+            | (u64::from(self.not_canary) << 43)
             | (u64::from(self.tier) << TIER_SHIFT)
             | (u64::from(self.no_route) << 33)
             | (u64::from(self.hops) << 25)
@@ -627,6 +661,7 @@ impl SortKey {
     fn cmp(&self, other: &Self) -> Ordering {
         (
             self.not_static,
+            self.not_canary,
             self.tier,
             self.no_route,
             self.hops,
@@ -636,6 +671,7 @@ impl SortKey {
         )
             .cmp(&(
                 other.not_static,
+                other.not_canary,
                 other.tier,
                 other.no_route,
                 other.hops,
@@ -650,6 +686,8 @@ impl SortKey {
     fn reason_over(&self, other: &Self) -> Reason {
         if self.not_static != other.not_static {
             Reason::StaticMap
+        } else if self.not_canary != other.not_canary {
+            Reason::Canary
         } else if self.tier != other.tier {
             Reason::FailoverGroup {
                 winner: self.tier,

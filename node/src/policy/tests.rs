@@ -51,6 +51,7 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                 weight: 100,
                 load: None,
                 group: 0,
+                canary: 0,
             };
             for flag in parts {
                 match flag {
@@ -61,6 +62,10 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                     f if f.starts_with("w=") => c.weight = f[2..].parse().unwrap(),
                     f if f.starts_with("load=") => c.load = Some(f[5..].parse().unwrap()),
                     f if f.starts_with("g=") => c.group = f[2..].parse().unwrap(),
+                    f if f.starts_with("canary=") => {
+                        let share: f64 = f[7..].parse().unwrap();
+                        c.canary = (share * f64::from(u32::MAX)) as u32;
+                    }
                     f => panic!("unknown flag {f}"),
                 }
             }
@@ -475,6 +480,12 @@ fn prepared_ranking_equals_rank_on_random_clusters() {
                 },
                 // One case in three: up to three failover groups.
                 group: if case % 3 == 1 { below(3) as u8 } else { 0 },
+                // One case in five: a few canaries of various shares.
+                canary: if case % 5 == 3 && below(8) == 0 {
+                    [1 << 30, 1 << 31, u32::MAX][below(3) as usize]
+                } else {
+                    0
+                },
             })
             .collect();
         // One case in four: a hop limit.
@@ -578,5 +589,43 @@ fn failover_groups_come_before_hops_and_the_hop_limit_before_groups() {
     check(
         "ams:3:down nyc:1:g=1 syd:5:g=2",
         "nyc syd | Some(FailoverGroup { winner: 1, runner_up: 2 })",
+    );
+}
+
+#[test]
+fn a_canary_takes_a_stable_share_of_clients_first_while_it_is_eligible() {
+    // Which clients (hashes 0..2000) a 25% canary syd takes over ams (1 hop) and nyc.
+    let taken = |extra: &str| -> Vec<u64> {
+        (0..2000u64)
+            .filter(|client| {
+                run(&format!("ams:1 nyc:2 syd:5:canary={extra} client={client}")).starts_with("syd")
+            })
+            .collect()
+    };
+    let quarter = taken("0.25");
+    assert!(
+        (400..600).contains(&quarter.len()),
+        "{} of 2000",
+        quarter.len()
+    );
+    // Sticky: a larger share keeps every client of the smaller one.
+    let half = taken("0.5");
+    assert!(quarter.iter().all(|c| half.contains(c)));
+    assert!((900..1100).contains(&half.len()), "{} of 2000", half.len());
+    assert!(taken("0").is_empty());
+    // A client in the share: the canary first, then the usual order.
+    let client = quarter[0];
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25 client={client}"),
+        "syd ams nyc | Some(Canary)",
+    );
+    // Not while it is ineligible; the static map still overrides.
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25:down client={client}"),
+        "ams nyc | Some(FewerHops { winner: 1, runner_up: 2 })",
+    );
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25 static=nyc client={client}"),
+        "nyc syd ams | Some(StaticMap)",
     );
 }
