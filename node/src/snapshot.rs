@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SVCB, SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 use sparrow_proto::views::ViewHeader;
 
 use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
-use crate::config::{Config, GeoName, Target, WhenDown};
+use crate::config::{Config, GeoName, HttpsRecord, Target, WhenDown};
 use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
@@ -56,16 +57,31 @@ struct GeoRecords {
     /// The fallback's records (`when_down = "fallback"`), per family as above.
     fallback_a: Vec<Record>,
     fallback_aaaa: Vec<Record>,
+    /// Per POP, its steered HTTPS record (empty without `[geo.https]`).
+    https: Vec<Vec<Record>>,
 }
 
 impl GeoRecords {
-    /// Per POP, its records of type `rtype` (A, or AAAA for any other type).
+    /// Per POP, its records of type `rtype` (A, HTTPS, or AAAA for any other type).
     fn of(&self, rtype: RecordType) -> &[Vec<Record>] {
-        if rtype == RecordType::A {
-            &self.a
-        } else {
-            &self.aaaa
+        match rtype {
+            RecordType::A => &self.a,
+            RecordType::HTTPS => &self.https,
+            _ => &self.aaaa,
         }
+    }
+}
+
+/// The families answers are ranked for, each over the POPs that have records of it: A,
+/// AAAA, HTTPS ([`family`] maps a type to its index).
+const FAMILIES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, RecordType::HTTPS];
+
+/// The index in [`FAMILIES`] of the records of type `rtype` (AAAA for any other type).
+fn family(rtype: RecordType) -> usize {
+    match rtype {
+        RecordType::A => 0,
+        RecordType::HTTPS => 2,
+        _ => 1,
     }
 }
 
@@ -366,7 +382,7 @@ pub struct Snapshot {
     local_records: Arc<[GeoRecords]>,
     /// Per geo name and address family (A, AAAA): the client-independent part of its
     /// ranking over the POPs that have an address of that family, from `pop_status`.
-    prepared: Arc<[[policy::Prepared; 2]]>,
+    prepared: Arc<[[policy::Prepared; 3]]>,
     /// hashbrown's (foldhash): the keys are the config's names, so no flooding, and a
     /// lookup per geo query costs a fraction of std's SipHash.
     geo_index: Arc<hashbrown::HashMap<LowerName, usize>>,
@@ -431,7 +447,7 @@ impl Snapshot {
     /// The same snapshot with its per-geo-name rankings prepared from the current POP
     /// states; every change of `pop_status` goes through here.
     fn prepared(mut self) -> Self {
-        let prepared: Vec<[policy::Prepared; 2]> = self
+        let prepared: Vec<[policy::Prepared; 3]> = self
             .config
             .geo
             .iter()
@@ -442,7 +458,7 @@ impl Snapshot {
                     .iter()
                     .map(|&i| self.candidate(geo, i, None))
                     .collect();
-                [RecordType::A, RecordType::AAAA].map(|t| {
+                FAMILIES.map(|t| {
                     policy::Prepared::new(
                         &candidates,
                         self.config.node.pop,
@@ -598,6 +614,7 @@ impl Snapshot {
         match rtype {
             RecordType::A => &g.a[pop],
             RecordType::AAAA => &g.aaaa[pop],
+            RecordType::HTTPS => &g.https[pop],
             _ => &[],
         }
     }
@@ -656,7 +673,7 @@ impl Snapshot {
         let static_pop = row
             .static_column()
             .map(|column| self.config.geo[geo].pops[column]);
-        let family = usize::from(rtype != RecordType::A);
+        let family = family(rtype);
         let failed_open = self.prepared[geo][family].rank_first_into(
             row.hop_bytes(),
             static_pop,
@@ -758,9 +775,51 @@ fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[Geo
                 aaaa: g.targets.iter().map(|t| records(g, Some(t), &v6)).collect(),
                 fallback_a: records(g, fallback, &v4),
                 fallback_aaaa: records(g, fallback, &v6),
+                https: g
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(pop, t)| {
+                        g.https
+                            .as_ref()
+                            .and_then(|h| https_rdata(h, pop, t))
+                            .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+                            .into_iter()
+                            .collect()
+                    })
+                    .collect(),
             }
         })
         .collect()
+}
+
+/// POP `pop`'s HTTPS record data for a name steered with `h` whose target there is `t`
+/// (RFC 9460 ServiceMode; SvcParams in key order: alpn, port, ipv4hint, ipv6hint). `None`
+/// for a POP without addresses.
+fn https_rdata(h: &HttpsRecord, pop: usize, t: &Target) -> Option<RData> {
+    let Target::Addresses { v4, v6 } = t else {
+        return None;
+    };
+    if v4.is_empty() && v6.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    if !h.alpn.is_empty() {
+        params.push((SvcParamKey::Alpn, SvcParamValue::Alpn(Alpn(h.alpn.clone()))));
+    }
+    if let Some(port) = h.port {
+        params.push((SvcParamKey::Port, SvcParamValue::Port(port)));
+    }
+    if !v4.is_empty() {
+        let hint = IpHint(v4.iter().map(|ip| A(*ip)).collect());
+        params.push((SvcParamKey::Ipv4Hint, SvcParamValue::Ipv4Hint(hint)));
+    }
+    if !v6.is_empty() {
+        let hint = IpHint(v6.iter().map(|ip| AAAA(*ip)).collect());
+        params.push((SvcParamKey::Ipv6Hint, SvcParamValue::Ipv6Hint(hint)));
+    }
+    let target = h.targets[pop].clone().unwrap_or_else(Name::root);
+    Some(RData::HTTPS(HTTPS(SVCB::new(h.priority, target, params))))
 }
 
 /// The decision table of every geo name (names with the same POP list share one).

@@ -65,7 +65,7 @@ async fn the_services_example_answers_each_service_from_its_own_targets_and_heal
         "ams's api probe never went down"
     );
     let server = node.addr;
-    let (www, api, cdn, api_tcp, api_v6) = tokio::task::spawn_blocking(move || {
+    let (www, api, cdn, api_tcp, api_v6, https) = tokio::task::spawn_blocking(move || {
         (
             dig(server, &["www.example.net", "A", "+subnet=100.64.1.0/24"]),
             dig(server, &["api.example.net", "A", "+subnet=100.64.1.0/24"]),
@@ -77,6 +77,10 @@ async fn the_services_example_answers_each_service_from_its_own_targets_and_heal
             dig(
                 server,
                 &["api.example.net", "AAAA", "+subnet=100.64.1.0/24"],
+            ),
+            dig(
+                server,
+                &["api.example.net", "HTTPS", "+subnet=100.64.1.0/24"],
             ),
         )
     })
@@ -97,6 +101,13 @@ async fn the_services_example_answers_each_service_from_its_own_targets_and_heal
         api_tcp.contains("api.example.net.\t30\tIN\tA\t198.51.100.20"),
         "{api_tcp}"
     );
+    // The steered HTTPS record: nyc's hints, the same scope.
+    assert!(
+        https
+            .contains("api.example.net.\t30\tIN\tHTTPS\t1 . alpn=\"h2,h3\" ipv4hint=198.51.100.20"),
+        "{https}"
+    );
+    assert!(https.contains("CLIENT-SUBNET: 100.64.1.0/24/24"), "{https}");
     // api has no IPv6 target: NODATA with the SOA.
     assert!(api_v6.contains("status: NOERROR"), "{api_v6}");
     assert!(api_v6.contains("ANSWER: 0"), "{api_v6}");
@@ -176,11 +187,11 @@ async fn the_services_example_answers_each_service_from_its_own_targets_and_heal
         scraped.value(r#"sparrow_service_state{service="cdn",pop="syd",state="healthy"}"#),
         1.0
     );
-    // api went to nyc twice over dig (UDP, TCP) and twice over hickory; its AAAA query
-    // (NODATA) handed out no POP. cdn went to syd once each way.
+    // api went to nyc three times over dig (A over UDP and TCP, HTTPS) and twice over
+    // hickory; its AAAA query (NODATA) handed out no POP. cdn went to syd once each way.
     assert_eq!(
         scraped.value(r#"sparrow_service_answers_total{service="api",pop="nyc"}"#),
-        4.0
+        5.0
     );
     assert_eq!(
         scraped.value(r#"sparrow_service_answers_total{service="api",pop="ams"}"#),

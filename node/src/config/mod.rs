@@ -120,6 +120,9 @@ impl Config {
                 g.weights,
                 g.canary
             ));
+            if let Some(h) = &g.https {
+                put(&format!("https {} {:?}", g.name, h));
+            }
         }
         if let Some(map) = &self.static_map {
             for (net, pop) in map.entries() {
@@ -390,6 +393,22 @@ pub struct GeoName {
     pub weights: Vec<u32>,
     /// Per POP (same index): its canary share of this name's clients, in 2^-32 (0: none).
     pub canary: Vec<u32>,
+    /// Steered HTTPS records (`[geo.https]`), if the name answers them.
+    pub https: Option<HttpsRecord>,
+}
+
+/// A geo name's steered HTTPS record (RFC 9460, ServiceMode): one per POP, with the POP's
+/// addresses for the name as `ipv4hint`/`ipv6hint`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsRecord {
+    /// SvcPriority (1 or more).
+    pub priority: u16,
+    /// `alpn` (empty: none).
+    pub alpn: Vec<String>,
+    /// `port`, if not the default.
+    pub port: Option<u16>,
+    /// Per POP (same index): its TargetName (`None`: `.`, the owner name).
+    pub targets: Vec<Option<Name>>,
 }
 
 /// A service's answer when every POP serving it is down, drained or unhealthy for it.

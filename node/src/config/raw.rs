@@ -264,6 +264,8 @@ pub(crate) struct RawGeo {
     pub(crate) groups: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
     #[serde(default)]
     pub(crate) max_hops: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(crate) https: Option<Spanned<RawHttps>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,6 +287,8 @@ pub(crate) struct RawTarget {
     pub(crate) weight: Option<Spanned<u32>>,
     #[serde(default)]
     pub(crate) canary: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(crate) https_target: Option<Spanned<String>>,
 }
 
 /// What a service answers when every POP is down for it (`[geo.fallback]`).
@@ -295,4 +299,16 @@ pub(crate) struct RawFallback {
     pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(crate) cname: Option<Spanned<String>>,
+}
+
+/// Steered HTTPS records of a geo name (`[geo.https]`, RFC 9460 ServiceMode).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttps {
+    #[serde(default)]
+    pub(crate) priority: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) alpn: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(crate) port: Option<u16>,
 }

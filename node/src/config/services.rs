@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawGeo, RawProbe, RawTarget};
 use super::validate::Cx;
-use super::{ConfigError, GeoName, Pop, Target, WhenDown};
+use super::{ConfigError, GeoName, HttpsRecord, Pop, Target, WhenDown};
 use crate::health::spec::Probe;
 use crate::policy::{MAX_GROUPS, NO_ROUTE};
 
@@ -42,6 +42,7 @@ pub(super) fn targets(
         let r = r.get_ref();
         let mut set: Vec<Option<Target>> = vec![None; pops.len()];
         let mut seen = vec![false; pops.len()];
+        let mut https_targets: Vec<Option<Name>> = vec![None; pops.len()];
         g.weights = pops.iter().map(|p| p.weight).collect();
         g.canary = vec![0; pops.len()];
         for t in &r.targets {
@@ -62,6 +63,14 @@ pub(super) fn targets(
             let raw = t.get_ref();
             if raw.addresses.is_some() || raw.cname.is_some() {
                 set[pop] = Some(target(cx, t, origin)?);
+            }
+            if let Some(name) = &raw.https_target {
+                if r.https.is_none() {
+                    return Err(
+                        cx.error(Some(name.span()), "https_target needs a [geo.https] table")
+                    );
+                }
+                https_targets[pop] = Some(cx.name(name, origin)?);
             }
             if let Some(w) = &raw.weight {
                 if *w.get_ref() == 0 {
@@ -125,6 +134,46 @@ pub(super) fn targets(
             })
             .collect();
         g.when_down = when_down(cx, r, g, origin)?;
+        g.https = match &r.https {
+            None => None,
+            Some(h) if g.is_cname() => {
+                return Err(cx.error(
+                    Some(h.span()),
+                    format!(
+                        "{} answers with a CNAME: it cannot answer HTTPS records too",
+                        g.name
+                    ),
+                ));
+            }
+            Some(h) => {
+                let h = h.get_ref();
+                let priority = match &h.priority {
+                    None => 1,
+                    Some(p) if *p.get_ref() == 0 => {
+                        return Err(cx.error(
+                            Some(p.span()),
+                            "priority must be at least 1 (an alias has no per-POP answer)",
+                        ));
+                    }
+                    Some(p) => *p.get_ref(),
+                };
+                let alpn = h
+                    .alpn
+                    .as_ref()
+                    .map_or_else(Vec::new, |a| a.get_ref().clone());
+                if let Some(a) = &h.alpn
+                    && a.get_ref().iter().any(|id| id.is_empty() || id.len() > 255)
+                {
+                    return Err(cx.error(Some(a.span()), "an alpn id is 1 to 255 bytes"));
+                }
+                Some(HttpsRecord {
+                    priority,
+                    alpn,
+                    port: h.port,
+                    targets: https_targets,
+                })
+            }
+        };
         g.groups = groups(cx, r, g, pops, pop_index)?;
         g.max_hops = match &r.max_hops {
             Some(m) if *m.get_ref() == NO_ROUTE => {
@@ -497,6 +546,22 @@ name = "www"
             (
                 format!("{api}[geo.fallback]\ncname = \"sorry.example.org.\"\n"),
                 "api.example.net.'s fallback must be of the kind of its targets (addresses)",
+            ),
+            (
+                format!("{api}[[geo.target]]\npop = \"ams\"\nhttps_target = \"x\"\n"),
+                "sparrow.toml:31:16: https_target needs a [geo.https] table",
+            ),
+            (
+                format!("{api}[geo.https]\npriority = 0\n"),
+                "sparrow.toml:30:12: priority must be at least 1",
+            ),
+            (
+                format!("{api}https = {{ alpn = [\"\"] }}\n"),
+                "an alpn id is 1 to 255 bytes",
+            ),
+            (
+                format!("{api}https = {{}}\n[[geo.target]]\npop = \"ams\"\ncname = \"a.example.com.\"\n[[geo.target]]\npop = \"nyc\"\ncname = \"n.example.com.\"\n"),
+                "api.example.net. answers with a CNAME: it cannot answer HTTPS records too",
             ),
             (
                 "groups = [[\"ams\"], [\"ams\", \"nyc\"]]\n".to_owned(),

@@ -1109,6 +1109,7 @@ impl Cx<'_> {
             max_hops: None,
             weights: Vec::new(),
             canary: Vec::new(),
+            https: None,
         })
     }
 }

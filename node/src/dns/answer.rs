@@ -263,12 +263,13 @@ fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     }
 }
 
-/// Whether geo name `geo` answers `qtype` from its POPs: A, AAAA and ANY, and CNAME for a
-/// CNAME service.
+/// Whether geo name `geo` answers `qtype` from its POPs: A, AAAA and ANY, CNAME for a
+/// CNAME service, HTTPS for a name with `[geo.https]`.
 fn geo_answers(snap: &Snapshot, geo: usize, qtype: RecordType) -> bool {
     match qtype {
         RecordType::A | RecordType::AAAA | RecordType::ANY => true,
         RecordType::CNAME => snap.config.geo[geo].is_cname(),
+        RecordType::HTTPS => snap.config.geo[geo].https.is_some(),
         _ => false,
     }
 }
@@ -288,6 +289,7 @@ fn geo_answer<'a>(
     let types: &[RecordType] = match qtype {
         // Both columns of a CNAME service hold the same CNAME: one is the answer.
         _ if snap.config.geo[geo].is_cname() => &[RecordType::A],
+        RecordType::HTTPS => &[RecordType::HTTPS],
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
         RecordType::A => &[RecordType::A],
         _ => &[RecordType::AAAA],
@@ -410,6 +412,48 @@ mod tests {
         assert_eq!(
             ask("cdn.example.net.", a, "100.64.1.0/24"),
             "No Error aa=true [CNAME ams.cdn.example.com.] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn https_records_are_steered_like_addresses_with_the_pops_hints() {
+        let snap = services();
+        let https = |snap: &Snapshot, subnet| {
+            ask(snap, "api.example.net.", RecordType::HTTPS, Some(subnet))
+        };
+        assert_eq!(
+            https(&snap, "100.64.1.0/24"),
+            "No Error aa=true [HTTPS 1 . alpn=h2,h3, ipv4hint=192.0.2.20,] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            https(&snap.with_service_down(0, 1, true), "100.64.1.0/24"),
+            "No Error aa=true [HTTPS 1 . alpn=h2,h3, ipv4hint=198.51.100.20,] auth=0 scope=Some(24)"
+        );
+        // Names without [geo.https] have none (NODATA, not tailored).
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::HTTPS,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [] auth=1 scope=Some(0)"
+        );
+        // A per-POP target name, a port and both families' hints (hickory's rendering; the
+        // wire form is checked with dig in the integration tests).
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("# port = 8443", "port = 8443")
+            .replace(
+                "addresses = [\"198.51.100.20\"]",
+                "addresses = [\"198.51.100.20\", \"2001:db8:b::20\"]\nhttps_target = \"nyc.edge.example.org.\"",
+            );
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        assert_eq!(
+            https(&snap, "100.64.2.0/24"),
+            "No Error aa=true [HTTPS 1 nyc.edge.example.org. alpn=h2,h3, port=8443 ipv4hint=198.51.100.20, ipv6hint=2001:db8:b::20,] auth=0 scope=Some(24)"
         );
     }
 
