@@ -28,7 +28,12 @@ fn bench(c: &mut Criterion) {
                 black_box(RecordType::A),
                 black_box(ResponseCode::NoError),
             );
-            dns.geo_answer(black_box(1), black_box(true), black_box(false));
+            dns.geo_answer(
+                black_box(0),
+                black_box(1),
+                black_box(true),
+                black_box(false),
+            );
         });
     });
     c.bench_function("metrics/render", |b| b.iter(|| black_box(metrics.render())));

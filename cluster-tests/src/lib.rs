@@ -61,6 +61,12 @@ pub fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/single-node/sparrow.toml")
 }
 
+/// The services example (`deploy/examples/services/sparrow.toml`): the single-node example
+/// with `api` (own targets, a probe failing at ams) and `cdn` (a CNAME per POP).
+pub fn services_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml")
+}
+
 /// A copy of the example's folder in a fresh temporary folder, with `edit` applied to the
 /// config text. Returns the path of the edited config. The folder is left for inspection.
 pub fn example_variant(edit: impl FnOnce(String) -> String) -> PathBuf {
@@ -627,6 +633,16 @@ pub fn example_cluster_with(
     pki: &TestPki,
     edit: impl Fn(&str, String) -> String,
 ) -> Vec<(PathBuf, std::net::UdpSocket)> {
+    cluster_of(&example_config(), pki, edit)
+}
+
+/// [`example_cluster_with`] from the config at `src` (the single-node example, or another
+/// with the same three POPs, such as [`services_config`]).
+pub fn cluster_of(
+    src: &Path,
+    pki: &TestPki,
+    edit: impl Fn(&str, String) -> String,
+) -> Vec<(PathBuf, std::net::UdpSocket)> {
     let sockets: Vec<std::net::UdpSocket> = (0..3)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind gossip socket"))
         .collect();
@@ -640,8 +656,8 @@ pub fn example_cluster_with(
         .enumerate()
         .map(|(i, (pop, socket))| {
             let cert = pki.node(pop);
-            let config = example_variant(|text| {
-                let text = text.replace("pop = \"ams\"", &format!("pop = \"{pop}\""));
+            let config = variant_of(src, |text| {
+                let text = text.replacen("pop = \"ams\"", &format!("pop = \"{pop}\""), 1);
                 let section = format!(
                     "\n[cluster]\nid = \"test\"\nlisten = \"{}\"\nseeds = [\"{}\"]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\ngossip_interval_ms = 100\n",
                     addrs[i], addrs[0]

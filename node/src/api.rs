@@ -22,7 +22,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hickory_proto::rr::LowerName;
 use ipnet::IpNet;
-use sparrow_proto::api::{AdminReport, PopReport, Request, Response, StatusReport, ViewReport};
+use sparrow_proto::api::{
+    AdminReport, PopReport, Request, Response, ServiceReport, StatusReport, ViewReport,
+};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +33,7 @@ use tracing::{Instrument as _, debug, info, warn};
 use crate::cluster::endpoint::Service;
 use crate::cluster::node::ClusterHandle;
 use crate::cluster::state::{AdminBy, Mode};
-use crate::config;
+use crate::config::{self, Target};
 use crate::pki::Identity;
 use crate::policy::AdminState;
 use crate::snapshot::Snapshot;
@@ -296,7 +298,16 @@ async fn handle(cx: &ApiContext, request: Request, who: &str) -> Response {
             Ok(e) => Response::Explanation(e),
             Err(message) => Response::Error { message },
         },
-        Request::SetAdmin { pop, drained } => set_admin(cx, &snap, &pop, drained, who).await,
+        Request::SetAdmin {
+            pop,
+            drained,
+            service: None,
+        } => set_admin(cx, &snap, &pop, drained, who).await,
+        Request::SetAdmin {
+            pop,
+            drained,
+            service: Some(service),
+        } => set_service_admin(cx, &snap, &pop, &service, drained, who).await,
         Request::TakeOver => Response::Error {
             message: "a take-over is asked on the node's local API socket only".to_owned(),
         },
@@ -420,6 +431,110 @@ async fn set_admin(
     })
 }
 
+/// Drains or undrains service `service` at `pop`, under the same rule as a POP's drain: a
+/// standalone node any POP, a clustered node its own POP's services only (its peers read
+/// them from its `svc_drained` key).
+async fn set_service_admin(
+    cx: &ApiContext,
+    snap: &Snapshot,
+    pop: &str,
+    service: &str,
+    drained: bool,
+    who: &str,
+) -> Response {
+    let Some(index) = snap.config.pops.iter().position(|p| p.name == pop) else {
+        return Response::Error {
+            message: format!("no POP is named `{pop}`"),
+        };
+    };
+    let wanted = service.trim_end_matches('.').to_ascii_lowercase();
+    let Some(geo) =
+        snap.config.geo.iter().position(|g| {
+            g.service == wanted || g.name.to_string().trim_end_matches('.') == wanted
+        })
+    else {
+        return Response::Error {
+            message: format!("no service is named `{service}`"),
+        };
+    };
+    if !snap.config.geo[geo].pops.contains(&index) {
+        return Response::Error {
+            message: format!("POP `{pop}` does not serve `{service}`"),
+        };
+    }
+    let own = snap.config.node.pop;
+    if snap.config.cluster.is_some() && index != own {
+        let node = snap.peers[index].addr.map(|a| a.to_string());
+        return Response::Redirect {
+            pop: pop.to_owned(),
+            message: format!(
+                "{pop}'s services are held by {pop}'s own node{}: run the command there",
+                node.as_deref()
+                    .map_or_else(String::new, |a| format!(" ({a})"))
+            ),
+            node,
+        };
+    }
+    let state = if drained {
+        AdminState::Drained
+    } else {
+        AdminState::Active
+    };
+    let by = AdminBy {
+        who: who.to_owned(),
+        at_ms: crate::clock::unix_ms(),
+    };
+    let name = snap.config.geo[geo].service.clone();
+    info!(pop = %pop, service = %name, by = %who, state = state.as_str(), "operator sets a service's admin state");
+    if !cx
+        .state
+        .send(Change::ServiceAdmin {
+            pop: index,
+            service: geo,
+            state,
+            by,
+        })
+        .await
+    {
+        return Response::Error {
+            message: "the node is shutting down".to_owned(),
+        };
+    }
+    // The owner applies changes in order: wait until answers hold it.
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+    let held = loop {
+        let now = cx.state.snapshot.load_full();
+        if now.services[index].is_drained(geo) == drained {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let verb = if drained { "drained" } else { "undrained" };
+    let message = match (held, snap.config.cluster.is_some()) {
+        (false, _) => format!(
+            "{pop} {verb} for {name}, not in answers within {}s",
+            CONFIRM_WAIT.as_secs()
+        ),
+        (true, false) => format!("{pop} {verb} for {name} (standalone: this node's answers)"),
+        (true, true) => format!("{pop} {verb} for {name}; its peers read it from this node"),
+    };
+    Response::AdminSet(AdminReport {
+        pop: format!("{pop}/{name}"),
+        admin: state.as_str().to_owned(),
+        by: who.to_owned(),
+        confirmed: if held {
+            vec![snap.config.pops[own].name.clone()]
+        } else {
+            Vec::new()
+        },
+        unconfirmed: Vec::new(),
+        message,
+    })
+}
+
 /// Waits (up to [`CONFIRM_WAIT`]) until this node answers with `state` for POP `pop` and
 /// every live peer says it treats `pop` so; returns the nodes that do and those that do not.
 async fn confirm(cx: &ApiContext, pop: usize, state: AdminState) -> (Vec<String>, Vec<String>) {
@@ -510,6 +625,7 @@ pub fn status_with(
                 node: peer.addr.map(|a| a.to_string()),
                 config_digest: digest.map(|d| format!("{d:016x}")),
                 config_differs: digest.is_some_and(|d| d != own_digest),
+                services: service_reports(snap, i),
             }
         })
         .collect();
@@ -541,6 +657,40 @@ pub fn status_with(
         ready: ready.as_ref().is_none_or(|r| r.ready),
         ready_reason: ready.map_or_else(|| "ready".to_owned(), |r| r.reason),
     }
+}
+
+/// Every service POP `pop` serves, and its state there.
+fn service_reports(snap: &Snapshot, pop: usize) -> Vec<ServiceReport> {
+    let status = &snap.pop_status[pop];
+    let services = &snap.services[pop];
+    snap.config
+        .geo
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.pops.contains(&pop))
+        .map(|(geo, g)| {
+            let healthy = !services.is_down(geo);
+            let drained = services.is_drained(geo);
+            ServiceReport {
+                name: g.service.clone(),
+                healthy,
+                admin: if drained { "drained" } else { "active" }.to_owned(),
+                serving: status.live
+                    && status.healthy
+                    && status.admin == AdminState::Active
+                    && healthy
+                    && !drained,
+                targets: match &g.targets[pop] {
+                    Target::Addresses { v4, v6 } => v4
+                        .iter()
+                        .map(ToString::to_string)
+                        .chain(v6.iter().map(ToString::to_string))
+                        .collect(),
+                    Target::Cname(name) => vec![format!("CNAME {name}")],
+                },
+            }
+        })
+        .collect()
 }
 
 fn view_report(v: &crate::snapshot::ViewInfo, now_ms: u64) -> ViewReport {

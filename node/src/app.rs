@@ -191,7 +191,8 @@ impl Node {
         let admin = owner::load_admin(state_dir.as_deref(), &names);
         let clustered = config.cluster.is_some();
         let loading_kept = clustered && state_dir.is_some();
-        let mut state = NodeState::new(config.clone(), admin, loading_kept);
+        let mut state = NodeState::new(config.clone(), admin, loading_kept)
+            .with_service_admin(owner::load_service_admin(state_dir.as_deref(), &config));
         let (announce_tx, announce_rx) = watch::channel(state.initial_announcement());
         let (held_tx, held_rx) = tokio::sync::mpsc::channel(4);
         let views = clustered.then(|| Arc::new(ViewServer::new(&config.own_pop().name)));

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use sparrow_proto::api::{Explanation, PopVerdict, RouteMatch, StaticMatch};
 
+use crate::config::WhenDown;
 use crate::policy::{self, Exclusion, Reason};
 use crate::routes::RouteView;
 use crate::snapshot::{Gathered, Snapshot};
@@ -48,21 +49,27 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
                 excluded: v
                     .excluded
                     .iter()
-                    .map(|x| exclusion_name(*x).to_owned())
+                    .map(|x| exclusion(snap, geo, v.pop, *x))
                     .collect(),
                 rank: v.rank.map(|r| r + 1),
                 preference: pop.preference,
-                weight: pop.weight,
+                weight: cfg.geo[geo].weights[v.pop],
             }
         })
         .collect();
     let geo_name = &cfg.geo[geo];
     let count = usize::from(geo_name.answers);
     let mut addresses = Vec::new();
-    for rtype in [
-        hickory_proto::rr::RecordType::A,
-        hickory_proto::rr::RecordType::AAAA,
-    ] {
+    let types: &[hickory_proto::rr::RecordType] = if geo_name.is_cname() {
+        // Both columns hold the same CNAME.
+        &[hickory_proto::rr::RecordType::A]
+    } else {
+        &[
+            hickory_proto::rr::RecordType::A,
+            hickory_proto::rr::RecordType::AAAA,
+        ]
+    };
+    for &rtype in types {
         addresses.extend(
             e.ranking
                 .order
@@ -73,6 +80,19 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
                 .flatten()
                 .map(|r| format!("{} {}", r.record_type(), r.data)),
         );
+    }
+    // Every POP down for this name, and it does not fail open: its `when_down` answer.
+    let when_down = match (&geo_name.when_down, e.ranking.failed_open) {
+        (WhenDown::NoData, true) => Some("answering NODATA (when_down = \"nodata\")"),
+        (WhenDown::Fallback(_), true) => Some("answering its fallback (when_down = \"fallback\")"),
+        _ => None,
+    };
+    if when_down.is_some() {
+        addresses = types
+            .iter()
+            .flat_map(|&t| snap.geo_fallback(geo, t))
+            .map(|r| format!("{} {}", r.record_type(), r.data))
+            .collect();
     }
     let winner = e.ranking.order.first().map(|&i| pop_name(i));
     let reason = match (&winner, e.reason) {
@@ -91,13 +111,34 @@ pub fn explain(snap: &Snapshot, geo: usize, client: IpAddr) -> Explanation {
         ranking: e.ranking.order.iter().map(|&i| pop_name(i)).collect(),
         answers: geo_name.answers,
         rule: e.reason.map(|r| rule_name(r).to_owned()),
-        reason: if e.ranking.failed_open {
-            format!("{reason} (no POP is eligible: failing open, all POPs considered)")
-        } else {
-            reason
+        reason: match (when_down, e.ranking.failed_open) {
+            (Some(what), _) => format!("no POP can serve {}: {what}", geo_name.service),
+            (None, true) => {
+                format!("{reason} (no POP is eligible: failing open, all POPs considered)")
+            }
+            (None, false) => reason,
         },
         failed_open: e.ranking.failed_open,
         addresses,
+        service: geo_name.service.clone(),
+    }
+}
+
+/// Why POP `pop` is out for service `geo`: the POP's own state, or (when the POP itself is
+/// fine on that count) the service's at the POP.
+fn exclusion(snap: &Snapshot, geo: usize, pop: usize, x: Exclusion) -> String {
+    let (status, service) = (&snap.pop_status[pop], &snap.services[pop]);
+    let name = &snap.config.geo[geo].service;
+    match x {
+        Exclusion::Drained
+            if status.admin != policy::AdminState::Drained && service.is_drained(geo) =>
+        {
+            format!("{name} drained here")
+        }
+        Exclusion::Unhealthy if status.healthy && service.is_down(geo) => {
+            format!("{name} unhealthy here")
+        }
+        _ => exclusion_name(x).to_owned(),
     }
 }
 
@@ -114,6 +155,8 @@ fn rule_name(r: Reason) -> &'static str {
     match r {
         Reason::OnlyCandidate => "only_candidate",
         Reason::StaticMap => "static_map",
+        Reason::FailoverGroup { .. } => "failover_group",
+        Reason::Canary => "canary",
         Reason::OnlyRoute => "only_route",
         Reason::FewerHops { .. } => "fewer_hops",
         Reason::LessLoaded { .. } => "less_loaded",
@@ -135,6 +178,18 @@ fn sentence(
             Some((prefix, _)) => format!("the static map sends {prefix} to it"),
             None => "the static map names it".to_owned(),
         },
+        Reason::Canary => format!(
+            "it is a canary for this name and the client block {} falls in its share",
+            g.block
+        ),
+        Reason::FailoverGroup { winner, runner_up } if winner < 128 && runner_up >= 128 => {
+            "the next POP is beyond the name's max_hops (or has no route)".to_owned()
+        }
+        Reason::FailoverGroup { winner, runner_up } => format!(
+            "an earlier failover group ({} against {} for the next POP)",
+            (winner & 0x7F) + 1,
+            (runner_up & 0x7F) + 1
+        ),
         Reason::OnlyRoute => "it has a route to the client and the next POP has none".to_owned(),
         Reason::FewerHops { winner, runner_up } => {
             format!("fewest AS hops ({winner} against {runner_up} for the next POP)")
@@ -155,5 +210,48 @@ fn sentence(
             "as near and as preferred as the next POP; the hash of the client block {} picks it",
             g.block
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, Disk};
+
+    fn services(edit: impl Fn(String) -> String) -> Snapshot {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    #[test]
+    fn a_service_down_at_a_pop_is_named_and_an_all_down_name_says_its_answer() {
+        let (api, client) = (1, "100.64.1.9".parse().unwrap());
+        let snap = services(|t| {
+            t.replacen(
+                "name = \"api\"\nttl = 30\n",
+                "name = \"api\"\nttl = 30\nwhen_down = \"nodata\"\n",
+                1,
+            )
+        });
+        let e = explain(&snap.with_service_down(0, api, true), api, client);
+        assert_eq!(e.service, "api");
+        assert_eq!(e.ranking, ["nyc", "syd"]);
+        assert_eq!(e.pops[0].excluded, ["api unhealthy here"]);
+        assert_eq!(e.addresses, ["A 198.51.100.20"]);
+        let all = (0..3).fold(snap, |s, pop| s.with_service_down(pop, api, true));
+        let e = explain(&all, api, client);
+        assert!(e.failed_open);
+        assert_eq!(
+            e.reason,
+            "no POP can serve api: answering NODATA (when_down = \"nodata\")"
+        );
+        assert!(e.addresses.is_empty());
+        // The POP itself unhealthy is said as before.
+        let e = explain(&all.with_health(0, false), 0, client);
+        assert_eq!(e.pops[0].excluded, ["unhealthy"]);
     }
 }

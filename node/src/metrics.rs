@@ -102,6 +102,9 @@ pub struct DnsMetrics {
     queries: Vec<Counter>,
     /// Per POP index: [without ECS, with ECS].
     geo: Vec<[Counter; 2]>,
+    /// Per service (geo name) and POP index: answers handing that POP out first (`None`
+    /// for POPs that do not serve it).
+    service: Vec<Vec<Option<Counter>>>,
     local_only: Counter,
     /// [dropped, slipped] by response rate limiting.
     rate_limited: [Counter; 2],
@@ -119,13 +122,17 @@ impl QueryObserver for DnsMetrics {
         self.queries[i].inc();
     }
 
-    /// Counts one geo answer whose first POP is `pop`.
+    /// Counts one geo answer of service `service` whose first POP is `pop`.
     #[inline]
-    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+    fn geo_answer(&self, service: usize, pop: usize, ecs: bool, local_only: bool) {
         // A POP index past the registered ones cannot happen while the POP list is fixed at
         // start; if a reload ever adds POPs, their answers go uncounted rather than panic.
         if let Some(c) = self.geo.get(pop) {
             c[usize::from(ecs)].inc();
+        }
+        // The same for services added by a reload.
+        if let Some(Some(c)) = self.service.get(service).and_then(|s| s.get(pop)) {
+            c.inc();
         }
         if local_only {
             self.local_only.inc();
@@ -248,6 +255,29 @@ impl Metrics {
             "Geo answers, by the POP handed out first and whether the query carried EDNS Client Subnet",
             geo,
         );
+        let service = Family::<Labels, Counter>::default();
+        let service_counters = config
+            .geo
+            .iter()
+            .map(|g| {
+                (0..config.pops.len())
+                    .map(|pop| {
+                        g.pops.contains(&pop).then(|| {
+                            let labels = vec![
+                                ("service", g.service.clone()),
+                                ("pop", config.pops[pop].name.clone()),
+                            ];
+                            service.get_or_create(&labels).clone()
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        registry.register(
+            "sparrow_service_answers",
+            "Geo answers, by service (geo name) and the POP handed out first",
+            service,
+        );
         let local_only = Counter::default();
         registry.register(
             "sparrow_local_only_answers",
@@ -294,6 +324,7 @@ impl Metrics {
             dns: Arc::new(DnsMetrics {
                 queries: query_counters,
                 geo: geo_counters,
+                service: service_counters,
                 local_only,
                 rate_limited,
             }),
@@ -476,6 +507,33 @@ impl Collector for StateCollector {
             ] {
                 let labels = [("pop", pop.name.as_str()), ("state", state)];
                 ConstGauge::new(i64::from(on)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "sparrow_service_state",
+            "Each service at each POP that serves it, as this node sees it: healthy (its own probes), drained (for this service), serving (answers for it hand the POP out: the POP and the service both live, healthy, active); 1 if so.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (geo, g) in config.geo.iter().enumerate() {
+            for &pop in &g.pops {
+                let (s, svc) = (&snap.pop_status[pop], &snap.services[pop]);
+                let (healthy, drained) = (!svc.is_down(geo), svc.is_drained(geo));
+                let serving =
+                    s.live && s.healthy && s.admin == AdminState::Active && healthy && !drained;
+                for (state, on) in [
+                    ("healthy", healthy),
+                    ("drained", drained),
+                    ("serving", serving),
+                ] {
+                    let labels = [
+                        ("service", g.service.as_str()),
+                        ("pop", config.pops[pop].name.as_str()),
+                        ("state", state),
+                    ];
+                    ConstGauge::new(i64::from(on)).encode(m.encode_family(&labels)?)?;
+                }
             }
         }
 

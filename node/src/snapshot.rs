@@ -10,16 +10,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SVCB, SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 use sparrow_proto::views::ViewHeader;
 
-use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus};
-use crate::config::{Config, GeoName};
-#[cfg(test)]
-use crate::policy::AdminState;
-use crate::policy::{self, Candidate, PolicyInput, Ranking};
+use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
+use crate::config::{Config, GeoName, HttpsRecord, Target, WhenDown};
+use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
@@ -55,16 +54,34 @@ pub struct StreamedViews {
 struct GeoRecords {
     a: Vec<Vec<Record>>,
     aaaa: Vec<Vec<Record>>,
+    /// The fallback's records (`when_down = "fallback"`), per family as above.
+    fallback_a: Vec<Record>,
+    fallback_aaaa: Vec<Record>,
+    /// Per POP, its steered HTTPS record (empty without `[geo.https]`).
+    https: Vec<Vec<Record>>,
 }
 
 impl GeoRecords {
-    /// Per POP, its records of type `rtype` (A, or AAAA for any other type).
+    /// Per POP, its records of type `rtype` (A, HTTPS, or AAAA for any other type).
     fn of(&self, rtype: RecordType) -> &[Vec<Record>] {
-        if rtype == RecordType::A {
-            &self.a
-        } else {
-            &self.aaaa
+        match rtype {
+            RecordType::A => &self.a,
+            RecordType::HTTPS => &self.https,
+            _ => &self.aaaa,
         }
+    }
+}
+
+/// The families answers are ranked for, each over the POPs that have records of it: A,
+/// AAAA, HTTPS ([`family`] maps a type to its index).
+const FAMILIES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, RecordType::HTTPS];
+
+/// The index in [`FAMILIES`] of the records of type `rtype` (AAAA for any other type).
+fn family(rtype: RecordType) -> usize {
+    match rtype {
+        RecordType::A => 0,
+        RecordType::HTTPS => 2,
+        _ => 1,
     }
 }
 
@@ -80,6 +97,7 @@ pub struct Routed {
 /// The routing inputs gathered for one client (shared by `route` and `explain`).
 pub(crate) struct Gathered {
     pub(crate) candidates: Vec<Candidate>,
+    pub(crate) max_hops: Option<u8>,
     pub(crate) static_pop: Option<usize>,
     pub(crate) block: IpNet,
     pub(crate) client_hash: u64,
@@ -347,6 +365,9 @@ pub struct Snapshot {
     pub pop_status: Vec<PopStatus>,
     /// Who set each POP's admin state, when an operator did (same index).
     pub admin_by: Vec<Option<AdminBy>>,
+    /// Per POP (same index): its services that are down or drained there. A service is
+    /// handed out at a POP only if the POP and the service both are.
+    pub services: Arc<[ServiceStatus]>,
     /// Standalone, cluster or local-only.
     pub mode: Mode,
     /// What every other POP's node says of itself and whether it is alive (same index; the
@@ -361,7 +382,7 @@ pub struct Snapshot {
     local_records: Arc<[GeoRecords]>,
     /// Per geo name and address family (A, AAAA): the client-independent part of its
     /// ranking over the POPs that have an address of that family, from `pop_status`.
-    prepared: Arc<[[policy::Prepared; 2]]>,
+    prepared: Arc<[[policy::Prepared; 3]]>,
     /// hashbrown's (foldhash): the keys are the config's names, so no flooding, and a
     /// lookup per geo query costs a fraction of std's SipHash.
     geo_index: Arc<hashbrown::HashMap<LowerName, usize>>,
@@ -407,6 +428,7 @@ impl Snapshot {
             .collect();
         Self {
             admin_by: vec![None; config.pops.len()],
+            services: vec![ServiceStatus::default(); config.pops.len()].into(),
             peers: vec![PeerView::default(); config.pops.len()].into(),
             config,
             pop_status,
@@ -425,19 +447,23 @@ impl Snapshot {
     /// The same snapshot with its per-geo-name rankings prepared from the current POP
     /// states; every change of `pop_status` goes through here.
     fn prepared(mut self) -> Self {
-        let prepared: Vec<[policy::Prepared; 2]> = self
+        let prepared: Vec<[policy::Prepared; 3]> = self
             .config
             .geo
             .iter()
             .enumerate()
             .map(|(geo, g)| {
-                let candidates: Vec<Candidate> =
-                    g.pops.iter().map(|&i| self.candidate(i, None)).collect();
-                [RecordType::A, RecordType::AAAA].map(|t| {
+                let candidates: Vec<Candidate> = g
+                    .pops
+                    .iter()
+                    .map(|&i| self.candidate(geo, i, None))
+                    .collect();
+                FAMILIES.map(|t| {
                     policy::Prepared::new(
                         &candidates,
                         self.config.node.pop,
                         self.config.node.load_high_water,
+                        g.max_hops,
                         |pop| !self.geo_records[geo].of(t)[pop].is_empty(),
                     )
                 })
@@ -447,18 +473,26 @@ impl Snapshot {
         self
     }
 
-    /// POP `i` as a ranking candidate with `hops` to the client.
-    fn candidate(&self, i: usize, hops: Option<u8>) -> Candidate {
+    /// POP `i` as a ranking candidate for geo name `geo` with `hops` to the client: healthy
+    /// if the POP and its service `geo` are, drained if either is.
+    fn candidate(&self, geo: usize, i: usize, hops: Option<u8>) -> Candidate {
         let (pop, status) = (&self.config.pops[i], self.pop_status[i]);
+        let service = &self.services[i];
         Candidate {
             pop: i,
             name_hash: self.name_hashes[i],
             hops,
-            admin: status.admin,
+            admin: if service.is_drained(geo) {
+                AdminState::Drained
+            } else {
+                status.admin
+            },
             live: status.live,
-            healthy: status.healthy,
+            healthy: status.healthy && !service.is_down(geo),
+            group: self.config.geo[geo].groups[i],
+            canary: self.config.geo[geo].canary[i],
             preference: pop.preference,
-            weight: pop.weight,
+            weight: self.config.geo[geo].weights[i],
             load: status.load,
         }
     }
@@ -477,6 +511,16 @@ impl Snapshot {
         next.pop_status = pop_status;
         next.admin_by = admin_by;
         next.mode = mode;
+        next.prepared()
+    }
+
+    /// The same snapshot with every POP's service states replaced.
+    pub fn with_services(&self, services: Vec<ServiceStatus>) -> Self {
+        if *self.services == *services {
+            return self.clone();
+        }
+        let mut next = self.clone();
+        next.services = services.into();
         next.prepared()
     }
 
@@ -526,6 +570,18 @@ impl Snapshot {
         self.with_status(status, self.admin_by.clone(), self.mode)
     }
 
+    /// The same snapshot with service `geo` down (`true`) or up at POP `pop` (tests).
+    #[cfg(test)]
+    pub(crate) fn with_service_down(&self, pop: usize, geo: usize, down: bool) -> Self {
+        let mut services = self.services.to_vec();
+        services[pop].down.retain(|&g| g != geo);
+        if down {
+            services[pop].down.push(geo);
+            services[pop].down.sort_unstable();
+        }
+        self.with_services(services)
+    }
+
     /// The same snapshot with POP `pop`'s route view replaced (tests).
     #[cfg(test)]
     pub(crate) fn with_view(&self, pop: usize, view: Option<Arc<RouteView>>) -> Self {
@@ -547,7 +603,8 @@ impl Snapshot {
         self.geo_index.get(name).copied()
     }
 
-    /// The answer records of `pop` for geo name `geo` and type A or AAAA.
+    /// The answer records of `pop` for geo name `geo` and type A or AAAA (for a CNAME
+    /// service: its CNAME, whatever the type).
     pub fn geo_records(&self, geo: usize, pop: usize, rtype: RecordType) -> &[Record] {
         let g = if self.mode.is_local_only() {
             &self.local_records[geo]
@@ -557,6 +614,23 @@ impl Snapshot {
         match rtype {
             RecordType::A => &g.a[pop],
             RecordType::AAAA => &g.aaaa[pop],
+            RecordType::HTTPS => &g.https[pop],
+            _ => &[],
+        }
+    }
+
+    /// The records of geo name `geo`'s fallback (its `[geo.fallback]`, answered when every
+    /// POP is down for it) of type A or AAAA (a CNAME fallback: its CNAME, whatever the
+    /// type); empty without a fallback.
+    pub fn geo_fallback(&self, geo: usize, rtype: RecordType) -> &[Record] {
+        let g = if self.mode.is_local_only() {
+            &self.local_records[geo]
+        } else {
+            &self.geo_records[geo]
+        };
+        match rtype {
+            RecordType::A => &g.fallback_a,
+            RecordType::AAAA => &g.fallback_aaaa,
             _ => &[],
         }
     }
@@ -599,7 +673,7 @@ impl Snapshot {
         let static_pop = row
             .static_column()
             .map(|column| self.config.geo[geo].pops[column]);
-        let family = usize::from(rtype != RecordType::A);
+        let family = family(rtype);
         let failed_open = self.prepared[geo][family].rank_first_into(
             row.hop_bytes(),
             static_pop,
@@ -617,6 +691,7 @@ impl Snapshot {
             static_pop: g.static_pop,
             client_hash: g.client_hash,
             high_water: self.config.node.load_high_water,
+            max_hops: g.max_hops,
         }
     }
 
@@ -634,11 +709,12 @@ impl Snapshot {
         let candidates = pops
             .iter()
             .enumerate()
-            .map(|(column, &i)| self.candidate(i, row.hops(column)))
+            .map(|(column, &i)| self.candidate(geo, i, row.hops(column)))
             .collect();
         let (block, client_hash) = block_of(client, span);
         Gathered {
             candidates,
+            max_hops: self.config.geo[geo].max_hops,
             static_pop: row.static_column().map(|column| pops[column]),
             block,
             client_hash,
@@ -667,31 +743,83 @@ fn block_of(client: IpAddr, span: routes::Hit) -> (IpNet, u64) {
     (block, policy::stable_hash(&key))
 }
 
-/// The A and AAAA records of every POP for every geo name, with TTLs from `ttl`.
+/// The answer records of every POP for every geo name, with TTLs from `ttl`: its target's
+/// A and AAAA records, or its CNAME (then in both columns, so that both families rank the
+/// same POPs).
 fn build_geo_records(config: &Config, ttl: impl Fn(&GeoName) -> u32) -> Arc<[GeoRecords]> {
-    let records =
-        |g: &GeoName, rdata: &dyn Fn(&crate::config::Pop) -> Vec<RData>| -> Vec<Vec<Record>> {
-            config
-                .pops
-                .iter()
-                .map(|p| {
-                    rdata(p)
-                        .into_iter()
-                        .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
-                        .collect()
-                })
-                .collect()
-        };
+    let v4 = |t: &Target| match t {
+        Target::Addresses { v4, .. } => v4.iter().map(|ip| RData::A(A(*ip))).collect(),
+        Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
+    };
+    let v6 = |t: &Target| match t {
+        Target::Addresses { v6, .. } => v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+        Target::Cname(n) => vec![RData::CNAME(CNAME(n.clone()))],
+    };
+    let records = |g: &GeoName, t: Option<&Target>, rdata: &dyn Fn(&Target) -> Vec<RData>| {
+        t.map(rdata)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+            .collect::<Vec<Record>>()
+    };
     config
         .geo
         .iter()
-        .map(|g| GeoRecords {
-            a: records(g, &|p| p.v4.iter().map(|ip| RData::A(A(*ip))).collect()),
-            aaaa: records(g, &|p| {
-                p.v6.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect()
-            }),
+        .map(|g| {
+            let fallback = match &g.when_down {
+                WhenDown::Fallback(t) => Some(t),
+                WhenDown::FailOpen | WhenDown::NoData => None,
+            };
+            GeoRecords {
+                a: g.targets.iter().map(|t| records(g, Some(t), &v4)).collect(),
+                aaaa: g.targets.iter().map(|t| records(g, Some(t), &v6)).collect(),
+                fallback_a: records(g, fallback, &v4),
+                fallback_aaaa: records(g, fallback, &v6),
+                https: g
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(pop, t)| {
+                        g.https
+                            .as_ref()
+                            .and_then(|h| https_rdata(h, pop, t))
+                            .map(|d| Record::from_rdata(g.name.clone(), ttl(g), d))
+                            .into_iter()
+                            .collect()
+                    })
+                    .collect(),
+            }
         })
         .collect()
+}
+
+/// POP `pop`'s HTTPS record data for a name steered with `h` whose target there is `t`
+/// (RFC 9460 ServiceMode; SvcParams in key order: alpn, port, ipv4hint, ipv6hint). `None`
+/// for a POP without addresses.
+fn https_rdata(h: &HttpsRecord, pop: usize, t: &Target) -> Option<RData> {
+    let Target::Addresses { v4, v6 } = t else {
+        return None;
+    };
+    if v4.is_empty() && v6.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    if !h.alpn.is_empty() {
+        params.push((SvcParamKey::Alpn, SvcParamValue::Alpn(Alpn(h.alpn.clone()))));
+    }
+    if let Some(port) = h.port {
+        params.push((SvcParamKey::Port, SvcParamValue::Port(port)));
+    }
+    if !v4.is_empty() {
+        let hint = IpHint(v4.iter().map(|ip| A(*ip)).collect());
+        params.push((SvcParamKey::Ipv4Hint, SvcParamValue::Ipv4Hint(hint)));
+    }
+    if !v6.is_empty() {
+        let hint = IpHint(v6.iter().map(|ip| AAAA(*ip)).collect());
+        params.push((SvcParamKey::Ipv6Hint, SvcParamValue::Ipv6Hint(hint)));
+    }
+    let target = h.targets[pop].clone().unwrap_or_else(Name::root);
+    Some(RData::HTTPS(HTTPS(SVCB::new(h.priority, target, params))))
 }
 
 /// The decision table of every geo name (names with the same POP list share one).

@@ -173,6 +173,7 @@ pub(crate) fn spawn_probes(
 ) {
     if !config.node.probes.is_empty() {
         let (tx, rx) = watch::channel(true);
+        let (svc_tx, svc_rx) = watch::channel(Vec::new());
         tokio::spawn(
             health::monitor(
                 config.node.probes.clone(),
@@ -180,15 +181,26 @@ pub(crate) fn spawn_probes(
                 move |healthy| {
                     tx.send_replace(healthy);
                 },
+                move |down| {
+                    svc_tx.send_replace(down);
+                },
                 shutdown.clone(),
             )
             .instrument(tracing::Span::current()),
         );
         bridge(rx, state.clone(), Change::Health);
+        // Probes start up, and so do the services they check (after a reload too): the
+        // bridge sends that first, then every change, in order.
+        let mut svc_rx = svc_rx;
+        svc_rx.mark_changed();
+        bridge(svc_rx, state.clone(), Change::ServicesDown);
     } else {
         // No probe (or none any more, after a reload): the POP is healthy.
         let state = state.clone();
-        tokio::spawn(async move { state.send(Change::Health(true)).await });
+        tokio::spawn(async move {
+            state.send(Change::Health(true)).await
+                && state.send(Change::ServicesDown(Vec::new())).await
+        });
     }
     if let Some(probe) = config.node.load.clone() {
         let (tx, rx) = watch::channel(None);

@@ -190,6 +190,58 @@ answer (1 POP): A 198.51.100.10, AAAA 2001:db8:b::10
 }
 
 #[test]
+fn explain_from_the_services_example_runs_the_own_probes_and_says_why() {
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+    let out = sparrow()
+        .args(["explain", "--name", "api", "--config"])
+        .arg(&config)
+        .arg("100.64.1.0/24")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want = "\
+api.example.net. for client 100.64.1.0 (decision block 100.64.1.0/24)
+rank  pop      asn      hops  route                  as path                        state
+1     nyc      AS64502  3     100.64.1.0/24          64520 64510 64496              eligible
+2     syd      AS64503  5     100.64.1.0/24          64540 64530 64520 64510 64496  eligible
+-     ams      AS64501  1     100.64.1.0/24          64496                          api unhealthy here
+nyc wins: fewest AS hops (3 against 5 for the next POP)
+answer (1 POP): A 198.51.100.20
+";
+    assert_eq!(text, want);
+    // www at ams is not affected by api's probe.
+    let out = sparrow()
+        .args(["explain", "--json", "--name", "www", "--config"])
+        .arg(&config)
+        .arg("100.64.1.0/24")
+        .output()
+        .unwrap();
+    let e: sparrow_proto::api::Explanation = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((e.ranking[0].as_str(), e.service.as_str()), ("ams", "www"));
+    // A CNAME per POP.
+    let out = sparrow()
+        .args([
+            "explain",
+            "--json",
+            "--name",
+            "cdn.example.net.",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("100.64.3.9")
+        .output()
+        .unwrap();
+    let e: sparrow_proto::api::Explanation = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e.addresses, ["CNAME syd.cdn.example.com."]);
+}
+
+#[test]
 fn explain_json_is_machine_readable() {
     let out = sparrow()
         .args(["explain", "--json", "--name", "www", "--config"])

@@ -62,7 +62,7 @@ fn counting_queries_and_geo_answers_allocates_nothing() {
         };
         dns.query(transport, qtype, ResponseCode::NoError);
         dns.query(DnsTransport::Udp, RecordType::MX, ResponseCode::NXDomain);
-        dns.geo_answer(1, i % 2 == 0, i % 4 == 0);
+        dns.geo_answer(0, 1, i % 2 == 0, i % 4 == 0);
     }
     let allocated = ALLOCATIONS.with(Cell::get) - before;
     assert_eq!(allocated, 0, "the DNS path's metrics allocated");
@@ -81,6 +81,8 @@ fn counting_queries_and_geo_answers_allocates_nothing() {
         "sparrow_geo_answers_total{pop=\"nyc\",ecs=\"true\"} 500",
         "sparrow_geo_answers_total{pop=\"nyc\",ecs=\"false\"} 500",
         "sparrow_local_only_answers_total 250",
+        "sparrow_service_answers_total{service=\"www\",pop=\"nyc\"} 1000",
+        "sparrow_service_answers_total{service=\"www\",pop=\"ams\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }

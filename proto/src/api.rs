@@ -25,8 +25,11 @@ pub struct Explanation {
     pub reason: String,
     /// True when no POP was eligible and all were ranked anyway.
     pub failed_open: bool,
-    /// The A and AAAA records an answer would hold.
+    /// The A and AAAA records an answer would hold (a CNAME service: its CNAME).
     pub addresses: Vec<String>,
+    /// The service (the geo name relative to the zone, `api`).
+    #[serde(default)]
+    pub service: String,
 }
 
 /// The static map entry that covers a client.
@@ -54,7 +57,7 @@ pub struct PopVerdict {
     pub hops: Option<u8>,
     /// Whether the POP could be chosen.
     pub eligible: bool,
-    /// Why not (`drained`, `down`, `unhealthy`).
+    /// Why not (`drained`, `down`, `unhealthy`, `service drained`, `service unhealthy`).
     pub excluded: Vec<String>,
     /// Position in the ranking (1 = winner).
     pub rank: Option<usize>,
@@ -110,6 +113,7 @@ mod tests {
             reason: "nyc wins".into(),
             failed_open: false,
             addresses: vec!["A 198.51.100.10".into()],
+            service: "www".into(),
         };
         let text = serde_json::to_string(&e).unwrap();
         assert!(text.contains(r#""as_path":[64497]"#), "{text}");
@@ -130,12 +134,16 @@ pub enum Request {
         /// Geo name (default: the first).
         name: Option<String>,
     },
-    /// Drain or undrain a POP, cluster-wide.
+    /// Drain or undrain a POP, cluster-wide (or one of its services).
     SetAdmin {
         /// The POP.
         pop: String,
         /// `true` to drain, `false` to undrain.
         drained: bool,
+        /// Only this service at the POP (a geo name relative to the zone, `api`); absent:
+        /// the whole POP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
     },
     /// Re-read the config and every file it names, and apply it.
     Reload,
@@ -276,6 +284,25 @@ pub struct PopReport {
     /// Whether that digest differs from this node's (a half-rolled-out change).
     #[serde(default)]
     pub config_differs: bool,
+    /// Every service the POP serves, and its state there.
+    #[serde(default)]
+    pub services: Vec<ServiceReport>,
+}
+
+/// One service at one POP in a [`PopReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    /// The service (`api`).
+    pub name: String,
+    /// Its own probes at the POP pass (the POP's probes are the POP's `healthy`).
+    pub healthy: bool,
+    /// `active` or `drained`, for this service at the POP.
+    pub admin: String,
+    /// Whether answers for this service hand the POP out now (live, healthy, active, and
+    /// the same for the POP).
+    pub serving: bool,
+    /// Its targets at the POP: addresses, or `CNAME name.`.
+    pub targets: Vec<String>,
 }
 
 /// A route view as a node holds it.

@@ -292,6 +292,7 @@ async fn a_drain_is_applied_by_the_pops_own_node_and_confirmed_by_every_live_nod
         let request = Request::SetAdmin {
             pop: pop.to_owned(),
             drained,
+            service: None,
         };
         let path = socket(via);
         async move { sparrow_node::api::call(&path, &request).await.unwrap() }

@@ -12,6 +12,7 @@ mod knot;
 mod metrics;
 mod mrt;
 mod netsim;
+mod services;
 mod views;
 mod zones;
 

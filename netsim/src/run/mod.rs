@@ -590,6 +590,7 @@ async fn apply(
             let request = Request::SetAdmin {
                 pop: sim.pops[p].name.clone(),
                 drained,
+                service: None,
             };
             match api::call(&api[p], &request, Duration::from_secs(10)).await? {
                 Response::AdminSet(_) | Response::Done { .. } => {}

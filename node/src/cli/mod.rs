@@ -100,10 +100,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop handing out a POP, cluster-wide.
+    /// Stop handing out a POP, cluster-wide (with `--service`: for that service only).
     Drain {
         /// The POP.
         pop: String,
+        /// Drain only this service at the POP (a geo name, `api`).
+        #[arg(long)]
+        service: Option<String>,
         /// Which node to ask, and how.
         #[command(flatten)]
         target: Target,
@@ -111,10 +114,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Hand out a drained POP again, cluster-wide.
+    /// Hand out a drained POP again, cluster-wide (with `--service`: that service).
     Undrain {
         /// The POP.
         pop: String,
+        /// Undrain only this service at the POP.
+        #[arg(long)]
+        service: Option<String>,
         /// Which node to ask, and how.
         #[command(flatten)]
         target: Target,
@@ -134,7 +140,7 @@ pub enum Command {
         json: bool,
     },
     /// Explain which POP a client gets and why: from the running node (default), or from a
-    /// config file with `--config`.
+    /// config file with `--config` (the own POP's probes are then run once from here).
     Explain {
         /// Explain from this config file instead of asking the running node.
         #[arg(short, long, conflicts_with_all = ["socket", "remote"])]
@@ -359,14 +365,31 @@ pub fn main(cli: Cli) -> ExitCode {
             )
         }),
         Command::Status { target, json } => remote(target, Request::Status, json),
-        Command::Drain { pop, target, json } => {
-            remote(target, Request::SetAdmin { pop, drained: true }, json)
-        }
-        Command::Undrain { pop, target, json } => remote(
+        Command::Drain {
+            pop,
+            service,
+            target,
+            json,
+        } => remote(
+            target,
+            Request::SetAdmin {
+                pop,
+                drained: true,
+                service,
+            },
+            json,
+        ),
+        Command::Undrain {
+            pop,
+            service,
+            target,
+            json,
+        } => remote(
             target,
             Request::SetAdmin {
                 pop,
                 drained: false,
+                service,
             },
             json,
         ),
@@ -378,7 +401,7 @@ pub fn main(cli: Cli) -> ExitCode {
             client,
             ..
         } => with_config(&config, |loaded| {
-            let snap = Snapshot::from_config(loaded.config);
+            let snap = with_own_probes(Snapshot::from_config(loaded.config));
             match crate::api::explain(&snap, &client, name.as_deref()) {
                 Ok(e) => print_response(&Response::Explanation(e), json),
                 Err(message) => {
@@ -397,6 +420,31 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Completions { shell } => generate::completions(shell),
         Command::Man { dir } => generate::man(dir.as_deref()),
     }
+}
+
+/// `snap` with the own POP's probes (if it has any) run once from this machine: its health
+/// and its services' as they are now, where `explain --config` would otherwise assume every
+/// probe up.
+fn with_own_probes(snap: Snapshot) -> Snapshot {
+    let probes = &snap.config.node.probes;
+    if probes.is_empty() {
+        return snap;
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("warning: cannot run the probes; explaining as if all were up");
+        return snap;
+    };
+    let (healthy, down) = runtime.block_on(crate::health::check_once(probes));
+    let own = snap.config.node.pop;
+    let mut status = snap.pop_status.clone();
+    status[own].healthy = healthy;
+    let mut services = snap.services.to_vec();
+    services[own].down = down;
+    snap.with_status(status, snap.admin_by.clone(), snap.mode)
+        .with_services(services)
 }
 
 /// `sparrow check --json`: what the config holds, or why it was refused, as one JSON object.

@@ -115,6 +115,28 @@ pub fn status(s: &StatusReport) -> String {
         let (who, at) = by.rsplit_once('@').unwrap_or((by, ""));
         let _ = writeln!(out, "{} {} by {who} (unix ms {at})", p.name, p.admin);
     }
+    if s.pops.iter().any(|p| !p.services.is_empty()) {
+        let _ = writeln!(out, "services:");
+        let _ = writeln!(
+            out,
+            "{:<8} {:<12} {:<9} {:<8} {:<8} targets",
+            "pop", "service", "health", "admin", "answers"
+        );
+        for p in &s.pops {
+            for v in &p.services {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<12} {:<9} {:<8} {:<8} {}",
+                    p.name,
+                    v.name,
+                    if v.healthy { "healthy" } else { "failing" },
+                    v.admin,
+                    if v.serving { "yes" } else { "no" },
+                    v.targets.join(", ")
+                );
+            }
+        }
+    }
     let differs: Vec<&str> = s
         .pops
         .iter()
@@ -189,6 +211,7 @@ mod tests {
             node: None,
             config_digest: None,
             config_differs: name == "nyc",
+            services: Vec::new(),
         };
         let view = |source: &str, age, stale| {
             Some(ViewReport {

@@ -20,10 +20,16 @@
 //! | `drained`  | POP names, space-separated | the POPs this node treats as drained now (confirms drains) |
 //! | `peers`    | `NAME@ADDR ...`          | cluster addresses where this node met other nodes (hints for discovery) |
 //! | `leaving`  | `yes` (absent: no)       | the node is shutting down: treat it as gone now   |
+//! | `svc_down` | service names, space-separated (absent: none) | the services whose own probes are down at the POP |
+//! | `svc_drained` | service names, space-separated (absent: none) | the services an operator drained at the POP |
 //!
 //! A drain is an operator's decision about one POP, so it is carried by that POP's own node:
 //! the node of POP X is the only writer of X's `admin`, and every other node reads it from
-//! X. Its order is the order of X's own writes; no wall clock is involved.
+//! X. Its order is the order of X's own writes; no wall clock is involved. The same holds
+//! per service: only X's node writes which of X's services are down or drained
+//! (`svc_down`, `svc_drained`); a service is named by its geo name relative to the zone
+//! (`api`), and a name this node's config does not know is ignored (the `config` digest
+//! shows the mismatch).
 //!
 //! A peer whose keys do not parse is treated as down (and logged by the edge): bad input
 //! never changes answers silently.
@@ -67,6 +73,10 @@ pub const KEY_DRAINED: &str = "drained";
 pub const KEY_PEERS: &str = "peers";
 /// Key: the node is shutting down.
 pub const KEY_LEAVING: &str = "leaving";
+/// Key: the POP's services whose probes are down.
+pub const KEY_SVC_DOWN: &str = "svc_down";
+/// Key: the POP's services drained by an operator.
+pub const KEY_SVC_DRAINED: &str = "svc_drained";
 
 /// Longest value accepted for a key whose size depends on the cluster (`drained`, `peers`,
 /// `admin_by`): generous for a thousand POPs, small enough that a peer cannot make a node
@@ -190,6 +200,10 @@ pub struct HotState {
     /// The node is shutting down: peers treat it as gone at once rather than after the
     /// failure detector notices.
     pub leaving: bool,
+    /// The POP's services whose probes are down (service names, sorted).
+    pub services_down: Vec<String>,
+    /// The POP's services an operator drained (service names, sorted).
+    pub services_drained: Vec<String>,
 }
 
 impl HotState {
@@ -205,6 +219,8 @@ impl HotState {
             drained: Vec::new(),
             peers: Vec::new(),
             leaving: false,
+            services_down: Vec::new(),
+            services_drained: Vec::new(),
         }
     }
 
@@ -250,6 +266,8 @@ impl HotState {
                 KEY_LEAVING,
                 if self.leaving { "yes" } else { "" }.to_owned(),
             ),
+            (KEY_SVC_DOWN, self.services_down.join(" ")),
+            (KEY_SVC_DRAINED, self.services_drained.join(" ")),
         ]
     }
 
@@ -260,7 +278,13 @@ impl HotState {
             Some(other) => return Err(format!("unknown key schema `{other}`")),
             None => return Err("no `proto` key yet".to_owned()),
         }
-        for key in [KEY_ADMIN_BY, KEY_DRAINED, KEY_PEERS] {
+        for key in [
+            KEY_ADMIN_BY,
+            KEY_DRAINED,
+            KEY_PEERS,
+            KEY_SVC_DOWN,
+            KEY_SVC_DRAINED,
+        ] {
             if get(key).is_some_and(|v| v.len() > MAX_VALUE) {
                 return Err(format!("`{key}` value longer than {MAX_VALUE} bytes"));
             }
@@ -319,6 +343,13 @@ impl HotState {
             Some("yes") => true,
             Some(other) => return Err(format!("bad `leaving` value {other:?}")),
         };
+        let names = |key: &str| -> Vec<String> {
+            get(key)
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
         Ok(Self {
             healthy,
             admin,
@@ -329,6 +360,8 @@ impl HotState {
             drained,
             peers,
             leaving,
+            services_down: names(KEY_SVC_DOWN),
+            services_drained: names(KEY_SVC_DRAINED),
         })
     }
 }
@@ -508,6 +541,71 @@ pub fn derive(input: &ClusterInput<'_>) -> (Vec<PopStatus>, Mode) {
     (status, mode)
 }
 
+/// What the node believes about the services of one POP: which are withdrawn there on top
+/// of the POP's own status (indexes into `Config::geo`, sorted).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// Services whose probes at the POP are down.
+    pub down: Vec<usize>,
+    /// Services drained at the POP.
+    pub drained: Vec<usize>,
+}
+
+impl ServiceStatus {
+    /// Whether service `geo` is down at the POP.
+    pub fn is_down(&self, geo: usize) -> bool {
+        self.down.binary_search(&geo).is_ok()
+    }
+
+    /// Whether service `geo` is drained at the POP.
+    pub fn is_drained(&self, geo: usize) -> bool {
+        self.drained.binary_search(&geo).is_ok()
+    }
+}
+
+/// Per POP, its services' state: the own POP's from local knowledge (`own`), a standalone
+/// node's other POPs from its local operator (`standalone_drained`, per POP), and a
+/// clustered node's other POPs from what their own nodes last said (names mapped through
+/// `services`, the config's service names; unknown names are ignored).
+pub fn derive_services(
+    own: usize,
+    own_state: &ServiceStatus,
+    peers: &[PeerView],
+    standalone_drained: &[Vec<usize>],
+    membership: Membership,
+    services: &[&str],
+) -> Vec<ServiceStatus> {
+    let index = |names: &[String]| -> Vec<usize> {
+        let mut out: Vec<usize> = names
+            .iter()
+            .filter_map(|n| services.iter().position(|s| s == n))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    };
+    (0..peers.len())
+        .map(|i| {
+            if i == own {
+                return own_state.clone();
+            }
+            match membership {
+                Membership::Standalone => ServiceStatus {
+                    down: Vec::new(),
+                    drained: standalone_drained.get(i).cloned().unwrap_or_default(),
+                },
+                Membership::Clustered { .. } => match &peers[i].known {
+                    Some(k) => ServiceStatus {
+                        down: index(&k.services_down),
+                        drained: index(&k.services_drained),
+                    },
+                    None => ServiceStatus::default(),
+                },
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +636,8 @@ mod tests {
             config: Some(0xfeed),
             drained: vec!["ams".into(), "nyc".into()],
             peers: vec![("nyc".into(), "192.0.2.2:7300".parse().unwrap())],
+            services_down: vec!["api".into()],
+            services_drained: vec!["api".into(), "cdn".into()],
             ..HotState::up()
         }
     }
@@ -752,6 +852,66 @@ mod tests {
         assert!(!status[0].healthy);
         assert_eq!(status[1].admin, AdminState::Drained);
         assert!(status[1..].iter().all(|s| s.live && s.healthy));
+    }
+
+    #[test]
+    fn services_of_each_pop_come_from_its_own_node_or_the_local_operator() {
+        let services = ["www", "api", "cdn"];
+        let own = ServiceStatus {
+            down: vec![1],
+            drained: vec![],
+        };
+        // A peer saying something of the own POP's services is not listened to; names the
+        // config does not know are dropped; order and repeats do not matter.
+        let peer = HotState {
+            services_down: vec!["cdn".into(), "api".into(), "api".into()],
+            services_drained: vec!["old".into(), "www".into()],
+            ..HotState::up()
+        };
+        let peers = vec![
+            PeerView {
+                known: Some(peer.clone()),
+                alive: true,
+                addr: None,
+            },
+            PeerView {
+                known: Some(peer),
+                alive: true,
+                addr: None,
+            },
+            PeerView::default(),
+        ];
+        let clustered = derive_services(
+            0,
+            &own,
+            &peers,
+            &[],
+            Membership::Clustered { quorum: 2 },
+            &services,
+        );
+        assert_eq!(clustered[0], own);
+        assert_eq!(
+            clustered[1],
+            ServiceStatus {
+                down: vec![1, 2],
+                drained: vec![0],
+            }
+        );
+        assert_eq!(clustered[2], ServiceStatus::default());
+        assert!(clustered[1].is_down(2) && !clustered[1].is_down(0));
+        assert!(clustered[1].is_drained(0) && !clustered[1].is_drained(1));
+        // Standalone: peers' gossip (there is none) is not read; the local operator's
+        // drains are.
+        let standalone = derive_services(
+            0,
+            &own,
+            &peers,
+            &[vec![], vec![], vec![2]],
+            Membership::Standalone,
+            &services,
+        );
+        assert_eq!(standalone[1], ServiceStatus::default());
+        assert_eq!(standalone[2].drained, vec![2]);
     }
 
     #[test]

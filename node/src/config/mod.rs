@@ -7,6 +7,7 @@
 //! function that touches the file system. Every error renders as `file:line:col: reason`.
 
 mod raw;
+mod services;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -110,9 +111,21 @@ impl Config {
         }
         for g in &self.geo {
             put(&format!(
-                "geo {} {} {} {:?}",
-                g.name, g.ttl, g.answers, g.pops
+                "geo {} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                g.name,
+                g.ttl,
+                g.answers,
+                g.pops,
+                g.targets,
+                g.when_down,
+                g.groups,
+                g.max_hops,
+                g.weights,
+                g.canary
             ));
+            if let Some(h) = &g.https {
+                put(&format!("https {} {:?}", g.name, h));
+            }
         }
         if let Some(map) = &self.static_map {
             for (net, pop) in map.entries() {
@@ -370,6 +383,73 @@ pub struct GeoName {
     pub answers: u8,
     /// Indexes of the POPs that may serve it, in config order.
     pub pops: Vec<usize>,
+    /// The service's name: the geo name relative to the zone's origin (`api`); what probes,
+    /// drains, status and metrics call it.
+    pub service: String,
+    /// Per POP (same index as [`Config::pops`]): what this name answers with at that POP.
+    pub targets: Vec<Target>,
+    /// What it answers when no POP serving it is eligible (live, healthy, active).
+    pub when_down: WhenDown,
+    /// Per POP (same index as [`Config::pops`]): its failover group for this name (0
+    /// first; POPs the `groups` list leaves out come after every listed group).
+    pub groups: Vec<u8>,
+    /// Past this many AS hops (or without a route) a POP comes after every POP within it.
+    pub max_hops: Option<u8>,
+    /// Per POP (same index): its weight for this name (default: the POP's `weight`).
+    pub weights: Vec<u32>,
+    /// Per POP (same index): its canary share of this name's clients, in 2^-32 (0: none).
+    pub canary: Vec<u32>,
+    /// Steered HTTPS records (`[geo.https]`), if the name answers them.
+    pub https: Option<HttpsRecord>,
+}
+
+/// A geo name's steered HTTPS record (RFC 9460, ServiceMode): one per POP, with the POP's
+/// addresses for the name as `ipv4hint`/`ipv6hint`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsRecord {
+    /// SvcPriority (1 or more).
+    pub priority: u16,
+    /// `alpn` (empty: none).
+    pub alpn: Vec<String>,
+    /// `port`, if not the default.
+    pub port: Option<u16>,
+    /// Per POP (same index): its TargetName (`None`: `.`, the owner name).
+    pub targets: Vec<Option<Name>>,
+}
+
+/// A service's answer when every POP serving it is down, drained or unhealthy for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WhenDown {
+    /// Rank every POP anyway, as if all were up (a possibly degraded POP beats no answer).
+    #[default]
+    FailOpen,
+    /// No record (NODATA): clients fail fast, or fall back on their own.
+    NoData,
+    /// This target instead (of the same kind as the service's targets).
+    Fallback(Target),
+}
+
+impl GeoName {
+    /// Whether it answers with a CNAME per POP (else with addresses).
+    pub fn is_cname(&self) -> bool {
+        self.pops
+            .first()
+            .is_some_and(|&p| matches!(self.targets[p], Target::Cname(_)))
+    }
+}
+
+/// What a geo name answers with at one POP (`[[geo.target]]`; default: the POP's addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A and AAAA records.
+    Addresses {
+        /// IPv4 addresses.
+        v4: Vec<Ipv4Addr>,
+        /// IPv6 addresses.
+        v6: Vec<Ipv6Addr>,
+    },
+    /// One CNAME record to this name.
+    Cname(Name),
 }
 
 /// A configuration that was accepted, and what was noticed while loading it.

@@ -186,6 +186,8 @@ pub(crate) struct RawProbe {
     pub(crate) rise: Option<u32>,
     #[serde(default)]
     pub(crate) fall: Option<u32>,
+    #[serde(default)]
+    pub(crate) service: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +261,18 @@ pub(crate) struct RawGeo {
     pub(crate) answers: Option<Spanned<u8>>,
     #[serde(default)]
     pub(crate) pops: Option<Vec<Spanned<String>>>,
+    #[serde(default, rename = "target")]
+    pub(crate) targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub(crate) when_down: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) fallback: Option<Spanned<RawFallback>>,
+    #[serde(default)]
+    pub(crate) groups: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
+    #[serde(default)]
+    pub(crate) max_hops: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(crate) https: Option<Spanned<RawHttps>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,4 +314,43 @@ impl<'de> Deserialize<'de> for RawZones {
 pub(crate) enum RawNsid {
     On(bool),
     Text(String),
+}
+
+/// A service's target at one POP (`[[geo.target]]`): its own addresses, or a CNAME.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub(crate) pop: Spanned<String>,
+    #[serde(default)]
+    pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) cname: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(crate) canary: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(crate) https_target: Option<Spanned<String>>,
+}
+
+/// What a service answers when every POP is down for it (`[geo.fallback]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFallback {
+    #[serde(default)]
+    pub(crate) addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) cname: Option<Spanned<String>>,
+}
+
+/// Steered HTTPS records of a geo name (`[geo.https]`, RFC 9460 ServiceMode).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttps {
+    #[serde(default)]
+    pub(crate) priority: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(crate) alpn: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(crate) port: Option<u16>,
 }

@@ -224,6 +224,9 @@ pub(super) fn validate(
             })
             .collect::<Result<Vec<_>, _>>()?,
     );
+    let mut geo = geo;
+    services::targets(&cx, &raw.geo, &mut geo, &pops, &origin_name, &pop_index)?;
+    services::probes(&cx, &raw.node.probes, &mut node.probes, &geo)?;
 
     let static_map = match &raw.static_map {
         None => None,
@@ -263,7 +266,7 @@ pub(super) fn validate(
 }
 
 /// The validation context: the source text (for line numbers) and where files come from.
-struct Cx<'a> {
+pub(super) struct Cx<'a> {
     text: &'a str,
     origin: &'a Path,
     dir: PathBuf,
@@ -324,7 +327,7 @@ impl Cx<'_> {
     }
 
     /// A domain name: absolute if it ends with a dot, `@` for `base`, else relative to `base`.
-    fn name(&self, s: &Spanned<String>, base: &Name) -> Result<Name, ConfigError> {
+    pub(super) fn name(&self, s: &Spanned<String>, base: &Name) -> Result<Name, ConfigError> {
         parse_name(s.get_ref(), base).map_err(|reason| self.error(Some(s.span()), reason))
     }
 
@@ -990,6 +993,8 @@ impl Cx<'_> {
             timeout,
             rise: p.rise.unwrap_or(health::DEFAULT_RISE).max(1),
             fall: p.fall.unwrap_or(health::DEFAULT_FALL).max(1),
+            // Set by `services::probes` once the geo names are known.
+            service: None,
         })
     }
 
@@ -1113,6 +1118,13 @@ impl Cx<'_> {
         }
         zone.add_geo_name(&lower)
             .map_err(|reason| self.error(Some(g.name.span()), reason))?;
+        // A service is named relative to the first zone (`api`), where relative geo names
+        // are; in any other zone by its full name (`cdn.example.org`), so names stay unique.
+        let service_origin = if zone.origin_name() == origin {
+            origin.clone()
+        } else {
+            Name::root()
+        };
         let answers = match &g.answers {
             None => DEFAULT_ANSWERS,
             Some(a) if *a.get_ref() == 0 => {
@@ -1135,10 +1147,19 @@ impl Cx<'_> {
             }
         };
         Ok(GeoName {
+            service: services::service_name(&name, &service_origin),
             name,
             ttl: g.ttl.as_ref().map_or(DEFAULT_GEO_TTL, |t| *t.get_ref()),
             answers,
             pops,
+            // Set by `services::targets` once the POPs are known.
+            targets: Vec::new(),
+            when_down: WhenDown::FailOpen,
+            groups: Vec::new(),
+            max_hops: None,
+            weights: Vec::new(),
+            canary: Vec::new(),
+            https: None,
         })
     }
 }

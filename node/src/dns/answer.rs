@@ -10,6 +10,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::zone::{Found, Zone};
+use crate::config::WhenDown;
 use crate::snapshot::Snapshot;
 
 /// Longest CNAME chain followed inside the node's zones before giving up (a loop, most
@@ -54,6 +55,8 @@ pub struct ResponsePlan<'a> {
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first (what metrics count).
     pub geo_pop: Option<usize>,
+    /// For a geo answer: its service (index into `config.geo`), with `geo_pop`.
+    pub geo_service: Option<usize>,
 }
 
 /// Where [`answer`] puts the records of a response, section after section: a
@@ -90,6 +93,8 @@ pub struct Outcome {
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first.
     pub geo_pop: Option<usize>,
+    /// For a geo answer: its service (index into `config.geo`), with `geo_pop`.
+    pub geo_service: Option<usize>,
 }
 
 /// Memory [`answer`] reuses between queries (the POP order of a geo answer).
@@ -151,6 +156,7 @@ pub fn plan<'a>(
         additional: sink.additional,
         ecs_scope: outcome.ecs_scope,
         geo_pop: outcome.geo_pop,
+        geo_service: outcome.geo_service,
     }
 }
 
@@ -192,6 +198,7 @@ pub fn answer<'a>(
             authoritative: false,
             ecs_scope: None,
             geo_pop: None,
+            geo_service: None,
         };
     };
     // The most specific decision block that shaped the answer, for the ECS scope.
@@ -201,11 +208,12 @@ pub fn answer<'a>(
     let mut answered = false;
     // The records whose targets get addresses in additional, and their zone.
     let mut extra: Option<(&'a Zone, &'a [Record])> = None;
+    let mut geo_service: Option<usize> = None;
     let mut name = qname.clone();
     let mut end = End::NoData;
     for _ in 0..=MAX_CNAME_CHAIN {
         if let Some(geo) = snap.geo_index(&name)
-            && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
+            && geo_answers(snap, geo, qtype)
         {
             // ANY: the first family a POP has addresses of.
             let families: &[RecordType] = match qtype {
@@ -213,15 +221,42 @@ pub fn answer<'a>(
                 _ => std::slice::from_ref(&qtype),
             };
             let mut emitted = false;
+            let mut cname = None;
             for &family in families {
                 let (block_len, first) = geo_answer(snap, geo, family, client, scratch, &mut |r| {
                     emitted = true;
+                    if let RData::CNAME(target) = &r.data {
+                        cname = Some(&target.0);
+                    }
                     sink.answer(r, None);
                 });
                 scope = Some(block_len);
-                geo_pop = geo_pop.or(first);
+                if geo_pop.is_none() && first.is_some() {
+                    (geo_pop, geo_service) = (first, Some(geo));
+                }
                 if emitted {
                     break;
+                }
+            }
+            // A CNAME service: its POP's CNAME is followed as a static one would be.
+            if let Some(target) = cname {
+                answered = true;
+                if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+                    end = End::Positive;
+                    break;
+                }
+                let target = LowerName::from(target);
+                match zones.find(&target) {
+                    // Out of the node's zones: the resolver follows it.
+                    None => {
+                        end = End::Positive;
+                        break;
+                    }
+                    Some(z) => {
+                        zone = z;
+                        name = target;
+                        continue;
+                    }
                 }
             }
             // INVARIANT: a geo name has no static A, AAAA or CNAME (the config refuses
@@ -332,6 +367,11 @@ pub fn answer<'a>(
                 continue;
             }
             if let Some(geo) = snap.geo_index(&target) {
+                // A CNAME service gives no addresses (and an NS, MX or SRV target must not
+                // be an alias, RFC 2181 10.3).
+                if snap.config.geo[geo].is_cname() {
+                    continue;
+                }
                 let (block_len, _) =
                     geo_answer(snap, geo, RecordType::ANY, client, scratch, &mut |r| {
                         sink.additional(std::slice::from_ref(r), false);
@@ -352,6 +392,7 @@ pub fn answer<'a>(
         authoritative,
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
+        geo_service,
     }
 }
 
@@ -365,9 +406,20 @@ fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     }
 }
 
-/// Gives `emit` the A/AAAA records of the best POPs for the client; returns the decision
-/// block's length and the POP whose records come first (if any POP has records of the
-/// type).
+/// Whether geo name `geo` answers `qtype` from its POPs: A, AAAA and ANY, CNAME for a
+/// CNAME service, HTTPS for a name with `[geo.https]`.
+fn geo_answers(snap: &Snapshot, geo: usize, qtype: RecordType) -> bool {
+    match qtype {
+        RecordType::A | RecordType::AAAA | RecordType::ANY => true,
+        RecordType::CNAME => snap.config.geo[geo].is_cname(),
+        RecordType::HTTPS => snap.config.geo[geo].https.is_some(),
+        _ => false,
+    }
+}
+
+/// Gives `emit` the A/AAAA records of the best POPs for the client (for a CNAME service,
+/// the best POP's CNAME); returns the decision block's length and the POP whose records
+/// come first (if any POP has records of the type).
 fn geo_answer<'a>(
     snap: &'a Snapshot,
     geo: usize,
@@ -378,6 +430,9 @@ fn geo_answer<'a>(
 ) -> (u8, Option<usize>) {
     let count = usize::from(snap.config.geo[geo].answers);
     let types: &[RecordType] = match qtype {
+        // Both columns of a CNAME service hold the same CNAME: one is the answer.
+        _ if snap.config.geo[geo].is_cname() => &[RecordType::A],
+        RecordType::HTTPS => &[RecordType::HTTPS],
         RecordType::ANY => &[RecordType::A, RecordType::AAAA],
         RecordType::A => &[RecordType::A],
         _ => &[RecordType::AAAA],
@@ -386,9 +441,20 @@ fn geo_answer<'a>(
     let mut first = None;
     for &t in types {
         // The best `count` POPs that have an address of this family.
-        let (block, _) =
+        let (block, failed_open) =
             snap.route_first_into(geo, client.decision_address(), count, t, &mut scratch.order);
         block_len = block.prefix_len();
+        // Every POP down for this name: its `when_down` answer, unless it fails open.
+        if failed_open {
+            match snap.config.geo[geo].when_down {
+                WhenDown::FailOpen => {}
+                WhenDown::NoData => continue,
+                WhenDown::Fallback(_) => {
+                    snap.geo_fallback(geo, t).iter().for_each(&mut *emit);
+                    continue;
+                }
+            }
+        }
         first = first.or(scratch.order.first().copied());
         for &pop in &scratch.order {
             for r in snap.geo_records(geo, pop, t) {
@@ -442,6 +508,334 @@ mod tests {
             p.authority.len(),
             p.ecs_scope
         )
+    }
+
+    /// The services example: www (0), api (1) and cdn (2) over ams (0), nyc (1), syd (2).
+    fn services() -> Snapshot {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+    }
+
+    #[test]
+    fn each_service_answers_with_its_own_targets() {
+        let snap = services();
+        let ask = |name, qtype, subnet| ask(&snap, name, qtype, Some(subnet));
+        let (a, aaaa) = (RecordType::A, RecordType::AAAA);
+        assert_eq!(
+            ask("www.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask("api.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask("api.example.net.", a, "100.64.2.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        // api has no IPv6 target anywhere.
+        assert_eq!(
+            ask("api.example.net.", aaaa, "100.64.1.0/24"),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        // A CNAME per POP, out of the zone: the resolver follows it.
+        for qtype in [a, aaaa, RecordType::CNAME, RecordType::ANY] {
+            assert_eq!(
+                ask("cdn.example.net.", qtype, "100.64.3.0/24"),
+                "No Error aa=true [CNAME syd.cdn.example.com.] auth=0 scope=Some(24)",
+                "{qtype}"
+            );
+        }
+        assert_eq!(
+            ask("cdn.example.net.", RecordType::TXT, "100.64.3.0/24"),
+            "No Error aa=true [] auth=1 scope=Some(0)"
+        );
+        assert_eq!(
+            ask("cdn.example.net.", a, "100.64.1.0/24"),
+            "No Error aa=true [CNAME ams.cdn.example.com.] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn https_records_are_steered_like_addresses_with_the_pops_hints() {
+        let snap = services();
+        let https = |snap: &Snapshot, subnet| {
+            ask(snap, "api.example.net.", RecordType::HTTPS, Some(subnet))
+        };
+        assert_eq!(
+            https(&snap, "100.64.1.0/24"),
+            "No Error aa=true [HTTPS 1 . alpn=h2,h3, ipv4hint=192.0.2.20,] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            https(&snap.with_service_down(0, 1, true), "100.64.1.0/24"),
+            "No Error aa=true [HTTPS 1 . alpn=h2,h3, ipv4hint=198.51.100.20,] auth=0 scope=Some(24)"
+        );
+        // Names without [geo.https] have none (NODATA, not tailored).
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::HTTPS,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [] auth=1 scope=Some(0)"
+        );
+        // A per-POP target name, a port and both families' hints (hickory's rendering; the
+        // wire form is checked with dig in the integration tests).
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("# port = 8443", "port = 8443")
+            .replace(
+                "addresses = [\"198.51.100.20\"]",
+                "addresses = [\"198.51.100.20\", \"2001:db8:b::20\"]\nhttps_target = \"nyc.edge.example.org.\"",
+            );
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        assert_eq!(
+            https(&snap, "100.64.2.0/24"),
+            "No Error aa=true [HTTPS 1 nyc.edge.example.org. alpn=h2,h3, port=8443 ipv4hint=198.51.100.20, ipv6hint=2001:db8:b::20,] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn a_service_down_or_drained_at_a_pop_moves_that_service_only() {
+        let (www, api, cdn) = (0, 1, 2);
+        let (ams, syd) = (0, 2);
+        let base = services();
+        let answers = |snap: &Snapshot, subnet| {
+            ["www", "api", "cdn"].map(|n| {
+                ask(
+                    snap,
+                    &format!("{n}.example.net."),
+                    RecordType::A,
+                    Some(subnet),
+                )
+            })
+        };
+        let before = answers(&base, "100.64.1.0/24");
+        // ams's api gateway fails its probe: api goes to the next nearest POP (nyc, 3
+        // hops against syd's 5); www and cdn stay at ams.
+        let down = base.with_service_down(ams, api, true);
+        let after = answers(&down, "100.64.1.0/24");
+        assert_eq!(
+            after[1],
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
+        // Back up: as before.
+        assert_eq!(
+            answers(&down.with_service_down(ams, api, false), "100.64.1.0/24"),
+            before
+        );
+        // syd's cdn drained: clients near syd get the next nearest POP's CNAME (nyc, 4
+        // hops against ams's 5); syd still serves www and api.
+        let mut services = base.services.to_vec();
+        services[syd].drained = vec![cdn];
+        let drained = base.with_services(services);
+        let near_syd = answers(&drained, "100.64.3.0/24");
+        assert_eq!(
+            near_syd[2],
+            "No Error aa=true [CNAME nyc.cdn.example.com.] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            near_syd[0],
+            "No Error aa=true [A 203.0.113.10] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            near_syd[1],
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // A service down at every POP fails open for that service (as a POP would), while
+        // the others are untouched.
+        let all = [0, 1, 2]
+            .into_iter()
+            .fold(base.clone(), |s, pop| s.with_service_down(pop, www, true));
+        assert_eq!(answers(&all, "100.64.1.0/24"), before);
+    }
+
+    #[test]
+    fn failover_groups_and_the_hop_limit_steer_one_service() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let with = |settings: &str| {
+            let text = std::fs::read_to_string(&path).unwrap().replacen(
+                "name = \"api\"\nttl = 30\n",
+                &format!("name = \"api\"\nttl = 30\n{settings}\n"),
+                1,
+            );
+            Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+        };
+        let api =
+            |snap: &Snapshot, subnet| ask(snap, "api.example.net.", RecordType::A, Some(subnet));
+        // "Americas and Asia first, then the rest": a client 1 hop from ams gets nyc
+        // (3 hops); ams serves only when both are down.
+        let grouped = with("groups = [[\"nyc\", \"syd\"]]");
+        assert_eq!(
+            api(&grouped, "100.64.1.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        let both_down = grouped
+            .with_service_down(1, 1, true)
+            .with_service_down(2, 1, true);
+        assert_eq!(
+            api(&both_down, "100.64.1.0/24"),
+            "No Error aa=true [A 192.0.2.20] auth=0 scope=Some(24)"
+        );
+        // www is not grouped: ams.
+        assert_eq!(
+            ask(
+                &grouped,
+                "www.example.net.",
+                RecordType::A,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // With a hop limit of 3, nyc (3 hops from 100.64.1.0/24) stays preferred, but for
+        // 100.64.3.0/24 nyc is 4 hops away: syd, the next group, within the limit, wins.
+        let limited = with("groups = [[\"nyc\"], [\"syd\"]]\nmax_hops = 3");
+        assert_eq!(
+            api(&limited, "100.64.1.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            api(&limited, "100.64.3.0/24"),
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // Without the limit, group order alone: nyc.
+        let strict = with("groups = [[\"nyc\"], [\"syd\"]]");
+        assert_eq!(
+            api(&strict, "100.64.3.0/24"),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn a_canary_share_of_one_takes_every_client_of_its_name_only() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "[[geo.target]]\npop = \"syd\"\naddresses = [\"203.0.113.20\"]\n",
+            "[[geo.target]]\npop = \"syd\"\naddresses = [\"203.0.113.20\"]\ncanary = 1.0\n",
+            1,
+        );
+        let snap = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        for subnet in ["100.64.1.0/24", "100.64.2.0/24", "2001:db8:ff01::/48"] {
+            assert_eq!(
+                ask(&snap, "api.example.net.", RecordType::A, Some(subnet)),
+                format!(
+                    "No Error aa=true [A 203.0.113.20] auth=0 scope=Some({})",
+                    if subnet.contains(':') { 48 } else { 24 }
+                ),
+                "{subnet}"
+            );
+        }
+        assert_eq!(
+            ask(
+                &snap,
+                "www.example.net.",
+                RecordType::A,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // A canary down is no canary: the nearest again.
+        assert_eq!(
+            ask(
+                &snap.with_service_down(2, 1, true),
+                "api.example.net.",
+                RecordType::A,
+                Some("100.64.2.0/24")
+            ),
+            "No Error aa=true [A 198.51.100.20] auth=0 scope=Some(24)"
+        );
+    }
+
+    #[test]
+    fn when_every_pop_is_down_for_a_name_its_when_down_answers() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen(
+                "name = \"api\"\nttl = 30\n",
+                "name = \"api\"\nttl = 30\nwhen_down = \"nodata\"\n",
+                1,
+            )
+            .replacen(
+                "name = \"cdn\"\nttl = 30\n",
+                "name = \"cdn\"\nttl = 30\nfallback = { cname = \"sorry.example.org.\" }\n",
+                1,
+            )
+            .replacen(
+                "name = \"www\"\nttl = 30\n",
+                "name = \"www\"\nttl = 30\nfallback = { addresses = [\"192.0.2.99\"] }\n",
+                1,
+            );
+        let base = Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config);
+        let (www, api, cdn) = (0, 1, 2);
+        let down = |snap: &Snapshot, geo| {
+            (0..3).fold(snap.clone(), |s, pop| s.with_service_down(pop, geo, true))
+        };
+        let a = |snap: &Snapshot, name: &str| ask(snap, name, RecordType::A, Some("100.64.1.0/24"));
+        // With one POP up, the names answer as ever.
+        let one_up = down(&base, api).with_service_down(2, api, false);
+        assert_eq!(
+            a(&one_up, "api.example.net."),
+            "No Error aa=true [A 203.0.113.20] auth=0 scope=Some(24)"
+        );
+        // api: NODATA (and the SOA), while the other names are untouched.
+        let api_down = down(&base, api);
+        assert_eq!(
+            a(&api_down, "api.example.net."),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        assert_eq!(
+            a(&api_down, "www.example.net."),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
+        // cdn: its fallback CNAME, for every type a CNAME service answers.
+        let cdn_down = down(&base, cdn);
+        for qtype in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+            assert_eq!(
+                ask(&cdn_down, "cdn.example.net.", qtype, Some("100.64.3.0/24")),
+                "No Error aa=true [CNAME sorry.example.org.] auth=0 scope=Some(24)"
+            );
+        }
+        // www: the fallback's addresses of the family asked; none of the other: NODATA.
+        // Drained POPs count as down too.
+        let drained = [0, 1, 2].into_iter().fold(base.clone(), |s, pop| {
+            s.with_admin(pop, crate::policy::AdminState::Drained)
+        });
+        assert_eq!(
+            a(&drained, "www.example.net."),
+            "No Error aa=true [A 192.0.2.99] auth=0 scope=Some(24)"
+        );
+        assert_eq!(
+            ask(
+                &drained,
+                "www.example.net.",
+                RecordType::AAAA,
+                Some("100.64.1.0/24")
+            ),
+            "No Error aa=true [] auth=1 scope=Some(24)"
+        );
+        // The default fails open: every POP ranked as if up (see the test above), here www
+        // with the whole POP unhealthy but a fallback only for the name that has one.
+        let all_www = down(&base, www);
+        assert_eq!(
+            a(&all_www, "www.example.net."),
+            "No Error aa=true [A 192.0.2.99] auth=0 scope=Some(24)"
+        );
+        let unchanged = services();
+        let all_www = down(&unchanged, www);
+        assert_eq!(
+            a(&all_www, "www.example.net."),
+            "No Error aa=true [A 192.0.2.10] auth=0 scope=Some(24)"
+        );
     }
 
     #[test]
@@ -603,6 +997,10 @@ mod tests {
             base.with_admin(0, AdminState::Drained)
                 .with_admin(1, AdminState::Drained)
                 .with_admin(2, AdminState::Drained),
+            base.with_service_down(0, 0, true),
+            base.with_service_down(1, 0, true)
+                .with_service_down(0, 0, true)
+                .with_load(2, Some(0.95)),
         ];
         for (n, snap) in states.iter().enumerate() {
             for third in 0..=255u8 {

@@ -31,6 +31,8 @@ pub struct Answered {
     pub rcode: ResponseCode,
     /// For a geo answer, the POP first in it.
     pub geo_pop: Option<usize>,
+    /// For a geo answer, its service.
+    pub geo_service: Option<usize>,
     /// Whether the query carried a client subnet.
     pub ecs: bool,
     /// Whether the response was truncated (TC, no records).
@@ -231,6 +233,7 @@ impl Worker {
             qtype: q.qtype,
             rcode: outcome.rcode,
             geo_pop: outcome.geo_pop,
+            geo_service: outcome.geo_service,
             ecs: subnet.is_some(),
             truncated,
             cookie_valid,

@@ -446,8 +446,9 @@ impl RequestHandler for DnsHandler {
                 let plan = answer::plan(&snap, query.name(), query.query_type(), client);
                 if let Some(m) = &self.metrics {
                     m.query(transport(request), query.query_type(), plan.rcode);
-                    if let Some(pop) = plan.geo_pop {
-                        m.geo_answer(pop, client.subnet.is_some(), snap.mode.is_local_only());
+                    if let (Some(service), Some(pop)) = (plan.geo_service, plan.geo_pop) {
+                        let ecs = client.subnet.is_some();
+                        m.geo_answer(service, pop, ecs, snap.mode.is_local_only());
                     }
                 }
                 if let (Some(e), Some(scope), Some(net)) =

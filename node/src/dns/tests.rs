@@ -26,6 +26,14 @@ fn example(edit: impl Fn(String) -> String) -> Snapshot {
     Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
 }
 
+/// The services example (its probes are not run: every service starts healthy).
+fn services() -> Snapshot {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/services/sparrow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    Snapshot::from_config(Config::from_str(&text, &path, &Disk).unwrap().config)
+}
+
 /// The example with a name `big` of 60 TXT records (too large for UDP) and the given
 /// `max_udp_payload`.
 fn big(max_udp_payload: u16) -> Snapshot {
@@ -54,11 +62,11 @@ impl QueryObserver for Recorder {
             .unwrap()
             .push(format!("query {transport:?} {qtype} {rcode}"));
     }
-    fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool) {
+    fn geo_answer(&self, service: usize, pop: usize, ecs: bool, local_only: bool) {
         self.0
             .lock()
             .unwrap()
-            .push(format!("geo {pop} {ecs} {local_only}"));
+            .push(format!("geo {service} {pop} {ecs} {local_only}"));
     }
     fn rate_limited(&self, slipped: bool) {
         self.0
@@ -183,6 +191,11 @@ fn snapshots() -> Vec<(&'static str, Snapshot)> {
             "two answers",
             example(|t| t.replace("answers = 1 ", "answers = 2 ")),
         ),
+        ("services", services()),
+        (
+            "services, syd drained",
+            services().with_admin(2, AdminState::Drained),
+        ),
     ]
 }
 
@@ -192,6 +205,7 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
         "www.example.net.",
         "WwW.ExAmple.NET.",
         "api.example.net.",
+        "cdn.example.net.",
         "mail.example.net.",
         "example.net.",
         "nothing.example.net.",
@@ -209,6 +223,7 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
         RecordType::CNAME,
         RecordType::SRV,
         RecordType::CAA,
+        RecordType::HTTPS,
     ];
     let subnets: Vec<Option<Vec<u8>>> = vec![
         None,
@@ -249,9 +264,14 @@ fn fast_and_hickory_paths_send_the_same_bytes_and_count_the_same() {
                             }
                             let src = SocketAddr::new(*resolver, 53000);
                             let (took, _) = both(snap.clone(), &q.bytes(), src);
-                            // SRV data is the hickory path's.
-                            let expected = !(name == "_sip._udp.example.net."
-                                && matches!(qtype, RecordType::SRV | RecordType::ANY));
+                            // SRV and HTTPS data (the services example's steered api)
+                            // are the hickory path's.
+                            let srv = name == "_sip._udp.example.net."
+                                && matches!(qtype, RecordType::SRV | RecordType::ANY);
+                            let https = what.starts_with("services")
+                                && name == "api.example.net."
+                                && qtype == RecordType::HTTPS;
+                            let expected = !srv && !https;
                             assert_eq!(
                                 took, expected,
                                 "{what}: {name} {qtype} {edns:?} {subnet:?}"

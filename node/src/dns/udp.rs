@@ -246,8 +246,8 @@ fn limited(cx: &Cx<'_>, slipped: bool) {
 /// Counts a fast-path answer as the hickory path counts its own.
 pub fn count(m: &dyn QueryObserver, a: &fast::Answered, snap: &Snapshot) {
     m.query(DnsTransport::Udp, a.qtype, a.rcode);
-    if let Some(pop) = a.geo_pop {
-        m.geo_answer(pop, a.ecs, snap.mode.is_local_only());
+    if let (Some(service), Some(pop)) = (a.geo_service, a.geo_pop) {
+        m.geo_answer(service, pop, a.ecs, snap.mode.is_local_only());
     }
 }
 

@@ -1,8 +1,9 @@
 //! Health of this node's own POP: probes [E] of its services and rise/fall hysteresis [P].
 //!
-//! The POP is healthy while every probe is up. A change is logged and handed to the caller,
-//! which publishes it (today: into the node's snapshot, so answers stop or resume handing
-//! out the POP).
+//! The POP is healthy while every probe of the whole POP is up; a service (a geo name) is
+//! up at the POP while every probe attached to it (`service = "api"`) is. A change is logged
+//! and handed to the caller, which publishes it (into the node's snapshot, so answers stop
+//! or resume handing out the POP, or the POP for that service only).
 
 pub mod http;
 pub mod load;
@@ -33,19 +34,24 @@ pub trait ProbeObserver: Send + Sync {
 pub type Observer = Arc<dyn ProbeObserver>;
 
 /// Runs every probe until `shutdown`; calls `on_change(healthy)` whenever the POP's health
-/// (all probes up) changes. Every check is recorded in `metrics`, when given (probe `i` of
-/// `probes` is its probe `i`).
+/// (all probes without a service up) changes, and `on_services(down)` whenever the set of
+/// services with a probe down changes (service indexes, sorted). Every check is recorded in
+/// `metrics`, when given (probe `i` of `probes` is its probe `i`).
 pub async fn monitor(
     probes: Vec<Probe>,
     metrics: Option<Observer>,
     on_change: impl Fn(bool) + Send + Sync + 'static,
+    on_services: impl Fn(Vec<usize>) + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) {
+    let services: Arc<[Option<usize>]> = probes.iter().map(|p| p.service).collect();
     let health = Arc::new(Mutex::new(vec![Health::Up; probes.len()]));
     let on_change = Arc::new(on_change);
+    let on_services = Arc::new(on_services);
     let mut tasks = tokio::task::JoinSet::new();
     for (slot, probe) in probes.into_iter().enumerate() {
         let (health, on_change, shutdown) = (health.clone(), on_change.clone(), shutdown.clone());
+        let (services, on_services) = (services.clone(), on_services.clone());
         let metrics = metrics.clone();
         tasks.spawn(async move {
             let prober = probe::Prober::new(&probe.kind);
@@ -83,17 +89,54 @@ pub async fn monitor(
                 let (before, after) = {
                     // INVARIANT: the lock is never held across an await or a panic.
                     let mut h = health.lock().expect("health lock poisoned");
-                    let before = h.iter().all(|s| *s == Health::Up);
+                    let before = verdict(&h, &services);
                     h[slot] = changed;
-                    (before, h.iter().all(|s| *s == Health::Up))
+                    (before, verdict(&h, &services))
                 };
-                if before != after {
-                    on_change(after);
+                if before.0 != after.0 {
+                    on_change(after.0);
+                }
+                if before.1 != after.1 {
+                    on_services(after.1);
                 }
             }
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Runs every probe once, at the same time, without hysteresis: the POP's health and the
+/// services with a probe down, as one look from this machine (`sparrow explain --config`).
+pub async fn check_once(probes: &[Probe]) -> (bool, Vec<usize>) {
+    let checks = probes.iter().map(|p| async move {
+        let outcome = probe::Prober::new(&p.kind).check(p.timeout).await;
+        if matches!(outcome, Outcome::Failed(_)) {
+            Health::Down
+        } else {
+            Health::Up
+        }
+    });
+    let health = futures_util::future::join_all(checks).await;
+    let services: Vec<Option<usize>> = probes.iter().map(|p| p.service).collect();
+    verdict(&health, &services)
+}
+
+/// The POP's health (its own probes all up) and the services with a probe down (sorted),
+/// from every probe's health and the service each checks.
+fn verdict(health: &[Health], services: &[Option<usize>]) -> (bool, Vec<usize>) {
+    let pop = health
+        .iter()
+        .zip(services)
+        .all(|(h, s)| s.is_some() || *h == Health::Up);
+    let mut down: Vec<usize> = health
+        .iter()
+        .zip(services)
+        .filter(|(h, _)| **h == Health::Down)
+        .filter_map(|(_, s)| *s)
+        .collect();
+    down.sort_unstable();
+    down.dedup();
+    (pop, down)
 }
 
 /// Reads the own POP's load every interval until `shutdown`; calls `on_change(load)` when the
@@ -131,5 +174,24 @@ pub async fn monitor_load(
             last = reading;
             on_change(reading);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state::Health::{Down, Up};
+    use super::verdict;
+
+    #[test]
+    fn a_service_probe_withdraws_its_service_only_and_pop_probes_the_pop() {
+        let services = [None, Some(1), Some(1), Some(0)];
+        assert_eq!(verdict(&[Up, Up, Up, Up], &services), (true, vec![]));
+        assert_eq!(verdict(&[Up, Down, Up, Up], &services), (true, vec![1]));
+        assert_eq!(
+            verdict(&[Up, Down, Down, Down], &services),
+            (true, vec![0, 1])
+        );
+        assert_eq!(verdict(&[Down, Up, Up, Up], &services), (false, vec![]));
+        assert_eq!(verdict(&[], &[]), (true, vec![]));
     }
 }

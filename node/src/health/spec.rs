@@ -26,6 +26,8 @@ pub struct Probe {
     pub rise: u32,
     /// Failures in a row that take an up probe down.
     pub fall: u32,
+    /// The service (index into `Config::geo`) it checks; `None`: the whole POP.
+    pub service: Option<usize>,
 }
 
 /// What to check.

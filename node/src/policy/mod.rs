@@ -13,21 +13,28 @@
 //!    all of them are (then load does not exclude any).
 //! 2. **Order.** Eligible POPs are sorted by this key, first difference wins:
 //!    1. the POP named by the static map for the client's prefix (operator override);
-//!    2. POPs with a route to the client before POPs without one;
-//!    3. fewer AS hops;
-//!    4. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
+//!    2. a canary POP whose share takes this client: each canary POP takes the clients
+//!       whose stable draw for it (client block, POP name, a salt) falls below its share,
+//!       so the same blocks go to it on every node and a larger share keeps the smaller
+//!       one's clients; while the POP is eligible;
+//!    3. the name's failover groups: POPs of an earlier group first, and when the name sets
+//!       a hop limit, every POP within it (with a route of at most `max_hops` hops) before
+//!       any POP beyond it; without groups every POP is in the first group;
+//!    4. POPs with a route to the client before POPs without one;
+//!    5. fewer AS hops;
+//!    6. lower load, in steps of 10% (so that nearly equal loads still tie and the rules
 //!       below share clients); unknown load counts as 0;
-//!    5. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
+//!    7. among POPs without a route, the node's own POP first (Super Sparrow's `--self`: a
 //!       client that reaches this DNS server can probably reach this POP);
-//!    6. lower preference;
-//!    7. weighted rendezvous hashing of the client's block: each POP scores
+//!    8. lower preference;
+//!    9. weighted rendezvous hashing of the client's block: each POP scores
 //!       `-ln(u) / weight` with `u` a stable hash of (client block, POP name) in (0, 1);
 //!       the lowest score wins, and between equal scores the higher `u` (so among POPs of
 //!       equal weight the order is that of `u` alone, and the answer path skips the
 //!       logarithm). Equal POPs share clients in proportion to their weights, a
 //!       client keeps its POP as long as that POP stays eligible, and removing a POP moves
 //!       only its own clients;
-//!    8. the POP index, so the order is total even on a hash collision.
+//!    10. the POP index, so the order is total even on a hash collision.
 //!
 //! [`explain`] runs the same code and keeps its intermediate results as data.
 
@@ -77,6 +84,36 @@ pub struct Candidate {
     pub weight: u32,
     /// Load from 0.0 (idle) to 1.0 (full), if the POP publishes one.
     pub load: Option<f32>,
+    /// Its failover group for this name (0 first; at most [`MAX_GROUPS`] - 1).
+    pub group: u8,
+    /// Its canary share for this name, in 2^-32 (0: not a canary): the clients whose
+    /// [`canary_draw`] is below it go to this POP first.
+    pub canary: u32,
+}
+
+/// Salt of the canary draw, so a POP's canary clients are not its rendezvous favourites.
+const CANARY_SALT: u64 = 0x6361_6e61_7279_2121;
+
+/// A client's canary draw for a POP: 32 stable random bits.
+pub fn canary_draw(client_hash: u64, name_hash: u64) -> u32 {
+    // INVARIANT: a 53-bit draw shifted right by 21 fits in 32 bits.
+    u32::try_from(draw(client_hash, name_hash ^ CANARY_SALT) >> 21).expect("32 bits")
+}
+
+/// Whether a POP with canary share `canary` takes this client.
+fn canary_hit(canary: u32, client_hash: u64, name_hash: u64) -> bool {
+    canary != 0 && canary_draw(client_hash, name_hash) < canary
+}
+
+/// Most failover groups a name may have: the group and the hop-limit bit share a byte of
+/// the sort key.
+pub const MAX_GROUPS: usize = 128;
+
+/// The failover tier of a POP `hops` away in group `group`: its group, and every POP beyond
+/// the hop limit (or without a route, when there is a limit) after every POP within it.
+fn tier(group: u8, hops: u8, max_hops: Option<u8>) -> u8 {
+    let beyond = max_hops.is_some_and(|m| hops == NO_ROUTE || hops > m);
+    (u8::from(beyond) << 7) | (group & 0x7F)
 }
 
 /// Everything one decision depends on.
@@ -92,6 +129,9 @@ pub struct PolicyInput<'a> {
     pub client_hash: u64,
     /// POPs loaded above this are skipped unless all eligible POPs are.
     pub high_water: f32,
+    /// The name's hop limit: POPs farther (or without a route) come after every POP within
+    /// it, whatever their group.
+    pub max_hops: Option<u8>,
 }
 
 /// POPs in the order they should be handed out.
@@ -125,6 +165,16 @@ pub enum Reason {
     OnlyCandidate,
     /// The static map names it for this client.
     StaticMap,
+    /// It is a canary POP and this client falls in its share.
+    Canary,
+    /// An earlier failover tier: an earlier group, or within the hop limit while the
+    /// runner-up is beyond it (tiers: group, plus 128 beyond the limit).
+    FailoverGroup {
+        /// Winner's tier.
+        winner: u8,
+        /// Runner-up's tier.
+        runner_up: u8,
+    },
     /// It has a route to the client and the runner-up has none.
     OnlyRoute,
     /// Equally near, less loaded (load in tenths).
@@ -242,6 +292,12 @@ pub struct Prepared {
     failed_open: bool,
     /// Every kept candidate has the same weight: ties are broken by the hash draw alone.
     uniform_weight: bool,
+    /// The name's hop limit.
+    max_hops: Option<u8>,
+    /// Some kept candidate is not in the first group, or there is a hop limit, or a canary:
+    /// the failover tier or the canary bit is part of the key (and the nearest-POP shortcut
+    /// does not apply).
+    tiered: bool,
     kept: Vec<PreparedCandidate>,
     /// Per column of the candidate list: 0 if its candidate is kept, 0xFF if not, so that
     /// `hop | mask` is the hop byte of a kept candidate and [`NO_ROUTE`] for the others.
@@ -250,7 +306,7 @@ pub struct Prepared {
     kept_at: Vec<u32>,
 }
 
-/// 32 bytes: the answer path reads a hundred of them per query.
+/// 40 bytes: the answer path reads a hundred of them per query.
 #[derive(Clone, Copy, Debug)]
 struct PreparedCandidate {
     name_hash: u64,
@@ -264,10 +320,16 @@ struct PreparedCandidate {
     pop: u32,
     weight: u32,
     eligible: bool,
+    group: u8,
+    canary: u32,
 }
 
 /// Key bit: the POP is not the static map's choice (or not eligible to be).
-const NOT_STATIC: u64 = 1 << 34;
+const NOT_STATIC: u64 = 1 << 44;
+/// Key bit: the POP is not a canary taking this client (or not eligible to be).
+const NOT_CANARY: u64 = 1 << 43;
+/// Key shift of the failover tier.
+const TIER_SHIFT: u32 = 35;
 
 impl Prepared {
     /// Prepares `candidates` (their `hops` are ignored: they come per client), keeping only
@@ -277,6 +339,7 @@ impl Prepared {
         candidates: &[Candidate],
         own_pop: usize,
         high_water: f32,
+        max_hops: Option<u8>,
         accept: impl Fn(usize) -> bool,
     ) -> Self {
         let input = PolicyInput {
@@ -285,6 +348,7 @@ impl Prepared {
             static_pop: None,
             client_hash: 0,
             high_water,
+            max_hops,
         };
         let any_eligible = candidates.iter().any(is_eligible);
         let any_unloaded = candidates
@@ -308,6 +372,8 @@ impl Prepared {
                     pop: u32::try_from(c.pop).expect("fewer than 2^32 POPs"),
                     weight: c.weight,
                     eligible: is_eligible(c),
+                    group: c.group,
+                    canary: c.canary,
                 }
             })
             .collect::<Vec<PreparedCandidate>>();
@@ -321,6 +387,8 @@ impl Prepared {
         Self {
             failed_open: !any_eligible && !candidates.is_empty(),
             uniform_weight: kept.windows(2).all(|w| w[0].weight == w[1].weight),
+            max_hops,
+            tiered: max_hops.is_some() || kept.iter().any(|c| c.group != 0 || c.canary != 0),
             kept,
             mask,
             kept_at,
@@ -424,11 +492,16 @@ impl Prepared {
             } else {
                 (u64::from(h) << 25) | u64::from(c.routed)
             };
-            key | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
+            let tier = u64::from(tier(c.group, h, self.max_hops)) << TIER_SHIFT;
+            let canary = c.eligible && canary_hit(c.canary, client_hash, c.name_hash);
+            key | tier
+                | (NOT_CANARY * u64::from(!canary))
+                | (NOT_STATIC * u64::from(!(c.pop == static_pop && c.eligible)))
         };
         let score = |c: &PreparedCandidate| Score::new(draw(client_hash, c.name_hash), c.weight);
         if k == 1
             && static_pop == u32::MAX
+            && !self.tiered
             && let Some(winner) = self.nearest(hops, client_hash)
         {
             order.push(winner);
@@ -536,6 +609,8 @@ fn ranked_keys(input: &PolicyInput<'_>) -> (Vec<SortKey>, bool) {
 #[derive(Clone, Copy, Debug)]
 struct SortKey {
     not_static: bool,
+    not_canary: bool,
+    tier: u8,
     no_route: bool,
     hops: u8,
     load: u8,
@@ -558,6 +633,8 @@ impl SortKey {
         Self {
             // The static map overrides only while its POP is eligible, not when failing open.
             not_static: !(input.static_pop == Some(c.pop) && is_eligible(c)),
+            not_canary: !(is_eligible(c) && canary_hit(c.canary, input.client_hash, c.name_hash)),
+            tier: tier(c.group, c.hops.unwrap_or(NO_ROUTE), input.max_hops),
             no_route: c.hops.is_none(),
             hops: c.hops.unwrap_or(0),
             load: load_step(c.load),
@@ -571,7 +648,9 @@ impl SortKey {
 
     /// The fields before the score, packed so that integer order is their tuple order.
     fn primary(&self) -> u64 {
-        (u64::from(self.not_static) << 34)
+        (u64::from(self.not_static) << 44)
+            | (u64::from(self.not_canary) << 43)
+            | (u64::from(self.tier) << TIER_SHIFT)
             | (u64::from(self.no_route) << 33)
             | (u64::from(self.hops) << 25)
             | (u64::from(self.load) << 17)
@@ -582,6 +661,8 @@ impl SortKey {
     fn cmp(&self, other: &Self) -> Ordering {
         (
             self.not_static,
+            self.not_canary,
+            self.tier,
             self.no_route,
             self.hops,
             self.load,
@@ -590,6 +671,8 @@ impl SortKey {
         )
             .cmp(&(
                 other.not_static,
+                other.not_canary,
+                other.tier,
                 other.no_route,
                 other.hops,
                 other.load,
@@ -603,6 +686,13 @@ impl SortKey {
     fn reason_over(&self, other: &Self) -> Reason {
         if self.not_static != other.not_static {
             Reason::StaticMap
+        } else if self.not_canary != other.not_canary {
+            Reason::Canary
+        } else if self.tier != other.tier {
+            Reason::FailoverGroup {
+                winner: self.tier,
+                runner_up: other.tier,
+            }
         } else if self.no_route != other.no_route {
             Reason::OnlyRoute
         } else if self.hops != other.hops {

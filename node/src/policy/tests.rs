@@ -1,8 +1,9 @@
 //! Table tests of the answer policy: one case per rule and tie-break.
 //!
 //! A case is a line of text: candidates `NAME:HOPS[:FLAG...]` (HOPS `-` = no route; flags
-//! `drained`, `down`, `unhealthy`, `pref=N`, `w=N`) and settings `own=NAME`, `static=NAME`,
-//! `client=N` (the client hash). The result renders as the ranked names, the winner's reason,
+//! `drained`, `down`, `unhealthy`, `pref=N`, `w=N`, `load=X`, `g=N` the failover group) and
+//! settings `own=NAME`, `static=NAME`, `client=N` (the client hash), `max=N` (the hop
+//! limit). The result renders as the ranked names, the winner's reason,
 //! and `failed-open` when it applies.
 
 use super::*;
@@ -16,11 +17,20 @@ fn pop_index(name: &str) -> usize {
         .unwrap_or_else(|| panic!("unknown POP {name} in test"))
 }
 
+/// The hop limit a case sets (`max=N`), if any.
+fn max_hops(case: &str) -> Option<u8> {
+    case.split_whitespace()
+        .find_map(|t| t.strip_prefix("max="))
+        .map(|v| v.parse().unwrap())
+}
+
 fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
     let mut candidates = Vec::new();
     let (mut own, mut stat, mut client) = (0, None, 0);
     for token in case.split_whitespace() {
-        if let Some(v) = token.strip_prefix("own=") {
+        if token.starts_with("max=") {
+            continue;
+        } else if let Some(v) = token.strip_prefix("own=") {
             own = pop_index(v);
         } else if let Some(v) = token.strip_prefix("static=") {
             stat = Some(pop_index(v));
@@ -40,6 +50,8 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                 preference: 100,
                 weight: 100,
                 load: None,
+                group: 0,
+                canary: 0,
             };
             for flag in parts {
                 match flag {
@@ -49,6 +61,11 @@ fn parse(case: &str) -> (Vec<Candidate>, usize, Option<usize>, u64) {
                     f if f.starts_with("pref=") => c.preference = f[5..].parse().unwrap(),
                     f if f.starts_with("w=") => c.weight = f[2..].parse().unwrap(),
                     f if f.starts_with("load=") => c.load = Some(f[5..].parse().unwrap()),
+                    f if f.starts_with("g=") => c.group = f[2..].parse().unwrap(),
+                    f if f.starts_with("canary=") => {
+                        let share: f64 = f[7..].parse().unwrap();
+                        c.canary = (share * f64::from(u32::MAX)) as u32;
+                    }
                     f => panic!("unknown flag {f}"),
                 }
             }
@@ -74,6 +91,7 @@ fn run(case: &str) -> String {
         static_pop,
         client_hash,
         high_water: 0.9,
+        max_hops: max_hops(case),
     };
     let e = explain(&input);
     // `rank` and `explain` must never disagree.
@@ -82,7 +100,7 @@ fn run(case: &str) -> String {
         e.ranking,
         "rank and explain disagree on {case}"
     );
-    let prepared = Prepared::new(&candidates, own_pop, 0.9, |_| true);
+    let prepared = Prepared::new(&candidates, own_pop, 0.9, max_hops(case), |_| true);
     for k in 1..=candidates.len() {
         let want = &e.ranking.order[..k.min(e.ranking.order.len())];
         assert_eq!(
@@ -272,6 +290,7 @@ fn explain_reports_every_candidate_with_its_exclusions() {
         static_pop,
         client_hash,
         high_water: 0.9,
+        max_hops: None,
     });
     assert_eq!(e.verdicts.len(), 2);
     assert_eq!(
@@ -321,6 +340,7 @@ fn check_invariants(case: &str) {
         static_pop,
         client_hash,
         high_water: 0.9,
+        max_hops: max_hops(case),
     };
     let r = rank(&input);
     // The answer path's shortcuts agree with the full ranking, whatever they are asked for.
@@ -408,6 +428,7 @@ fn explain_names_the_overloaded() {
         static_pop,
         client_hash,
         high_water: 0.9,
+        max_hops: None,
     });
     assert_eq!(e.verdicts[0].excluded, [Exclusion::Overloaded]);
     assert_eq!(e.verdicts[0].rank, None);
@@ -457,8 +478,18 @@ fn prepared_ranking_equals_rank_on_random_clusters() {
                 } else {
                     [None, None, Some(0.1), Some(0.45), Some(0.95)][below(5) as usize]
                 },
+                // One case in three: up to three failover groups.
+                group: if case % 3 == 1 { below(3) as u8 } else { 0 },
+                // One case in five: a few canaries of various shares.
+                canary: if case % 5 == 3 && below(8) == 0 {
+                    [1 << 30, 1 << 31, u32::MAX][below(3) as usize]
+                } else {
+                    0
+                },
             })
             .collect();
+        // One case in four: a hop limit.
+        let max_hops = (case % 4 == 2).then(|| below(5) as u8 + 1);
         let own_pop = below(n as u64) as usize;
         let static_pop = (below(3) == 0).then(|| below(n as u64) as usize);
         let client_hash = below(u64::MAX);
@@ -468,6 +499,7 @@ fn prepared_ranking_equals_rank_on_random_clusters() {
             static_pop,
             client_hash,
             high_water: 0.9,
+            max_hops,
         };
         shortcuts_agree(
             &input,
@@ -500,10 +532,100 @@ fn shortcuts_agree(
             let first = rank_first(input, k, accept);
             assert_eq!(first.order, want, "{case} k={k}");
             assert_eq!(first.failed_open, r.failed_open, "{case}");
-            let prepared = Prepared::new(input.candidates, input.own_pop, input.high_water, accept);
+            let prepared = Prepared::new(
+                input.candidates,
+                input.own_pop,
+                input.high_water,
+                input.max_hops,
+                accept,
+            );
             let fast = prepared.rank_first(&hops, input.static_pop, input.client_hash, k);
             assert_eq!(fast.order, want, "Prepared: {case} k={k}");
             assert_eq!(fast.failed_open, r.failed_open, "Prepared: {case}");
         }
     }
+}
+
+#[test]
+fn failover_groups_come_before_hops_and_the_hop_limit_before_groups() {
+    // Without groups (all in group 0): the nearest.
+    check(
+        "ams:3 nyc:1 syd:5",
+        "nyc ams syd | Some(FewerHops { winner: 1, runner_up: 3 })",
+    );
+    // "EU first, then the rest": ams (group 0) beats a nearer nyc (group 1).
+    check(
+        "ams:3 nyc:1:g=1 syd:5:g=1",
+        "ams nyc syd | Some(FailoverGroup { winner: 0, runner_up: 1 })",
+    );
+    // Within a group, the usual rules.
+    check(
+        "ams:3 fra:2 nyc:1:g=1",
+        "fra ams nyc | Some(FewerHops { winner: 2, runner_up: 3 })",
+    );
+    // An unrouted POP of an earlier group still comes first (no hop limit).
+    check(
+        "ams:- nyc:1:g=1",
+        "ams nyc | Some(FailoverGroup { winner: 0, runner_up: 1 })",
+    );
+    // A hop limit: ams is beyond 2 hops, so the next group (nyc) is preferred; POPs beyond
+    // the limit keep their group order among themselves.
+    check(
+        "ams:3 fra:4 nyc:1:g=1 max=2",
+        "nyc ams fra | Some(FailoverGroup { winner: 1, runner_up: 128 })",
+    );
+    check(
+        "ams:2 nyc:1:g=1 max=2",
+        "ams nyc | Some(FailoverGroup { winner: 0, runner_up: 1 })",
+    );
+    // A hop limit alone (one group): POPs without a route count as beyond it.
+    check("ams:- nyc:3 max=2", "nyc ams | Some(OnlyRoute)");
+    check(
+        "ams:5 nyc:- syd:4 max=2 own=nyc",
+        "syd ams nyc | Some(FewerHops { winner: 4, runner_up: 5 })",
+    );
+    // The static map still overrides, and an ineligible group fails over.
+    check("ams:3 nyc:1:g=1 static=nyc", "nyc ams | Some(StaticMap)");
+    check(
+        "ams:3:down nyc:1:g=1 syd:5:g=2",
+        "nyc syd | Some(FailoverGroup { winner: 1, runner_up: 2 })",
+    );
+}
+
+#[test]
+fn a_canary_takes_a_stable_share_of_clients_first_while_it_is_eligible() {
+    // Which clients (hashes 0..2000) a 25% canary syd takes over ams (1 hop) and nyc.
+    let taken = |extra: &str| -> Vec<u64> {
+        (0..2000u64)
+            .filter(|client| {
+                run(&format!("ams:1 nyc:2 syd:5:canary={extra} client={client}")).starts_with("syd")
+            })
+            .collect()
+    };
+    let quarter = taken("0.25");
+    assert!(
+        (400..600).contains(&quarter.len()),
+        "{} of 2000",
+        quarter.len()
+    );
+    // Sticky: a larger share keeps every client of the smaller one.
+    let half = taken("0.5");
+    assert!(quarter.iter().all(|c| half.contains(c)));
+    assert!((900..1100).contains(&half.len()), "{} of 2000", half.len());
+    assert!(taken("0").is_empty());
+    // A client in the share: the canary first, then the usual order.
+    let client = quarter[0];
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25 client={client}"),
+        "syd ams nyc | Some(Canary)",
+    );
+    // Not while it is ineligible; the static map still overrides.
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25:down client={client}"),
+        "ams nyc | Some(FewerHops { winner: 1, runner_up: 2 })",
+    );
+    check(
+        &format!("ams:1 nyc:2 syd:5:canary=0.25 static=nyc client={client}"),
+        "nyc syd ams | Some(StaticMap)",
+    );
 }

@@ -28,7 +28,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cluster::state::{
-    self, AdminBy, ClusterInput, HotState, Membership, Mode, OwnStatus, PeerView, ViewAnnouncement,
+    self, AdminBy, ClusterInput, HotState, Membership, Mode, OwnStatus, PeerView, ServiceStatus,
+    ViewAnnouncement,
 };
 use crate::config::Config;
 use crate::policy::AdminState;
@@ -41,6 +42,8 @@ use crate::snapshot::{Snapshot, StreamedViews, Tables, ViewInfo};
 pub enum Change {
     /// The own POP's probes: all up, or not.
     Health(bool),
+    /// The own POP's services whose probes are down (indexes into `Config::geo`).
+    ServicesDown(Vec<usize>),
     /// The own POP's load probe read this (`None`: no reading).
     Load(Option<f32>),
     /// The own POP's route view source published (a new view, or the same one gone stale
@@ -65,6 +68,18 @@ pub enum Change {
     Admin {
         /// The POP.
         pop: usize,
+        /// Drained or active.
+        state: AdminState,
+        /// Who, and when.
+        by: AdminBy,
+    },
+    /// An operator set a service's admin state at a POP (standalone: any POP; clustered:
+    /// the own POP).
+    ServiceAdmin {
+        /// The POP.
+        pop: usize,
+        /// The service (index into `Config::geo`).
+        service: usize,
         /// Drained or active.
         state: AdminState,
         /// Who, and when.
@@ -155,6 +170,24 @@ pub enum Event {
     },
     /// The own POP's probes changed their verdict.
     OwnHealth(bool),
+    /// The probes of a service at the own POP changed their verdict.
+    ServiceHealth {
+        /// The service's name.
+        service: String,
+        /// Up now.
+        healthy: bool,
+    },
+    /// An operator changed a service's admin state at a POP.
+    ServiceAdmin {
+        /// The POP's name.
+        pop: String,
+        /// The service's name.
+        service: String,
+        /// The new state.
+        state: AdminState,
+        /// Who.
+        by: String,
+    },
     /// An operator changed a POP's admin state.
     Admin {
         /// The POP's name.
@@ -228,6 +261,10 @@ pub struct NodeState {
     load: Option<f32>,
     /// Per POP: the admin state an operator set through this node.
     admin: Vec<Option<AdminRecord>>,
+    /// The own POP's services whose probes are down (sorted).
+    services_down: Vec<usize>,
+    /// Per (POP, service): the admin state an operator set through this node.
+    service_admin: BTreeMap<(usize, usize), AdminRecord>,
     peers: Vec<PeerView>,
     own_view: OwnViewState,
     /// Per POP: where its view came from (authoritative; put into every table installed).
@@ -285,6 +322,8 @@ impl NodeState {
             healthy: true,
             load: None,
             admin,
+            services_down: Vec::new(),
+            service_admin: BTreeMap::new(),
             peers: vec![PeerView::default(); pops],
             own_view,
             infos,
@@ -299,6 +338,26 @@ impl NodeState {
         };
         state.snapshot = Arc::new(state.next_snapshot(&state.snapshot));
         state
+    }
+
+    /// The same state with the services' admin states operators set (kept from the last
+    /// run): entries for POPs this node does not hold (clustered: every POP but its own)
+    /// are dropped.
+    pub fn with_service_admin(mut self, kept: BTreeMap<(usize, usize), AdminRecord>) -> Self {
+        let own = self.config.node.pop;
+        let (pops, geo) = (self.config.pops.len(), self.config.geo.len());
+        self.service_admin = kept
+            .into_iter()
+            .filter(|&((pop, service), _)| pop < pops && service < geo)
+            .filter(|&((pop, _), _)| self.membership == Membership::Standalone || pop == own)
+            .collect();
+        self.snapshot = Arc::new(self.next_snapshot(&self.snapshot));
+        self
+    }
+
+    /// The services' admin states operators set through this node (what to keep on disk).
+    pub fn service_admin_records(&self) -> &BTreeMap<(usize, usize), AdminRecord> {
+        &self.service_admin
     }
 
     /// The snapshot answers use now.
@@ -339,6 +398,30 @@ impl NodeState {
                     fx.events.push(Event::OwnHealth(healthy));
                 }
             }
+            Change::ServicesDown(mut down) => {
+                down.retain(|&g| g < self.config.geo.len());
+                down.sort_unstable();
+                down.dedup();
+                for (g, service) in self.config.geo.iter().enumerate() {
+                    let (was, is) = (
+                        self.services_down.contains(&g),
+                        down.binary_search(&g).is_ok(),
+                    );
+                    if was != is {
+                        fx.events.push(Event::ServiceHealth {
+                            service: service.service.clone(),
+                            healthy: !is,
+                        });
+                    }
+                }
+                self.services_down = down;
+            }
+            Change::ServiceAdmin {
+                pop,
+                service,
+                state,
+                by,
+            } => self.service_admin_changed(pop, service, state, by, &mut fx),
             Change::Load(load) => self.load = load,
             Change::Leaving => self.leaving = true,
             Change::OwnView(v) => self.own_view_changed(v, now_ms, &mut fx),
@@ -511,6 +594,24 @@ impl NodeState {
                 *record = None;
             }
         }
+        // Services are known by name: they keep their state across a reload that moves or
+        // removes geo names.
+        let remap = |g: usize| {
+            let name = &self.config.geo[g].service;
+            config.geo.iter().position(|n| n.service == *name)
+        };
+        let mut down: Vec<usize> = self
+            .services_down
+            .iter()
+            .filter_map(|&g| remap(g))
+            .collect();
+        down.sort_unstable();
+        self.services_down = down;
+        self.service_admin = std::mem::take(&mut self.service_admin)
+            .into_iter()
+            .filter_map(|((pop, g), r)| Some(((pop, remap(g)?), r)))
+            .filter(|&((pop, _), _)| pop < config.pops.len())
+            .collect();
         self.own_view.source = config.node.own_view.describe();
         // The next snapshot is built over the new config (see `next_snapshot`).
         self.tables = tables;
@@ -658,6 +759,74 @@ impl NodeState {
         fx.persist_admin = true;
     }
 
+    fn service_admin_changed(
+        &mut self,
+        pop: usize,
+        service: usize,
+        state: AdminState,
+        by: AdminBy,
+        fx: &mut Effects,
+    ) {
+        let own = self.config.node.pop;
+        let (Some(p), Some(g)) = (self.config.pops.get(pop), self.config.geo.get(service)) else {
+            fx.events.push(Event::Refused(format!(
+                "no POP {pop} or no service {service}"
+            )));
+            return;
+        };
+        if self.membership != Membership::Standalone && pop != own {
+            fx.events.push(Event::Refused(format!(
+                "{}'s services are held by its own node",
+                p.name
+            )));
+            return;
+        }
+        fx.events.push(Event::ServiceAdmin {
+            pop: p.name.clone(),
+            service: g.service.clone(),
+            state,
+            by: by.who.clone(),
+        });
+        if state == AdminState::Active {
+            self.service_admin.remove(&(pop, service));
+        } else {
+            self.service_admin.insert(
+                (pop, service),
+                AdminRecord {
+                    state,
+                    by,
+                    config_admin: AdminState::Active,
+                },
+            );
+        }
+        fx.persist_admin = true;
+    }
+
+    /// The state of every POP's services, as this node derives it.
+    fn service_status(&self) -> Vec<ServiceStatus> {
+        let own = self.config.node.pop;
+        let pops = self.config.pops.len();
+        let mut drained = vec![Vec::new(); pops];
+        for (&(pop, service), record) in &self.service_admin {
+            if record.state == AdminState::Drained {
+                drained[pop].push(service);
+            }
+        }
+        let own_state = ServiceStatus {
+            down: self.services_down.clone(),
+            drained: drained[own].clone(),
+        };
+        let names: Vec<&str> = self.config.geo.iter().map(|g| g.service.as_str()).collect();
+        state::derive_services(
+            own,
+            &own_state,
+            &self.peers,
+            &drained,
+            self.membership,
+            &names,
+        )
+    }
+
     /// Puts `tables` (a build result) in, with the authoritative view descriptions, and
     /// ends the running build.
     fn install(&mut self, mut tables: Tables) {
@@ -710,6 +879,7 @@ impl NodeState {
             || !Arc::ptr_eq(&next.config, &self.snapshot.config)
             || next.pop_status != self.snapshot.pop_status
             || next.admin_by != self.snapshot.admin_by
+            || next.services != self.snapshot.services
             || !same_tables(next.tables(), self.snapshot.tables())
             || next.peers != self.snapshot.peers;
         if changed {
@@ -771,7 +941,8 @@ impl NodeState {
         if !same_tables(next.tables(), &self.tables) {
             next = next.with_tables(self.tables.clone());
         }
-        next.with_peers(self.peers.clone())
+        next.with_services(self.service_status())
+            .with_peers(self.peers.clone())
     }
 
     /// What the node publishes about its own POP.
@@ -795,6 +966,17 @@ impl NodeState {
                 .collect(),
             peers: Vec::new(),
             leaving: self.leaving,
+            services_down: self
+                .services_down
+                .iter()
+                .map(|&g| self.config.geo[g].service.clone())
+                .collect(),
+            services_drained: self
+                .service_admin
+                .iter()
+                .filter(|&(&(pop, _), r)| pop == own && r.state == AdminState::Drained)
+                .map(|(&(_, g), _)| self.config.geo[g].service.clone())
+                .collect(),
         }
     }
 }

@@ -185,6 +185,47 @@ pub fn load_admin(state_dir: Option<&Path>, names: &[String]) -> Vec<Option<Admi
     out
 }
 
+/// Loads the services' admin states operators set, kept in `state_dir` (keys `POP/service`
+/// in the same file), for the POPs and services of `config`.
+pub fn load_service_admin(
+    state_dir: Option<&Path>,
+    config: &crate::config::Config,
+) -> std::collections::BTreeMap<(usize, usize), AdminRecord> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(dir) = state_dir else {
+        return out;
+    };
+    // Errors were logged by `load_admin`, which reads the same file first.
+    let Ok(text) = crate::config::read_limited(&dir.join(ADMIN_FILE), ADMIN_MAX_BYTES) else {
+        return out;
+    };
+    let Ok(kept) = serde_json::from_str::<std::collections::BTreeMap<String, KeptAdmin>>(&text)
+    else {
+        return out;
+    };
+    for (key, k) in kept {
+        let Some((pop, service)) = key.split_once('/') else {
+            continue;
+        };
+        let pop = config.pops.iter().position(|p| p.name == pop);
+        let service = config.geo.iter().position(|g| g.service == service);
+        if let (Some(pop), Some(service)) = (pop, service) {
+            out.insert(
+                (pop, service),
+                AdminRecord {
+                    state: k.state,
+                    by: AdminBy {
+                        who: k.by,
+                        at_ms: k.at_ms,
+                    },
+                    config_admin: k.config_admin,
+                },
+            );
+        }
+    }
+    out
+}
+
 /// File of operators' admin states under `state_dir`.
 const ADMIN_FILE: &str = "admin.json";
 /// Largest admin file read (a few hundred bytes per POP).
@@ -198,27 +239,23 @@ struct KeptAdmin {
     config_admin: AdminState,
 }
 
-fn save_admin(
-    dir: &Path,
-    names: &[String],
-    records: &[Option<AdminRecord>],
-) -> std::io::Result<()> {
-    let kept: std::collections::BTreeMap<&str, KeptAdmin> = names
+fn save_admin(dir: &Path, names: &[String], state: &NodeState) -> std::io::Result<()> {
+    let keep = |r: &AdminRecord| KeptAdmin {
+        state: r.state,
+        by: r.by.who.clone(),
+        at_ms: r.by.at_ms,
+        config_admin: r.config_admin,
+    };
+    let mut kept: std::collections::BTreeMap<String, KeptAdmin> = names
         .iter()
-        .zip(records)
-        .filter_map(|(n, r)| {
-            let r = r.as_ref()?;
-            Some((
-                n.as_str(),
-                KeptAdmin {
-                    state: r.state,
-                    by: r.by.who.clone(),
-                    at_ms: r.by.at_ms,
-                    config_admin: r.config_admin,
-                },
-            ))
-        })
+        .zip(state.admin_records())
+        .filter_map(|(n, r)| Some((n.clone(), keep(r.as_ref()?))))
         .collect();
+    let config = state.config();
+    for (&(pop, service), r) in state.service_admin_records() {
+        let key = format!("{}/{}", config.pops[pop].name, config.geo[service].service);
+        kept.insert(key, keep(r));
+    }
     let text = serde_json::to_string_pretty(&kept).map_err(std::io::Error::other)?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{ADMIN_FILE}.tmp"));
@@ -517,7 +554,7 @@ async fn perform(
     }
     if fx.persist_admin
         && let Some(dir) = &parts.state_dir
-        && let Err(e) = save_admin(dir, names, state.admin_records())
+        && let Err(e) = save_admin(dir, names, state)
     {
         warn!(dir = %dir.display(), error = %e, "cannot keep the admin states on disk; they hold until a restart");
     }
@@ -544,6 +581,22 @@ fn log_event(event: &Event) {
                 warn!(source = %source, routes, stale_since_ms = since, "own route view stale");
             }
         },
+        Event::ServiceHealth {
+            service,
+            healthy: true,
+        } => info!(service = %service, "own POP's service healthy again: handed out"),
+        Event::ServiceHealth {
+            service,
+            healthy: false,
+        } => warn!(service = %service, "own POP's service unhealthy: withdrawn from its answers"),
+        Event::ServiceAdmin {
+            pop,
+            service,
+            state,
+            by,
+        } => {
+            info!(pop = %pop, service = %service, by = %by, state = state.as_str(), "service admin state set by an operator");
+        }
         Event::Refused(why) => warn!(reason = %why, "change refused"),
         Event::Reloaded => info!("reloaded config in answers"),
     }
