@@ -273,11 +273,14 @@ fn zone_file_errors_name_the_bad_line() {
         "origin = \"example.net\"\nfile = \"zone.db\"",
         1,
     );
-    let zone = "$TTL 300\nmail IN A 192.0.2.25\nbad IN A not-an-address\n";
+    let zone =
+        "$TTL 300\nmail IN A 192.0.2.25\nbad IN A not-an-address\nfoo IN A 192.0.2.1 extra\n";
     let e = load_text(&text, &Files::default().with("/etc/sparrow/zone.db", zone)).unwrap_err();
-    assert!(
-        e.to_string().contains("/etc/sparrow/zone.db: line 3:"),
-        "{e}"
+    // Every error of the file, each on its line (issue #11).
+    assert_eq!(
+        e.reason,
+        "/etc/sparrow/zone.db:3: bad.example.net. A: bad IPv4 address `not-an-address`\n\
+         /etc/sparrow/zone.db:4: foo.example.net. A: trailing data: 2 fields where 1 are expected"
     );
 }
 

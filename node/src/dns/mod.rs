@@ -12,6 +12,7 @@ pub mod tcp;
 pub mod udp;
 pub mod wire;
 pub mod zone;
+pub mod zonefile;
 
 #[cfg(test)]
 mod tests;

@@ -110,6 +110,9 @@ pub struct ZoneBuilder {
     soa: Option<Record>,
     rrsets: HashMap<(LowerName, RecordType), Vec<Record>>,
     names: HashSet<LowerName>,
+    /// Names holding records other than CNAME: the CNAME check in one look-up, not a scan
+    /// of every set (which made a zone of n records cost n² to load).
+    with_other_data: HashSet<LowerName>,
 }
 
 impl ZoneBuilder {
@@ -124,6 +127,7 @@ impl ZoneBuilder {
             soa: None,
             rrsets: HashMap::new(),
             names,
+            with_other_data: HashSet::new(),
         }
     }
 
@@ -167,10 +171,7 @@ impl ZoneBuilder {
         let has_cname = self
             .rrsets
             .contains_key(&(owner.clone(), RecordType::CNAME));
-        let has_other = self
-            .rrsets
-            .keys()
-            .any(|(name, t)| *name == owner && *t != RecordType::CNAME);
+        let has_other = self.with_other_data.contains(&owner);
         let cname_conflict = match rtype {
             RecordType::CNAME => has_other || has_cname || owner == self.lower_origin,
             _ => has_cname,
@@ -182,6 +183,9 @@ impl ZoneBuilder {
             ));
         }
         self.reserve_name(&owner);
+        if rtype != RecordType::CNAME && !has_other {
+            self.with_other_data.insert(owner.clone());
+        }
         let set = self.rrsets.entry((owner, rtype)).or_default();
         if !set.iter().any(|r| r.data == record.data) {
             set.push(record);
