@@ -12,6 +12,7 @@ mod metrics;
 mod mrt;
 mod netsim;
 mod views;
+mod xfr;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RData;

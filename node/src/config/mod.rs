@@ -9,6 +9,7 @@
 mod raw;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod validate;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use crate::dns::zone::Zone;
 use crate::policy::AdminState;
 use crate::routes::mrt::PeerSelector;
 use crate::routes::{RouteView, StaticMap};
+pub use transfer::{TransferSettings, TsigKey};
 
 /// TTL of static records that do not give one. An hour, as most zone files default to.
 pub const DEFAULT_TTL: u32 = 3600;
@@ -69,6 +71,8 @@ pub struct Config {
     pub static_map: Option<Arc<StaticMap>>,
     /// The cluster this node belongs to; `None` runs it standalone.
     pub cluster: Option<ClusterConfig>,
+    /// Who may transfer the zone, who is notified of a new serial, with which TSIG key.
+    pub transfer: TransferSettings,
     /// Digest of what decides answers (see [`Config::answer_digest`]), computed once.
     pub(crate) digest: u64,
 }

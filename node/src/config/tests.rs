@@ -878,3 +878,59 @@ fn only_regular_files_within_the_limit_are_read_and_nothing_waits() {
     }
     assert_eq!(read_limited(&small, 1000).unwrap(), "ok\n");
 }
+
+#[test]
+fn transfer_settings_are_checked_and_name_their_line() {
+    let zone = "ns = [\"ns1.example.net.\"]";
+    let key =
+        "\n[[tsig_key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"c2VjcmV0\"\n";
+    let ok = MINIMAL.replace(
+        zone,
+        "ns = [\"ns1.example.net.\"]\nallow_transfer = [\"127.0.0.1\", \"2001:db8::/32\"]\n\
+         notify = [\"192.0.2.1\", \"[2001:db8::1]:5353\"]\ntransfer_tsig = \"XFR-key.\"",
+    ) + key;
+    let t = load_text(&ok, &Files::default()).unwrap().config.transfer;
+    assert!(t.allows("127.0.0.1".parse().unwrap()));
+    assert!(t.allows("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(t.allows("2001:db8:5::1".parse().unwrap()));
+    assert!(!t.allows("127.0.0.2".parse().unwrap()));
+    assert_eq!(
+        t.notify,
+        [
+            "192.0.2.1:53".parse().unwrap(),
+            "[2001:db8::1]:5353".parse().unwrap()
+        ]
+    );
+    let key_used = t.tsig.unwrap();
+    assert_eq!(key_used.name.to_string(), "xfr-key.");
+    assert_eq!(key_used.secret, b"secret");
+    assert!(
+        !format!("{key_used:?}").contains("secret: "),
+        "no secret in logs"
+    );
+
+    assert_eq!(
+        refused(
+            zone,
+            "ns = [\"ns1.example.net.\"]\nallow_transfer = [\"10.0.0.0/33\"]"
+        ),
+        "/etc/sparrow/sparrow.toml:9:19: allow_transfer: `10.0.0.0/33` is not an address or prefix"
+    );
+    assert_eq!(
+        refused(zone, "ns = [\"ns1.example.net.\"]\nnotify = [\"ns2\"]"),
+        "/etc/sparrow/sparrow.toml:9:11: notify: `ns2` is not an address or address:port"
+    );
+    assert_eq!(
+        refused(
+            zone,
+            "ns = [\"ns1.example.net.\"]\ntransfer_tsig = \"nokey\""
+        ),
+        "/etc/sparrow/sparrow.toml:9:17: transfer_tsig: no [[tsig_key]] is named nokey."
+    );
+    let bad_secret = MINIMAL.to_owned() + &key.replace("c2VjcmV0", "not base64!");
+    let e = load_text(&bad_secret, &Files::default()).unwrap_err();
+    assert!(e.to_string().contains("tsig secret: bad base64"), "{e}");
+    let bad_alg = MINIMAL.to_owned() + &key.replace("hmac-sha256", "hmac-md5");
+    let e = load_text(&bad_alg, &Files::default()).unwrap_err();
+    assert!(e.to_string().contains("tsig algorithm `hmac-md5`"), "{e}");
+}

@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::raw::{
     RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawRrl, RawZone,
 };
+use super::transfer;
 use super::*;
 use crate::dns::zone::ZoneBuilder;
 use crate::dns::zonefile;
@@ -233,6 +234,7 @@ pub(super) fn validate(
         Some(c) => Some(cx.cluster(c, &pops[node.pop].name, pops.len())?),
     };
 
+    let transfer = transfer::validate(&raw.zone, &raw.tsig_keys, &|span, r| cx.error(span, r))?;
     let mut config = Config {
         origin: origin.to_owned(),
         node,
@@ -241,6 +243,7 @@ pub(super) fn validate(
         geo,
         static_map,
         cluster,
+        transfer,
         digest: 0,
     };
     config.digest = config.compute_digest();

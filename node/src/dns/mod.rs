@@ -7,10 +7,12 @@ pub mod cookie;
 pub mod ecs;
 pub mod fast;
 pub mod handler;
+pub mod notify;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
+pub mod xfr;
 pub mod zone;
 pub mod zonefile;
 
