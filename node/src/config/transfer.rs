@@ -29,6 +29,9 @@ pub struct TransferSettings {
     pub notify: Vec<SocketAddr>,
     /// The key transfer queries must be signed with, and NOTIFY is signed with.
     pub tsig: Option<TsigKey>,
+    /// Every `[[tsig_key]]`: a query signed with one of them is verified and answered
+    /// signed (and still needs its address allowed, and the `tsig` key if one is set).
+    pub keys: Vec<TsigKey>,
 }
 
 impl TransferSettings {
@@ -129,6 +132,7 @@ pub(crate) fn validate<E>(
         allow,
         notify,
         tsig,
+        keys: parsed,
     })
 }
 

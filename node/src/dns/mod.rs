@@ -10,6 +10,7 @@ pub mod handler;
 pub mod notify;
 pub mod rrl;
 pub mod tcp;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 pub mod xfr;

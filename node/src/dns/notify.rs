@@ -59,7 +59,9 @@ async fn notify(config: &Config, secondary: SocketAddr) {
     let mut wait = FIRST_WAIT;
     for attempt in 1..=ATTEMPTS {
         let id = random_id();
-        let Some(message) = xfr::notify_message(id, soa) else {
+        let key = config.transfer.tsig.as_ref();
+        let Some(message) = xfr::notify_message(id, soa, key, crate::clock::unix_ms() / 1000)
+        else {
             warn!(%zone, "cannot encode a NOTIFY");
             return;
         };

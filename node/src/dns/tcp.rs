@@ -214,7 +214,13 @@ async fn connection(
 /// The messages answering a zone transfer query (`dns::xfr`), logged.
 fn transfer(handler: &DnsHandler, message: &[u8], peer: SocketAddr) -> Vec<Vec<u8>> {
     let config = handler.snapshot().load().config.clone();
-    match xfr::respond(message, peer.ip(), true, &config) {
+    match xfr::respond(
+        message,
+        peer.ip(),
+        true,
+        &config,
+        crate::clock::unix_ms() / 1000,
+    ) {
         Some(xfr::Outcome::Transfer(messages)) => {
             info!(%peer, zone = %config.zone.origin(), messages = messages.len(), "zone transfer");
             messages

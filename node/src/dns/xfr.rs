@@ -3,7 +3,8 @@
 //! - Over TCP only; over UDP both get NOTIMP (as Knot answers AXFR over UDP).
 //! - Who: a client whose address is in `[zone] allow_transfer` and, when `transfer_tsig`
 //!   names a key, whose query is signed with it (`config::transfer`); others get REFUSED, a
-//!   name that is not the zone's apex NOTAUTH.
+//!   name that is not the zone's apex NOTAUTH. A signed query is checked first (`dns::tsig`:
+//!   NOTAUTH with BADKEY, BADSIG or BADTIME), and every answer to a valid one is signed.
 //! - IXFR: no history is kept, so a client whose serial is older gets the whole zone in
 //!   AXFR form (RFC 1995 section 4), and one whose serial is ours or newer gets the SOA alone
 //!   (section 2: it is up to date).
@@ -23,7 +24,8 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
-use crate::config::Config;
+use super::tsig::{self, Verdict};
+use crate::config::{Config, TsigKey};
 
 /// Largest transfer message sent: 16 KiB, as Knot sends them; each is still far below
 /// TCP's 65,535, and a secondary can store records while the rest come.
@@ -75,15 +77,56 @@ impl Outcome {
 }
 
 /// The answer to `msg` (a message [`transfer_type`] recognised), from `client` over TCP when
-/// `tcp`, from `config`'s zone.
-pub fn respond(msg: &[u8], client: IpAddr, tcp: bool, config: &Config) -> Option<Outcome> {
+/// `tcp`, from `config`'s zone, at `now` (seconds since the Unix epoch, for TSIG).
+pub fn respond(
+    msg: &[u8],
+    client: IpAddr,
+    tcp: bool,
+    config: &Config,
+    now: u64,
+) -> Option<Outcome> {
     let query = Message::from_vec(msg).ok()?;
     let question = query.queries.first()?.clone();
-    let error = |code: ResponseCode| {
-        let mut m = Message::error_msg(query.metadata.id, OpCode::Query, code);
-        m.add_query(question.clone());
-        m.metadata.recursion_desired = query.metadata.recursion_desired;
-        Some(Outcome::Refused(code, m.to_vec().ok()?))
+    let settings = &config.transfer;
+    let mut signer = None;
+    if let Some(sig) = tsig::signature(msg) {
+        match tsig::verify(&sig, &settings.keys, now) {
+            Verdict::Valid(s) => signer = Some(s),
+            Verdict::Invalid {
+                error,
+                signer: Some(mut s),
+                ..
+            } => {
+                let answer = tsig::error_answer(&query, ResponseCode::NotAuth)?;
+                let signed = s.sign(&answer, Some(error), tsig::other_time(now))?;
+                return Some(Outcome::Refused(ResponseCode::NotAuth, signed));
+            }
+            Verdict::Invalid {
+                record,
+                signer: None,
+                ..
+            } => {
+                let answer = tsig::error_answer(&query, ResponseCode::NotAuth)?;
+                let answer = match record {
+                    Some(r) => tsig::append_record(&answer, &r)?,
+                    None => answer,
+                };
+                return Some(Outcome::Refused(ResponseCode::NotAuth, answer));
+            }
+        }
+    }
+    let key_ok = match (&settings.tsig, &signer) {
+        (None, _) => true,
+        (Some(required), Some(s)) => s.key().name == required.name,
+        (Some(_), None) => false,
+    };
+    let mut error = |code: ResponseCode| {
+        let answer = tsig::error_answer(&query, code)?;
+        let answer = match &mut signer {
+            Some(s) => s.sign(&answer, None, Vec::new())?,
+            None => answer,
+        };
+        Some(Outcome::Refused(code, answer))
     };
     if !tcp {
         return error(ResponseCode::NotImp);
@@ -95,8 +138,7 @@ pub fn respond(msg: &[u8], client: IpAddr, tcp: bool, config: &Config) -> Option
     if LowerName::from(question.name()) != *zone.origin() {
         return error(ResponseCode::NotAuth);
     }
-    if !config.transfer.allows(client) || config.transfer.tsig.is_some() {
-        // A key-protected zone is transferred only to signed queries (`dns::tsig`).
+    if !settings.allows(client) || !key_ok {
         return error(ResponseCode::Refused);
     }
     let soa = zone.soa();
@@ -112,7 +154,13 @@ pub fn respond(msg: &[u8], client: IpAddr, tcp: bool, config: &Config) -> Option
         records.extend(geo.iter());
         records.push(soa);
     }
-    let messages = split(&query, &question, &records, MESSAGE_BUDGET)?;
+    let mut messages = split(&query, &question, &records, MESSAGE_BUDGET)?;
+    if let Some(s) = &mut signer {
+        messages = messages
+            .iter()
+            .map(|m| s.sign(m, None, Vec::new()))
+            .collect::<Option<Vec<_>>>()?;
+    }
     Some(Outcome::Transfer(messages))
 }
 
@@ -193,15 +241,19 @@ fn split(
 }
 
 /// A NOTIFY (RFC 1996 section 3.7) for the zone whose SOA is `soa`: the apex's SOA in the
-/// question, and the SOA itself in the answer as a hint.
-pub fn notify_message(id: u16, soa: &Record) -> Option<Vec<u8>> {
+/// question, and the SOA itself in the answer as a hint; signed with `key` if given.
+pub fn notify_message(id: u16, soa: &Record, key: Option<&TsigKey>, now: u64) -> Option<Vec<u8>> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Notify);
     m.metadata.authoritative = true;
     let mut question = Query::query(soa.name.clone(), RecordType::SOA);
     question.set_query_class(DNSClass::IN);
     m.add_query(question);
     m.add_answer(soa.clone());
-    m.to_vec().ok()
+    let bytes = m.to_vec().ok()?;
+    match key {
+        Some(key) => tsig::Signer::request(key, now).sign(&bytes, None, Vec::new()),
+        None => Some(bytes),
+    }
 }
 
 /// Whether `response` acknowledges the NOTIFY `id` (a NOTIFY response, any code; the code
