@@ -186,7 +186,11 @@ impl ZoneBuilder {
         if rtype != RecordType::CNAME && !has_other {
             self.with_other_data.insert(owner.clone());
         }
-        let set = self.rrsets.entry((owner, rtype)).or_default();
+        // Most sets hold one record: a first push into an empty Vec reserves four.
+        let set = self
+            .rrsets
+            .entry((owner, rtype))
+            .or_insert_with(|| Vec::with_capacity(1));
         if !set.iter().any(|r| r.data == record.data) {
             set.push(record);
         }
