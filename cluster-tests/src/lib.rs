@@ -6,6 +6,7 @@
 //! the BGP and MRT tests.
 
 pub mod bird;
+pub mod knot;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

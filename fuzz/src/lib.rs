@@ -77,6 +77,10 @@ pub const TARGETS: &[Target] = &[
         run: targets::zone_file,
     },
     Target {
+        name: "zone_text",
+        run: targets::zone_text,
+    },
+    Target {
         name: "route_text",
         run: targets::route_text,
     },

@@ -17,6 +17,26 @@ use sparrow_proto::views::{Route4, Route6, ViewFrame, ViewHeader, ViewRequest};
 
 /// The single-node example's config.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../deploy/examples/single-node/sparrow.toml");
+/// A zone file with every syntax the zone-file parser reads (and one error).
+pub const RICH_ZONE: &str = r#"$ORIGIN example.net.
+$TTL 1h
+@ IN SOA ns1 hostmaster ( 1 7200 3600 ; comment
+        1209600 300 )
+  IN NS ns1
+ns1 300 IN A 192.0.2.53
+    600 IN AAAA 2001:db8::53
+txt TXT "a; b" "\"q\"" \065
+mx MX 10 mail
+srv SRV 1 2 3 t
+rp RP a.b. c.d.
+uri URI 10 1 "ftp://a"
+eui EUI48 00-00-5e-00-53-2a
+gen TYPE65534 \# 3 abcdef
+a CLASS1 A \# 4 c0000201
+caa CAA 0 issue "ca.example"
+bad IN A 192.0.2.1 extra
+"#;
+
 /// Its zone file.
 pub const EXAMPLE_ZONE: &str = include_str!("../../deploy/examples/single-node/example.net.zone");
 const AMS: &str = include_str!("../../deploy/examples/single-node/views/ams.routes");
@@ -63,6 +83,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             vec![EXAMPLE_CONFIG.into(), cluster.into_bytes()]
         }
         "zone_file" => vec![EXAMPLE_ZONE.into()],
+        "zone_text" => vec![EXAMPLE_ZONE.into(), RICH_ZONE.into()],
         "route_text" => vec![AMS.into(), NYC.into(), SYD.into(), SSRS.into()],
         _ => Vec::new(),
     }

@@ -195,6 +195,21 @@ pub fn zone_file(data: &[u8]) {
     );
 }
 
+/// A zone file read by the zone-file parser alone (`dns::zonefile`), with what its errors
+/// promise: at most `MAX_ERRORS` kept, in line order, each on a line of the text.
+pub fn zone_text(data: &[u8]) {
+    use sparrow_node::dns::zonefile;
+    let text = String::from_utf8_lossy(data);
+    let origin = hickory_proto::rr::Name::from_ascii("example.net.").expect("a valid name");
+    if let Err(e) = zonefile::parse(&text, &origin) {
+        assert!(e.errors.len() <= zonefile::MAX_ERRORS && e.total >= e.errors.len());
+        assert!(!e.errors.is_empty());
+        let lines = text.split('\n').count();
+        assert!(e.errors.windows(2).all(|w| w[0].line <= w[1].line));
+        assert!(e.errors.iter().all(|e| e.line >= 1 && e.line <= lines));
+    }
+}
+
 /// A route view or static map in Super Sparrow's `prefix ASN...` text.
 pub fn route_text(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

@@ -91,6 +91,11 @@ fn zone_file() {
 }
 
 #[test]
+fn zone_text() {
+    check("zone_text");
+}
+
+#[test]
 fn route_text() {
     check("route_text");
 }

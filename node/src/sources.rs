@@ -159,6 +159,7 @@ impl Reloader {
             needs_restart = ?outcome.needs_restart,
             "config reloaded"
         );
+        crate::dns::notify::on_reload(old, new, &sources.shutdown);
         Ok(outcome)
     }
 }

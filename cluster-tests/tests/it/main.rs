@@ -14,6 +14,7 @@ mod mrt;
 mod netsim;
 mod services;
 mod views;
+mod xfr;
 mod zones;
 
 use hickory_proto::op::DnsResponse;

@@ -10,6 +10,7 @@ mod raw;
 mod services;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod validate;
 mod zones;
 
@@ -19,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{LowerName, Name};
 
 use crate::dns::zone::Zones;
 use crate::policy::AdminState;
 use crate::routes::mrt::PeerSelector;
 use crate::routes::{RouteView, StaticMap};
+pub use transfer::{TransferSettings, TsigKey};
 
 /// TTL of static records that do not give one. An hour, as most zone files default to.
 pub const DEFAULT_TTL: u32 = 3600;
@@ -71,6 +73,9 @@ pub struct Config {
     pub static_map: Option<Arc<StaticMap>>,
     /// The cluster this node belongs to; `None` runs it standalone.
     pub cluster: Option<ClusterConfig>,
+    /// Per zone (by origin, in config order): who may transfer it, who is notified of a new
+    /// serial, with which TSIG key.
+    pub transfers: Vec<(LowerName, TransferSettings)>,
     /// Digest of what decides answers (see [`Config::answer_digest`]), computed once.
     pub(crate) digest: u64,
 }
@@ -587,6 +592,18 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 }
 
 impl Config {
+    /// The transfer settings of the zone whose origin is `origin` (none: nothing allowed).
+    pub fn transfer_of(&self, origin: &LowerName) -> Option<&TransferSettings> {
+        self.transfers
+            .iter()
+            .find_map(|(o, t)| (o == origin).then_some(t))
+    }
+
+    /// Every TSIG key of the config (`[[tsig_key]]`).
+    pub fn tsig_keys(&self) -> &[TsigKey] {
+        self.transfers.first().map_or(&[], |(_, t)| &t.keys)
+    }
+
     /// The node's own POP.
     pub fn own_pop(&self) -> &Pop {
         &self.pops[self.node.pop]

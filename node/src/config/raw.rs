@@ -22,6 +22,17 @@ pub(crate) struct RawConfig {
     pub(crate) static_map: Option<RawStaticMap>,
     #[serde(default)]
     pub(crate) cluster: Option<Spanned<RawCluster>>,
+    /// TSIG keys for zone transfers and NOTIFY (`config/transfer.rs`).
+    #[serde(default, rename = "tsig_key")]
+    pub(crate) tsig_keys: Vec<Spanned<RawTsigKey>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTsigKey {
+    pub(crate) name: Spanned<String>,
+    pub(crate) algorithm: Spanned<String>,
+    pub(crate) secret: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +215,14 @@ pub(crate) struct RawZone {
     pub(crate) ns: Vec<Spanned<String>>,
     #[serde(default, rename = "record")]
     pub(crate) records: Vec<Spanned<RawRecord>>,
+    /// Zone transfers (`config/transfer.rs`): who may transfer the zone, who is notified
+    /// of a new serial, and the TSIG key both must use.
+    #[serde(default)]
+    pub(crate) allow_transfer: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) notify: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) transfer_tsig: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

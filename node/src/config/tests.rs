@@ -287,11 +287,14 @@ fn zone_file_errors_name_the_bad_line() {
         "origin = \"example.net\"\nfile = \"zone.db\"",
         1,
     );
-    let zone = "$TTL 300\nmail IN A 192.0.2.25\nbad IN A not-an-address\n";
+    let zone =
+        "$TTL 300\nmail IN A 192.0.2.25\nbad IN A not-an-address\nfoo IN A 192.0.2.1 extra\n";
     let e = load_text(&text, &Files::default().with("/etc/sparrow/zone.db", zone)).unwrap_err();
-    assert!(
-        e.to_string().contains("/etc/sparrow/zone.db: line 3:"),
-        "{e}"
+    // Every error of the file, each on its line (issue #11).
+    assert_eq!(
+        e.reason,
+        "/etc/sparrow/zone.db:3: bad.example.net. A: bad IPv4 address `not-an-address`\n\
+         /etc/sparrow/zone.db:4: foo.example.net. A: trailing data: 2 fields where 1 are expected"
     );
 }
 
@@ -946,4 +949,61 @@ fn nsid_is_the_pop_name_unless_set_or_turned_off() {
     assert_eq!(nsid("nsid = \"ams-1\"").unwrap(), Some(b"ams-1".to_vec()));
     let e = nsid("nsid = \"\"").unwrap_err().to_string();
     assert!(e.contains(":6:8: nsid must be 1 to 255 bytes"), "{e}");
+}
+
+#[test]
+fn transfer_settings_are_checked_and_name_their_line() {
+    let zone = "ns = [\"ns1.example.net.\"]";
+    let key =
+        "\n[[tsig_key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"c2VjcmV0\"\n";
+    let ok = MINIMAL.replace(
+        zone,
+        "ns = [\"ns1.example.net.\"]\nallow_transfer = [\"127.0.0.1\", \"2001:db8::/32\"]\n\
+         notify = [\"192.0.2.1\", \"[2001:db8::1]:5353\"]\ntransfer_tsig = \"XFR-key.\"",
+    ) + key;
+    let config = load_text(&ok, &Files::default()).unwrap().config;
+    let t = config.transfers[0].1.clone();
+    assert!(t.allows("127.0.0.1".parse().unwrap()));
+    assert!(t.allows("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(t.allows("2001:db8:5::1".parse().unwrap()));
+    assert!(!t.allows("127.0.0.2".parse().unwrap()));
+    assert_eq!(
+        t.notify,
+        [
+            "192.0.2.1:53".parse().unwrap(),
+            "[2001:db8::1]:5353".parse().unwrap()
+        ]
+    );
+    let key_used = t.tsig.unwrap();
+    assert_eq!(key_used.name.to_string(), "xfr-key.");
+    assert_eq!(key_used.secret, b"secret");
+    assert!(
+        !format!("{key_used:?}").contains("secret: "),
+        "no secret in logs"
+    );
+
+    assert_eq!(
+        refused(
+            zone,
+            "ns = [\"ns1.example.net.\"]\nallow_transfer = [\"10.0.0.0/33\"]"
+        ),
+        "/etc/sparrow/sparrow.toml:9:19: allow_transfer: `10.0.0.0/33` is not an address or prefix"
+    );
+    assert_eq!(
+        refused(zone, "ns = [\"ns1.example.net.\"]\nnotify = [\"ns2\"]"),
+        "/etc/sparrow/sparrow.toml:9:11: notify: `ns2` is not an address or address:port"
+    );
+    assert_eq!(
+        refused(
+            zone,
+            "ns = [\"ns1.example.net.\"]\ntransfer_tsig = \"nokey\""
+        ),
+        "/etc/sparrow/sparrow.toml:9:17: transfer_tsig: no [[tsig_key]] is named nokey."
+    );
+    let bad_secret = MINIMAL.to_owned() + &key.replace("c2VjcmV0", "not base64!");
+    let e = load_text(&bad_secret, &Files::default()).unwrap_err();
+    assert!(e.to_string().contains("tsig secret: bad base64"), "{e}");
+    let bad_alg = MINIMAL.to_owned() + &key.replace("hmac-sha256", "hmac-md5");
+    let e = load_text(&bad_alg, &Files::default()).unwrap_err();
+    assert!(e.to_string().contains("tsig algorithm `hmac-md5`"), "{e}");
 }

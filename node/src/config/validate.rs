@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_proto::serialize::txt::Parser;
 use toml::Spanned;
 
 use super::raw::{
     RawBgp, RawCluster, RawConfig, RawGeo, RawLoad, RawMrt, RawPop, RawProbe, RawRrl, RawZone,
     RawZones,
 };
+use super::transfer;
 use super::*;
 use crate::dns::zone::{ZoneBuilder, Zones};
+use crate::dns::zonefile;
 use crate::health::spec::{self as health, Probe, ProbeKind};
 use crate::pki::identity as pki;
 use crate::routes::{self, describe_skipped};
@@ -214,16 +215,24 @@ pub(super) fn validate(
             ));
         }
     }
-    let zones = Zones::new(
-        zones
-            .into_iter()
-            .zip(&raw.zone.0)
-            .map(|(b, z)| {
-                b.build()
-                    .map_err(|reason| cx.error(Some(z.origin.span()), reason))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    );
+    let zones = zones
+        .into_iter()
+        .zip(&raw.zone.0)
+        .map(|(b, z)| {
+            b.build()
+                .map_err(|reason| cx.error(Some(z.origin.span()), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each zone's transfer settings, by origin, in config order.
+    let transfers = zones
+        .iter()
+        .zip(&raw.zone.0)
+        .map(|(zone, z)| {
+            let settings = transfer::validate(z, &raw.tsig_keys, &|span, r| cx.error(span, r))?;
+            Ok((zone.origin().clone(), settings))
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let zones = Zones::new(zones);
     let mut geo = geo;
     services::targets(&cx, &raw.geo, &mut geo, &pops, &origin_name, &pop_index)?;
     services::probes(&cx, &raw.node.probes, &mut node.probes, &geo)?;
@@ -259,6 +268,7 @@ pub(super) fn validate(
         geo,
         static_map,
         cluster,
+        transfers,
         digest: 0,
     };
     config.digest = config.compute_digest();
@@ -1023,9 +1033,9 @@ impl Cx<'_> {
         let mut zone = ZoneBuilder::new(origin.clone());
         if let Some(file) = &raw.file {
             let (path, text) = self.read(file, "zone file")?;
-            for record in parse_zone_file(&text, &path, origin).map_err(|reason| {
-                self.error(Some(file.span()), format!("{}: {reason}", path.display()))
-            })? {
+            for record in parse_zone_file(&text, &path, origin)
+                .map_err(|reason| self.error(Some(file.span()), reason))?
+            {
                 let owner = record.name.clone();
                 zone.add(record).map_err(|reason| {
                     self.error(
@@ -1077,7 +1087,7 @@ impl Cx<'_> {
                 r.rtype,
                 r.data
             );
-            let records = parse_zone_text(&line, None, origin)
+            let records = parse_zone_text(&line, origin)
                 .map_err(|e| err(format!("record {} {} `{}`: {e}", r.name, r.rtype, r.data)))?;
             for record in records {
                 zone.add(record).map_err(err)?;
@@ -1164,36 +1174,17 @@ impl Cx<'_> {
     }
 }
 
-fn parse_zone_text(text: &str, path: Option<&Path>, origin: &Name) -> Result<Vec<Record>, String> {
-    let (_, sets) = Parser::new(text, path.map(Path::to_owned), Some(origin.clone()))
-        .parse()
-        .map_err(|e| e.to_string())?;
-    Ok(sets
-        .into_values()
-        .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
-        .collect())
+/// One inline record's text (`[[zone.record]]`), strictly (`dns::zonefile`).
+fn parse_zone_text(text: &str, origin: &Name) -> Result<Vec<Record>, String> {
+    zonefile::parse(text, origin).map_err(|e| {
+        let reasons: Vec<String> = e.errors.into_iter().map(|e| e.reason).collect();
+        reasons.join("; ")
+    })
 }
 
-/// Parses an RFC 1035 zone file. On error, finds the first line at which the file stops
-/// parsing, so the message can name it (the zone parser does not report lines).
+/// A zone file, in one linear pass; every error (up to a cap) as `file:line: reason`.
 fn parse_zone_file(text: &str, path: &Path, origin: &Name) -> Result<Vec<Record>, String> {
-    parse_zone_text(text, Some(path), origin).map_err(|reason| {
-        let lines: Vec<&str> = text.lines().collect();
-        let mut depth = 0i32;
-        for n in 1..=lines.len() {
-            depth += lines[n - 1].split(';').next().map_or(0, |code| {
-                code.matches('(').count() as i32 - code.matches(')').count() as i32
-            });
-            // A prefix that ends inside parentheses is incomplete, not wrong.
-            if depth == 0 {
-                let prefix = lines[..n].join("\n") + "\n";
-                if parse_zone_text(&prefix, Some(path), origin).is_err() {
-                    return format!("line {n}: {reason}");
-                }
-            }
-        }
-        reason
-    })
+    zonefile::parse_file(text, &path.display().to_string(), origin)
 }
 
 /// 32 hexadecimal digits as 16 bytes.

@@ -109,6 +109,19 @@ impl DnsHandler {
             // Never answer responses, not even with FORMERR (reflection).
             return None;
         }
+        if protocol == Protocol::Udp && super::xfr::transfer_type(msg).is_some() {
+            // NOTIMP: zone transfers are served over TCP only (`dns::xfr`).
+            let config = &self.snapshot.load().config;
+            return super::xfr::respond(
+                msg,
+                src.ip(),
+                false,
+                config,
+                crate::clock::unix_ms() / 1000,
+            )?
+            .into_messages()
+            .pop();
+        }
         let mut capture = Capture {
             protocol,
             question: Arc::from(&[][..]),

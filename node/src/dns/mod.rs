@@ -7,11 +7,15 @@ pub mod cookie;
 pub mod ecs;
 pub mod fast;
 pub mod handler;
+pub mod notify;
 pub mod rrl;
 pub mod tcp;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
+pub mod xfr;
 pub mod zone;
+pub mod zonefile;
 
 #[cfg(test)]
 #[path = "shaping/tests.rs"]

@@ -13,9 +13,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::handler::DnsHandler;
+use super::xfr;
 
 /// Shortest time between two log lines about closed connections (the rest are counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -185,8 +186,14 @@ async fn connection(
             .lock()
             .expect("tcp table")
             .set_busy(id, true, Instant::now());
-        let response = handler.respond(&message, peer, Protocol::Tcp);
-        if let Some(bytes) = response {
+        let responses = match xfr::transfer_type(&message) {
+            Some(_) => transfer(handler, &message, peer),
+            None => handler
+                .respond(&message, peer, Protocol::Tcp)
+                .into_iter()
+                .collect(),
+        };
+        for bytes in responses {
             let Ok(len) = u16::try_from(bytes.len()) else {
                 return;
             };
@@ -201,6 +208,28 @@ async fn connection(
             .lock()
             .expect("tcp table")
             .set_busy(id, false, Instant::now());
+    }
+}
+
+/// The messages answering a zone transfer query (`dns::xfr`), logged.
+fn transfer(handler: &DnsHandler, message: &[u8], peer: SocketAddr) -> Vec<Vec<u8>> {
+    let config = handler.snapshot().load().config.clone();
+    match xfr::respond(
+        message,
+        peer.ip(),
+        true,
+        &config,
+        crate::clock::unix_ms() / 1000,
+    ) {
+        Some(xfr::Outcome::Transfer(messages)) => {
+            info!(%peer, messages = messages.len(), "zone transfer");
+            messages
+        }
+        Some(xfr::Outcome::Refused(code, m)) => {
+            info!(%peer, rcode = %code, "zone transfer refused");
+            vec![m]
+        }
+        None => Vec::new(),
     }
 }
 

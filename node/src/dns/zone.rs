@@ -204,6 +204,9 @@ pub struct ZoneBuilder {
     names: HashSet<LowerName>,
     /// Geo names (checked against the cuts when the zone is built).
     geo_names: Vec<LowerName>,
+    /// Names holding records other than CNAME: the CNAME check in one look-up, not a scan
+    /// of every set (which made a zone of n records cost n² to load).
+    with_other_data: HashSet<LowerName>,
 }
 
 impl ZoneBuilder {
@@ -219,6 +222,7 @@ impl ZoneBuilder {
             rrsets: HashMap::new(),
             names,
             geo_names: Vec::new(),
+            with_other_data: HashSet::new(),
         }
     }
 
@@ -260,10 +264,7 @@ impl ZoneBuilder {
         let has_cname = self
             .rrsets
             .contains_key(&(owner.clone(), RecordType::CNAME));
-        let has_other = self
-            .rrsets
-            .keys()
-            .any(|(name, t)| *name == owner && *t != RecordType::CNAME);
+        let has_other = self.with_other_data.contains(&owner);
         let cname_conflict = match rtype {
             RecordType::CNAME => has_other || has_cname || owner == self.lower_origin,
             _ => has_cname,
@@ -275,7 +276,14 @@ impl ZoneBuilder {
             ));
         }
         self.reserve_name(&owner);
-        let set = self.rrsets.entry((owner, rtype)).or_default();
+        if rtype != RecordType::CNAME && !has_other {
+            self.with_other_data.insert(owner.clone());
+        }
+        // Most sets hold one record: a first push into an empty Vec reserves four.
+        let set = self
+            .rrsets
+            .entry((owner, rtype))
+            .or_insert_with(|| Vec::with_capacity(1));
         if !set.iter().any(|r| r.data == record.data) {
             set.push(record);
         }
