@@ -532,13 +532,12 @@ impl GossipNode {
             let mesh = mesh.clone();
             Arc::new(move |conn, id| Box::pin(mesh.clone().incoming(conn, id)))
         };
-        let handlers = Arc::new(endpoint::Handlers {
+        let handlers = Arc::new(endpoint::Handlers::new(
             gossip,
             views,
-            api: Mutex::new(None),
-            stats: stats.clone(),
+            stats.clone(),
             faults,
-        });
+        ));
         let shutdown = CancellationToken::new();
         tokio::spawn(endpoint::accept_loop(endpoint, tls, handlers));
         tokio::spawn(mesh.clone().discover(shutdown.clone()));

@@ -103,6 +103,8 @@ pub struct DnsMetrics {
     /// Per POP index: [without ECS, with ECS].
     geo: Vec<[Counter; 2]>,
     local_only: Counter,
+    /// [dropped, slipped] by response rate limiting.
+    rate_limited: [Counter; 2],
 }
 
 impl QueryObserver for DnsMetrics {
@@ -128,6 +130,12 @@ impl QueryObserver for DnsMetrics {
         if local_only {
             self.local_only.inc();
         }
+    }
+
+    /// Counts one response held back by rate limiting.
+    #[inline]
+    fn rate_limited(&self, slipped: bool) {
+        self.rate_limited[usize::from(slipped)].inc();
     }
 }
 
@@ -247,6 +255,18 @@ impl Metrics {
             local_only.clone(),
         );
 
+        let limited = Family::<Labels, Counter>::default();
+        let rate_limited = ["dropped", "slipped"].map(|action| {
+            limited
+                .get_or_create(&vec![("action", action.to_owned())])
+                .clone()
+        });
+        registry.register(
+            "sparrow_dns_rate_limited",
+            "UDP responses held back by response rate limiting ([node.rrl]): dropped, or slipped (sent truncated)",
+            limited,
+        );
+
         registry.register(
             "sparrow_build",
             "Version and commit of the running binary",
@@ -275,6 +295,7 @@ impl Metrics {
                 queries: query_counters,
                 geo: geo_counters,
                 local_only,
+                rate_limited,
             }),
             probes: Arc::new(probes),
             gossip,

@@ -486,7 +486,17 @@ fn start_node(config: &Path) -> (Reaped, std::net::SocketAddr) {
 
 /// [`start_node`], also returning the value of `key=` in the first log line that has it.
 fn start_node_logging(config: &Path, key: &str) -> (Reaped, std::net::SocketAddr, Option<String>) {
-    let mut child = sparrow()
+    start_node_as(sparrow(), config, key)
+}
+
+/// [`start_node_logging`] with `command` (`sparrow()` with more settings, such as its
+/// environment) instead of `sparrow()`.
+fn start_node_as(
+    mut command: Command,
+    config: &Path,
+    key: &str,
+) -> (Reaped, std::net::SocketAddr, Option<String>) {
+    let mut child = command
         .args(["node", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .stderr(Stdio::piped())
@@ -1351,4 +1361,199 @@ fn metrics_in_the_prometheus_text_format_pass_promtool_and_openmetrics_stays_the
     assert!(out.status.success() && said.is_empty(), "promtool: {said}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// libfaketime, which shifts a process's wall clock (`scripts/test` installs it).
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    found.expect("libfaketime is installed (scripts/test installs the libfaketime package)")
+}
+
+#[test]
+fn a_node_whose_clock_is_a_day_fast_can_neither_pin_a_drain_nor_stay_out_after_it_is_fixed() {
+    // One PKI for both nodes and the operator.
+    let pki = std::env::temp_dir().join(format!("sparrow-skew-pki-{}", std::process::id()));
+    let cert = |args: &[&str]| {
+        let out = sparrow()
+            .arg("cert")
+            .args(args)
+            .arg("--dir")
+            .arg(&pki)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cert(&["ca", "--cluster", "example"]);
+    cert(&["node", "ams"]);
+    cert(&["node", "nyc"]);
+    cert(&["operator", "alice"]);
+    let config = |pop: &str, seeds: &str| {
+        let text = std::fs::read_to_string(example())
+            .unwrap()
+            .replace("pop = \"ams\"", &format!("pop = \"{pop}\""))
+            .replace("[zone]", "api_socket = \"api/sparrow.sock\"\n\n[zone]")
+            + &format!(
+                "\n[cluster]\nid = \"example\"\nlisten = \"127.0.0.1:0\"\nseeds = [{seeds}]\n\
+                 gossip_interval_ms = 100\nca = \"{0}/ca.pem\"\ncert = \"{0}/{pop}.pem\"\n\
+                 key = \"{0}/{pop}.key\"\n",
+                pki.display()
+            );
+        example_copy(&text)
+    };
+    // ams's clock runs a day ahead (its monotonic clock, which timers use, is left alone).
+    let skewed = || {
+        let mut command = sparrow();
+        command
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", "+1d")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        command
+    };
+    let ams_config = config("ams", "");
+    let (mut ams, _, ams_gossip) = start_node_as(skewed(), &ams_config, "gossip");
+    let ams_gossip = ams_gossip.expect("ams logs its cluster address");
+    let nyc_config = config("nyc", &format!("\"{ams_gossip}\""));
+    let (_nyc, _, nyc_gossip) = start_node_logging(&nyc_config, "gossip");
+    let nyc_gossip = nyc_gossip.expect("nyc logs its cluster address");
+
+    let operator = |remote: &str, args: &[&str]| {
+        let out = sparrow()
+            .args(args)
+            .args(["--remote", remote, "--ca"])
+            .arg(pki.join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.join("alice.pem"))
+            .arg("--key")
+            .arg(pki.join("alice.key"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let status = |remote: &str| {
+        let (code, json, err) = operator(remote, &["status", "--json"]);
+        (code == Some(0))
+            .then(|| serde_json::from_str::<sparrow_proto::api::StatusReport>(&json).ok())
+            .flatten()
+            .ok_or(err)
+    };
+    // Waits until both nodes see both POPs live with these admin states.
+    let settled = |nodes: [&str; 2], admin: [&str; 2], what: &str| {
+        let started = Instant::now();
+        loop {
+            let both = nodes.map(status);
+            let held = both.iter().all(|s| {
+                s.as_ref().is_ok_and(|s| {
+                    s.alive == 2
+                        && s.pops[..2]
+                            .iter()
+                            .zip(admin)
+                            .all(|(p, a)| p.live && p.admin == a)
+                })
+            });
+            if held {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {both:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    settled(
+        [&ams_gossip, &nyc_gossip],
+        ["active", "active"],
+        "the cluster forms",
+    );
+
+    // Drains through nyc: nyc's own lands there, ams's goes to ams's node, stamped by its
+    // clock a day ahead.
+    for pop in ["nyc", "ams"] {
+        let (code, out, err) = operator(&nyc_gossip, &["drain", pop]);
+        assert_eq!(code, Some(0), "drain {pop}: {out}{err}");
+    }
+    settled(
+        [&ams_gossip, &nyc_gossip],
+        ["drained", "drained"],
+        "both drains are held by both nodes",
+    );
+    let ams_view = status(&nyc_gossip).unwrap();
+    let stamp: u64 = ams_view.pops[0]
+        .admin_by
+        .as_deref()
+        .and_then(|b| b.strip_prefix("alice@"))
+        .and_then(|ms| ms.parse().ok())
+        .expect("who drained ams and when");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        stamp > now + 23 * 3_600_000,
+        "ams stamps with its fast clock: {stamp} vs {now}"
+    );
+    // Undrains through the other node each: neither clock decides, both lift.
+    for (via, pop) in [(&ams_gossip, "nyc"), (&nyc_gossip, "ams")] {
+        let (code, out, err) = operator(via, &["undrain", pop]);
+        assert_eq!(code, Some(0), "undrain {pop}: {out}{err}");
+        assert!(out.contains("undrained"), "{out}");
+    }
+    settled(
+        [&ams_gossip, &nyc_gossip],
+        ["active", "active"],
+        "both undrains are held by both nodes",
+    );
+
+    // ams's clock is fixed and it restarts: its new incarnation's generation (its start
+    // time) is a day older than the one nyc last saw. nyc takes it back all the same.
+    let _ = ams.kill();
+    let _ = ams.wait();
+    // (It comes back on another port, so it is seeded with nyc's address.) Its router has
+    // learned one more route meanwhile: a new view, versioned a day below the last.
+    let routes = ams_config.parent().unwrap().join("views/ams.routes");
+    let text = std::fs::read_to_string(&routes).unwrap() + "100.64.9.0/24 64496\n";
+    std::fs::write(&routes, text).unwrap();
+    let text = std::fs::read_to_string(&ams_config).unwrap();
+    let text = text.replace("seeds = []", &format!("seeds = [\"{nyc_gossip}\"]"));
+    std::fs::write(&ams_config, text).unwrap();
+    let (_ams, _, ams_gossip) = start_node_logging(&ams_config, "gossip");
+    let ams_gossip = ams_gossip.expect("ams logs its cluster address");
+    settled(
+        [&ams_gossip, &nyc_gossip],
+        ["active", "active"],
+        "ams is back after its clock went back a day",
+    );
+    // And nyc answers from the view ams now announces, versioned by the right clock,
+    // not from the one versioned a day ahead.
+    let version = |remote: &str| {
+        status(remote).ok().and_then(|s| {
+            let v = s.pops[0].view.as_ref()?;
+            Some((v.prefixes, v.version?))
+        })
+    };
+    let started = Instant::now();
+    while !(version(&nyc_gossip).is_some_and(|(n, v)| n == 8 && v < now + 3_600_000)
+        && version(&nyc_gossip) == version(&ams_gossip))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nyc holds ams's view {:?}, ams announces {:?}",
+            version(&nyc_gossip),
+            version(&ams_gossip)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&pki);
 }

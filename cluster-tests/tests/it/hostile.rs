@@ -474,3 +474,102 @@ async fn slow_metrics_clients_cannot_keep_scrapes_out() {
     }
     node.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn revoking_certificates_on_reload_closes_their_open_connections() {
+    let pki = TestPki::new("test");
+    let mut nodes = Vec::new();
+    let mut configs = Vec::new();
+    // ams serves the operator API (on a socket, and so over QUIC to operators).
+    let api = std::env::temp_dir().join(format!("sparrow-revoke-{}", std::process::id()));
+    let api_socket = api.join("api.sock");
+    let edit = |pop: &str, t: String| match pop {
+        "ams" => t.replacen(
+            "[node]\n",
+            &format!("[node]\napi_socket = \"{}\"\n", api_socket.display()),
+            1,
+        ),
+        _ => t,
+    };
+    for (config, socket) in example_cluster_with(&pki, edit) {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+        configs.push(config);
+    }
+    let all_three = || async {
+        nodes
+            .iter()
+            .all(|n| n.snapshot.load().mode == Mode::Cluster { alive: 3 })
+    };
+    assert!(eventually(SETTLE, all_three).await, "the cluster forms");
+    let ams = gossip_addr(&nodes[0]);
+
+    // An operator holds an API connection to ams open.
+    let operator = pki.issue_as("test", sparrow_node::pki::Role::Operator, "alice");
+    let operator_tls = pki.tls(&operator);
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = operator_tls
+        .client_config(sparrow_node::cluster::tls::ALPN_API)
+        .unwrap();
+    let conn = endpoint
+        .connect_with(client, ams, "sparrow-node")
+        .unwrap()
+        .await
+        .expect("the operator connects");
+    let status =
+        sparrow_node::api::call_quic(ams, &operator_tls, &sparrow_proto::api::Request::Status)
+            .await;
+    assert!(
+        status.is_ok(),
+        "the operator's API works before: {status:?}"
+    );
+
+    // ams's operator revokes syd's node certificate and alice's, and reloads.
+    let serial_of = |pem: &str| {
+        sparrow_node::pki::serial_of(&sparrow_node::pki::cert_der(pem).unwrap()).unwrap()
+    };
+    let syd_cert = std::fs::read_to_string(configs[2].parent().unwrap().join("node.pem")).unwrap();
+    let (syd, alice) = (serial_of(&syd_cert), serial_of(&operator.cert));
+    let text = std::fs::read_to_string(&configs[0]).unwrap();
+    // The [cluster] table is the config's last.
+    std::fs::write(
+        &configs[0],
+        text + &format!("revoked = [\"{syd}\", \"{alice}\"]\n"),
+    )
+    .unwrap();
+    nodes[0].reload().await.expect("the reload is taken");
+
+    // The operator's open connection is closed at once, as the node says why.
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("the revoked operator's connection is closed");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.reason.as_ref() == b"certificate revoked"),
+        "{closed:?}"
+    );
+    assert!(logged(&["certificate revoked; connection closed", &alice]));
+    // syd's connections to ams are closed and it cannot come back: ams counts it down
+    // while nyc, which did not revoke it, still has all three.
+    assert!(
+        eventually(SETTLE, || async {
+            nodes[0].snapshot.load().mode == Mode::Cluster { alive: 2 }
+                && logged(&["certificate revoked; connection closed", &syd])
+        })
+        .await,
+        "ams drops syd"
+    );
+    let refused_before = refused(&nodes[0]);
+    assert!(
+        eventually(SETTLE, || async { refused(&nodes[0]) > refused_before }).await,
+        "syd dialing again is refused"
+    );
+    assert_eq!(nodes[0].snapshot.load().mode, Mode::Cluster { alive: 2 });
+    // A new API connection with alice's certificate is refused at the handshake.
+    let again =
+        sparrow_node::api::call_quic(ams, &operator_tls, &sparrow_proto::api::Request::Status)
+            .await;
+    assert!(again.is_err(), "{again:?}");
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&api);
+}

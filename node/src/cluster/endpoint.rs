@@ -55,6 +55,51 @@ pub struct Handlers {
     pub stats: Arc<TransportStats>,
     /// Fault injection (tests, simulations): cut peers are refused here too.
     pub faults: Faults,
+    /// Every authenticated connection peers made to this node, of every protocol, with the
+    /// serial of the certificate it was admitted with (to close them when it is revoked).
+    open: std::sync::Mutex<Vec<(quinn::Connection, String)>>,
+}
+
+impl Handlers {
+    /// Handlers for gossip and view pulls; the API is served once set.
+    pub fn new(
+        gossip: Service,
+        views: Service,
+        stats: Arc<TransportStats>,
+        faults: Faults,
+    ) -> Self {
+        Self {
+            gossip,
+            views,
+            api: std::sync::Mutex::new(None),
+            stats,
+            faults,
+            open: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes every open connection (gossip, view pulls, operator API) whose certificate's
+    /// serial is in `revoked`, and logs each.
+    pub fn close_revoked(&self, revoked: &std::collections::BTreeSet<String>) {
+        // INVARIANT: the lock is held to walk the list only.
+        let mut open = self.open.lock().expect("open connections lock");
+        open.retain(|(c, _)| c.close_reason().is_none());
+        open.retain(|(c, serial)| {
+            if !revoked.contains(serial) {
+                return true;
+            }
+            warn!(peer = %c.remote_address(), serial = %serial, "certificate revoked; connection closed");
+            c.close(REFUSED.into(), b"certificate revoked");
+            false
+        });
+    }
+
+    fn track(&self, conn: &quinn::Connection, serial: String) {
+        // INVARIANT: the lock is held to update the list only.
+        let mut open = self.open.lock().expect("open connections lock");
+        open.retain(|(c, _)| c.close_reason().is_none());
+        open.push((conn.clone(), serial));
+    }
 }
 
 /// The service of route-view pulls answered by `server`.
@@ -76,6 +121,15 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, tls: Arc<ClusterTls>, handle
             accept(incoming, tls.clone(), handlers.clone()).instrument(tracing::Span::current()),
         );
     }
+}
+
+/// The serial number of the certificate `conn`'s peer presented (lower-case hex).
+fn leaf_serial(conn: &quinn::Connection) -> Option<String> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    crate::pki::serial_of(chain.first()?).ok()
 }
 
 /// Whether a QUIC error code carries a TLS alert (RFC 9001 §4.8: 0x0100 to 0x01ff).
@@ -105,6 +159,11 @@ async fn accept(incoming: quinn::Incoming, tls: Arc<ClusterTls>, handlers: Arc<H
             return;
         }
     };
+    // Tracked before it is checked: a revocation that lands between the two is either seen
+    // by the check or closes the tracked connection.
+    if let Some(serial) = leaf_serial(&conn) {
+        handlers.track(&conn, serial);
+    }
     let (id, alpn) = match tls.check_connection(&conn) {
         Ok(checked) => checked,
         Err(e) => {

@@ -101,8 +101,6 @@ pub struct Mesh {
     own_keys: std::sync::Mutex<Vec<(String, String)>>,
     /// Discovery hints: POP -> addresses, most recent first.
     hints: std::sync::Mutex<BTreeMap<usize, Vec<SocketAddr>>>,
-    /// Gossip connections peers made to this node (to close those of revoked certificates).
-    incoming: std::sync::Mutex<Vec<quinn::Connection>>,
     stats: Arc<TransportStats>,
     faults: Faults,
     /// When each POP's node last spoke on its own connection (ms since `epoch`; 0: never).
@@ -129,7 +127,6 @@ impl Mesh {
             links: Mutex::new((0..pops).map(|_| None).collect()),
             own_keys: std::sync::Mutex::new(own_keys),
             hints: std::sync::Mutex::new(BTreeMap::new()),
-            incoming: std::sync::Mutex::new(Vec::new()),
             stats,
             faults,
             heard: (0..pops)
@@ -257,12 +254,6 @@ impl Mesh {
             conn.close(transport::REFUSED.into(), b"not a POP of this cluster");
             return;
         };
-        {
-            // INVARIANT: the lock is held to update the list only.
-            let mut all = self.incoming.lock().expect("incoming lock");
-            all.retain(|c| c.close_reason().is_none());
-            all.push(conn.clone());
-        }
         let mut inbox = match self.ensure_link(pop, from).await {
             Ok((inbox, control)) => {
                 // The peer is reachable now: a sender backing off from it dials at once.
@@ -696,31 +687,9 @@ impl Mesh {
         (addrs, alive)
     }
 
-    /// Closes the connections of peers whose certificate is now revoked, and makes every
-    /// link dial again (so its server's certificate is checked anew).
-    pub fn close_revoked(&self, revoked: &BTreeSet<String>) {
-        {
-            // INVARIANT: the lock is held to walk the list only.
-            let mut all = self.incoming.lock().expect("incoming lock");
-            all.retain(|c| c.close_reason().is_none());
-            for c in all.iter() {
-                let serial = c
-                    .peer_identity()
-                    .and_then(|any| {
-                        any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                            .ok()
-                    })
-                    .and_then(|chain| {
-                        chain
-                            .first()
-                            .and_then(|leaf| crate::pki::serial_of(leaf).ok())
-                    });
-                if serial.is_some_and(|s| revoked.contains(&s)) {
-                    warn!(peer = %c.remote_address(), "certificate revoked; peer disconnected");
-                    c.close(transport::REFUSED.into(), b"certificate revoked");
-                }
-            }
-        }
+    /// Makes every link dial again, so that its server's certificate is checked anew (after
+    /// the revoked serials changed).
+    pub fn redial_all(&self) {
         if let Ok(links) = self.links.try_lock() {
             for link in links.iter().flatten() {
                 let _ = link.control.try_send(SenderControl::Redial);

@@ -90,7 +90,8 @@ impl ClusterHandle {
             nodes: names,
             revoked: revoked.clone(),
         });
-        self.mesh.close_revoked(&revoked);
+        self.handlers.close_revoked(&revoked);
+        self.mesh.redial_all();
     }
 
     /// Leaves the cluster (once; later calls do nothing).
@@ -154,13 +155,12 @@ pub async fn start(
         let mesh = mesh.clone();
         Arc::new(move |conn, id| Box::pin(mesh.clone().incoming(conn, id)))
     };
-    let handlers = Arc::new(Handlers {
+    let handlers = Arc::new(Handlers::new(
         gossip,
-        views: endpoint::serve_views(parts.views.clone()),
-        api: std::sync::Mutex::new(None),
-        stats: stats.clone(),
-        faults: faults.clone(),
-    });
+        endpoint::serve_views(parts.views.clone()),
+        stats.clone(),
+        faults.clone(),
+    ));
     let mut tasks = Vec::new();
     let span = tracing::Span::current();
     tasks.push(tokio::spawn(

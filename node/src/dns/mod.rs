@@ -39,4 +39,7 @@ pub trait QueryObserver: Send + Sync {
     /// One geo answer whose first POP is `pop`; `ecs` if the query carried a client subnet,
     /// `local_only` if the node answered partitioned.
     fn geo_answer(&self, pop: usize, ecs: bool, local_only: bool);
+    /// One UDP response held back by response rate limiting: dropped, or `slipped` (sent
+    /// truncated instead).
+    fn rate_limited(&self, slipped: bool);
 }

@@ -3,6 +3,8 @@
 //! worth in a burst); past that, responses are dropped, except every `slip`-th, which goes
 //! out truncated (TC, no records) so that a real client behind a spoofed flood still gets
 //! through over TCP. Queries with a valid server cookie are not limited (`dns::cookie`).
+//! Both UDP paths are limited alike: the fast path truncates its own answers, [`slipped`]
+//! cuts down a response of the hickory path.
 //!
 //! The table has a fixed number of buckets, indexed by a hash of the prefix; a prefix that
 //! lands on a bucket held by another takes it over (starting with a full allowance), so
@@ -100,6 +102,60 @@ impl Limiter {
     }
 }
 
+/// `response` as a slipped response: its header with TC set, its question, and its OPT
+/// record if it has one; no answer, authority or other additional records. For responses
+/// made by the hickory path (the fast path truncates its own). `None` if `response` is not a
+/// well-formed message.
+pub fn slipped(response: &[u8]) -> Option<Vec<u8>> {
+    const HEADER: usize = 12;
+    let count = |at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            response.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    // The end of the name starting at `at`.
+    let name_end = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *response.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xC0 == 0xC0 => return Some(at + 2),
+                l if l < 64 => at += 1 + usize::from(l),
+                _ => return None,
+            }
+        }
+    };
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut at = HEADER;
+    for _ in 0..qd {
+        at = name_end(at)? + 4;
+    }
+    let question_end = at;
+    let mut opt = None;
+    for i in 0..an + ns + ar {
+        let start = at;
+        let fixed = name_end(at)?;
+        let rtype = count(fixed)?;
+        let rdlen = count(fixed + 8)?;
+        at = fixed + 10 + rdlen;
+        if i >= an + ns && rtype == 41 {
+            opt = Some(start..at);
+        }
+    }
+    if at > response.len() || question_end > response.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(question_end + opt.as_ref().map_or(0, |o| o.len()));
+    out.extend_from_slice(&response[..question_end]);
+    out[2] |= 0x02;
+    out[6..10].fill(0);
+    out[10..12].copy_from_slice(&u16::from(opt.is_some()).to_be_bytes());
+    if let Some(opt) = opt {
+        out.extend_from_slice(&response[opt]);
+    }
+    Some(out)
+}
+
 fn fold(key: u128) -> u64 {
     // INVARIANT: truncations on purpose, a hash.
     (key as u64) ^ ((key >> 64) as u64)
@@ -156,6 +212,52 @@ mod tests {
                 .iter()
                 .all(|v| *v == Verdict::Slip)
         );
+    }
+
+    #[test]
+    fn a_slipped_response_keeps_header_question_and_opt_only() {
+        use hickory_proto::op::{Edns, Message, MessageType, Query};
+        use hickory_proto::rr::{Name, RData, Record, RecordType, rdata};
+        use std::str::FromStr;
+        let name = Name::from_str("www.example.net.").unwrap();
+        let mut m = Message::new(
+            0x1234,
+            MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
+        m.metadata.authoritative = true;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(name.clone(), RecordType::TXT));
+        for i in 0..3 {
+            m.add_answer(Record::from_rdata(
+                name.clone(),
+                60,
+                RData::TXT(rdata::TXT::new(vec![format!("record {i}")])),
+            ));
+        }
+        m.add_authority(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::TXT(rdata::TXT::new(vec!["authority".to_owned()])),
+        ));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        m.set_edns(edns);
+        let bytes = m.to_vec().unwrap();
+        let got = Message::from_vec(&slipped(&bytes).unwrap()).unwrap();
+        assert!(got.metadata.truncation);
+        assert!(got.metadata.authoritative && got.metadata.recursion_desired);
+        assert_eq!(got.metadata.id, 0x1234);
+        assert_eq!(got.queries, m.queries);
+        assert!(got.answers.is_empty() && got.authorities.is_empty());
+        assert_eq!(got.edns.as_ref().map(Edns::max_payload), Some(1232));
+        // Without EDNS: header and question only. Cut short: refused.
+        m.edns = None;
+        let bytes = m.to_vec().unwrap();
+        let plain = slipped(&bytes).unwrap();
+        assert_eq!(plain.len(), 12 + 17 + 4);
+        assert!(slipped(&bytes[..bytes.len() - 1]).is_none());
+        assert!(slipped(&bytes[..5]).is_none());
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl QueryObserver for Recorder {
             .unwrap()
             .push(format!("geo {pop} {ecs} {local_only}"));
     }
+    fn rate_limited(&self, slipped: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("rate limited {slipped}"));
+    }
 }
 
 impl Recorder {

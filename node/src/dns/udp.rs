@@ -188,11 +188,19 @@ struct Cx<'a> {
 fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, out: &mut Vec<u8>) {
     out.clear();
     let Some(a) = fast.respond(cx.snap, query, src.ip(), cx.cookies) else {
-        // The hickory path: rate-limited responses are dropped, none slips.
-        if cx.rrl.is_none_or(|r| r.check(src.ip()) == Verdict::Send)
-            && let Some(bytes) = cx.handler.respond(query, src, Protocol::Udp)
-        {
-            *out = bytes;
+        // The hickory path (which counts its own queries): limited as the fast path is.
+        let Some(bytes) = cx.handler.respond(query, src, Protocol::Udp) else {
+            return;
+        };
+        match cx.rrl.map_or(Verdict::Send, |r| r.check(src.ip())) {
+            Verdict::Send => *out = bytes,
+            Verdict::Slip => {
+                limited(cx, true);
+                if let Some(slipped) = rrl::slipped(&bytes) {
+                    *out = slipped;
+                }
+            }
+            Verdict::Drop => limited(cx, false),
         }
         return;
     };
@@ -217,6 +225,7 @@ fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, o
     match verdict {
         Verdict::Send => out.extend_from_slice(fast.response()),
         Verdict::Slip => {
+            limited(cx, true);
             if fast
                 .respond_truncated(cx.snap, query, src.ip(), cx.cookies)
                 .is_some()
@@ -224,7 +233,13 @@ fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, o
                 out.extend_from_slice(fast.response());
             }
         }
-        Verdict::Drop => {}
+        Verdict::Drop => limited(cx, false),
+    }
+}
+
+fn limited(cx: &Cx<'_>, slipped: bool) {
+    if let Some(m) = cx.handler.metrics() {
+        m.rate_limited(slipped);
     }
 }
 
@@ -516,8 +531,9 @@ mod tests {
         );
         let config = Config::from_str(&text, &path, &Disk).unwrap().config;
         let rrl = config.node.rrl.map(|r| Arc::new(Rrl::new(r)));
-        let snap = Snapshot::from_config(config);
-        let handler = DnsHandler::new(Arc::new(ArcSwap::from_pointee(snap)));
+        let snap = Arc::new(ArcSwap::from_pointee(Snapshot::from_config(config)));
+        let metrics = crate::metrics::Metrics::new(&snap);
+        let handler = DnsHandler::new(snap).with_metrics(metrics.dns());
         let server = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = server.local_addr().unwrap();
         let workers = spawn(&handler, vec![server], 1, rrl).unwrap();
@@ -539,6 +555,12 @@ mod tests {
         for id in 1..=5 {
             client.send_to(&query(id, None), addr).unwrap();
         }
+        // Two more of type ANY, which the hickory path answers: limited alike.
+        for id in 8..=9 {
+            let mut any = query(id, None);
+            any[30] = 255;
+            client.send_to(&any, addr).unwrap();
+        }
         for id in 6..=7 {
             client.send_to(&query(id, Some(&valid)), addr).unwrap();
         }
@@ -553,16 +575,23 @@ mod tests {
             assert!(n > 12);
         }
         workers.stop();
-        // 1 answered; 2 dropped, 3 slips (TC, no records), 4 dropped, 5 slips; 6 and 7 pass.
+        // 1 answered; 2 dropped, 3 slips (TC, no records), 4 dropped, 5 slips, 8 dropped,
+        // 9 slips; 6 and 7 pass.
         assert_eq!(
             got,
             [
                 (1, false, 1),
                 (3, true, 0),
                 (5, true, 0),
+                (9, true, 0),
                 (6, false, 1),
                 (7, false, 1)
             ]
         );
+        let text = metrics.render();
+        for (action, n) in [("dropped", 3), ("slipped", 3)] {
+            let line = format!("sparrow_dns_rate_limited_total{{action=\"{action}\"}} {n}");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
     }
 }
