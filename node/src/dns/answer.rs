@@ -28,7 +28,7 @@ pub struct Client {
 impl Client {
     /// The address answers are tailored to: the client subnet, unless absent or `/0` (the
     /// resolver asks that no client data be used, RFC 7871 7.1.2), then the resolver.
-    fn decision_address(&self) -> IpAddr {
+    pub fn decision_address(&self) -> IpAddr {
         match self.subnet {
             Some(net) if net.prefix_len() > 0 => net.addr(),
             _ => self.resolver,
@@ -78,6 +78,9 @@ pub struct Outcome {
     pub ecs_scope: Option<u8>,
     /// For a geo answer: the POP whose addresses come first.
     pub geo_pop: Option<usize>,
+    /// Whether a geo decision shaped the response (its records, or only its ECS scope): a
+    /// response that is not tailored is the same for every client (`dns::table`).
+    pub tailored: bool,
 }
 
 /// Memory [`answer`] reuses between queries (the POP order of a geo answer).
@@ -180,6 +183,7 @@ pub fn answer<'a>(
             authoritative: false,
             ecs_scope: None,
             geo_pop: None,
+            tailored: false,
         };
     };
     // The most specific decision block that shaped the answer, for the ECS scope.
@@ -334,12 +338,13 @@ pub fn answer<'a>(
         authoritative,
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
+        tailored: scope.is_some(),
     }
 }
 
 /// The ECS scope: the decision block's length when the answer depended on the client, 0
 /// when it did not or the client asked for no tailoring (source /0, RFC 7871 7.1.2).
-fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
+pub fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     match client.subnet {
         None => None,
         Some(net) if net.prefix_len() == 0 => Some(0),

@@ -8,6 +8,7 @@ pub mod ecs;
 pub mod fast;
 pub mod handler;
 pub mod rrl;
+pub mod table;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
