@@ -665,3 +665,30 @@ fn geo_and_static_names_in_lower_case_come_from_the_table() {
         assert_eq!(a.unwrap().precomputed, table, "{name} {qtype}");
     }
 }
+
+#[test]
+fn snapshots_of_one_config_share_one_table_and_a_new_config_gets_its_own() {
+    let snap = example(|t| t);
+    let table = fast::prepare(&snap);
+    assert!(!table.is_empty());
+    // Health, admin and mode changes keep the config: the same table, not rebuilt.
+    for derived in [
+        snap.with_health(0, false),
+        snap.with_admin(1, AdminState::Drained),
+    ] {
+        assert!(derived.answer_table().get().is_some(), "filled already");
+        assert!(std::ptr::eq(fast::prepare(&derived), table));
+    }
+    // Another config (one more record): another table, which has the record.
+    let other = example(|t| {
+        t.replacen(
+            "[[pop]]",
+            "[[zone.record]]\nname = \"new\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]",
+            1,
+        )
+    });
+    assert!(other.answer_table().get().is_none());
+    let new = b"\x03new\x07example\x03net\x00";
+    assert!(fast::prepare(&other).get(new, RecordType::TXT).is_some());
+    assert!(table.get(new, RecordType::TXT).is_none());
+}
