@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SVCB, SvcParamKey, SvcParamValue};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS};
@@ -19,6 +19,7 @@ use sparrow_proto::views::ViewHeader;
 use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
 use crate::config::{Config, GeoName, HttpsRecord, Target, WhenDown};
 use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
+use crate::dns::table::AnswerTable;
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 
@@ -387,6 +388,10 @@ pub struct Snapshot {
     /// lookup per geo query costs a fraction of std's SipHash.
     geo_index: Arc<hashbrown::HashMap<LowerName, usize>>,
     name_hashes: Arc<[u64]>,
+    /// The UDP fast path's precomputed responses for this config, filled once
+    /// (`dns::fast::prepare`, which the state owner calls before publishing) and shared
+    /// by every snapshot derived from this one: they depend on the config alone.
+    answer_table: Arc<OnceLock<AnswerTable>>,
 }
 
 impl Snapshot {
@@ -440,6 +445,7 @@ impl Snapshot {
             geo_index: Arc::new(geo_index),
             name_hashes,
             prepared: Arc::from([]),
+            answer_table: Arc::default(),
         }
         .prepared()
     }
@@ -603,10 +609,22 @@ impl Snapshot {
         self.geo_index.get(name).copied()
     }
 
+    /// The slot of this config's precomputed responses (`dns::table`).
+    pub fn answer_table(&self) -> &OnceLock<AnswerTable> {
+        &self.answer_table
+    }
+
     /// The answer records of `pop` for geo name `geo` and type A or AAAA (for a CNAME
-    /// service: its CNAME, whatever the type).
-    pub fn geo_records(&self, geo: usize, pop: usize, rtype: RecordType) -> &[Record] {
-        let g = if self.mode.is_local_only() {
+    /// service: its CNAME, whatever the type), with the TTL of local-only answers if
+    /// `local_only`, whatever the mode.
+    pub fn geo_records_of(
+        &self,
+        geo: usize,
+        pop: usize,
+        rtype: RecordType,
+        local_only: bool,
+    ) -> &[Record] {
+        let g = if local_only {
             &self.local_records[geo]
         } else {
             &self.geo_records[geo]
@@ -633,6 +651,11 @@ impl Snapshot {
             RecordType::AAAA => &g.fallback_aaaa,
             _ => &[],
         }
+    }
+
+    /// The answer records of `pop` for geo name `geo` and type A or AAAA.
+    pub fn geo_records(&self, geo: usize, pop: usize, rtype: RecordType) -> &[Record] {
+        self.geo_records_of(geo, pop, rtype, self.mode.is_local_only())
     }
 
     /// Decides which POPs serve `client` for geo name `geo`.

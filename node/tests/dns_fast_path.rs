@@ -88,6 +88,9 @@ fn answering_geo_and_static_names_allocates_nothing() {
         query("mail.example.net.", mx, None),
         query("nothing.example.net.", a, None),
         query("www.example.org.", a, None),
+        // In mixed case: the answer path, not the precomputed table.
+        query("WWW.example.net.", a, Some(&[0, 1, 24, 0, 100, 64, 2])),
+        query("Mail.Example.Net.", a, None),
     ];
     let resolver: IpAddr = "192.0.2.200".parse().unwrap();
     let mut worker = Worker::default();
@@ -98,18 +101,23 @@ fn answering_geo_and_static_names_allocates_nothing() {
         );
     }
     let before = ALLOCATIONS.with(Cell::get);
-    let mut bytes = 0;
+    let (mut bytes, mut precomputed) = (0, 0);
     for _ in 0..100 {
         for q in &queries {
             // INVARIANT: taken above.
             let answered = worker.respond(&snap, q, resolver, None).unwrap();
             bytes += worker.response().len();
-            drop(answered);
+            precomputed += usize::from(answered.precomputed);
         }
     }
     let allocations = ALLOCATIONS.with(Cell::get) - before;
     assert!(bytes > 0);
-    assert_eq!(allocations, 0, "allocations over 1,100 answers");
+    // Both the precomputed table and the answer path were measured.
+    assert!(
+        precomputed > 0 && precomputed < 100 * queries.len(),
+        "{precomputed}"
+    );
+    assert_eq!(allocations, 0, "allocations over 1,300 answers");
 }
 
 #[test]
@@ -148,7 +156,7 @@ fn answering_in_zones_with_delegations_and_wildcards_allocates_only_to_refer_and
             let before = ALLOCATIONS.with(Cell::get);
             for _ in 0..100 {
                 // INVARIANT: taken above.
-                drop(worker.respond(&snap, q, resolver, None).unwrap());
+                worker.respond(&snap, q, resolver, None).unwrap();
             }
             ALLOCATIONS.with(Cell::get) - before
         })

@@ -29,7 +29,7 @@ pub struct Client {
 impl Client {
     /// The address answers are tailored to: the client subnet, unless absent or `/0` (the
     /// resolver asks that no client data be used, RFC 7871 7.1.2), then the resolver.
-    fn decision_address(&self) -> IpAddr {
+    pub fn decision_address(&self) -> IpAddr {
         match self.subnet {
             Some(net) if net.prefix_len() > 0 => net.addr(),
             _ => self.resolver,
@@ -95,6 +95,9 @@ pub struct Outcome {
     pub geo_pop: Option<usize>,
     /// For a geo answer: its service (index into `config.geo`), with `geo_pop`.
     pub geo_service: Option<usize>,
+    /// Whether a geo decision shaped the response (its records, or only its ECS scope): a
+    /// response that is not tailored is the same for every client (`dns::table`).
+    pub tailored: bool,
 }
 
 /// Memory [`answer`] reuses between queries (the POP order of a geo answer).
@@ -199,6 +202,7 @@ pub fn answer<'a>(
             ecs_scope: None,
             geo_pop: None,
             geo_service: None,
+            tailored: false,
         };
     };
     // The most specific decision block that shaped the answer, for the ECS scope.
@@ -393,12 +397,13 @@ pub fn answer<'a>(
         ecs_scope: ecs_scope(scope, client),
         geo_pop,
         geo_service,
+        tailored: scope.is_some(),
     }
 }
 
 /// The ECS scope: the decision block's length when the answer depended on the client, 0
 /// when it did not or the client asked for no tailoring (source /0, RFC 7871 7.1.2).
-fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
+pub fn ecs_scope(scope: Option<u8>, client: Client) -> Option<u8> {
     match client.subnet {
         None => None,
         Some(net) if net.prefix_len() == 0 => Some(0),

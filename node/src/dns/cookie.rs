@@ -32,6 +32,16 @@ pub enum Cookie<'a> {
     },
 }
 
+/// What answering DNS cookies needs: the server secret, and a clock (seconds since the
+/// Unix epoch) read only for a query that carries a cookie.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// The server secret.
+    pub secret: [u8; 16],
+    /// The clock.
+    pub clock: fn() -> u32,
+}
+
 /// Reads the data of a COOKIE option.
 pub fn parse(data: &[u8]) -> Cookie<'_> {
     match data.len() {

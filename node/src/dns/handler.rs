@@ -74,11 +74,14 @@ impl DnsHandler {
         self
     }
 
-    /// The cookie secret and the time, for answering cookies from `snap`; `None`: cookies
+    /// The cookie secret and the clock, for answering cookies from `snap`; `None`: cookies
     /// are not answered.
-    pub fn cookie_context(&self, snap: &Snapshot) -> Option<([u8; 16], u32)> {
+    pub fn cookie_context(&self, snap: &Snapshot) -> Option<cookie::Context> {
         let secret = snap.config.node.cookie_secret.or(self.random_secret)?;
-        Some((secret, (self.clock)()))
+        Some(cookie::Context {
+            secret,
+            clock: self.clock,
+        })
     }
 
     /// The same handler, counting every query in `metrics`.
@@ -475,9 +478,10 @@ impl RequestHandler for DnsHandler {
                     )));
                 }
                 // A fresh server cookie for every cookie (RFC 7873 5.2.3-5.2.5), after ECS.
-                if let (Some(e), Some(client_cookie), Some((secret, now))) =
+                if let (Some(e), Some(client_cookie), Some(cx)) =
                     (edns.as_mut(), client_cookie, self.cookie_context(&snap))
                 {
+                    let (secret, now) = (cx.secret, (cx.clock)());
                     let server =
                         cookie::server_cookie(&secret, &client_cookie, request.src().ip(), now);
                     let mut data = client_cookie.to_vec();

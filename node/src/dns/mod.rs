@@ -9,6 +9,7 @@ pub mod fast;
 pub mod handler;
 pub mod notify;
 pub mod rrl;
+pub mod table;
 pub mod tcp;
 pub mod tsig;
 pub mod udp;

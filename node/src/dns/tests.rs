@@ -154,7 +154,7 @@ fn both_answered(
     snap: Snapshot,
     query: &[u8],
     src: SocketAddr,
-) -> (Option<fast::Answered>, Vec<u8>) {
+) -> (Option<fast::Answered<'_>>, Vec<u8>) {
     let recorder = Arc::new(Recorder::default());
     let swap = Arc::new(ArcSwap::from_pointee(snap));
     let handler = DnsHandler::new(swap.clone())
@@ -600,7 +600,8 @@ fn cookies_are_answered_the_same_on_both_paths() {
                     let mut options = subnet.clone().unwrap_or_default();
                     options.extend(option(cookie));
                     let q = Query::new(name, qtype).edns(1232, options);
-                    let (answered, bytes) = both_answered(snap.clone(), &q.bytes(), src);
+                    let query = q.bytes();
+                    let (answered, bytes) = both_answered(snap.clone(), &query, src);
                     assert_eq!(answered.is_some(), *fast, "{name} {cookie:?}");
                     let m = Message::from_vec(&bytes).unwrap();
                     if !fast {
@@ -619,4 +620,196 @@ fn cookies_are_answered_the_same_on_both_paths() {
             }
         }
     }
+}
+
+/// Every name of every zone of `snap` (and each geo name), in lower case and with its
+/// first letter upper-cased, for many types, EDNS sizes and client subnets, through both
+/// paths (which must agree). Returns (questions the fast path took, those it answered from
+/// the precomputed table); a question sent with a capital never comes from the table.
+fn every_name(what: &str, snap: &Snapshot, src: SocketAddr) -> (usize, usize) {
+    let mut names: Vec<String> = snap
+        .config
+        .zones
+        .iter()
+        .flat_map(|z| z.names().map(|n| n.to_string()))
+        .chain(snap.config.geo.iter().map(|g| g.name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let qtypes = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::ANY,
+        RecordType::NS,
+        RecordType::SOA,
+        RecordType::MX,
+        RecordType::TXT,
+        RecordType::CNAME,
+        RecordType::PTR,
+        RecordType::DS,
+        RecordType::CAA,
+        RecordType::HTTPS,
+    ];
+    let edns: [Option<(u16, Vec<u8>)>; 7] = [
+        None,
+        Some((512, vec![])),
+        Some((1232, ecs(1, 24, &[100, 64, 1]))),
+        Some((1232, ecs(1, 24, &[100, 64, 2]))),
+        Some((4096, ecs(1, 24, &[100, 64, 3]))),
+        Some((1232, ecs(2, 48, &[0x20, 0x01, 0x0d, 0xb8, 0xff, 0x02]))),
+        Some((1232, ecs(1, 0, &[]))),
+    ];
+    let (mut took, mut precomputed) = (0, 0);
+    for name in &names {
+        let mut capital = name.clone();
+        capital[..1].make_ascii_uppercase();
+        // A name whose first letter is no letter (`*`) is asked once.
+        let forms = if capital == *name {
+            vec![(false, name)]
+        } else {
+            vec![(false, name), (true, &capital)]
+        };
+        for (cased, name) in forms {
+            for qtype in qtypes {
+                for e in &edns {
+                    let mut q = Query::new(name, qtype);
+                    if let Some((payload, options)) = e {
+                        q = q.edns(*payload, options.clone());
+                    }
+                    let bytes = q.bytes();
+                    let (answered, _) = both_answered(snap.clone(), &bytes, src);
+                    let Some(a) = answered else { continue };
+                    took += 1;
+                    if a.precomputed {
+                        assert!(!cased, "{what}: {name} {qtype} from the table");
+                        precomputed += 1;
+                    }
+                }
+            }
+        }
+    }
+    (took, precomputed)
+}
+
+#[test]
+fn the_precomputed_table_sends_the_answer_paths_bytes_for_every_name_of_every_zone() {
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/multi-zone/sparrow.toml");
+    let multi = Snapshot::from_config(
+        Config::from_str(&std::fs::read_to_string(&path).unwrap(), &path, &Disk)
+            .unwrap()
+            .config,
+    );
+    let mut cases = snapshots();
+    cases.push(("multi-zone", multi));
+    cases.push(("big", big(1232)));
+    for (what, snap) in cases {
+        let (took, precomputed) = every_name(what, &snap, src);
+        // The table holds the types each name has and A, AAAA, HTTPS: 3 or more of the 12
+        // types asked, in lower case only (half of the questions).
+        assert!(precomputed * 8 > took, "{what}: {precomputed} of {took}");
+    }
+}
+
+#[test]
+fn geo_answers_from_the_table_carry_the_local_only_ttl_when_partitioned() {
+    use crate::cluster::state::Mode;
+    use crate::snapshot::Tables;
+    let gossip: Vec<SocketAddr> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", 7300 + i).parse().unwrap())
+        .collect();
+    let config = Arc::new(crate::demo::configs(0, &gossip).unwrap().remove(0));
+    let local_ttl = config.cluster.as_ref().unwrap().local_only_ttl;
+    let clustered = Snapshot::new(config.clone(), Tables::from_config(&config));
+    let partitioned = clustered.with_status(
+        clustered.pop_status.clone(),
+        clustered.admin_by.clone(),
+        Mode::LocalOnly {
+            alive: 1,
+            quorum: 2,
+        },
+    );
+    let src: SocketAddr = "100.64.3.7:53000".parse().unwrap();
+    for (what, snap, local_only) in [
+        ("clustered", clustered, false),
+        ("local-only", partitioned, true),
+    ] {
+        let (took, precomputed) = every_name(what, &snap, src);
+        assert!(precomputed * 8 > took, "{what}: {precomputed} of {took}");
+        for g in &snap.config.geo {
+            let q = Query::new(&g.name.to_string(), RecordType::A).edns(1232, vec![]);
+            let query = q.bytes();
+            let (a, bytes) = both_answered(snap.clone(), &query, src);
+            assert!(a.unwrap().precomputed, "{what}: {}", g.name);
+            let m = Message::from_vec(&bytes).unwrap();
+            assert!(local_ttl < g.ttl, "the two TTLs must differ for this test");
+            let want = if local_only {
+                g.ttl.min(local_ttl)
+            } else {
+                g.ttl
+            };
+            assert!(!m.answers.is_empty(), "{what}: {}", g.name);
+            for r in &m.answers {
+                assert_eq!(r.ttl, want, "{what}: {}", g.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn geo_and_static_names_in_lower_case_come_from_the_table() {
+    let src: SocketAddr = "192.0.2.200:53000".parse().unwrap();
+    let snap = example(|t| t);
+    for (name, qtype, subnet, table) in [
+        ("www.example.net.", RecordType::A, true, true),
+        ("www.example.net.", RecordType::AAAA, false, true),
+        ("mail.example.net.", RecordType::A, false, true),
+        ("mail.example.net.", RecordType::AAAA, true, true),
+        ("mail.example.net.", RecordType::HTTPS, false, true),
+        ("www.example.net.", RecordType::HTTPS, true, true),
+        ("example.net.", RecordType::SOA, false, true),
+        ("example.net.", RecordType::MX, true, true),
+        // Tailored (ANY at a geo name), no such name, mixed case: the answer path.
+        ("www.example.net.", RecordType::ANY, true, false),
+        ("nothing.example.net.", RecordType::A, false, false),
+        ("WWW.example.net.", RecordType::A, true, false),
+    ] {
+        let options = if subnet {
+            ecs(1, 24, &[100, 64, 2])
+        } else {
+            vec![]
+        };
+        let q = Query::new(name, qtype).edns(1232, options);
+        let query = q.bytes();
+        let (a, _) = both_answered(snap.clone(), &query, src);
+        assert_eq!(a.unwrap().precomputed, table, "{name} {qtype}");
+    }
+}
+
+#[test]
+fn snapshots_of_one_config_share_one_table_and_a_new_config_gets_its_own() {
+    let snap = example(|t| t);
+    let table = fast::prepare(&snap);
+    assert!(!table.is_empty());
+    // Health, admin and mode changes keep the config: the same table, not rebuilt.
+    for derived in [
+        snap.with_health(0, false),
+        snap.with_admin(1, AdminState::Drained),
+    ] {
+        assert!(derived.answer_table().get().is_some(), "filled already");
+        assert!(std::ptr::eq(fast::prepare(&derived), table));
+    }
+    // Another config (one more record): another table, which has the record.
+    let other = example(|t| {
+        t.replacen(
+            "[[pop]]",
+            "[[zone.record]]\nname = \"new\"\ntype = \"TXT\"\ndata = \"x\"\n\n[[pop]]",
+            1,
+        )
+    });
+    assert!(other.answer_table().get().is_none());
+    let new = b"\x03new\x07example\x03net\x00";
+    assert!(fast::prepare(&other).get(new, RecordType::TXT).is_some());
+    assert!(table.get(new, RecordType::TXT).is_none());
 }

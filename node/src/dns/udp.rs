@@ -180,7 +180,7 @@ fn run(socket: &UdpSocket, handler: &DnsHandler, rrl: Option<&Rrl>, stop: &Atomi
 struct Cx<'a> {
     handler: &'a DnsHandler,
     snap: &'a Snapshot,
-    cookies: Option<([u8; 16], u32)>,
+    cookies: Option<super::cookie::Context>,
     rrl: Option<&'a Rrl>,
 }
 
@@ -219,6 +219,7 @@ fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, o
         ecs = a.ecs,
         rcode = %a.rcode,
         truncated = a.truncated,
+        precomputed = a.precomputed,
         rrl = ?verdict,
         "query"
     );
@@ -244,7 +245,7 @@ fn limited(cx: &Cx<'_>, slipped: bool) {
 }
 
 /// Counts a fast-path answer as the hickory path counts its own.
-pub fn count(m: &dyn QueryObserver, a: &fast::Answered, snap: &Snapshot) {
+pub fn count(m: &dyn QueryObserver, a: &fast::Answered<'_>, snap: &Snapshot) {
     m.query(DnsTransport::Udp, a.qtype, a.rcode);
     if let (Some(service), Some(pop)) = (a.geo_service, a.geo_pop) {
         m.geo_answer(service, pop, a.ecs, snap.mode.is_local_only());

@@ -72,17 +72,14 @@ fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
 
 /// Parses `msg` if the fast path can answer it; `None` leaves it to hickory.
 pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
-    let flags = u16_at(msg, 2)?;
+    let header: &[u8; HEADER_LEN] = msg.get(..HEADER_LEN)?.try_into().ok()?;
+    let word = |i: usize| u16::from_be_bytes([header[2 * i], header[2 * i + 1]]);
+    let flags = word(1);
     // QR clear, OPCODE QUERY.
     if flags & 0xF800 != 0 {
         return None;
     }
-    let counts = (
-        u16_at(msg, 4)?,
-        u16_at(msg, 6)?,
-        u16_at(msg, 8)?,
-        u16_at(msg, 10)?,
-    );
+    let counts = (word(2), word(3), word(4), word(5));
     let (1, 0, 0, additional @ (0 | 1)) = counts else {
         return None;
     };
@@ -121,7 +118,7 @@ pub fn parse(msg: &[u8]) -> Option<Query<'_>> {
         return None;
     }
     Some(Query {
-        id: u16_at(msg, 0)?,
+        id: word(0),
         rd: flags & 0x0100 != 0,
         question,
         qname,
@@ -368,6 +365,21 @@ impl Encoder {
         self.names.compressed = mark.compressed;
     }
 
+    /// Starts a response to `query` that names nothing after the question (its records
+    /// come encoded, [`Self::extend`]): room for the header and the question as sent, no
+    /// compression table.
+    pub fn begin_unseeded(&mut self, question: &[u8]) {
+        self.out.clear();
+        self.names.clear();
+        self.out.extend_from_slice(&[0; HEADER_LEN]);
+        self.out.extend_from_slice(question);
+    }
+
+    /// Appends bytes encoded beforehand (`dns::table`).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
     /// Cuts the message back to `len` bytes (header and question kept). Only for dropping
     /// records before the OPT record is written; the compression table keeps its entries,
     /// which then point at nothing the OPT record can use.
@@ -488,14 +500,15 @@ impl Encoder {
         if self.names.compressed < COMPRESSED_NAME_LIMIT {
             self.names.compressed += 1;
         }
-        self.out.push(0);
-        self.u16(OPT);
-        self.u16(payload.max(512));
-        let flags = if dnssec_ok { 0x8000 } else { 0 };
+        let flags: u32 = if dnssec_ok { 0x8000 } else { 0 };
+        let [t0, t1] = OPT.to_be_bytes();
+        let [p0, p1] = payload.max(512).to_be_bytes();
+        let [f0, f1, f2, f3] = ((u32::from(rcode.high()) << 24) | flags).to_be_bytes();
+        // Owner (root), TYPE, CLASS (payload), TTL (extended RCODE, version, flags), RDLEN
+        // (filled in below): one copy.
         self.out
-            .extend_from_slice(&((u32::from(rcode.high()) << 24) | flags).to_be_bytes());
-        let len_at = self.out.len();
-        self.u16(0);
+            .extend_from_slice(&[0, t0, t1, p0, p1, f0, f1, f2, f3, 0, 0]);
+        let len_at = self.out.len() - 2;
         options(self);
         // INVARIANT: the options written are a few dozen bytes.
         let len = (self.out.len() - len_at - 2) as u16;
@@ -504,10 +517,11 @@ impl Encoder {
 
     /// Writes one EDNS option (inside [`Self::opt`]).
     pub fn option(&mut self, code: u16, parts: &[&[u8]]) {
-        self.u16(code);
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        let [c0, c1] = code.to_be_bytes();
         // INVARIANT: options are built from a few short parts.
-        self.u16(len as u16);
+        let [l0, l1] = (len as u16).to_be_bytes();
+        self.out.extend_from_slice(&[c0, c1, l0, l1]);
         for p in parts {
             self.out.extend_from_slice(p);
         }

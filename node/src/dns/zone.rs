@@ -153,6 +153,11 @@ impl Zone {
         None
     }
 
+    /// Every name that exists in the zone ([`Self::name_exists`]), in no order.
+    pub fn names(&self) -> impl Iterator<Item = &LowerName> {
+        self.names.iter()
+    }
+
     /// The types of the record sets at `name`, in increasing type code.
     pub fn types_at(&self, name: &LowerName) -> &[RecordType] {
         self.types.get(name).map_or(&[], Vec::as_slice)

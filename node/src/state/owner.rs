@@ -128,6 +128,8 @@ pub fn start(
     parts: OwnerParts,
     shutdown: CancellationToken,
 ) -> (StateHandle, JoinHandle<()>) {
+    // The fast path's table, built before any query needs it.
+    crate::dns::fast::prepare(state.snapshot());
     let snapshot = Arc::new(ArcSwap::new(state.snapshot().clone()));
     let (tx, rx) = mpsc::channel(QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
@@ -530,6 +532,8 @@ async fn perform(
         log_event(event);
     }
     if let Some(next) = fx.publish {
+        // A new config's fast-path table is built here, not by the first query after it.
+        crate::dns::fast::prepare(&next);
         snapshot.store(next);
     }
     if let Some(job) = fx.build {
