@@ -18,8 +18,8 @@ use sparrow_proto::views::ViewHeader;
 
 use crate::cluster::state::{AdminBy, Mode, PeerView, PopStatus, ServiceStatus};
 use crate::config::{Config, GeoName, HttpsRecord, Target, WhenDown};
-use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::dns::table::AnswerTable;
+use crate::policy::{self, AdminState, Candidate, PolicyInput, Ranking};
 use crate::routes::transfer::TransferError;
 use crate::routes::{self, DecisionTable, HopRanges, RouteView};
 

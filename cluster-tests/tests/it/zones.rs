@@ -181,3 +181,42 @@ async fn a_zone_added_or_removed_by_a_reload_is_served_or_refused_at_once() {
     assert!(cdn.contains("status: REFUSED"), "{cdn}");
     node.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_multi_zone_example_transfers_example_org_to_127_0_0_1_only() {
+    let node = TestNode::start(&multi_zone()).await.unwrap();
+    let server = node.addr;
+    let (org, net) = tokio::task::spawn_blocking(move || {
+        (
+            dig(server, &["example.org", "AXFR"]),
+            dig(server, &["example.net", "AXFR"]),
+        )
+    })
+    .await
+    .unwrap();
+    // The static zone between two SOAs, with its wildcard, delegation and glue, and the geo
+    // name cdn with this node's own POP's address (README "Zone transfers").
+    let records: Vec<&str> = org
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    assert!(
+        records.first().is_some_and(|r| r.contains("\tSOA\t")),
+        "{org}"
+    );
+    assert!(
+        records.last().is_some_and(|r| r.contains("\tSOA\t")),
+        "{org}"
+    );
+    for want in [
+        "*.apps.example.org.\t3600\tIN\tA\t192.0.2.80",
+        "sub.example.org.\t3600\tIN\tNS\tns.sub.example.org.",
+        "ns.sub.example.org.\t3600\tIN\tA\t192.0.2.81",
+        "cdn.example.org.\t30\tIN\tA\t192.0.2.10",
+    ] {
+        assert!(records.contains(&want), "{want} in\n{org}");
+    }
+    // example.net allows no transfer.
+    assert!(net.contains("Transfer failed"), "{net}");
+    node.stop().await.unwrap();
+}
