@@ -1,29 +1,8 @@
 //! The example queried with `dig`, the client operators use: the README's commands.
 
-use std::process::Command;
-
 use sparrow_cluster_tests::{TestNode, example_config};
 
-fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "+norec",
-            "+time=5",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
-    assert!(
-        out.status.success(),
-        "dig failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::dig;
 
 #[tokio::test]
 async fn dig_sees_tailored_answers_with_ecs_scope_over_udp_and_tcp() {

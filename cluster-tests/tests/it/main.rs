@@ -43,3 +43,25 @@ pub(crate) fn ecs(r: &DnsResponse) -> Option<(String, u8)> {
         _ => None,
     }
 }
+
+/// `dig` at `server` with `args` (no recursion, one try of at most 5 s): its output.
+pub(crate) fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+norec",
+            "+time=5",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
+    assert!(
+        out.status.success(),
+        "dig failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -3,7 +3,6 @@
 //! service probe withdraws that POP from that service on every node.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
@@ -13,32 +12,11 @@ use sparrow_cluster_tests::{
 use sparrow_node::cluster::state::Mode;
 use sparrow_proto::api::{Request, Response};
 
-use crate::answers;
+use crate::{answers, dig};
 
 /// Service indexes in the example: www, api, cdn; POPs ams, nyc, syd.
 const API: usize = 1;
 const AMS: usize = 0;
-
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "+norec",
-            "+time=5",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
-    assert!(
-        out.status.success(),
-        "dig failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// What `server` answers to `name`'s `rtype` query for `subnet`: the answer records' data.
 async fn ask(server: SocketAddr, name: &str, rtype: RecordType, subnet: &str) -> Vec<String> {

@@ -1,31 +1,9 @@
 //! The multi-zone example (`deploy/examples/multi-zone/`) queried with `dig`: the answers
 //! its comments and the README promise, over UDP and TCP.
 
-use std::net::SocketAddr;
-use std::process::Command;
-
 use sparrow_cluster_tests::{TestNode, multi_zone_config as multi_zone, variant_of};
 
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "+norec",
-            "+time=5",
-            "+tries=1",
-        ])
-        .args(args)
-        .output()
-        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
-    assert!(
-        out.status.success(),
-        "dig failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::dig;
 
 /// The section of dig's output that starts with `title` (up to the next blank line).
 fn section<'a>(out: &'a str, title: &str) -> Vec<&'a str> {
