@@ -2,7 +2,6 @@
 //! buffers have grown: every query below is answered first to warm the worker, then
 //! answered again while an allocator counts the calling thread's allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,35 +9,9 @@ use std::path::Path;
 use sparrow_node::dns::fast::Worker;
 use sparrow_node::snapshot::Snapshot;
 
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
+mod common;
 
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the thread-local
-// counter is const-initialised, so touching it never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+use common::ALLOCATIONS;
 
 /// A query for `name`/`qtype` with EDNS (payload 1232) and `ecs` (option data) if given.
 fn query(name: &str, qtype: u16, ecs: Option<&[u8]>) -> Vec<u8> {

@@ -2,7 +2,6 @@
 //! counting a query only adds to atomics. Checked with an allocator that counts the
 //! allocations of the calling thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,35 +13,9 @@ use sparrow_node::dns::{DnsTransport, QueryObserver as _};
 use sparrow_node::metrics::Metrics;
 use sparrow_node::snapshot::Snapshot;
 
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
+mod common;
 
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the thread-local
-// counter is const-initialised, so touching it never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+use common::ALLOCATIONS;
 
 #[test]
 fn counting_queries_and_geo_answers_allocates_nothing() {
