@@ -1,4 +1,4 @@
-//! [P] The UDP fast path: a query's bytes in, a response's bytes out, for the queries
+//! [P] The fast path: a query's bytes in, a response's bytes out, for the queries
 //! [`wire::parse`] takes. Same answers as the hickory path (`handler`), byte for byte; no
 //! allocation for geo and static names once a worker's buffers have grown.
 //!
@@ -62,6 +62,17 @@ pub struct Answered<'m> {
     pub cookie_valid: bool,
     /// Whether the records came precomputed from the [`AnswerTable`].
     pub precomputed: bool,
+}
+
+/// How large a response may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Size {
+    /// As the client's EDNS payload size (or 512) allows.
+    Udp,
+    /// Truncated whatever its size (rate limiting's slip).
+    Truncated,
+    /// Up to 65,535 bytes, every additional set included (TCP).
+    Tcp,
 }
 
 /// A response apart from its OPT record: what the answer path or the table gave.
@@ -149,7 +160,20 @@ impl Worker {
         resolver: IpAddr,
         cookies: Option<cookie::Context>,
     ) -> Option<Answered<'m>> {
-        self.respond_inner(snap, msg, resolver, cookies, false)
+        self.respond_inner(snap, msg, resolver, cookies, Size::Udp)
+    }
+
+    /// [`Self::respond`] for a query that came over TCP: the response may take up to
+    /// 65,535 bytes whatever the client's EDNS payload size, and every additional set goes
+    /// in (as the hickory path answers over TCP).
+    pub fn respond_tcp<'m>(
+        &mut self,
+        snap: &Snapshot,
+        msg: &'m [u8],
+        resolver: IpAddr,
+        cookies: Option<cookie::Context>,
+    ) -> Option<Answered<'m>> {
+        self.respond_inner(snap, msg, resolver, cookies, Size::Tcp)
     }
 
     /// [`Self::respond`], the response truncated whatever its size (TC, no records): what
@@ -161,7 +185,7 @@ impl Worker {
         resolver: IpAddr,
         cookies: Option<cookie::Context>,
     ) -> Option<Answered<'m>> {
-        self.respond_inner(snap, msg, resolver, cookies, true)
+        self.respond_inner(snap, msg, resolver, cookies, Size::Truncated)
     }
 
     fn respond_inner<'m>(
@@ -170,7 +194,7 @@ impl Worker {
         msg: &'m [u8],
         resolver: IpAddr,
         cookies: Option<cookie::Context>,
-        force_truncation: bool,
+        size: Size,
     ) -> Option<Answered<'m>> {
         let q = wire::parse(msg)?;
         let client_cookie = match q.edns.and_then(|e| e.cookie).map(cookie::parse) {
@@ -198,7 +222,10 @@ impl Worker {
             (Some(nsid), true) => Some(nsid.as_slice()),
             _ => None,
         };
-        let limit = usize::from(payload.unwrap_or(512));
+        let limit = match size {
+            Size::Tcp => usize::from(u16::MAX),
+            Size::Udp | Size::Truncated => usize::from(payload.unwrap_or(512)),
+        };
         // The OPT record's size (an answer with additional records is never REFUSED, so
         // it has the ECS option whenever the query had one).
         let opt_len = match payload {
@@ -213,7 +240,11 @@ impl Worker {
                     }
             }
         };
-        let room = limit.saturating_sub(opt_len);
+        // Over TCP no additional set is left out: only a message past 64 KiB is truncated.
+        let room = match size {
+            Size::Tcp => usize::MAX,
+            Size::Udp | Size::Truncated => limit.saturating_sub(opt_len),
+        };
         let done = match self.write_precomputed(snap, &q, client, room) {
             Some(done) => done,
             None => self.write_answered(snap, &q, client, room)?,
@@ -239,7 +270,8 @@ impl Worker {
             }
         };
         write_opt(&mut self.encoder);
-        let truncated = force_truncation || done.overflow || self.encoder.bytes().len() > limit;
+        let truncated =
+            size == Size::Truncated || done.overflow || self.encoder.bytes().len() > limit;
         if truncated {
             // Truncated answers carry no records: the client retries over TCP anyway, and
             // a partial answer would only amplify.

@@ -1,5 +1,7 @@
-//! [E] DNS over TCP (RFC 7766): queries answered in order on each connection through the
-//! hickory path ([`DnsHandler::respond`]), connections closed after an idle timeout, and at
+//! [E] DNS over TCP (RFC 7766): queries answered in order on each connection, by the fast
+//! path (`dns::fast`) when it takes them and else by the hickory path
+//! ([`DnsHandler::respond`]); pipelined queries are read and their responses written in
+//! batches. Connections are closed after an idle timeout, and at
 //! most `limit` of them open: when a new one would pass the limit, the connection idle the
 //! longest is closed first (and logged); if every connection is busy, the new one is.
 
@@ -16,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::handler::DnsHandler;
-use super::xfr;
+use super::{DnsTransport, fast, udp, xfr};
 
 /// Shortest time between two log lines about closed connections (the rest are counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -158,8 +160,18 @@ pub async fn serve(
     conns.shutdown().await;
 }
 
+/// Most response bytes gathered before they are written: the answers to pipelined queries
+/// go out together, and a flood of queries for large answers never holds more than this.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes asked of the socket per read when no longer message is waiting.
+const READ_CHUNK: usize = 4096;
+
 /// Answers the queries of one connection, in order, until the peer closes it, it stays
-/// idle for `idle_timeout`, or it sends something that is not a DNS message.
+/// idle for `idle_timeout`, or it sends something that is not a DNS message. Every query
+/// already read is answered before the next read, and their responses are written
+/// together: a client that pipelines queries costs a read and a write per batch, not per
+/// query. A message must arrive whole within `idle_timeout` of its first byte, and at
+/// most one message (64 KiB) is buffered.
 async fn connection(
     handler: &DnsHandler,
     mut stream: TcpStream,
@@ -169,46 +181,125 @@ async fn connection(
     id: u64,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut message = Vec::new();
+    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut fast = fast::Worker::default();
+    let mut deadline = tokio::time::Instant::now() + idle_timeout;
     loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        message.resize(usize::from(u16::from_be_bytes(len)), 0);
-        // The rest of a message must follow within the idle timeout too.
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut message)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        table
-            .lock()
-            .expect("tcp table")
-            .set_busy(id, true, Instant::now());
-        let responses = match xfr::transfer_type(&message) {
-            Some(_) => transfer(handler, &message, peer),
-            None => handler
-                .respond(&message, peer, Protocol::Tcp)
-                .into_iter()
-                .collect(),
-        };
-        for bytes in responses {
-            let Ok(len) = u16::try_from(bytes.len()) else {
-                return;
-            };
-            let mut out = Vec::with_capacity(2 + bytes.len());
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&bytes);
-            if stream.write_all(&out).await.is_err() {
-                return;
+        let (complete, wanted) = complete_messages(&input);
+        if complete > 0 {
+            table
+                .lock()
+                .expect("tcp table")
+                .set_busy(id, true, Instant::now());
+            let mut at = 0;
+            while at < complete {
+                let len = usize::from(u16::from_be_bytes([input[at], input[at + 1]]));
+                let message = &input[at + 2..at + 2 + len];
+                at += 2 + len;
+                if xfr::transfer_type(message).is_some() {
+                    // A transfer's messages go out as they are framed (it can be long).
+                    for bytes in transfer(handler, message, peer) {
+                        if !frame(&mut out, &bytes) {
+                            return;
+                        }
+                        if out.len() >= WRITE_BATCH {
+                            if stream.write_all(&out).await.is_err() {
+                                return;
+                            }
+                            out.clear();
+                        }
+                    }
+                } else if !answer(handler, &mut fast, message, peer, &mut out) {
+                    return;
+                }
+                if out.len() >= WRITE_BATCH {
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
             }
+            if !out.is_empty() {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            input.drain(..complete);
+            table
+                .lock()
+                .expect("tcp table")
+                .set_busy(id, false, Instant::now());
+            // Idle from now on, or the next message started (at most) now.
+            deadline = tokio::time::Instant::now() + idle_timeout;
         }
-        table
-            .lock()
-            .expect("tcp table")
-            .set_busy(id, false, Instant::now());
+        input.reserve(wanted.max(READ_CHUNK));
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut input)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
     }
+}
+
+/// Of the bytes read so far, how many make whole length-prefixed messages, and how many
+/// more the next message needs (at least 2 when not even its length has arrived).
+fn complete_messages(input: &[u8]) -> (usize, usize) {
+    let mut at = 0;
+    loop {
+        let rest = &input[at..];
+        if rest.len() < 2 {
+            return (at, 2 - rest.len());
+        }
+        let need = 2 + usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        if rest.len() < need {
+            return (at, need - rest.len());
+        }
+        at += need;
+    }
+}
+
+/// Appends to `out` the length-prefixed response to query `message` from `peer`: the fast
+/// path's when it takes the query, else the hickory path's. `false`: a response too large
+/// for TCP, so the connection closes.
+fn answer(
+    handler: &DnsHandler,
+    fast: &mut fast::Worker,
+    message: &[u8],
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> bool {
+    let snap = handler.snapshot().load();
+    let cookies = handler.cookie_context(&snap);
+    if let Some(a) = fast.respond_tcp(&snap, message, peer.ip(), cookies) {
+        if let Some(m) = handler.metrics() {
+            udp::count(m.as_ref(), DnsTransport::Tcp, &a, &snap);
+        }
+        debug!(
+            %peer,
+            name = %a.qname,
+            qtype = %a.qtype,
+            ecs = a.ecs,
+            rcode = %a.rcode,
+            precomputed = a.precomputed,
+            "TCP query"
+        );
+        return frame(out, fast.response());
+    }
+    match handler.respond(message, peer, Protocol::Tcp) {
+        Some(bytes) => frame(out, &bytes),
+        None => true,
+    }
+}
+
+/// Appends `bytes` to `out` with its 2-byte length; `false` if it is too long for that.
+fn frame(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let Ok(len) = u16::try_from(bytes.len()) else {
+        return false;
+    };
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    true
 }
 
 /// The messages answering a zone transfer query (`dns::xfr`), logged.
@@ -287,8 +378,11 @@ mod tests {
         Ok(response)
     }
 
-    #[tokio::test]
-    async fn past_the_limit_the_oldest_idle_connection_is_closed() {
+    /// The single-node example served over TCP on a port of 127.0.0.1.
+    async fn server(
+        idle: Duration,
+        limit: usize,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/examples/single-node/sparrow.toml");
         let config = crate::config::load(&path).unwrap().config;
@@ -297,13 +391,73 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(
-            handler,
-            listener,
-            Duration::from_secs(30),
-            2,
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(serve(handler, listener, idle, limit, shutdown.clone()));
+        (addr, shutdown, server)
+    }
+
+    async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.unwrap();
+        let mut response = vec![0; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn pipelined_queries_are_answered_in_order_and_a_split_one_when_it_is_whole() {
+        let (addr, shutdown, server) = server(Duration::from_secs(30), 10).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // Three whole queries and the first 5 bytes of a fourth in one write.
+        let mut bytes: Vec<u8> = (1..=3).flat_map(query).collect();
+        let fourth = query(4);
+        bytes.extend(&fourth[..5]);
+        stream.write_all(&bytes).await.unwrap();
+        for id in 1..=3 {
+            let r = read_response(&mut stream).await;
+            assert_eq!(r[1], id, "responses in the order of the queries");
+            assert_eq!(r[3] & 0x0f, 0, "NOERROR");
+            assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
+        }
+        // The rest of the fourth, in two writes; then a fifth.
+        stream.write_all(&fourth[5..9]).await.unwrap();
+        stream.write_all(&fourth[9..]).await.unwrap();
+        assert_eq!(read_response(&mut stream).await[1], 4);
+        stream.write_all(&query(5)).await.unwrap();
+        assert_eq!(read_response(&mut stream).await[1], 5);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_message_trickled_slower_than_the_idle_timeout_is_cut_off() {
+        let (addr, shutdown, server) = server(Duration::from_millis(300), 10).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut rx, mut tx) = stream.into_split();
+        // A 100-byte message announced, then a byte every 50 ms: every read comes well
+        // within the timeout, but the message is never whole within it.
+        let trickle = tokio::spawn(async move {
+            let _ = tx.write_all(&[0, 100]).await;
+            for _ in 0..200 {
+                if tx.write_all(&[0]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(8), rx.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "closed before the message could be whole: {closed:?}"
+        );
+        trickle.abort();
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_the_oldest_idle_connection_is_closed() {
+        let (addr, shutdown, server) = server(Duration::from_secs(30), 2).await;
         let mut first = TcpStream::connect(addr).await.unwrap();
         assert_eq!(ask(&mut first, 1).await.unwrap()[1], 1);
         let mut second = TcpStream::connect(addr).await.unwrap();

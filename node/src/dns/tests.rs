@@ -156,23 +156,49 @@ fn both_answered(
     src: SocketAddr,
 ) -> (Option<fast::Answered<'_>>, Vec<u8>) {
     let recorder = Arc::new(Recorder::default());
-    let swap = Arc::new(ArcSwap::from_pointee(snap));
-    let handler = DnsHandler::new(swap.clone())
+    let handler = DnsHandler::new(Arc::new(ArcSwap::from_pointee(snap)))
         .with_metrics(recorder.clone())
         .with_clock(|| NOW);
-    let hickory = handler.respond(query, src, Protocol::Udp);
+    let (tcp, _) = both_over(&handler, &recorder, query, src, DnsTransport::Tcp);
+    let udp = both_over(&handler, &recorder, query, src, DnsTransport::Udp);
+    assert_eq!(
+        tcp.is_some(),
+        udp.0.is_some(),
+        "the fast path takes {query:?} over both transports or neither"
+    );
+    udp
+}
+
+/// [`both_answered`] over one transport.
+fn both_over<'q>(
+    handler: &DnsHandler,
+    recorder: &Recorder,
+    query: &'q [u8],
+    src: SocketAddr,
+    transport: DnsTransport,
+) -> (Option<fast::Answered<'q>>, Vec<u8>) {
+    let protocol = match transport {
+        DnsTransport::Udp => Protocol::Udp,
+        DnsTransport::Tcp => Protocol::Tcp,
+    };
+    let hickory = handler.respond(query, src, protocol);
     let hickory_counts = recorder.take();
-    let snap = swap.load();
+    let snap = handler.snapshot().load();
     let mut worker = fast::Worker::default();
-    match worker.respond(&snap, query, src.ip(), handler.cookie_context(&snap)) {
+    let cookies = handler.cookie_context(&snap);
+    let answered = match transport {
+        DnsTransport::Udp => worker.respond(&snap, query, src.ip(), cookies),
+        DnsTransport::Tcp => worker.respond_tcp(&snap, query, src.ip(), cookies),
+    };
+    match answered {
         None => (None, hickory.unwrap_or_default()),
         Some(a) => {
-            super::udp::count(recorder.as_ref(), &a, &snap);
+            super::udp::count(recorder, transport, &a, &snap);
             let fast = worker.response().to_vec();
             assert_eq!(
                 Some(&fast),
                 hickory.as_ref(),
-                "fast path (left) and hickory path (right) differ for {query:?} from {src}: {:?}",
+                "fast path (left) and hickory path (right) differ over {transport:?} for {query:?} from {src}: {:?}",
                 Message::from_vec(&fast).map(|m| m.to_string())
             );
             assert_eq!(recorder.take(), hickory_counts, "metrics for {query:?}");

@@ -205,7 +205,7 @@ fn answer(cx: &Cx<'_>, fast: &mut fast::Worker, query: &[u8], src: SocketAddr, o
         return;
     };
     if let Some(m) = cx.handler.metrics() {
-        count(m.as_ref(), &a, cx.snap);
+        count(m.as_ref(), DnsTransport::Udp, &a, cx.snap);
     }
     // A valid server cookie proves the source: no limit.
     let verdict = match cx.rrl {
@@ -245,8 +245,13 @@ fn limited(cx: &Cx<'_>, slipped: bool) {
 }
 
 /// Counts a fast-path answer as the hickory path counts its own.
-pub fn count(m: &dyn QueryObserver, a: &fast::Answered<'_>, snap: &Snapshot) {
-    m.query(DnsTransport::Udp, a.qtype, a.rcode);
+pub fn count(
+    m: &dyn QueryObserver,
+    transport: DnsTransport,
+    a: &fast::Answered<'_>,
+    snap: &Snapshot,
+) {
+    m.query(transport, a.qtype, a.rcode);
     if let (Some(service), Some(pop)) = (a.geo_service, a.geo_pop) {
         m.geo_answer(service, pop, a.ecs, snap.mode.is_local_only());
     }
