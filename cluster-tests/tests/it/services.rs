@@ -264,7 +264,11 @@ async fn a_service_probe_failing_on_one_node_withdraws_that_service_on_every_nod
         } else {
             "[\"true\"]".to_owned()
         };
-        text.replace("[\"sh\", \"-c\", \"exit 2\"]", &command)
+        assert!(
+            text.contains("command = [\"false\"]"),
+            "the example's probe changed"
+        );
+        text.replace("[\"false\"]", &command)
     });
     let mut nodes = Vec::new();
     for (config, socket) in configs {
