@@ -235,6 +235,7 @@ pub(super) fn validate(
     let zones = Zones::new(zones);
     let mut geo = geo;
     services::targets(&cx, &raw.geo, &mut geo, &pops, &origin_name, &pop_index)?;
+    services::static_conflicts(&cx, &raw.geo, &geo, &zones, &raw.zone.0)?;
     services::probes(&cx, &raw.node.probes, &mut node.probes, &geo)?;
 
     let static_map = match &raw.static_map {
@@ -286,7 +287,7 @@ pub(super) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn position(&self, offset: usize) -> (usize, usize) {
+    pub(super) fn position(&self, offset: usize) -> (usize, usize) {
         line_col(self.text, offset)
     }
 
@@ -303,7 +304,11 @@ impl Cx<'_> {
     }
 
     /// Reads a file named in the config, relative to the config's folder.
-    fn read(&self, name: &Spanned<String>, what: &str) -> Result<(PathBuf, String), ConfigError> {
+    pub(super) fn read(
+        &self,
+        name: &Spanned<String>,
+        what: &str,
+    ) -> Result<(PathBuf, String), ConfigError> {
         let path = self.dir.join(name.get_ref());
         let text = self.files.read(&path, self.max_file).map_err(|e| {
             self.error(
