@@ -355,7 +355,7 @@ pub(super) fn static_conflicts(
             continue;
         }
         let geo_span = r.get_ref().name.span();
-        if name == *zone.origin() {
+        if g.is_cname() && name == *zone.origin() {
             let types: Vec<String> = types.iter().map(ToString::to_string).collect();
             return Err(cx.error(
                 Some(geo_span),
@@ -401,8 +401,11 @@ pub(super) fn static_conflicts(
                     return Err(cx.error(Some(rec.span()), reason(t)));
                 }
             }
-            if let Some(file) = &z.file {
-                let (path, text) = cx.read(file, "zone file")?;
+            // Read again for the line (an error path only); if that fails, the error below
+            // still names the geo name and the type.
+            if let Some(file) = &z.file
+                && let Ok((path, text)) = cx.read(file, "zone file")
+            {
                 let mut found = None;
                 // INVARIANT: the file parsed when the zone was built; errors cannot occur.
                 let _ = zonefile::parse_each(&text, &origin, |line, record| {
@@ -673,6 +676,16 @@ name = "www"
                 "api.example.net. has a static HTTPS record, but it is a geo name answering \
                  HTTPS records itself ([geo.https]) (line 28), which would hide it"
             ),
+            "{e}"
+        );
+        // At the apex too (which an address service may be).
+        let e = load(
+            "[[geo]]\nname = \"@\"\nhttps = {}\n\
+             [[zone.record]]\nname = \"@\"\ntype = \"HTTPS\"\ndata = \"1 . alpn=h3\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("example.net. has a static HTTPS record, but it is a geo name answering"),
             "{e}"
         );
         // What stays allowed: other data beside an address service, records below a CNAME
