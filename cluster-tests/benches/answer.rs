@@ -10,6 +10,13 @@
 //! Client addresses are precomputed, 4096 per case, and cycled through so that the lookups
 //! touch different parts of the tables instead of one hot cache line.
 //!
+//! A second group, `services_100_pops`, answers from a hundred POPs with services (issue
+//! #10): `www` on the POPs' own addresses, `api` with its own address targets per POP, a
+//! steered HTTPS record and its probe down at a quarter of the POPs (drained at a tenth),
+//! and `cdn` with a CNAME per POP. Its views go in as a node takes in its peers' pulled
+//! views (`Tables::with_pulled`, hops only), from the same generated full table;
+//! `SPARROW_ANSWER_POPS` sets how many POPs (0 skips the group).
+//!
 //! Run with `cargo bench -p sparrow-cluster-tests --bench answer`. Without `--bench` (under
 //! `cargo test --benches`) it runs each case once on a small table, as a smoke test.
 
@@ -19,15 +26,19 @@ use std::hint::black_box;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
 use sparrow_netsim::fulltable::{self, TableSpec};
+use sparrow_node::cluster::state::ServiceStatus;
 use sparrow_node::config::{Config, FileSource};
 use sparrow_node::dns::answer::{self, Client};
-use sparrow_node::snapshot::Snapshot;
+use sparrow_node::routes::transfer::{self, ViewDecoder};
+use sparrow_node::routes::{HopRanges, RouteView};
+use sparrow_node::snapshot::{Snapshot, ViewInfo};
 
 const CONFIG: &str = include_str!("../../deploy/examples/single-node/sparrow.toml");
 const ZONE: &str = include_str!("../../deploy/examples/single-node/example.net.zone");
@@ -49,6 +60,10 @@ const CACHED: usize = 16;
 const BENCH_TABLE: (usize, usize) = (1_000_000, fulltable::FULL_V6);
 /// The table of a smoke run under `cargo test`, small enough for a debug build.
 const SMOKE_TABLE: (usize, usize) = (20_000, 5_000);
+/// POPs of the `services_100_pops` group, unless `SPARROW_ANSWER_POPS` says otherwise.
+const SERVICE_POPS: usize = 100;
+/// The table of that group's smoke run: a hundred views in a debug build.
+const SERVICE_SMOKE_TABLE: (usize, usize) = (2_000, 500);
 
 /// The files of the config, served once each from memory (taken out, not copied, so that
 /// the generated texts are freed as soon as they are parsed, as on a real load).
@@ -246,10 +261,185 @@ fn bench_plan(c: &mut Criterion, f: &Fixture) {
     group.finish();
 }
 
+/// The 100-POP config with services: POP `pNN` answers `www` with 198.18.x.y, `api` with
+/// its own target 198.19.x.y (and a steered HTTPS record), `cdn` with `pNN.cdn.example.com.`.
+fn services_config(pops: usize) -> Config {
+    let mut text = String::from(
+        "[node]\npop = \"p00\"\nlisten = [\"127.0.0.1:0\"]\n\n\
+         [zone]\norigin = \"example.net.\"\nns = [\"ns1\"]\n\n\
+         [zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n\n\
+         [[zone.record]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n\n",
+    );
+    for i in 0..pops {
+        text.push_str(&format!(
+            "[[pop]]\nname = \"p{i:02}\"\nasn = {}\naddresses = [\"198.18.{}.{}\", \"2001:db8:{i:x}::1\"]\n\n",
+            65_000 + i,
+            i / 256,
+            i % 256
+        ));
+    }
+    text.push_str("[[geo]]\nname = \"www\"\nttl = 30\n\n");
+    text.push_str(
+        "[[geo]]\nname = \"api\"\nttl = 30\nanswers = 1\nhttps = { alpn = [\"h2\", \"h3\"] }\n\n",
+    );
+    for i in 0..pops {
+        text.push_str(&format!(
+            "[[geo.target]]\npop = \"p{i:02}\"\naddresses = [\"198.19.{}.{}\"]\n\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    text.push_str("[[geo]]\nname = \"cdn\"\nttl = 30\n\n");
+    for i in 0..pops {
+        text.push_str(&format!(
+            "[[geo.target]]\npop = \"p{i:02}\"\ncname = \"p{i:02}.cdn.example.com.\"\n\n"
+        ));
+    }
+    Config::from_str(
+        &text,
+        Path::new(ORIGIN),
+        &Files(RefCell::new(HashMap::new())),
+    )
+    .expect("services config loads")
+    .config
+}
+
+/// POP `pop`'s view as its peers take it in: encoded by its node, checked and decoded.
+fn pulled(prefixes: &[IpNet], pop: usize, seed: u64) -> (usize, Arc<HopRanges>, ViewInfo) {
+    let view = RouteView::new(
+        fulltable::pop_view_entries(prefixes, pop as u32, seed)
+            .into_iter()
+            .map(|(net, path)| (net, path.into_boxed_slice()))
+            .collect(),
+    );
+    let encoded = transfer::encode(&view, 1);
+    drop(view);
+    let mut decoder = ViewDecoder::new(encoded.header).expect("header");
+    let mut hops = None;
+    for f in &encoded.frames {
+        hops = decoder.push(&f[4..]).expect("frame");
+    }
+    let info = ViewInfo {
+        version: Some(1),
+        digest: Some(encoded.header.digest),
+        prefixes: encoded.header.prefixes,
+        source: format!("pulled from p{pop:02}"),
+        stale_since_ms: None,
+    };
+    (pop, Arc::new(hops.expect("End frame")), info)
+}
+
+/// A node of a `pops`-POP cluster with every view in, and `api` down at every fourth POP
+/// and drained at every tenth (the own POP, p00, stays up).
+fn services_snapshot(pops: usize, seed: u64, (v4, v6): (usize, usize)) -> (Snapshot, Vec<IpAddr>) {
+    let prefixes = fulltable::prefixes(TableSpec {
+        v4_prefixes: v4,
+        v6_prefixes: v6,
+        seed,
+    });
+    let (v4_prefixes, _): (Vec<IpNet>, Vec<IpNet>) =
+        prefixes.iter().partition(|n| matches!(n, IpNet::V4(_)));
+    let clients = fulltable::sample_addresses(&v4_prefixes, ADDRESSES, seed ^ 4);
+    drop(v4_prefixes);
+    let started = Instant::now();
+    let mut snap = Snapshot::from_config(services_config(pops));
+    let api = 1;
+    let services = (0..pops)
+        .map(|pop| ServiceStatus {
+            down: if pop > 0 && pop % 4 == 0 {
+                vec![api]
+            } else {
+                Vec::new()
+            },
+            drained: if pop > 0 && pop % 10 == 0 {
+                vec![api]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    snap = snap.with_services(services);
+    let mut batch = Vec::new();
+    for pop in 0..pops {
+        batch.push(pulled(&prefixes, pop, seed));
+        // Four at a time, as the node's pulls arrive.
+        if batch.len() == 4 || pop + 1 == pops {
+            snap = snap.with_tables(snap.tables().with_pulled(&snap.config, &batch));
+            batch.clear();
+        }
+    }
+    sparrow_node::memory::release_free();
+    println!(
+        "{pops} POPs with services, {v4} IPv4 + {v6} IPv6 prefixes per view, taken in: {:.2?}; {}",
+        started.elapsed(),
+        sparrow_cluster_tests::process_memory()
+    );
+    (snap, clients)
+}
+
+fn bench_services(c: &mut Criterion, pops: usize, snap: &Snapshot, clients: &[IpAddr]) {
+    let name = |n: &str| LowerName::from(Name::from_ascii(n).expect("valid name"));
+    let (www, api, cdn) = (
+        name("www.example.net."),
+        name("api.example.net."),
+        name("cdn.example.net."),
+    );
+    let geo = |n: &LowerName| snap.geo_index(n).expect("a geo name");
+    let resolver: IpAddr = "192.0.2.1".parse().expect("valid address");
+    let ecs: Vec<Client> = clients
+        .iter()
+        .map(|&a| Client {
+            resolver,
+            subnet: Some(ecs_subnet(a)),
+        })
+        .collect();
+    assert_eq!(ecs.len(), ADDRESSES);
+    // Each plan case answers what its name says: one record of the right type.
+    for (qname, rtype, want) in [
+        (&www, RecordType::A, RecordType::A),
+        (&api, RecordType::A, RecordType::A),
+        (&api, RecordType::HTTPS, RecordType::HTTPS),
+        (&cdn, RecordType::A, RecordType::CNAME),
+    ] {
+        let plan = answer::plan(snap, qname, rtype, ecs[0]);
+        let types: Vec<RecordType> = plan.answers.iter().map(|r| r.record_type()).collect();
+        assert_eq!(types, [want], "{qname} {rtype}");
+    }
+    let mut group = c.benchmark_group(format!("services_{pops}_pops"));
+    for (case, g) in [
+        ("route_first/www_v4", geo(&www)),
+        ("route_first/api_v4", geo(&api)),
+    ] {
+        group.bench_function(case, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                black_box(snap.route_first(g, black_box(clients[i]), 1, RecordType::A))
+            });
+        });
+    }
+    for (case, qname, rtype) in [
+        ("plan/www_a_ecs_v4", &www, RecordType::A),
+        ("plan/api_a_ecs_v4", &api, RecordType::A),
+        ("plan/api_https_ecs_v4", &api, RecordType::HTTPS),
+        ("plan/cdn_a_ecs_v4", &cdn, RecordType::A),
+    ] {
+        group.bench_function(case, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (ADDRESSES - 1);
+                black_box(answer::plan(snap, qname, rtype, black_box(ecs[i])))
+            });
+        });
+    }
+    group.finish();
+}
+
 fn main() {
-    // Cargo passes `--bench` under `cargo bench` only; under `cargo test` criterion runs
-    // each case once, and a small table keeps that quick in a debug build.
-    let bench = std::env::args().any(|a| a == "--bench");
+    // Cargo passes `--bench` under `cargo bench` only; under `cargo test` (or `cargo bench
+    // -- --test`) criterion runs each case once, and a small table keeps that quick.
+    let args: Vec<String> = std::env::args().collect();
+    let bench = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let seed = sparrow_cluster_tests::env_or("SPARROW_SEED", DEFAULT_SEED);
     let fixture = Fixture::build(seed, if bench { BENCH_TABLE } else { SMOKE_TABLE });
     let mut c = Criterion::default()
@@ -258,5 +448,30 @@ fn main() {
         .configure_from_args();
     bench_route(&mut c, &fixture);
     bench_plan(&mut c, &fixture);
+    drop(fixture);
+    let pops = sparrow_cluster_tests::env_or("SPARROW_ANSWER_POPS", SERVICE_POPS);
+    if pops > 0 {
+        let table = if bench {
+            BENCH_TABLE
+        } else {
+            SERVICE_SMOKE_TABLE
+        };
+        let (snap, clients) = services_snapshot(pops, seed, table);
+        // The cases mean what they say: api's answers avoid the POPs where it is down or
+        // drained, and cdn answers a CNAME.
+        let api = snap
+            .geo_index(&LowerName::from(
+                Name::from_ascii("api.example.net.").expect("name"),
+            ))
+            .expect("api");
+        for &a in &clients[..64] {
+            let first = snap.route_first(api, a, 1, RecordType::A).ranking.order[0];
+            assert!(
+                first == 0 || (first % 4 != 0 && first % 10 != 0),
+                "api at p{first:02}"
+            );
+        }
+        bench_services(&mut c, pops, &snap, &clients);
+    }
     c.final_summary();
 }

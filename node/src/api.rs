@@ -11,7 +11,8 @@
 //! A drain is carried by the drained POP's own node: a clustered node applies drains of its
 //! own POP only, and answers a drain of another POP with [`Response::Redirect`] naming that
 //! POP's node (the CLI follows it with an operator certificate). After applying one it waits
-//! a few gossip rounds for every live peer to confirm the new state, and reports who did.
+//! a few gossip rounds for every live peer to confirm the new state (its `drained` key for a
+//! POP, `drained_svc` for a service at a POP), and reports who did and who did not.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use crate::cluster::endpoint::Service;
 use crate::cluster::node::ClusterHandle;
-use crate::cluster::state::{AdminBy, Mode};
+use crate::cluster::state::{AdminBy, HotState, Mode, PeerView};
 use crate::config::{self, Target};
 use crate::pki::Identity;
 use crate::policy::AdminState;
@@ -402,25 +403,20 @@ async fn set_admin(
             message: "the node is shutting down".to_owned(),
         };
     }
-    let (confirmed, unconfirmed) = confirm(cx, index, state).await;
+    let pop_name = pop.to_owned();
+    let (confirmed, unconfirmed) = confirm(
+        cx,
+        |snap| snap.pop_status[index].admin == state,
+        |peer| peer.drained.contains(&pop_name) == drained,
+    )
+    .await;
     let verb = if drained { "drained" } else { "undrained" };
-    let message = if snap.config.cluster.is_none() {
-        format!("{pop} {verb} (standalone: this node's answers)")
-    } else if unconfirmed.is_empty() {
-        format!(
-            "{pop} {verb} cluster-wide: held by {} of {} live nodes",
-            confirmed.len(),
-            confirmed.len()
-        )
-    } else {
-        format!(
-            "{pop} {verb}; held by {} of {} live nodes, not confirmed within {}s by: {}",
-            confirmed.len(),
-            confirmed.len() + unconfirmed.len(),
-            CONFIRM_WAIT.as_secs(),
-            unconfirmed.join(", ")
-        )
-    };
+    let message = confirmation_message(
+        &format!("{pop} {verb}"),
+        snap.config.cluster.is_some(),
+        &confirmed,
+        &unconfirmed,
+    );
     Response::AdminSet(AdminReport {
         pop: pop.to_owned(),
         admin: state.as_str().to_owned(),
@@ -500,76 +496,127 @@ async fn set_service_admin(
             message: "the node is shutting down".to_owned(),
         };
     }
-    // The owner applies changes in order: wait until answers hold it.
-    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
-    let held = loop {
-        let now = cx.state.snapshot.load_full();
-        if now.services[index].is_drained(geo) == drained {
-            break true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // This node's answers hold it once its snapshot does; every live peer confirms it in
+    // its `drained_svc` key, naming the pair as this node's config does.
+    let pair = format!("{pop}/{name}");
+    let (confirmed, unconfirmed) = confirm(
+        cx,
+        |snap| {
+            // A reload may have changed the geo names meanwhile: look the name up again.
+            snap.config
+                .geo
+                .iter()
+                .position(|g| g.service == name)
+                .is_some_and(|g| snap.services[index].is_drained(g) == drained)
+        },
+        |peer| peer.drained_services.contains(&pair) == drained,
+    )
+    .await;
     let verb = if drained { "drained" } else { "undrained" };
-    let message = match (held, snap.config.cluster.is_some()) {
-        (false, _) => format!(
-            "{pop} {verb} for {name}, not in answers within {}s",
-            CONFIRM_WAIT.as_secs()
-        ),
-        (true, false) => format!("{pop} {verb} for {name} (standalone: this node's answers)"),
-        (true, true) => format!("{pop} {verb} for {name}; its peers read it from this node"),
-    };
+    let message = confirmation_message(
+        &format!("{pop} {verb} for {name}"),
+        snap.config.cluster.is_some(),
+        &confirmed,
+        &unconfirmed,
+    );
     Response::AdminSet(AdminReport {
-        pop: format!("{pop}/{name}"),
+        pop: pair,
         admin: state.as_str().to_owned(),
         by: who.to_owned(),
-        confirmed: if held {
-            vec![snap.config.pops[own].name.clone()]
-        } else {
-            Vec::new()
-        },
-        unconfirmed: Vec::new(),
+        confirmed,
+        unconfirmed,
         message,
     })
 }
 
-/// Waits (up to [`CONFIRM_WAIT`]) until this node answers with `state` for POP `pop` and
-/// every live peer says it treats `pop` so; returns the nodes that do and those that do not.
-async fn confirm(cx: &ApiContext, pop: usize, state: AdminState) -> (Vec<String>, Vec<String>) {
+/// The sentence a drain's report ends with: `what` ("nyc drained", "nyc drained for api"),
+/// then who holds it.
+fn confirmation_message(
+    what: &str,
+    clustered: bool,
+    confirmed: &[String],
+    unconfirmed: &[String],
+) -> String {
+    let wait = CONFIRM_WAIT.as_secs();
+    if !clustered {
+        if unconfirmed.is_empty() {
+            format!("{what} (standalone: this node's answers)")
+        } else {
+            format!("{what}, not in this node's answers within {wait}s")
+        }
+    } else if unconfirmed.is_empty() {
+        format!(
+            "{what} cluster-wide: held by {} of {} live nodes",
+            confirmed.len(),
+            confirmed.len()
+        )
+    } else {
+        format!(
+            "{what}; held by {} of {} live nodes, not confirmed within {wait}s by: {}",
+            confirmed.len(),
+            confirmed.len() + unconfirmed.len(),
+            unconfirmed.join(", ")
+        )
+    }
+}
+
+/// Waits (up to [`CONFIRM_WAIT`]) until this node's answers hold a change (`here`) and
+/// every live peer says it does (`peer`, on what the peer publishes); returns the nodes that
+/// do and those that do not.
+async fn confirm(
+    cx: &ApiContext,
+    here: impl Fn(&Snapshot) -> bool,
+    peer: impl Fn(&HotState) -> bool,
+) -> (Vec<String>, Vec<String>) {
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     loop {
-        let snap = cx.state.snapshot.load_full();
-        let names: Vec<&str> = snap.config.pops.iter().map(|p| p.name.as_str()).collect();
-        let own = snap.config.node.pop;
-        let mut yes = Vec::new();
-        let mut no = Vec::new();
-        if snap.pop_status[pop].admin == state {
-            yes.push(names[own].to_owned());
-        } else {
-            no.push(names[own].to_owned());
-        }
-        if snap.config.cluster.is_some() {
-            for (i, peer) in snap.peers.iter().enumerate() {
-                if i == own || !peer.alive {
-                    continue;
-                }
-                let holds = peer.known.as_ref().is_some_and(|k| {
-                    k.drained.iter().any(|n| n == names[pop]) == (state == AdminState::Drained)
-                });
-                if holds {
-                    yes.push(names[i].to_owned());
-                } else {
-                    no.push(names[i].to_owned());
-                }
-            }
-        }
+        let (yes, no) = confirmations(&cx.state.snapshot.load_full(), &here, &peer);
         if no.is_empty() || tokio::time::Instant::now() >= deadline {
             return (yes, no);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Who holds a change now: this node if `here` says its snapshot does, each live peer if
+/// `peer` says its published state does. Returns (nodes that do, nodes that do not), by POP.
+fn confirmations(
+    snap: &Snapshot,
+    here: &impl Fn(&Snapshot) -> bool,
+    peer: &impl Fn(&HotState) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let names: Vec<&str> = snap.config.pops.iter().map(|p| p.name.as_str()).collect();
+    let peers = snap.config.cluster.is_some().then_some(&snap.peers[..]);
+    holders(&names, snap.config.node.pop, here(snap), peers, peer)
+}
+
+/// [`confirmations`] on its parts: POP `names`, the own POP, whether it holds the change,
+/// and the peers (`None`: a standalone node, which has none to ask).
+fn holders(
+    names: &[&str],
+    own: usize,
+    here: bool,
+    peers: Option<&[PeerView]>,
+    peer: &impl Fn(&HotState) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let mut yes = Vec::new();
+    let mut no = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let holds = if i == own {
+            here
+        } else {
+            match peers.and_then(|p| p.get(i)) {
+                Some(p) if p.alive => p.known.as_ref().is_some_and(peer),
+                _ => continue,
+            }
+        };
+        if holds {
+            yes.push((*name).to_owned());
+        } else {
+            no.push((*name).to_owned());
+        }
+    }
+    (yes, no)
 }
 
 /// The node's view of the cluster.
@@ -744,4 +791,70 @@ pub async fn call(path: &Path, request: &Request) -> anyhow::Result<Response> {
         .await?
         .context("the node closed the connection without answering")?;
     Ok(serde_json::from_str(&line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_is_confirmed_by_this_node_and_every_live_peer_that_says_so() {
+        let names = ["ams", "nyc", "syd", "lhr"];
+        let peer = |known: Option<&[&str]>, alive: bool| PeerView {
+            known: known.map(|pairs| HotState {
+                drained_services: pairs.iter().map(|p| (*p).to_owned()).collect(),
+                ..HotState::up()
+            }),
+            alive,
+            addr: None,
+        };
+        // nyc's node drained nyc's api: ams says so, syd not yet, lhr is down (not asked).
+        let peers = [
+            peer(Some(&["nyc/api"]), true),
+            peer(None, true),
+            peer(Some(&["nyc/cdn"]), true),
+            peer(None, false),
+        ];
+        let says = |k: &HotState| k.drained_services.iter().any(|p| p == "nyc/api");
+        let (yes, no) = holders(&names, 1, true, Some(&peers), &says);
+        assert_eq!(yes, ["ams", "nyc"]);
+        assert_eq!(no, ["syd"]);
+        assert_eq!(
+            confirmation_message("nyc drained for api", true, &yes, &no),
+            format!(
+                "nyc drained for api; held by 2 of 3 live nodes, not confirmed within {}s by: syd",
+                CONFIRM_WAIT.as_secs()
+            )
+        );
+        // An undrain is confirmed by peers that no longer list it.
+        let (yes, no) = holders(&names, 1, true, Some(&peers), &|k: &HotState| !says(k));
+        assert_eq!(yes, ["nyc", "syd"]);
+        assert_eq!(no, ["ams"]);
+        // A peer that has said nothing yet (alive, no state) has not confirmed.
+        let silent = [peer(None, true), peer(None, true)];
+        let (yes, no) = holders(&names[..2], 0, true, Some(&silent), &says);
+        assert_eq!(yes, ["ams"]);
+        assert_eq!(no, ["nyc"]);
+        // Standalone: this node only.
+        let (yes, no) = holders(&names, 1, true, None, &says);
+        assert_eq!(yes, ["nyc"]);
+        assert!(no.is_empty());
+        assert_eq!(
+            confirmation_message("nyc drained for api", false, &yes, &no),
+            "nyc drained for api (standalone: this node's answers)"
+        );
+        let (yes, no) = holders(&names, 1, false, None, &says);
+        assert_eq!(
+            confirmation_message("nyc drained", false, &yes, &no),
+            format!(
+                "nyc drained, not in this node's answers within {}s",
+                CONFIRM_WAIT.as_secs()
+            )
+        );
+        let all = ["ams".to_owned(), "nyc".to_owned(), "syd".to_owned()];
+        assert_eq!(
+            confirmation_message("nyc drained for api", true, &all, &[]),
+            "nyc drained for api cluster-wide: held by 3 of 3 live nodes"
+        );
+    }
 }

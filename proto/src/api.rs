@@ -202,7 +202,7 @@ pub struct ReloadReport {
 /// What a drain or undrain left behind, as the POP's node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminReport {
-    /// The POP.
+    /// The POP (`POP/service` for a service's drain).
     pub pop: String,
     /// `active` or `drained`: its state now.
     pub admin: String,

@@ -264,7 +264,11 @@ async fn a_service_probe_failing_on_one_node_withdraws_that_service_on_every_nod
         } else {
             "[\"true\"]".to_owned()
         };
-        text.replace("[\"sh\", \"-c\", \"exit 2\"]", &command)
+        assert!(
+            text.contains("command = [\"false\"]"),
+            "the example's probe changed"
+        );
+        text.replace("[\"false\"]", &command)
     });
     let mut nodes = Vec::new();
     for (config, socket) in configs {
@@ -344,6 +348,121 @@ async fn a_service_probe_failing_on_one_node_withdraws_that_service_on_every_nod
         "ams's api not handed out again"
     );
     let _ = std::fs::remove_file(&flag);
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_service_drain_is_confirmed_by_every_live_node_or_names_those_that_did_not() {
+    let dir = std::env::temp_dir().join(format!("sparrow-svc-confirm-{}", std::process::id()));
+    let socket = |pop: &str| dir.join(format!("{pop}.sock"));
+    let pki = TestPki::new("test");
+    let configs = cluster_of(&services_config(), &pki, |pop, text| {
+        // Every api probe passes. syd runs a config in which the API service is named
+        // `gw`: it cannot confirm a drain of `api` (as a node not yet given a new config).
+        let text = text.replace("[\"false\"]", "[\"true\"]").replacen(
+            "[zone]",
+            &format!("api_socket = \"{}\"\n\n[zone]", socket(pop).display()),
+            1,
+        );
+        if pop == "syd" {
+            text.replacen("name = \"api\"", "name = \"gw\"", 1)
+                .replacen("service = \"api\"", "service = \"gw\"", 1)
+        } else {
+            text
+        }
+    });
+    let mut nodes = Vec::new();
+    for (config, socket) in configs {
+        nodes.push(TestNode::start_clustered(&config, socket).await.unwrap());
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            nodes
+                .iter()
+                .all(|n| n.snapshot.load().mode == Mode::Cluster { alive: 3 })
+        })
+        .await,
+        "cluster did not form"
+    );
+    // What every node (or the first `n`) answers for a client near nyc.
+    let answers_near_nyc = |name: &'static str, n: usize| {
+        let nodes = &nodes;
+        async move {
+            let mut out = Vec::new();
+            for node in &nodes[..n] {
+                out.push(ask(node.addr, name, RecordType::A, "100.64.2.0/24").await);
+            }
+            out
+        }
+    };
+    let nyc_cdn = vec!["CNAME nyc.cdn.example.com.".to_owned()];
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            answers_near_nyc("cdn.example.net.", 3).await == vec![nyc_cdn.clone(); 3]
+        })
+        .await,
+        "not every node hands out nyc's cdn"
+    );
+    let set = |service: &str, drained: bool| {
+        let request = Request::SetAdmin {
+            pop: "nyc".to_owned(),
+            drained,
+            service: Some(service.to_owned()),
+        };
+        let path = socket("nyc");
+        async move {
+            match sparrow_node::api::call(&path, &request).await.unwrap() {
+                Response::AdminSet(mut report) => {
+                    report.confirmed.sort();
+                    report
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // nyc's node drains nyc's cdn; the reply comes once every live node holds it.
+    let report = set("cdn", true).await;
+    assert_eq!(report.pop, "nyc/cdn");
+    assert_eq!(report.confirmed, ["ams", "nyc", "syd"], "{report:?}");
+    assert!(report.unconfirmed.is_empty(), "{report:?}");
+    assert_eq!(
+        report.message,
+        "nyc drained for cdn cluster-wide: held by 3 of 3 live nodes"
+    );
+    // Confirmed, so no node hands out nyc's cdn any more, and nyc's www stays.
+    for got in answers_near_nyc("cdn.example.net.", 3).await {
+        assert!(got.len() == 1 && got != nyc_cdn, "{got:?}");
+    }
+    assert_eq!(
+        answers_near_nyc("www.example.net.", 3).await,
+        vec![vec!["198.51.100.10".to_owned()]; 3]
+    );
+    let report = set("cdn", false).await;
+    assert_eq!(report.confirmed, ["ams", "nyc", "syd"], "{report:?}");
+    assert_eq!(
+        report.message,
+        "nyc undrained for cdn cluster-wide: held by 3 of 3 live nodes"
+    );
+    assert_eq!(
+        answers_near_nyc("cdn.example.net.", 3).await,
+        vec![nyc_cdn.clone(); 3]
+    );
+    // syd does not know `api`: the drain holds on ams and nyc, and the reply names syd.
+    let report = set("api", true).await;
+    assert_eq!(report.confirmed, ["ams", "nyc"], "{report:?}");
+    assert_eq!(report.unconfirmed, ["syd"], "{report:?}");
+    assert!(
+        report
+            .message
+            .starts_with("nyc drained for api; held by 2 of 3 live nodes, not confirmed within")
+            && report.message.ends_with("s by: syd"),
+        "{report:?}"
+    );
+    for got in answers_near_nyc("api.example.net.", 2).await {
+        assert!(got.len() == 1 && got != ["198.51.100.20"], "{got:?}");
+    }
     for n in nodes {
         n.stop().await.unwrap();
     }

@@ -22,6 +22,7 @@
 //! | `leaving`  | `yes` (absent: no)       | the node is shutting down: treat it as gone now   |
 //! | `svc_down` | service names, space-separated (absent: none) | the services whose own probes are down at the POP |
 //! | `svc_drained` | service names, space-separated (absent: none) | the services an operator drained at the POP |
+//! | `drained_svc` | `POP/service` pairs, space-separated (absent: none) | the services at POPs this node treats as drained now (confirms service drains) |
 //!
 //! A drain is an operator's decision about one POP, so it is carried by that POP's own node:
 //! the node of POP X is the only writer of X's `admin`, and every other node reads it from
@@ -77,9 +78,11 @@ pub const KEY_LEAVING: &str = "leaving";
 pub const KEY_SVC_DOWN: &str = "svc_down";
 /// Key: the POP's services drained by an operator.
 pub const KEY_SVC_DRAINED: &str = "svc_drained";
+/// Key: the services at POPs the node treats as drained.
+pub const KEY_DRAINED_SVC: &str = "drained_svc";
 
 /// Longest value accepted for a key whose size depends on the cluster (`drained`, `peers`,
-/// `admin_by`): generous for a thousand POPs, small enough that a peer cannot make a node
+/// `admin_by`, the service keys): generous for a thousand POPs, small enough that a peer cannot make a node
 /// hold much.
 pub const MAX_VALUE: usize = 32 * 1024;
 
@@ -204,6 +207,9 @@ pub struct HotState {
     pub services_down: Vec<String>,
     /// The POP's services an operator drained (service names, sorted).
     pub services_drained: Vec<String>,
+    /// The services the node treats as drained now, at any POP (`POP/service`, by POP then
+    /// service in config order): what confirms a service's drain, as `drained` a POP's.
+    pub drained_services: Vec<String>,
 }
 
 impl HotState {
@@ -221,6 +227,7 @@ impl HotState {
             leaving: false,
             services_down: Vec::new(),
             services_drained: Vec::new(),
+            drained_services: Vec::new(),
         }
     }
 
@@ -268,6 +275,7 @@ impl HotState {
             ),
             (KEY_SVC_DOWN, self.services_down.join(" ")),
             (KEY_SVC_DRAINED, self.services_drained.join(" ")),
+            (KEY_DRAINED_SVC, self.drained_services.join(" ")),
         ]
     }
 
@@ -284,6 +292,7 @@ impl HotState {
             KEY_PEERS,
             KEY_SVC_DOWN,
             KEY_SVC_DRAINED,
+            KEY_DRAINED_SVC,
         ] {
             if get(key).is_some_and(|v| v.len() > MAX_VALUE) {
                 return Err(format!("`{key}` value longer than {MAX_VALUE} bytes"));
@@ -362,6 +371,7 @@ impl HotState {
             leaving,
             services_down: names(KEY_SVC_DOWN),
             services_drained: names(KEY_SVC_DRAINED),
+            drained_services: names(KEY_DRAINED_SVC),
         })
     }
 }
@@ -638,6 +648,7 @@ mod tests {
             peers: vec![("nyc".into(), "192.0.2.2:7300".parse().unwrap())],
             services_down: vec!["api".into()],
             services_drained: vec!["api".into(), "cdn".into()],
+            drained_services: vec!["ams/api".into(), "nyc/cdn".into()],
             ..HotState::up()
         }
     }

@@ -181,6 +181,9 @@ pub(crate) struct RawProbe {
     pub(crate) url: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) command: Option<Spanned<Vec<String>>>,
+    /// How an exec probe's exit code is read: "nagios" (default) or "plain".
+    #[serde(default)]
+    pub(crate) exit_codes: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) expect_status: Option<u16>,
     #[serde(default)]

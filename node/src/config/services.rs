@@ -5,12 +5,14 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{LowerName, Name, RecordType};
 use toml::Spanned;
 
-use super::raw::{RawGeo, RawProbe, RawTarget};
+use super::raw::{RawGeo, RawProbe, RawTarget, RawZone};
 use super::validate::Cx;
-use super::{ConfigError, GeoName, HttpsRecord, Pop, Target, WhenDown};
+use super::{ConfigError, GeoName, HttpsRecord, Pop, Target, WhenDown, parse_name};
+use crate::dns::zone::Zones;
+use crate::dns::zonefile;
 use crate::health::spec::Probe;
 use crate::policy::{MAX_GROUPS, NO_ROUTE};
 
@@ -324,6 +326,110 @@ fn targets_of(
     }
 }
 
+/// Refuses static records that a geo name's own answers contradict: any record at the name
+/// of a CNAME service (a CNAME cannot stand beside other data, RFC 1034 3.6.2), and a static
+/// HTTPS record at a name that answers steered HTTPS records. (A, AAAA and CNAME records at
+/// any geo name are refused as the geo names are read.) The error names where the record
+/// is: its `[[zone.record]]` table, or its zone file and line.
+pub(super) fn static_conflicts(
+    cx: &Cx<'_>,
+    raw: &[Spanned<RawGeo>],
+    geo: &[GeoName],
+    zones: &Zones,
+    raw_zones: &[RawZone],
+) -> Result<(), ConfigError> {
+    for (g, r) in geo.iter().zip(raw) {
+        let name = LowerName::from(&g.name);
+        // INVARIANT: every geo name is in a zone (checked as geo names are read).
+        let Some(zone) = zones.find(&name) else {
+            continue;
+        };
+        let clashes = |t: RecordType| g.is_cname() || (t == RecordType::HTTPS && g.https.is_some());
+        let types: Vec<RecordType> = zone
+            .types_at(&name)
+            .iter()
+            .copied()
+            .filter(|&t| clashes(t))
+            .collect();
+        if types.is_empty() {
+            continue;
+        }
+        let geo_span = r.get_ref().name.span();
+        if g.is_cname() && name == *zone.origin() {
+            let types: Vec<String> = types.iter().map(ToString::to_string).collect();
+            return Err(cx.error(
+                Some(geo_span),
+                format!(
+                    "{} is its zone's apex, which holds the zone's {} records: a geo name there \
+                     cannot answer with a CNAME (RFC 1034 3.6.2)",
+                    g.name,
+                    types.join(", ")
+                ),
+            ));
+        }
+        let geo_line = cx.position(geo_span.start).0;
+        let reason = |t: RecordType| {
+            let (answering, why) = if g.is_cname() {
+                (
+                    "answering with a CNAME",
+                    ", and a CNAME cannot stand beside other data (RFC 1034 3.6.2)",
+                )
+            } else {
+                (
+                    "answering HTTPS records itself ([geo.https])",
+                    ", which would hide it",
+                )
+            };
+            format!(
+                "{} has a static {t} record, but it is a geo name {answering} (line {}){why}",
+                g.name, geo_line
+            )
+        };
+        let raw_zone = raw_zones.iter().find_map(|z| {
+            let origin = cx.name(&z.origin, &Name::root()).ok()?;
+            (LowerName::from(&origin) == *zone.origin()).then_some((z, origin))
+        });
+        if let Some((z, origin)) = raw_zone {
+            for rec in &z.records {
+                let rr = rec.get_ref();
+                let owner = parse_name(&rr.name, &origin).map(|n| LowerName::from(&n));
+                let rtype = rr.rtype.to_ascii_uppercase().parse::<RecordType>();
+                if owner.is_ok_and(|o| o == name)
+                    && let Ok(t) = rtype
+                    && types.contains(&t)
+                {
+                    return Err(cx.error(Some(rec.span()), reason(t)));
+                }
+            }
+            // Read again for the line (an error path only); if that fails, the error below
+            // still names the geo name and the type.
+            if let Some(file) = &z.file
+                && let Ok((path, text)) = cx.read(file, "zone file")
+            {
+                let mut found = None;
+                // INVARIANT: the file parsed when the zone was built; errors cannot occur.
+                let _ = zonefile::parse_each(&text, &origin, |line, record| {
+                    let t = record.record_type();
+                    if found.is_none()
+                        && LowerName::from(&record.name) == name
+                        && types.contains(&t)
+                    {
+                        found = Some((line, t));
+                    }
+                });
+                if let Some((line, t)) = found {
+                    return Err(cx.error(
+                        Some(file.span()),
+                        format!("{}:{line}: {}", path.display(), reason(t)),
+                    ));
+                }
+            }
+        }
+        return Err(cx.error(Some(geo_span), reason(types[0])));
+    }
+    Ok(())
+}
+
 /// Ties each probe that names a `service` to that geo name.
 pub(super) fn probes(
     cx: &Cx<'_>,
@@ -481,6 +587,118 @@ name = "www"
         )
         .unwrap();
         assert_ne!(other.answer_digest(), same.answer_digest());
+    }
+
+    /// Files served from memory.
+    struct MemFiles(&'static str, &'static str);
+
+    impl FileSource for MemFiles {
+        fn read(&self, path: &Path, _: u64) -> io::Result<String> {
+            if path == Path::new(self.0) {
+                Ok(self.1.to_owned())
+            } else {
+                Err(io::Error::new(io::ErrorKind::NotFound, "no such file"))
+            }
+        }
+    }
+
+    /// The 1-based line of the first `needle` in `text`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text[..text.find(needle).unwrap()].matches('\n').count() + 1
+    }
+
+    const CDN: &str = "[[geo]]\nname = \"cdn\"\n\
+        [[geo.target]]\npop = \"ams\"\ncname = \"ams.cdn.example.com.\"\n\
+        [[geo.target]]\npop = \"nyc\"\ncname = \"nyc.cdn.example.com.\"\n";
+
+    #[test]
+    fn static_records_beside_a_cname_service_are_refused_with_where_they_are() {
+        // In [[zone.record]]: the record's own line, and the geo name's.
+        let text = format!(
+            "{BASE}{CDN}[[zone.record]]\nname = \"cdn\"\ntype = \"TXT\"\ndata = \"\\\"v=spf1 -all\\\"\"\n"
+        );
+        let e = load(&text[BASE.len()..]).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "/etc/sparrow/sparrow.toml:{}:1: cdn.example.net. has a static TXT record, but it \
+                 is a geo name answering with a CNAME (line {}), and a CNAME cannot stand beside \
+                 other data (RFC 1034 3.6.2)",
+                line_of(&text, "[[zone.record]]"),
+                line_of(&text, "name = \"cdn\""),
+            )
+        );
+        // In the zone file: that file and its line.
+        let with_file = format!(
+            "{}{CDN}",
+            BASE.replacen(
+                "origin = \"example.net\"",
+                "origin = \"example.net\"\nfile = \"example.net.zone\"",
+                1
+            )
+        );
+        let zone = "$TTL 300\nmail IN A 192.0.2.25\ncdn IN MX 10 mail\n";
+        let e = Config::from_str(
+            &with_file,
+            Path::new("/etc/sparrow/sparrow.toml"),
+            &MemFiles("/etc/sparrow/example.net.zone", zone),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "/etc/sparrow/sparrow.toml:{}:8: /etc/sparrow/example.net.zone:3: \
+                 cdn.example.net. has a static MX record, but it is a geo name answering with \
+                 a CNAME (line {}), and a CNAME cannot stand beside other data (RFC 1034 3.6.2)",
+                line_of(&with_file, "file ="),
+                line_of(&with_file, "name = \"cdn\""),
+            )
+        );
+        // At the apex: the SOA and NS are there.
+        let apex = CDN.replacen("name = \"cdn\"", "name = \"@\"", 1);
+        let e = load(&apex).unwrap_err();
+        assert!(
+            e.contains(
+                "example.net. is its zone's apex, which holds the zone's NS, SOA records: a geo \
+                 name there cannot answer with a CNAME (RFC 1034 3.6.2)"
+            ),
+            "{e}"
+        );
+        // A static HTTPS record beside a name answering steered HTTPS records.
+        let e = load(
+            "[[geo]]\nname = \"api\"\nhttps = { alpn = [\"h2\"] }\n\
+             [[zone.record]]\nname = \"api\"\ntype = \"HTTPS\"\ndata = \"1 . alpn=h3\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "api.example.net. has a static HTTPS record, but it is a geo name answering \
+                 HTTPS records itself ([geo.https]) (line 28), which would hide it"
+            ),
+            "{e}"
+        );
+        // At the apex too (which an address service may be).
+        let e = load(
+            "[[geo]]\nname = \"@\"\nhttps = {}\n\
+             [[zone.record]]\nname = \"@\"\ntype = \"HTTPS\"\ndata = \"1 . alpn=h3\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("example.net. has a static HTTPS record, but it is a geo name answering"),
+            "{e}"
+        );
+        // What stays allowed: other data beside an address service, records below a CNAME
+        // service's name, and a static HTTPS record beside a name without [geo.https].
+        load(
+            "[[zone.record]]\nname = \"www\"\ntype = \"TXT\"\ndata = \"hello\"\n\
+             [[zone.record]]\nname = \"www\"\ntype = \"HTTPS\"\ndata = \"1 . alpn=h3\"\n",
+        )
+        .unwrap();
+        load(&format!(
+            "{CDN}[[zone.record]]\nname = \"_acme-challenge.cdn\"\ntype = \"TXT\"\ndata = \"x\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -400,7 +400,30 @@ fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
         (p[1].name.as_str(), p[1].rise, p[1].timeout.as_millis()),
         ("web", 1, 1000)
     );
-    assert!(matches!(&p[2].kind, crate::health::ProbeKind::Exec { argv } if argv.len() == 3));
+    assert_eq!(
+        p[2].kind,
+        crate::health::ProbeKind::Exec {
+            argv: vec![
+                "/usr/lib/nagios/plugins/check_load".into(),
+                "-w".into(),
+                "5".into()
+            ],
+            exit_codes: crate::health::spec::ExitCodes::Nagios,
+        }
+    );
+    let plain = load_text(
+        &with("[[node.probe]]\nkind = \"exec\"\ncommand = [\"false\"]\nexit_codes = \"plain\"\n"),
+        &Files::default(),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        plain.node.probes[0].kind,
+        crate::health::ProbeKind::Exec {
+            argv: vec!["false".into()],
+            exit_codes: crate::health::spec::ExitCodes::Plain,
+        }
+    );
     let refused = |probe: &str| {
         load_text(&with(probe), &Files::default())
             .unwrap_err()
@@ -409,6 +432,31 @@ fn probes_parse_with_defaults_and_refuse_what_they_cannot_do() {
     assert!(refused("[[node.probe]]\nkind = \"tcp\"").contains("a tcp probe needs `target`"));
     assert!(refused("[[node.probe]]\nkind = \"icmp\"").contains("probe kind must be"));
     assert!(refused("[[node.probe]]\nkind = \"exec\"\ncommand = []").contains("command is empty"));
+    // Refused with the line and column of the value.
+    let line = |probe: &str| {
+        let text = with(probe);
+        let at = text.find("exit_codes").unwrap();
+        format!("sparrow.toml:{}:14: ", text[..at].matches('\n').count() + 1)
+    };
+    let bad_mode = "[[node.probe]]\nkind = \"exec\"\ncommand = [\"false\"]\nexit_codes = \"posix\"";
+    assert!(
+        refused(bad_mode).contains(&format!(
+            "{}exit_codes must be \"nagios\" or \"plain\", not \"posix\"",
+            line(bad_mode)
+        )),
+        "{}",
+        refused(bad_mode)
+    );
+    let not_exec =
+        "[[node.probe]]\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nexit_codes = \"plain\"";
+    assert!(
+        refused(not_exec).contains(&format!(
+            "{}exit_codes applies to exec probes only, not to a tcp probe",
+            line(not_exec)
+        )),
+        "{}",
+        refused(not_exec)
+    );
     assert!(
         refused("[[node.probe]]\nkind = \"http\"\nurl = \"ftp://x/\"")
             .contains("is not an http:// or https:// URL")

@@ -20,7 +20,7 @@ use super::transfer;
 use super::*;
 use crate::dns::zone::{ZoneBuilder, Zones};
 use crate::dns::zonefile;
-use crate::health::spec::{self as health, Probe, ProbeKind};
+use crate::health::spec::{self as health, ExitCodes, Probe, ProbeKind};
 use crate::pki::identity as pki;
 use crate::routes::{self, describe_skipped};
 
@@ -235,6 +235,7 @@ pub(super) fn validate(
     let zones = Zones::new(zones);
     let mut geo = geo;
     services::targets(&cx, &raw.geo, &mut geo, &pops, &origin_name, &pop_index)?;
+    services::static_conflicts(&cx, &raw.geo, &geo, &zones, &raw.zone.0)?;
     services::probes(&cx, &raw.node.probes, &mut node.probes, &geo)?;
 
     let static_map = match &raw.static_map {
@@ -286,7 +287,7 @@ pub(super) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn position(&self, offset: usize) -> (usize, usize) {
+    pub(super) fn position(&self, offset: usize) -> (usize, usize) {
         line_col(self.text, offset)
     }
 
@@ -303,7 +304,11 @@ impl Cx<'_> {
     }
 
     /// Reads a file named in the config, relative to the config's folder.
-    fn read(&self, name: &Spanned<String>, what: &str) -> Result<(PathBuf, String), ConfigError> {
+    pub(super) fn read(
+        &self,
+        name: &Spanned<String>,
+        what: &str,
+    ) -> Result<(PathBuf, String), ConfigError> {
         let path = self.dir.join(name.get_ref());
         let text = self.files.read(&path, self.max_file).map_err(|e| {
             self.error(
@@ -965,6 +970,7 @@ impl Cx<'_> {
             "exec" => match &p.command {
                 Some(c) if !c.get_ref().is_empty() => ProbeKind::Exec {
                     argv: c.get_ref().clone(),
+                    exit_codes: self.exit_codes(p.exit_codes.as_ref())?,
                 },
                 Some(c) => return Err(at(c.span(), "command is empty".to_owned())),
                 None => return Err(at(raw.span(), "an exec probe needs `command`".to_owned())),
@@ -976,6 +982,17 @@ impl Cx<'_> {
                 ));
             }
         };
+        if let Some(e) = &p.exit_codes
+            && !matches!(kind, ProbeKind::Exec { .. })
+        {
+            return Err(at(
+                e.span(),
+                format!(
+                    "exit_codes applies to exec probes only, not to a {} probe",
+                    p.kind.get_ref()
+                ),
+            ));
+        }
         let ms = |v: &Option<Spanned<u64>>, default: Duration| {
             v.as_ref()
                 .map_or(default, |v| Duration::from_millis(*v.get_ref()))
@@ -1005,6 +1022,22 @@ impl Cx<'_> {
             fall: p.fall.unwrap_or(health::DEFAULT_FALL).max(1),
             // Set by `services::probes` once the geo names are known.
             service: None,
+        })
+    }
+
+    /// An exec probe's `exit_codes`: how its exit code is read (default: Nagios').
+    fn exit_codes(&self, raw: Option<&Spanned<String>>) -> Result<ExitCodes, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(ExitCodes::default());
+        };
+        ExitCodes::from_name(raw.get_ref()).ok_or_else(|| {
+            self.error(
+                Some(raw.span()),
+                format!(
+                    "exit_codes must be \"nagios\" or \"plain\", not \"{}\"",
+                    raw.get_ref()
+                ),
+            )
         })
     }
 

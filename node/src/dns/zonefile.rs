@@ -81,6 +81,18 @@ pub fn parse_file(text: &str, file: &str, origin: &Name) -> Result<Vec<Record>, 
 
 /// Parses a zone file for the zone `origin` (also the initial `$ORIGIN`).
 pub fn parse(text: &str, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
+    let mut records = Vec::new();
+    parse_each(text, origin, |_, record| records.push(record))?;
+    Ok(records)
+}
+
+/// Parses a zone file for the zone `origin`, giving `each` every record with the line of
+/// its entry (for errors found after parsing, such as a geo name's conflicts).
+pub fn parse_each(
+    text: &str,
+    origin: &Name,
+    mut each: impl FnMut(usize, Record),
+) -> Result<(), ZoneFileErrors> {
     let mut origin = origin.clone();
     origin.set_fqdn(true);
     let mut state = State {
@@ -96,14 +108,13 @@ pub fn parse(text: &str, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
         pos: 0,
         line: 1,
     };
-    let mut records = Vec::new();
     let mut errors = Vec::new();
     let mut total = 0;
     let mut entry = Entry::default();
     while let Some(lexed) = lexer.next_entry(&mut entry) {
         let result = lexed.and_then(|()| state.entry(&entry));
         match result {
-            Ok(Some(record)) => records.push(record),
+            Ok(Some(record)) => each(entry.line, record),
             Ok(None) => {}
             Err(e) => {
                 total += 1;
@@ -116,7 +127,7 @@ pub fn parse(text: &str, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
     if total > 0 {
         return Err(ZoneFileErrors { errors, total });
     }
-    Ok(records)
+    Ok(())
 }
 
 /// One token of an entry.

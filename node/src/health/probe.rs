@@ -1,5 +1,5 @@
 //! [E] Probes of the POP's own services: TCP connect, HTTP(S) status (and body), and exec
-//! with Nagios plugin exit codes. Every probe runs under a timeout; a probe that hangs fails.
+//! with Nagios plugin or plain exit codes (`ExitCodes`). Every probe runs under a timeout; a probe that hangs fails.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
 use super::http::HttpClient;
-use super::spec::{MAX_BODY, ProbeKind};
+use super::spec::{ExitCodes, MAX_BODY, ProbeKind};
 use super::state::Outcome;
 
 /// Most bytes of plugin output read.
@@ -55,7 +55,7 @@ impl Prober {
                 },
                 Some(client),
             ) => http(client, *expect_status, body_contains.as_deref()).await,
-            (ProbeKind::Exec { argv }, _) => exec(argv).await,
+            (ProbeKind::Exec { argv, exit_codes }, _) => exec(argv, *exit_codes).await,
             (ProbeKind::Http { .. }, None) => Outcome::Failed("no HTTP client".to_owned()),
         }
     }
@@ -112,20 +112,14 @@ pub(crate) async fn run_command(argv: &[String]) -> Result<(Option<i32>, String)
     Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
 }
 
-async fn exec(argv: &[String]) -> Outcome {
+async fn exec(argv: &[String], exit_codes: ExitCodes) -> Outcome {
     let (code, output) = match run_command(argv).await {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(e),
     };
     // Plugins print one status line first.
-    let message = output.lines().next().unwrap_or("").trim().to_owned();
-    match code {
-        Some(0) => Outcome::Ok,
-        Some(1) => Outcome::Warning(message),
-        Some(2) => Outcome::Failed(format!("CRITICAL: {message}")),
-        Some(code) => Outcome::Failed(format!("UNKNOWN (exit {code}): {message}")),
-        None => Outcome::Failed(format!("{} killed by a signal", argv[0])),
-    }
+    let message = output.lines().next().unwrap_or("").trim();
+    exit_codes.outcome(code, message, &argv[0])
 }
 
 #[cfg(test)]
@@ -140,6 +134,7 @@ mod tests {
     fn sh(script: &str) -> ProbeKind {
         ProbeKind::Exec {
             argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            exit_codes: ExitCodes::Nagios,
         }
     }
 
@@ -160,8 +155,30 @@ mod tests {
         );
         let missing = ProbeKind::Exec {
             argv: vec!["/nonexistent/check".into()],
+            exit_codes: ExitCodes::Nagios,
         };
         assert!(matches!(check(&missing, T).await, Outcome::Failed(m) if m.contains("cannot run")));
+    }
+
+    #[tokio::test]
+    async fn plain_exit_codes_make_false_down_and_true_up() {
+        let plain = |program: &str| ProbeKind::Exec {
+            argv: vec![program.into()],
+            exit_codes: ExitCodes::Plain,
+        };
+        assert_eq!(check(&plain("true"), T).await, Outcome::Ok);
+        assert_eq!(
+            check(&plain("false"), T).await,
+            Outcome::Failed("false exited with 1".into())
+        );
+        let nagios_false = ProbeKind::Exec {
+            argv: vec!["false".into()],
+            exit_codes: ExitCodes::Nagios,
+        };
+        assert_eq!(
+            check(&nagios_false, T).await,
+            Outcome::Warning(String::new())
+        );
     }
 
     #[tokio::test]

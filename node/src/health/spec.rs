@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::state::Outcome;
+
 /// Time between checks of a probe that does not set one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Time a check may take when the probe does not say (well under the interval).
@@ -48,11 +50,53 @@ pub enum ProbeKind {
         /// Text the body must contain.
         body_contains: Option<String>,
     },
-    /// A command in Nagios plugin style: exit 0 OK, 1 WARNING, 2 CRITICAL, else UNKNOWN.
+    /// A command, its exit code read as `exit_codes` says.
     Exec {
         /// Program and arguments (no shell).
         argv: Vec<String>,
+        /// How the exit code is read.
+        exit_codes: ExitCodes,
     },
+}
+
+/// How an exec probe's exit code is read (`exit_codes` in `[[node.probe]]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExitCodes {
+    /// Nagios plugins: 0 OK, 1 WARNING (still up, logged), 2 CRITICAL, else UNKNOWN (down).
+    /// The default, so that any monitoring plugin works unchanged.
+    #[default]
+    Nagios,
+    /// 0 up, anything else down: gdnsd's extmon, most health checkers, `true`/`false`.
+    Plain,
+}
+
+impl ExitCodes {
+    /// The mode named `name` (as written in the config).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "nagios" => Some(Self::Nagios),
+            "plain" => Some(Self::Plain),
+            _ => None,
+        }
+    }
+
+    /// The outcome of a command that exited with `code` (`None`: killed by a signal) after
+    /// printing `message` as its first line; `program` names it in messages.
+    pub fn outcome(self, code: Option<i32>, message: &str, program: &str) -> Outcome {
+        let Some(code) = code else {
+            return Outcome::Failed(format!("{program} killed by a signal"));
+        };
+        match (self, code) {
+            (_, 0) => Outcome::Ok,
+            (Self::Nagios, 1) => Outcome::Warning(message.to_owned()),
+            (Self::Nagios, 2) => Outcome::Failed(format!("CRITICAL: {message}")),
+            (Self::Nagios, code) => Outcome::Failed(format!("UNKNOWN (exit {code}): {message}")),
+            (Self::Plain, code) if message.is_empty() => {
+                Outcome::Failed(format!("{program} exited with {code}"))
+            }
+            (Self::Plain, code) => Outcome::Failed(format!("exit {code}: {message}")),
+        }
+    }
 }
 
 /// Where an HTTP(S) probe sends its `GET`, and which servers it trusts.
@@ -120,3 +164,54 @@ pub struct LoadProbe {
 
 /// Load above which a POP is skipped while others are below it.
 pub const DEFAULT_HIGH_WATER: f32 = 0.9;
+
+#[cfg(test)]
+mod tests {
+    use super::{ExitCodes, Outcome};
+
+    #[test]
+    fn exit_codes_are_read_as_the_probe_says() {
+        let nagios = |code| ExitCodes::Nagios.outcome(code, "disk 85%", "check_disk");
+        let plain = |code| ExitCodes::Plain.outcome(code, "", "false");
+        assert_eq!(nagios(Some(0)), Outcome::Ok);
+        assert_eq!(nagios(Some(1)), Outcome::Warning("disk 85%".into()));
+        assert_eq!(
+            nagios(Some(2)),
+            Outcome::Failed("CRITICAL: disk 85%".into())
+        );
+        assert_eq!(
+            nagios(Some(3)),
+            Outcome::Failed("UNKNOWN (exit 3): disk 85%".into())
+        );
+        assert_eq!(
+            nagios(None),
+            Outcome::Failed("check_disk killed by a signal".into())
+        );
+        assert_eq!(plain(Some(0)), Outcome::Ok);
+        // `false`: up under Nagios' reading (WARNING), down under the plain one.
+        assert_eq!(
+            plain(Some(1)),
+            Outcome::Failed("false exited with 1".into())
+        );
+        assert_eq!(
+            plain(Some(2)),
+            Outcome::Failed("false exited with 2".into())
+        );
+        assert_eq!(
+            plain(Some(255)),
+            Outcome::Failed("false exited with 255".into())
+        );
+        assert_eq!(
+            ExitCodes::Plain.outcome(Some(1), "gateway down", "check"),
+            Outcome::Failed("exit 1: gateway down".into())
+        );
+        assert_eq!(
+            plain(None),
+            Outcome::Failed("false killed by a signal".into())
+        );
+        assert_eq!(ExitCodes::default(), ExitCodes::Nagios);
+        assert_eq!(ExitCodes::from_name("nagios"), Some(ExitCodes::Nagios));
+        assert_eq!(ExitCodes::from_name("plain"), Some(ExitCodes::Plain));
+        assert_eq!(ExitCodes::from_name("Plain"), None);
+    }
+}

@@ -948,6 +948,7 @@ impl NodeState {
     /// What the node publishes about its own POP.
     fn hot_state(&self) -> HotState {
         let own = self.config.node.pop;
+        let published = &self.snapshot;
         let status = &self.snapshot.pop_status;
         HotState {
             healthy: self.healthy,
@@ -976,6 +977,19 @@ impl NodeState {
                 .iter()
                 .filter(|&(&(pop, _), r)| pop == own && r.state == AdminState::Drained)
                 .map(|(&(_, g), _)| self.config.geo[g].service.clone())
+                .collect(),
+            // What answers hold: the snapshot's, named by the snapshot's own config (a
+            // reload waiting for its tables is not in answers yet).
+            drained_services: published
+                .config
+                .pops
+                .iter()
+                .zip(published.services.iter())
+                .flat_map(|(p, s)| {
+                    s.drained
+                        .iter()
+                        .map(move |&g| format!("{}/{}", p.name, published.config.geo[g].service))
+                })
                 .collect(),
         }
     }
