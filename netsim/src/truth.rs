@@ -304,6 +304,45 @@ fn entry(
     }
 }
 
+/// The oracle of one geo name's answer to one client: the POPs a node may answer with.
+///
+/// `hops` holds each POP's AS hops to the client as its route view counts them (`None`: no
+/// route, as for a query without ECS from an address no view covers), `usable` whether the
+/// POP may be handed out for this name by the answering node (up, heard of, not drained,
+/// and this name's service healthy there) and `own` is the answering node's POP. It follows
+/// the node's policy (`node/src/policy/mod.rs`) for a name without static map, canaries,
+/// groups, hop limit, loads or weights, as netsim configures them: usable POPs only (all of
+/// them when none is: fail open), routed before unrouted, fewest hops, and among unrouted
+/// POPs the node's own first. The node picks one POP of the set by rendezvous hashing of
+/// the client's block, so a client keeps its POP as long as that POP stays in the set
+/// ([`owed`]).
+pub fn expected(hops: &[Option<usize>], usable: &[bool], own: usize) -> Vec<usize> {
+    let any = usable.iter().any(|&u| u);
+    let eligible: Vec<usize> = (0..hops.len())
+        .filter(|&p| !any || usable.get(p).copied().unwrap_or(false))
+        .collect();
+    let best = eligible.iter().filter_map(|&p| hops[p]).min();
+    match best {
+        Some(h) => eligible
+            .into_iter()
+            .filter(|&p| hops[p] == Some(h))
+            .collect(),
+        None if eligible.contains(&own) => vec![own],
+        None => eligible,
+    }
+}
+
+/// Whether `answer` is the one owed to a client whose no-fault answer was `no_fault`, when
+/// the oracle allows `expected` ([`expected`]): the no-fault answer if it is still allowed
+/// (rendezvous hashing keeps a client's POP while it is eligible, so nobody else moves),
+/// else any allowed POP.
+pub fn owed(answer: usize, no_fault: Option<usize>, expected: &[usize]) -> bool {
+    match no_fault {
+        Some(n) if expected.contains(&n) => answer == n,
+        _ => expected.contains(&answer),
+    }
+}
+
 /// The first /24 (IPv4) or /48 (IPv6) block of `prefix` (or `prefix` itself when longer)
 /// that none of its `more_specifics` (sorted by address) overlaps.
 pub fn free_block(prefix: IpNet, more_specifics: impl Iterator<Item = IpNet>) -> Option<IpNet> {
