@@ -1,4 +1,6 @@
-//! \[P\] Ground truth per client prefix, the two baselines of the issue, and scoring.
+//! \[P\] Ground truth per client prefix, the two baselines of the issue, scoring, and the
+//! oracle of a geo name's answer when some POPs may not be handed out for it ([`expected`],
+//! [`owed`]).
 //!
 //! For every prefix of the topology (a client network), the truth holds:
 //! - the POPs at the fewest AS hops, as the POPs' own route views count them: a node that
