@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::client::{ATTEMPT_TIMEOUT, Attempt, Reply};
 use super::plan::{NetState, Plan};
 use crate::folder::Sim;
-use crate::scenario::{Failover, LocalOnly, Scenario};
+use crate::scenario::{Action, Failover, LocalOnly, Scenario};
 use crate::truth;
 
 /// One query of the workload and what became of it.
@@ -423,6 +423,8 @@ fn step_and_before(plan: &Plan, event: usize) -> Option<(Duration, &NetState)> {
     Some((plan.steps[k].at, before))
 }
 
+/// What became of a `failover` expectation's service: answers moved while it was down, the
+/// last answer naming a failed POP, the last answer off the no-fault one after it was up.
 fn failover_summary(
     sim: &Sim,
     plan: &Plan,
@@ -437,7 +439,7 @@ fn failover_summary(
         .map(|(t, _)| t);
     let k = plan.steps.iter().position(|s| s.event == f.after)?;
     let failed: Vec<usize> = match &plan.steps[k].action {
-        crate::scenario::Action::ServiceDown { pops, .. } => pops.clone(),
+        Action::ServiceDown { pops, .. } => pops.clone(),
         _ => Vec::new(),
     };
     let mut moved = 0;
