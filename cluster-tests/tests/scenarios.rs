@@ -1,6 +1,6 @@
 //! The scenario suite: every scenario shipped in `netsim/scenarios/` runs against real nodes
-//! (the in-process backend), and split brain and 20% loss also as real `sparrow` processes
-//! in network namespaces. A test fails on any unmet expectation and prints every
+//! (the in-process backend), and split brain, 20% loss, restarts and a failed service also
+//! as real `sparrow` processes in network namespaces. A test fails on any unmet expectation and prints every
 //! scenario's summary and failures.
 //!
 //! Timelines run at half speed ([`TIME_SCALE`]): events still lie 10 s or more apart, more
@@ -142,7 +142,7 @@ async fn run_suite(
 async fn every_shipped_scenario_meets_its_expectations_in_process() {
     let _turn = TURN.lock().await;
     let files = scenarios();
-    assert_eq!(files.len(), 10, "the suite has ten scenarios: {files:?}");
+    assert_eq!(files.len(), 11, "the suite has eleven scenarios: {files:?}");
     let (report, failures) = run_suite(&files, BackendKind::InProc, AT_ONCE, None).await;
     eprintln!("{report}");
     assert!(
@@ -168,7 +168,8 @@ fn sparrow_binary() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_brain_loss_and_restarts_meet_their_expectations_in_network_namespaces() {
+async fn split_brain_loss_restarts_and_a_failed_service_meet_their_expectations_in_network_namespaces()
+ {
     let _turn = TURN.lock().await;
     // Root, iproute2 and nftables are needed (scripts/test installs the packages); a
     // machine without them fails here rather than skipping.
@@ -187,10 +188,10 @@ async fn split_brain_loss_and_restarts_meet_their_expectations_in_network_namesp
         .into_iter()
         .filter(|f| {
             let name = f.file_stem().unwrap().to_string_lossy();
-            name == "split-brain" || name == "loss-20" || name == "restarts"
+            ["split-brain", "loss-20", "restarts", "service-down"].contains(&name.as_ref())
         })
         .collect();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     let (report, failures) = run_suite(&files, BackendKind::Netns, 2, Some(sparrow)).await;
     eprintln!("{report}");
     assert!(

@@ -14,7 +14,8 @@
 //!   peering, positions, link latencies, prefixes per AS);
 //! - [`routes`]: Gao–Rexford routing over it and each POP's route view;
 //! - [`pops`]: POP placement; [`truth`]: ground truth per client prefix, the round-robin and
-//!   GeoIP baselines, and scoring;
+//!   GeoIP baselines, scoring, and the oracle of a geo name's answer under per-service
+//!   health;
 //! - [`scenario`]: scenario files (cluster, workload, fault timeline, expectations);
 //! - [`folder`]: a generated world and the ready-to-run cluster folder made from it;
 //! - [`mrt`]: the per-POP views of [`fulltable`] as MRT RIB dumps (TABLE_DUMP_V2), as routers

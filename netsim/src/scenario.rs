@@ -63,7 +63,34 @@ pub struct Cluster {
     pub pops: Vec<ScenarioPop>,
     /// Overrides of every node's generated config (merged key by key).
     pub config: toml::Table,
+    /// The geo names every node serves: `www` (each POP's own addresses) first, then the
+    /// services the file declares, in file order. Events and expectations refer to them by
+    /// index.
+    pub services: Vec<Service>,
 }
+
+/// A geo name of the cluster's zone and what it answers at each POP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// The name relative to the zone (`www`, `api`).
+    pub name: String,
+    /// Its targets.
+    pub targets: Targets,
+}
+
+/// What a service answers at each POP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// The POP's own addresses (no `[[geo.target]]`: `www`).
+    PopAddresses,
+    /// An address of its own at each POP (`[[geo.target]] addresses`), generated.
+    Addresses,
+    /// A CNAME per POP (`[[geo.target]] cname`): `POP.NAME.example.com.`.
+    Cname,
+}
+
+/// The name of the geo name every scenario serves.
+pub const WWW: &str = "www";
 
 /// One POP of the cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,6 +249,22 @@ pub enum Action {
         /// Which.
         pops: Vec<usize>,
     },
+    /// One service's probe starts failing at the POPs (the node's probe attached to that
+    /// service, as `[[node.probe]] service = "api"`): the POPs are withdrawn from that
+    /// service only.
+    ServiceDown {
+        /// Which POPs.
+        pops: Vec<usize>,
+        /// Which service (index into [`Cluster::services`]).
+        service: usize,
+    },
+    /// The service's probe passes again at the POPs.
+    ServiceUp {
+        /// Which POPs.
+        pops: Vec<usize>,
+        /// Which service (index into [`Cluster::services`]).
+        service: usize,
+    },
     /// Every network fault ends: partitions, cuts, links down, loss and latency.
     Heal,
 }
@@ -244,6 +287,8 @@ impl Action {
             Self::Load { .. } => "load",
             Self::Drain { .. } => "drain",
             Self::Undrain { .. } => "undrain",
+            Self::ServiceDown { .. } => "service-down",
+            Self::ServiceUp { .. } => "service-up",
             Self::Heal => "heal",
         }
     }
@@ -266,6 +311,30 @@ pub struct Expect {
     pub local_only: Vec<LocalOnly>,
     /// How soon restarted nodes are back in cluster answers.
     pub rejoin: Vec<Rejoin>,
+    /// Services (indices into [`Cluster::services`]) whose every answer, for the whole run,
+    /// equals its no-fault answer: not one differs.
+    pub unchanged: Vec<usize>,
+    /// How a service fails over when it goes down at a POP, and back.
+    pub failover: Vec<Failover>,
+}
+
+/// An expectation on a service failing at a POP: from `within` after event `after` (a
+/// `service-down`) until event `until` (its `service-up`, or the end), each answer for the
+/// service is the oracle's ([`crate::truth::expected`]): the no-fault answer where that POP
+/// is still among the nearest usable ones, else one of the nearest usable POPs (the clients
+/// of the failed POP move to their next POP, nobody else moves); from `within` after
+/// `until`, every answer is the no-fault answer again. Within `within` of either event an
+/// answer may be the one before or the one after, nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failover {
+    /// Which service (index into [`Cluster::services`]).
+    pub service: usize,
+    /// Index into [`Scenario::events`]: the `service-down`.
+    pub after: usize,
+    /// Index into [`Scenario::events`]: the `service-up`, if any.
+    pub until: Option<usize>,
+    /// Allowed delay.
+    pub within: Duration,
 }
 
 /// An expectation on a restart: within `within` of event `after` (a `restart`), each of
@@ -429,6 +498,15 @@ struct RawCluster {
     pops: Vec<Spanned<RawPop>>,
     #[serde(default)]
     config: Option<toml::Table>,
+    #[serde(default, rename = "service")]
+    services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    targets: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -491,6 +569,8 @@ struct RawEvent {
     up: Option<Spanned<String>>,
     #[serde(default)]
     cycles: Option<Spanned<u32>>,
+    #[serde(default)]
+    service: Option<Spanned<String>>,
 }
 
 impl RawEvent {
@@ -514,6 +594,7 @@ impl RawEvent {
         add("down", self.down.as_ref().map(Spanned::span));
         add("up", self.up.as_ref().map(Spanned::span));
         add("cycles", self.cycles.as_ref().map(Spanned::span));
+        add("service", self.service.as_ref().map(Spanned::span));
         out
     }
 }
@@ -533,6 +614,20 @@ struct RawExpect {
     local_only: Vec<Spanned<RawLocalOnly>>,
     #[serde(default)]
     rejoin: Vec<Spanned<RawRejoin>>,
+    #[serde(default)]
+    unchanged: Option<Names>,
+    #[serde(default)]
+    failover: Vec<Spanned<RawFailover>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    service: Spanned<String>,
+    after: Spanned<String>,
+    #[serde(default)]
+    until: Option<Spanned<String>>,
+    within: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -576,6 +671,8 @@ const KINDS: &[(&str, &[&str])] = &[
     ("load", &["pops", "load"]),
     ("drain", &["pops"]),
     ("undrain", &["pops"]),
+    ("service-down", &["pops", "service"]),
+    ("service-up", &["pops", "service"]),
     ("heal", &[]),
 ];
 
@@ -650,10 +747,11 @@ impl Cx<'_> {
             .map(|p| p.request.name.as_str())
             .collect();
         let workload = self.workload(&raw.workload)?;
+        let services: Vec<&str> = cluster.services.iter().map(|s| s.name.as_str()).collect();
         let mut events = raw
             .events
             .iter()
-            .map(|e| self.event(e, &names, duration))
+            .map(|e| self.event(e, &names, &services, duration))
             .collect::<Result<Vec<_>>>()?;
         // Labels are unique, so that expectations name one event.
         for (i, e) in raw.events.iter().enumerate() {
@@ -672,7 +770,7 @@ impl Cx<'_> {
             }
         }
         events.sort_by_key(|e| e.at);
-        let expect = self.expect(raw.expect.unwrap_or_default(), &names, &events)?;
+        let expect = self.expect(raw.expect.unwrap_or_default(), &names, &services, &events)?;
         Ok(Scenario {
             name: name.clone(),
             description: raw.description.unwrap_or_default(),
@@ -750,7 +848,66 @@ impl Cx<'_> {
         Ok(Cluster {
             pops,
             config: c.config.clone().unwrap_or_default(),
+            services: self.services(&c.services)?,
         })
+    }
+
+    /// `www`, then the declared services; names are single labels, each used once.
+    fn services(&self, raw: &[Spanned<RawService>]) -> Result<Vec<Service>> {
+        let mut out = vec![Service {
+            name: WWW.to_owned(),
+            targets: Targets::PopAddresses,
+        }];
+        for r in raw {
+            let r = r.get_ref();
+            let name = r.name.get_ref();
+            let label = !name.is_empty()
+                && name.len() <= 63
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !name.starts_with('-')
+                && !name.ends_with('-');
+            if !label {
+                return Err(self.at(
+                    &r.name,
+                    format!("service name `{name}` must be one DNS label (letters, digits, `-`)"),
+                ));
+            }
+            if out.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
+                return Err(self.at(&r.name, format!("service `{name}` is declared twice")));
+            }
+            let targets = match r.targets.get_ref().as_str() {
+                "addresses" => Targets::Addresses,
+                "cname" => Targets::Cname,
+                other => {
+                    return Err(self.at(
+                        &r.targets,
+                        format!("targets must be \"addresses\" or \"cname\", not \"{other}\""),
+                    ));
+                }
+            };
+            out.push(Service {
+                name: name.to_ascii_lowercase(),
+                targets,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A service name -> its index.
+    fn service(&self, raw: &Spanned<String>, services: &[&str]) -> Result<usize> {
+        services
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(raw.get_ref()))
+            .ok_or_else(|| {
+                self.at(
+                    raw,
+                    format!(
+                        "no service is named `{}`; services: {}",
+                        raw.get_ref(),
+                        services.join(", ")
+                    ),
+                )
+            })
     }
 
     fn workload(&self, raw: &RawWorkload) -> Result<Workload> {
@@ -840,7 +997,13 @@ impl Cx<'_> {
         Ok(Links::Pairs(pairs))
     }
 
-    fn event(&self, raw: &Spanned<RawEvent>, names: &[&str], duration: Duration) -> Result<Event> {
+    fn event(
+        &self,
+        raw: &Spanned<RawEvent>,
+        names: &[&str],
+        services: &[&str],
+        duration: Duration,
+    ) -> Result<Event> {
         let e = raw.get_ref();
         let kind = e.kind.get_ref().as_str();
         let Some(&(_, allowed)) = KINDS.iter().find(|&&(k, _)| k == kind) else {
@@ -952,6 +1115,16 @@ impl Cx<'_> {
             }
             "drain" => Action::Drain { pops: pops()? },
             "undrain" => Action::Undrain { pops: pops()? },
+            "service-down" | "service-up" => {
+                let service =
+                    self.service(e.service.as_ref().ok_or_else(|| need("service"))?, services)?;
+                let pops = pops()?;
+                if kind == "service-down" {
+                    Action::ServiceDown { pops, service }
+                } else {
+                    Action::ServiceUp { pops, service }
+                }
+            }
             _ => Action::Heal,
         };
         if let Some(l) = &e.label {
@@ -997,7 +1170,13 @@ impl Cx<'_> {
         Ok(sets)
     }
 
-    fn expect(&self, raw: RawExpect, names: &[&str], events: &[Event]) -> Result<Expect> {
+    fn expect(
+        &self,
+        raw: RawExpect,
+        names: &[&str],
+        services: &[&str],
+        events: &[Event],
+    ) -> Result<Expect> {
         let label = |l: &Spanned<String>| {
             events
                 .iter()
@@ -1057,7 +1236,69 @@ impl Cx<'_> {
                 within: self.duration(&r.within)?,
             });
         }
+        let mut unchanged = Vec::new();
+        if let Some(list) = &raw.unchanged {
+            for n in list.get_ref() {
+                let s = self.service(n, services)?;
+                if unchanged.contains(&s) {
+                    return Err(self.at(n, format!("service `{}` is listed twice", n.get_ref())));
+                }
+                if let Some(e) = events.iter().find(
+                    |e| matches!(&e.action, Action::ServiceDown { service, .. } if *service == s),
+                ) {
+                    return Err(self.at(
+                        n,
+                        format!(
+                            "service `{}` goes down on line {}: its answers change",
+                            n.get_ref(),
+                            e.line
+                        ),
+                    ));
+                }
+                unchanged.push(s);
+            }
+        }
+        let mut failover = Vec::new();
+        for f in &raw.failover {
+            let r = f.get_ref();
+            let service = self.service(&r.service, services)?;
+            let after = label(&r.after)?;
+            let Action::ServiceDown { pops, service: s } = &events[after].action else {
+                return Err(self.at(&r.after, "`failover` follows a `service-down` event"));
+            };
+            if *s != service {
+                return Err(self.at(
+                    &r.after,
+                    format!("event `{}` fails another service", r.after.get_ref()),
+                ));
+            }
+            let until = match &r.until {
+                Some(u) => {
+                    let i = label(u)?;
+                    let back = matches!(
+                        &events[i].action,
+                        Action::ServiceUp { pops: p, service: s } if p == pops && *s == service
+                    );
+                    if !back || events[i].at < events[after].at {
+                        return Err(self.at(
+                            u,
+                            "`until` names the `service-up` of the same service and POPs, after `after`",
+                        ));
+                    }
+                    Some(i)
+                }
+                None => None,
+            };
+            failover.push(Failover {
+                service,
+                after,
+                until,
+                within: self.duration(&r.within)?,
+            });
+        }
         Ok(Expect {
+            unchanged,
+            failover,
             rejoin,
             no_servfail: raw.no_servfail.unwrap_or(true),
             no_timeout: raw.no_timeout.unwrap_or(true),

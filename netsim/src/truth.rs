@@ -1,4 +1,6 @@
-//! \[P\] Ground truth per client prefix, the two baselines of the issue, and scoring.
+//! \[P\] Ground truth per client prefix, the two baselines of the issue, scoring, and the
+//! oracle of a geo name's answer when some POPs may not be handed out for it ([`expected`],
+//! [`owed`]).
 //!
 //! For every prefix of the topology (a client network), the truth holds:
 //! - the POPs at the fewest AS hops, as the POPs' own route views count them: a node that
@@ -301,6 +303,45 @@ fn entry(
             .filter(|&p| latency[p] == min_latency)
             .collect(),
         by_geo,
+    }
+}
+
+/// The oracle of one geo name's answer to one client: the POPs a node may answer with.
+///
+/// `hops` holds each POP's AS hops to the client as its route view counts them (`None`: no
+/// route, as for a query without ECS from an address no view covers), `usable` whether the
+/// POP may be handed out for this name by the answering node (up, heard of, not drained,
+/// and this name's service healthy there) and `own` is the answering node's POP. It follows
+/// the node's policy (`node/src/policy/mod.rs`) for a name without static map, canaries,
+/// groups, hop limit, loads or weights, as netsim configures them: usable POPs only (all of
+/// them when none is: fail open), routed before unrouted, fewest hops, and among unrouted
+/// POPs the node's own first. The node picks one POP of the set by rendezvous hashing of
+/// the client's block, so a client keeps its POP as long as that POP stays in the set
+/// ([`owed`]).
+pub fn expected(hops: &[Option<usize>], usable: &[bool], own: usize) -> Vec<usize> {
+    let any = usable.iter().any(|&u| u);
+    let eligible: Vec<usize> = (0..hops.len())
+        .filter(|&p| !any || usable.get(p).copied().unwrap_or(false))
+        .collect();
+    let best = eligible.iter().filter_map(|&p| hops[p]).min();
+    match best {
+        Some(h) => eligible
+            .into_iter()
+            .filter(|&p| hops[p] == Some(h))
+            .collect(),
+        None if eligible.contains(&own) => vec![own],
+        None => eligible,
+    }
+}
+
+/// Whether `answer` is the one owed to a client whose no-fault answer was `no_fault`, when
+/// the oracle allows `expected` ([`expected`]): the no-fault answer if it is still allowed
+/// (rendezvous hashing keeps a client's POP while it is eligible, so nobody else moves),
+/// else any allowed POP.
+pub fn owed(answer: usize, no_fault: Option<usize>, expected: &[usize]) -> bool {
+    match no_fault {
+        Some(n) if expected.contains(&n) => answer == n,
+        _ => expected.contains(&answer),
     }
 }
 

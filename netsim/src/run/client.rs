@@ -19,12 +19,14 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// What one attempt at one server gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// A response: its code, the addresses of its answer section and their TTL.
+    /// A response: its code, the addresses or CNAME of its answer section and their TTL.
     Answer {
         /// Response code.
         rcode: ResponseCode,
         /// A/AAAA addresses answered.
         addresses: Vec<IpAddr>,
+        /// The target of the answer section's first CNAME (absolute, as sent).
+        cname: Option<String>,
         /// TTL of the first answer record (0 without one).
         ttl: u32,
     },
@@ -135,9 +137,14 @@ async fn exchange(
                 _ => None,
             })
             .collect();
+        let cname = response.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.to_ascii()),
+            _ => None,
+        });
         return Ok(Reply::Answer {
             rcode: response.metadata.response_code,
             addresses,
+            cname,
             ttl: response.answers.first().map_or(0, |r| r.ttl),
         });
     }

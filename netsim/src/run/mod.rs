@@ -10,11 +10,12 @@
 //! - [`client`] \[E\]: the DNS client and the resolvers' failover; [`api`] \[E\]: the runner
 //!   as an operator (status, drain) over the nodes' API sockets;
 //! - [`report`] \[P\]: the per-query log, the summary and the expectations;
-//!   [`svg`] \[P\]: the timeline picture.
+//!   [`svg`] \[P\]: the timeline picture; [`targets`] \[P\]: each geo name's answer at each
+//!   POP.
 //!
 //! A run: generate the world, write the cluster folder (configs, views, PKI), start the
-//! nodes, wait for the cluster to form, ask every client's resolver's nodes once (the
-//! no-fault answers), then play the workload and the timeline together while a monitor
+//! nodes, wait for the cluster to form, ask every client's resolver's nodes once for every
+//! geo name (the no-fault answers), then play the workload and the timeline together while a monitor
 //! polls every node's status, and finally write the outputs and check the expectations.
 
 pub mod api;
@@ -24,9 +25,9 @@ pub mod netns;
 pub mod plan;
 pub mod report;
 pub mod svg;
+pub mod targets;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,7 @@ use toml::{Table, Value};
 use self::client::{ATTEMPT_TIMEOUT, Attempt, Reply};
 use self::plan::{NetState, Plan};
 use self::report::{NodeEvent, QueryRecord, Sample};
+use self::targets::AnswerMap;
 use crate::folder::{self, ClusterLayout, Layout, Sim};
 use crate::pops::PopRequest;
 use crate::scenario::{Action, Scenario};
@@ -84,10 +86,6 @@ pub struct Outcome {
 const CLUSTER_ID: &str = "netsim";
 /// How long the cluster may take to form before the run gives up.
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
-/// The name every query asks for.
-fn qname() -> String {
-    format!("{}.{}", folder::GEO_NAME, folder::ZONE)
-}
 
 /// Runs `scenario` with `opts`; `cancel` stops it early (the nodes are torn down either
 /// way). Errors are failures of the machinery (a node that does not start, a namespace that
@@ -160,7 +158,8 @@ pub async fn run(
         scenario.name,
         work.display()
     );
-    let result = drive(&sim, &plan, opts, &mut nodes, &api, work, cancel).await;
+    let answers = AnswerMap::new(&sim, &scenario.cluster.services);
+    let result = drive(&sim, &plan, &answers, opts, &mut nodes, &api, work, cancel).await;
     let notes = nodes.notes();
     nodes.shutdown().await;
     let (records, samples, node_events, baseline) = result?;
@@ -219,13 +218,16 @@ fn work_dir() -> anyhow::Result<PathBuf> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("fail"))?;
+    std::fs::create_dir_all(dir.join("svc"))?;
     std::fs::create_dir_all(dir.join("load"))?;
     Ok(dir)
 }
 
-/// The nodes' addresses and config overrides: the scenario's, then the probes the timeline
-/// needs (an exec health probe that fails while `fail/POP` exists, a file load probe that
-/// reads `load/POP`), so that probe failures and load spikes go through real probes.
+/// The nodes' addresses and config overrides: the scenario's, then its geo names and the
+/// probes the timeline needs (an exec health probe that fails while `fail/POP` exists; for
+/// a service that goes down anywhere, an exec probe attached to that service on every node
+/// that fails while `svc/POP.SERVICE` exists; a file load probe that reads `load/POP`), so
+/// that probe failures, service failures and load spikes go through real probes.
 fn layout(
     scenario: &Scenario,
     plan: &Plan,
@@ -237,38 +239,41 @@ fn layout(
     let n = sim.pops.len();
     let mut probed = vec![false; n];
     let mut loaded = vec![false; n];
+    let mut services: Vec<usize> = Vec::new();
     for s in &plan.steps {
         match &s.action {
             Action::ProbeFail { pops } | Action::ProbeRecover { pops } => {
                 pops.iter().for_each(|&p| probed[p] = true);
             }
             Action::Load { pops, .. } => pops.iter().for_each(|&p| loaded[p] = true),
+            Action::ServiceDown { service, .. } | Action::ServiceUp { service, .. }
+                if !services.contains(service) =>
+            {
+                services.push(*service);
+            }
             _ => {}
         }
     }
+    services.sort_unstable();
+    let geo = AnswerMap::new(sim, &scenario.cluster.services).geo_config(sim);
     let overrides = (0..n)
         .map(|i| {
             let name = &sim.pops[i].name;
             let mut node = Table::new();
+            let mut probes = Vec::new();
             if probed[i] {
-                let fail = work.join("fail").join(name);
-                let mut probe = Table::new();
-                probe.insert("name".into(), "netsim".into());
-                probe.insert("kind".into(), "exec".into());
-                probe.insert(
-                    "command".into(),
-                    Value::Array(vec![
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        // Nagios codes: 2 is CRITICAL (1 would be a WARNING, still up).
-                        format!("test ! -e '{}' || exit 2", fail.display()).into(),
-                    ]),
-                );
-                probe.insert("interval_ms".into(), 500.into());
-                probe.insert("timeout_ms".into(), 400.into());
-                probe.insert("rise".into(), 2.into());
-                probe.insert("fall".into(), 2.into());
-                node.insert("probe".into(), Value::Array(vec![Value::Table(probe)]));
+                let probe = fault_probe("netsim", &work.join("fail").join(name), 500, 400);
+                probes.push(Value::Table(probe));
+            }
+            for &s in &services {
+                let service = &scenario.cluster.services[s].name;
+                let file = work.join("svc").join(format!("{name}.{service}"));
+                let mut probe = fault_probe(&format!("netsim-{service}"), &file, 200, 200);
+                probe.insert("service".into(), service.as_str().into());
+                probes.push(Value::Table(probe));
+            }
+            if !probes.is_empty() {
+                node.insert("probe".into(), Value::Array(probes));
             }
             if loaded[i] {
                 let path = work.join("load").join(name);
@@ -282,6 +287,9 @@ fn layout(
             let mut mine = Table::new();
             if !node.is_empty() {
                 mine.insert("node".into(), Value::Table(node));
+            }
+            if scenario.cluster.services.len() > 1 {
+                mine.insert("geo".into(), geo.clone());
             }
             vec![
                 scenario.cluster.config.clone(),
@@ -298,6 +306,28 @@ fn layout(
         }),
         overrides,
     }
+}
+
+/// An exec probe that is CRITICAL while `file` exists, probing every `interval_ms`; two
+/// results in a row change its verdict.
+fn fault_probe(name: &str, file: &Path, interval_ms: i64, timeout_ms: i64) -> Table {
+    let mut probe = Table::new();
+    probe.insert("name".into(), name.into());
+    probe.insert("kind".into(), "exec".into());
+    probe.insert(
+        "command".into(),
+        Value::Array(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            // Nagios codes: 2 is CRITICAL (1 would be a WARNING, still up).
+            format!("test ! -e '{}' || exit 2", file.display()).into(),
+        ]),
+    );
+    probe.insert("interval_ms".into(), interval_ms.into());
+    probe.insert("timeout_ms".into(), timeout_ms.into());
+    probe.insert("rise".into(), 2.into());
+    probe.insert("fall".into(), 2.into());
+    probe
 }
 
 /// Writes the cluster folder and its PKI (made with `sparrow cert`'s code); returns the
@@ -390,7 +420,7 @@ type Driven = (
     Vec<QueryRecord>,
     Vec<Sample>,
     Vec<NodeEvent>,
-    HashMap<(usize, usize), Option<usize>>,
+    report::Baseline,
 );
 
 /// Forms the cluster, takes the no-fault answers, then plays the workload and the timeline.
@@ -398,6 +428,7 @@ type Driven = (
 async fn drive(
     sim: &Sim,
     plan: &Plan,
+    answers: &AnswerMap,
     opts: &RunOptions,
     nodes: &mut Nodes,
     api: &[PathBuf],
@@ -417,7 +448,8 @@ async fn drive(
                 // alone comes too early for the no-fault answers.
                 Ok(Response::Status(s)) if s.mode == "cluster"
                     && s.alive == n
-                    && s.pops.iter().all(|p| p.live && p.healthy && p.admin == "active" && p.view.is_some())
+                    && s.pops.iter().all(|p| p.live && p.healthy && p.admin == "active" && p.view.is_some()
+                        && p.services.iter().all(|v| v.serving))
             );
             all &= ok;
             if !ok {
@@ -441,7 +473,7 @@ async fn drive(
     );
     let dns: Vec<SocketAddr> = (0..n).map(|i| nodes.dns_addr(i)).collect();
     let bind = nodes.client_bind();
-    let baseline = baseline(sim, plan, &dns, bind).await;
+    let baseline = baseline(plan, answers, &dns, bind).await;
     let missing = baseline.values().filter(|v| v.is_none()).count();
     if missing > 0 {
         anyhow::bail!(
@@ -461,7 +493,7 @@ async fn drive(
     let monitor = tokio::spawn(monitor(api.to_vec(), up.clone(), t0, stop.clone()));
     let workload = tokio::spawn(workload(
         plan.clone(),
-        sim.pops.iter().map(|p| p.addresses.clone()).collect(),
+        answers.clone(),
         dns,
         bind,
         t0,
@@ -482,6 +514,7 @@ async fn drive(
             api,
             work,
             sim,
+            plan,
             &current,
             next,
             &step.action,
@@ -519,6 +552,7 @@ async fn apply(
     api: &[PathBuf],
     work: &Path,
     sim: &Sim,
+    plan: &Plan,
     before: &NetState,
     after: &NetState,
     action: &Action,
@@ -571,6 +605,16 @@ async fn apply(
         } else if !after.probe_failing[i] && before.probe_failing[i] {
             std::fs::remove_file(&fail)?;
         }
+        for &(s, pop) in after.service_down.difference(&before.service_down) {
+            if pop == i {
+                std::fs::write(service_file(work, sim, &plan.services, s, pop), "failing\n")?;
+            }
+        }
+        for &(s, pop) in before.service_down.difference(&after.service_down) {
+            if pop == i {
+                std::fs::remove_file(service_file(work, sim, &plan.services, s, pop))?;
+            }
+        }
         if after.load[i] != before.load[i] {
             std::fs::write(
                 work.join("load").join(&p.name),
@@ -601,6 +645,12 @@ async fn apply(
     Ok(())
 }
 
+/// The file whose presence fails service `s`'s probe at POP `pop` (see [`layout`]).
+fn service_file(work: &Path, sim: &Sim, services: &[String], s: usize, pop: usize) -> PathBuf {
+    work.join("svc")
+        .join(format!("{}.{}", sim.pops[pop].name, services[s]))
+}
+
 /// The longest a restarted node may take to answer its API.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -609,64 +659,59 @@ fn set_up(up: &Mutex<Vec<bool>>, i: usize, value: bool) {
     up.lock().expect("up lock poisoned")[i] = value;
 }
 
-/// The no-fault answer of each (client, node) pair a resolver may ask: its primary and its
-/// secondary, with or without ECS as its resolver does.
+/// The no-fault answer of each (client, node, service) a resolver may ask: its primary and
+/// its secondary, with or without ECS as its resolver does, for every geo name.
 async fn baseline(
-    sim: &Sim,
     plan: &Plan,
+    answers: &AnswerMap,
     dns: &[SocketAddr],
     bind: SocketAddr,
-) -> HashMap<(usize, usize), Option<usize>> {
+) -> report::Baseline {
     use futures_util::StreamExt as _;
     let mut asks = Vec::new();
     for (c, client) in plan.clients.iter().enumerate() {
         let r = &plan.resolvers[client.resolver];
         for node in [r.primary, r.secondary] {
-            asks.push((c, node, r.ecs.then_some(client.subnet)));
+            for s in 0..plan.services.len() {
+                asks.push((c, node, s, r.ecs.then_some(client.subnet)));
+            }
         }
     }
-    let addresses: Vec<Vec<IpAddr>> = sim.pops.iter().map(|p| p.addresses.clone()).collect();
     futures_util::stream::iter(asks)
-        .map(|(c, node, subnet)| {
-            let addresses = &addresses;
-            async move {
-                let mut pop = None;
-                // A lost datagram is not a wrong answer: ask up to three times.
-                for attempt in 0..3u16 {
-                    let reply = client::ask(
-                        bind,
-                        dns[node],
-                        &qname(),
-                        RecordType::A,
-                        subnet,
-                        (c as u16).wrapping_mul(3).wrapping_add(attempt),
-                        ATTEMPT_TIMEOUT,
-                    )
-                    .await;
-                    if let Reply::Answer { addresses: got, .. } = &reply {
-                        pop = pop_of(addresses, got);
-                        break;
-                    }
+        .map(|(c, node, s, subnet)| async move {
+            let mut pop = None;
+            // A lost datagram is not a wrong answer: ask up to three times.
+            for attempt in 0..3u16 {
+                let reply = client::ask(
+                    bind,
+                    dns[node],
+                    &answers.qname(s),
+                    RecordType::A,
+                    subnet,
+                    (c as u16)
+                        .wrapping_mul(7)
+                        .wrapping_add(s as u16 * 3)
+                        .wrapping_add(attempt),
+                    ATTEMPT_TIMEOUT,
+                )
+                .await;
+                if let Reply::Answer { .. } = &reply {
+                    pop = answers.pop_of(s, &reply);
+                    break;
                 }
-                ((c, node), pop)
             }
+            ((c, node, s), pop)
         })
         .buffer_unordered(32)
         .collect()
         .await
 }
 
-/// The POP whose address an answer holds.
-pub(crate) fn pop_of(addresses: &[Vec<IpAddr>], got: &[IpAddr]) -> Option<usize> {
-    let first = got.first()?;
-    addresses.iter().position(|a| a.contains(first))
-}
-
 /// Sends the plan's queries at their times, each through its client's resolver (primary,
 /// then secondary on a timeout or SERVFAIL), and collects what happened.
 async fn workload(
     plan: Plan,
-    addresses: Vec<Vec<IpAddr>>,
+    answers: AnswerMap,
     dns: Vec<SocketAddr>,
     bind: SocketAddr,
     t0: Instant,
@@ -674,7 +719,7 @@ async fn workload(
 ) -> Vec<QueryRecord> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let plan = Arc::new(plan);
-    let addresses = Arc::new(addresses);
+    let answers = Arc::new(answers);
     let sender = {
         let plan = plan.clone();
         async move {
@@ -683,19 +728,21 @@ async fn workload(
                     () = tokio::time::sleep_until(t0 + at) => {}
                     () = stop.cancelled() => return,
                 }
-                let (plan, addresses, dns, tx) =
-                    (plan.clone(), addresses.clone(), dns.clone(), tx.clone());
+                let (plan, answers, dns, tx) =
+                    (plan.clone(), answers.clone(), dns.clone(), tx.clone());
                 tokio::spawn(async move {
                     let client = &plan.clients[c];
                     let r = &plan.resolvers[client.resolver];
                     let subnet = r.ecs.then_some(client.subnet);
+                    let service = plan.service_of(q);
+                    let qname = answers.qname(service);
                     let mut attempts = Vec::new();
                     for node in [r.primary, r.secondary] {
                         let sent = t0.elapsed();
                         let reply = client::ask(
                             bind,
                             dns[node],
-                            &qname(),
+                            &qname,
                             RecordType::A,
                             subnet,
                             q as u16,
@@ -713,14 +760,14 @@ async fn workload(
                             break;
                         }
                     }
-                    let answered = attempts.last().and_then(|a| match &a.reply {
-                        Reply::Answer { addresses: got, .. } => pop_of(&addresses, got),
-                        _ => None,
-                    });
+                    let answered = attempts
+                        .last()
+                        .and_then(|a| answers.pop_of(service, &a.reply));
                     let _ = tx.send(QueryRecord {
                         query: q,
                         at,
                         client: c,
+                        service,
                         attempts,
                         pop: answered,
                     });
@@ -772,6 +819,11 @@ async fn monitor(
                                 .pops
                                 .iter()
                                 .map(|p| p.live && p.healthy && p.admin == "active")
+                                .collect(),
+                            serving: s
+                                .pops
+                                .iter()
+                                .flat_map(|p| p.services.iter().map(|v| v.serving))
                                 .collect(),
                         }),
                         _ => None,

@@ -3,6 +3,7 @@
 //! behind them, and every query's time and client. All of it follows from the scenario, the
 //! generated world and the seed, so a run is replayed by its seed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -28,8 +29,11 @@ pub struct Plan {
     pub resolvers: Vec<Resolver>,
     /// The clients, each a truth entry asking through one resolver.
     pub clients: Vec<Client>,
-    /// The queries, by time: (time from the start, client index).
+    /// The queries, by time: (time from the start, client index). Query `k` asks for
+    /// service `k % services` ([`Plan::service_of`]).
     pub queries: Vec<(Duration, usize)>,
+    /// The geo names the workload asks for, by service index (`www` first).
+    pub services: Vec<String>,
 }
 
 /// One step of the timeline.
@@ -80,6 +84,8 @@ pub struct Client {
     pub subnet: IpNet,
     /// The resolver it asks through.
     pub resolver: usize,
+    /// AS hops from each POP to it, as the POP's route view counts them.
+    pub hops: Vec<usize>,
 }
 
 /// The state of the simulated network and nodes at one moment. `n` nodes, indexed like the
@@ -102,6 +108,8 @@ pub struct NetState {
     pub load: Vec<f64>,
     /// Whether each POP is drained by an operator.
     pub drained: Vec<bool>,
+    /// The (service, POP) pairs whose service probe fails.
+    pub service_down: BTreeSet<(usize, usize)>,
 }
 
 impl NetState {
@@ -116,6 +124,7 @@ impl NetState {
             probe_failing: vec![false; n],
             load: vec![0.0; n],
             drained: vec![false; n],
+            service_down: BTreeSet::new(),
         }
     }
 
@@ -187,6 +196,14 @@ impl NetState {
             Action::Load { pops, load } => pops.iter().for_each(|&p| s.load[p] = *load),
             Action::Drain { pops } => pops.iter().for_each(|&p| s.drained[p] = true),
             Action::Undrain { pops } => pops.iter().for_each(|&p| s.drained[p] = false),
+            Action::ServiceDown { pops, service } => {
+                s.service_down.extend(pops.iter().map(|&p| (*service, p)));
+            }
+            Action::ServiceUp { pops, service } => {
+                for &p in pops {
+                    s.service_down.remove(&(*service, p));
+                }
+            }
             Action::Heal => {
                 s.cut.iter_mut().for_each(|c| *c = false);
                 s.loss.iter_mut().for_each(|l| *l = 0.0);
@@ -218,6 +235,19 @@ impl NetState {
     /// failing), drained, or `x` cannot hear of it.
     pub fn unusable_for(&self, x: usize, p: usize) -> bool {
         self.crashed[p] || self.probe_failing[p] || self.drained[p] || (x != p && !self.hears(x, p))
+    }
+
+    /// Whether node `x` must not hand out POP `p` for `service`: the POP is unusable for
+    /// `x`, or that service's probe fails there.
+    pub fn unusable_for_service(&self, x: usize, p: usize, service: usize) -> bool {
+        self.unusable_for(x, p) || self.service_down.contains(&(service, p))
+    }
+
+    /// For each POP, whether node `x` may hand it out for `service`.
+    pub fn usable_for_service(&self, x: usize, service: usize) -> Vec<bool> {
+        (0..self.n)
+            .map(|p| !self.unusable_for_service(x, p, service))
+            .collect()
     }
 }
 
@@ -291,6 +321,12 @@ pub fn plan(scenario: &Scenario, sim: &Sim, seed: u64, time_scale: f64) -> Resul
         resolvers,
         clients,
         queries,
+        services: scenario
+            .cluster
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
     })
 }
 
@@ -324,16 +360,27 @@ impl Plan {
         self
     }
 
-    /// Since when, at time `t`, node `x` has had POP `p` unusable without a break, if it
-    /// is unusable at `t`.
-    pub fn unusable_since(&self, x: usize, p: usize, t: Duration) -> Option<Duration> {
+    /// The service query `q` asks for (index into [`Plan::services`]).
+    pub fn service_of(&self, q: usize) -> usize {
+        q % self.services.len().max(1)
+    }
+
+    /// Since when, at time `t`, node `x` has had POP `p` unusable for `service` without a
+    /// break, if it is unusable at `t`.
+    pub fn unusable_since(
+        &self,
+        x: usize,
+        p: usize,
+        service: usize,
+        t: Duration,
+    ) -> Option<Duration> {
         let k = self.steps.iter().rposition(|s| s.at <= t)?;
-        if !self.states[k].unusable_for(x, p) {
+        if !self.states[k].unusable_for_service(x, p, service) {
             return None;
         }
         let mut since = self.steps[k].at;
         for j in (0..k).rev() {
-            if self.states[j].unusable_for(x, p) {
+            if self.states[j].unusable_for_service(x, p, service) {
                 since = self.steps[j].at;
             } else {
                 break;
@@ -443,10 +490,15 @@ fn clients(
                 d(a).total_cmp(&d(b)).then(a.cmp(&b))
             })
             .unwrap_or(0);
+        let hops = match topo.index_of(e.origin) {
+            Some(i) => (0..sim.pops.len()).map(|p| sim.views.hops(p, i)).collect(),
+            None => Vec::new(),
+        };
         out.push(Client {
             entry: k,
             subnet: e.client,
             resolver,
+            hops,
         });
     }
     Ok(out)
@@ -498,6 +550,52 @@ mod tests {
     }
 
     #[test]
+    fn a_service_down_withdraws_that_service_at_that_pop_only_until_it_is_up() {
+        let s = NetState::healthy(3);
+        let down = s.apply(&Action::ServiceDown {
+            pops: vec![1],
+            service: 2,
+        });
+        assert!(down.unusable_for_service(0, 1, 2) && down.unusable_for_service(1, 1, 2));
+        assert!(!down.unusable_for_service(0, 1, 0) && !down.unusable_for(0, 1));
+        assert_eq!(down.usable_for_service(2, 2), [true, false, true]);
+        assert_eq!(down.usable_for_service(2, 1), [true; 3]);
+        // Network faults leave it; its service-up ends it.
+        assert!(down.apply(&Action::Heal).unusable_for_service(0, 1, 2));
+        let up = down.apply(&Action::ServiceUp {
+            pops: vec![1],
+            service: 2,
+        });
+        assert_eq!(up, s);
+    }
+
+    #[test]
+    fn queries_take_the_services_in_turn_and_clients_know_their_hops() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/service-down.toml");
+        let s = Scenario::load(&path).unwrap();
+        let requests: Vec<PopRequest> = s.cluster.pops.iter().map(|p| p.request.clone()).collect();
+        let sim = Sim::generate(s.topology.ases, 1, &requests).unwrap();
+        let p = plan(&s, &sim, 7, 1.0).unwrap();
+        assert_eq!(p.services, ["www", "api", "cdn"]);
+        assert_eq!(
+            (0..4).map(|q| p.service_of(q)).collect::<Vec<_>>(),
+            [0, 1, 2, 0]
+        );
+        for c in &p.clients {
+            let e = &sim.truth.entries[c.entry];
+            let min = *c.hops.iter().min().unwrap();
+            assert_eq!(min, e.hops);
+            let nearest: Vec<usize> = (0..5).filter(|&x| c.hops[x] == min).collect();
+            assert_eq!(nearest, e.by_hops);
+        }
+        let t = |secs| Duration::from_secs(secs);
+        assert_eq!(p.unusable_since(2, 0, 1, t(20)), Some(t(15)));
+        assert_eq!(p.unusable_since(2, 0, 0, t(20)), None);
+        assert_eq!(p.unusable_since(2, 0, 1, t(40)), None);
+    }
+
+    #[test]
     fn the_plan_is_a_function_of_the_seed_and_scales_the_timeline() {
         let (s, sim) = world();
         let a = plan(&s, &sim, 7, 1.0).unwrap();
@@ -525,9 +623,9 @@ mod tests {
         let (s, sim) = world();
         let p = plan(&s, &sim, 7, 1.0).unwrap();
         let t = Duration::from_secs(40);
-        assert_eq!(p.unusable_since(0, 3, t), Some(Duration::from_secs(20)));
-        assert_eq!(p.unusable_since(0, 1, t), None);
-        assert_eq!(p.unusable_since(0, 3, Duration::from_secs(70)), None);
-        assert_eq!(p.unusable_since(0, 3, Duration::from_secs(5)), None);
+        assert_eq!(p.unusable_since(0, 3, 0, t), Some(Duration::from_secs(20)));
+        assert_eq!(p.unusable_since(0, 1, 0, t), None);
+        assert_eq!(p.unusable_since(0, 3, 0, Duration::from_secs(70)), None);
+        assert_eq!(p.unusable_since(0, 3, 0, Duration::from_secs(5)), None);
     }
 }

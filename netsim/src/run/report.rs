@@ -12,9 +12,10 @@ use hickory_proto::op::ResponseCode;
 use serde::Serialize;
 
 use super::client::{ATTEMPT_TIMEOUT, Attempt, Reply};
-use super::plan::Plan;
+use super::plan::{NetState, Plan};
 use crate::folder::Sim;
-use crate::scenario::{LocalOnly, Scenario};
+use crate::scenario::{Action, Failover, LocalOnly, Scenario};
+use crate::truth;
 
 /// One query of the workload and what became of it.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct QueryRecord {
     pub at: Duration,
     /// Client index.
     pub client: usize,
+    /// The geo name asked for (index into [`Plan::services`]).
+    pub service: usize,
     /// What the resolver tried, in order.
     pub attempts: Vec<Attempt>,
     /// The POP of the final answer, if there was one.
@@ -62,6 +65,8 @@ pub struct Sample {
     pub alive: usize,
     /// Per POP: live, healthy and active as this node sees it.
     pub usable: Vec<bool>,
+    /// Per POP, then per service at it: whether this node hands the POP out for the service.
+    pub serving: Vec<bool>,
 }
 
 /// A node stopped or started by the runner.
@@ -105,6 +110,10 @@ pub struct Summary {
     pub settled_after_s: Option<f64>,
     /// Seconds each node spent answering local-only, by POP.
     pub local_only_s: BTreeMap<String, f64>,
+    /// Per geo name: its queries and how many answers differ from the no-fault answers.
+    pub services: Vec<ServiceSummary>,
+    /// Per `failover` expectation: how the service left the failed POP and came back.
+    pub failovers_by_service: Vec<FailoverSummary>,
     /// Mapping quality: Sparrow's answers and the baselines on the same queries.
     pub mapping: Mapping,
     /// What the backend could not do (e.g. a kernel without netem cannot add delay).
@@ -136,6 +145,43 @@ pub struct EventSummary {
     /// Seconds until every node's status (mode, which POPs it can hand out) stopped
     /// changing; `None` if it was still changing at the next event.
     pub converged_after_s: Option<f64>,
+}
+
+/// One geo name over the whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceSummary {
+    /// The name relative to the zone.
+    pub name: String,
+    /// Queries for it.
+    pub queries: usize,
+    /// Share of them answered with a POP.
+    pub availability: f64,
+    /// Answers that differ from the no-fault answer of the same client and node.
+    pub differ_from_no_fault: usize,
+    /// Answers the oracle does not allow for the health in force when they were asked
+    /// ([`truth::expected`], [`truth::owed`]); changes take a moment to travel, so this
+    /// counts the moments after a fault too.
+    pub off_oracle: usize,
+}
+
+/// How a service left a POP where it failed, and came back.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverSummary {
+    /// The service.
+    pub service: String,
+    /// The POPs where it failed.
+    pub pops: Vec<String>,
+    /// Seconds from the start: the failure and the recovery.
+    pub down_at_s: f64,
+    /// When the service came back, if it did.
+    pub up_at_s: Option<f64>,
+    /// Answers while it was down that sent a client elsewhere than its no-fault POP.
+    pub moved: usize,
+    /// The latest answer naming a failed POP, in seconds after the failure (`None`: none).
+    pub last_failed_answer_s: Option<f64>,
+    /// The latest answer that was not the no-fault answer, in seconds after the recovery
+    /// (`None`: none).
+    pub back_after_s: Option<f64>,
 }
 
 /// Mapping quality on the run's answered queries.
@@ -175,8 +221,38 @@ pub struct SummaryFile<'a> {
     pub failures: &'a [String],
 }
 
-/// The no-fault answers: (client, node) -> POP.
-pub type Baseline = HashMap<(usize, usize), Option<usize>>;
+/// The no-fault answers: (client, node, service) -> POP.
+pub type Baseline = HashMap<(usize, usize, usize), Option<usize>>;
+
+/// The no-fault answer to `r` from the node of attempt `a`.
+fn no_fault(baseline: &Baseline, r: &QueryRecord, a: &Attempt) -> Option<usize> {
+    baseline
+        .get(&(r.client, a.node, r.service))
+        .copied()
+        .flatten()
+}
+
+/// The POPs the oracle allows node `a.node` to answer `r` with in `state`.
+fn oracle(plan: &Plan, state: &NetState, r: &QueryRecord, a: &Attempt) -> Vec<usize> {
+    let client = &plan.clients[r.client];
+    let hops: Vec<Option<usize>> = if plan.resolvers[client.resolver].ecs {
+        client.hops.iter().copied().map(Some).collect()
+    } else {
+        // The node decides by the resolver's address, which no view routes.
+        vec![None; state.n]
+    };
+    truth::expected(&hops, &state.usable_for_service(a.node, r.service), a.node)
+}
+
+/// Whether `r`'s answer is the one the oracle owes it in `state`.
+fn owed_in(plan: &Plan, state: &NetState, baseline: &Baseline, r: &QueryRecord) -> bool {
+    match (r.last(), r.pop) {
+        (Some(a), Some(pop)) => {
+            truth::owed(pop, no_fault(baseline, r, a), &oracle(plan, state, r, a))
+        }
+        _ => true,
+    }
+}
 
 /// The detection bound used for "during" when the scenario gives none.
 const DEFAULT_BOUND: Duration = Duration::from_secs(10);
@@ -221,7 +297,7 @@ pub fn summarize(
                     continue;
                 };
                 if is_wrong(plan, r) {
-                    if let Some(since) = plan.unusable_since(a.node, pop, a.sent) {
+                    if let Some(since) = plan.unusable_since(a.node, pop, r.service, a.sent) {
                         let late = a.sent.saturating_sub(since);
                         last_wrong = Some(last_wrong.map_or(late, |l| l.max(late)));
                     }
@@ -231,7 +307,7 @@ pub fn summarize(
                         wrong_after += 1;
                     }
                 }
-                if baseline.get(&(r.client, a.node)).copied().flatten() != Some(pop) {
+                if no_fault(baseline, r, a) != Some(pop) {
                     differ += 1;
                 }
             }
@@ -255,7 +331,7 @@ pub fn summarize(
             .filter_map(|r| {
                 let a = r.last()?;
                 let pop = r.pop?;
-                (baseline.get(&(r.client, a.node)).copied().flatten() != Some(pop))
+                (no_fault(baseline, r, a) != Some(pop))
                     .then(|| secs(a.sent.saturating_sub(last.at)))
             })
             .fold(0.0, f64::max)
@@ -277,25 +353,127 @@ pub fn summarize(
         events,
         settled_after_s,
         local_only_s: local_only_time(sim, samples),
+        services: services(plan, records, baseline),
+        failovers_by_service: scenario
+            .expect
+            .failover
+            .iter()
+            .filter_map(|f| failover_summary(sim, plan, f, records, baseline))
+            .collect(),
         mapping: mapping(sim, plan, records),
         notes: Vec::new(),
     }
 }
 
-/// Whether `r`'s answer named a POP that was unusable for the answering node when it was
-/// asked, while some POP was usable (with none, failing open is the documented answer).
+/// Whether `r`'s answer named a POP that was unusable for its name at the answering node
+/// when it was asked, while some POP was usable (with none, failing open is the documented
+/// answer).
 pub fn is_wrong(plan: &Plan, r: &QueryRecord) -> bool {
     let (Some(a), Some(pop)) = (r.last(), r.pop) else {
         return false;
     };
-    plan.state_at(a.sent).unusable_for(a.node, pop) && !fail_open(plan, a)
+    plan.state_at(a.sent)
+        .unusable_for_service(a.node, pop, r.service)
+        && !fail_open(plan, r, a)
 }
 
-/// Whether the answering node had no usable POP at all (the policy then fails open and any
-/// answer is the documented one).
-fn fail_open(plan: &Plan, a: &Attempt) -> bool {
+/// Whether the answering node had no usable POP at all for the name (the policy then fails
+/// open and any answer is the documented one).
+fn fail_open(plan: &Plan, r: &QueryRecord, a: &Attempt) -> bool {
     let s = plan.state_at(a.sent);
-    (0..s.n).all(|p| s.unusable_for(a.node, p))
+    (0..s.n).all(|p| s.unusable_for_service(a.node, p, r.service))
+}
+
+/// Per geo name: queries, answers, answers off the no-fault answers and off the oracle.
+fn services(plan: &Plan, records: &[QueryRecord], baseline: &Baseline) -> Vec<ServiceSummary> {
+    plan.services
+        .iter()
+        .enumerate()
+        .map(|(s, name)| {
+            let mine: Vec<&QueryRecord> = records.iter().filter(|r| r.service == s).collect();
+            let answered: Vec<(&QueryRecord, &Attempt, usize)> = mine
+                .iter()
+                .filter_map(|r| Some((*r, r.last()?, r.pop?)))
+                .collect();
+            ServiceSummary {
+                name: name.clone(),
+                queries: mine.len(),
+                availability: share(answered.len(), mine.len()),
+                differ_from_no_fault: answered
+                    .iter()
+                    .filter(|(r, a, pop)| no_fault(baseline, r, a) != Some(*pop))
+                    .count(),
+                off_oracle: answered
+                    .iter()
+                    .filter(|(r, a, _)| !owed_in(plan, plan.state_at(a.sent), baseline, r))
+                    .count(),
+            }
+        })
+        .collect()
+}
+
+/// The plan's step of scenario event `event`, and the state before it.
+fn step_and_before(plan: &Plan, event: usize) -> Option<(Duration, &NetState)> {
+    let k = plan.steps.iter().position(|s| s.event == event)?;
+    let before = if k == 0 {
+        &plan.initial
+    } else {
+        &plan.states[k - 1]
+    };
+    Some((plan.steps[k].at, before))
+}
+
+/// What became of a `failover` expectation's service: answers moved while it was down, the
+/// last answer naming a failed POP, the last answer off the no-fault one after it was up.
+fn failover_summary(
+    sim: &Sim,
+    plan: &Plan,
+    f: &Failover,
+    records: &[QueryRecord],
+    baseline: &Baseline,
+) -> Option<FailoverSummary> {
+    let (down_at, _) = step_and_before(plan, f.after)?;
+    let up_at = f
+        .until
+        .and_then(|u| step_and_before(plan, u))
+        .map(|(t, _)| t);
+    let k = plan.steps.iter().position(|s| s.event == f.after)?;
+    let failed: Vec<usize> = match &plan.steps[k].action {
+        Action::ServiceDown { pops, .. } => pops.clone(),
+        _ => Vec::new(),
+    };
+    let mut moved = 0;
+    let mut last_failed = None::<Duration>;
+    let mut back = None::<Duration>;
+    for r in records.iter().filter(|r| r.service == f.service) {
+        let (Some(a), Some(pop)) = (r.last(), r.pop) else {
+            continue;
+        };
+        let down = a.sent >= down_at && up_at.is_none_or(|u| a.sent < u);
+        if down && no_fault(baseline, r, a) != Some(pop) {
+            moved += 1;
+        }
+        if down && failed.contains(&pop) {
+            let late = a.sent - down_at;
+            last_failed = Some(last_failed.map_or(late, |l| l.max(late)));
+        }
+        if let Some(u) = up_at
+            && a.sent >= u
+            && no_fault(baseline, r, a) != Some(pop)
+        {
+            let late = a.sent - u;
+            back = Some(back.map_or(late, |l| l.max(late)));
+        }
+    }
+    Some(FailoverSummary {
+        service: plan.services[f.service].clone(),
+        pops: failed.iter().map(|&p| sim.pops[p].name.clone()).collect(),
+        down_at_s: secs(down_at),
+        up_at_s: up_at.map(secs),
+        moved,
+        last_failed_answer_s: last_failed.map(secs),
+        back_after_s: back.map(secs),
+    })
 }
 
 /// When every node's status stopped changing after `from` (before `end`), as a delay
@@ -309,7 +487,7 @@ fn converged(samples: &[Sample], n: usize, from: Duration, end: Duration) -> Opt
             .filter(|s| s.node == node && s.at >= from && s.at < end)
             .collect();
         let Some(last) = window.last() else { continue };
-        let key = |s: &Sample| (s.local_only, s.usable.clone());
+        let key = |s: &Sample| (s.local_only, s.usable.clone(), s.serving.clone());
         // The first sample of the final unbroken run of the last state.
         let start = window
             .iter()
@@ -486,10 +664,10 @@ pub fn check(
             let (Some(a), Some(pop)) = (r.last(), r.pop) else {
                 continue;
             };
-            if fail_open(plan, a) {
+            if fail_open(plan, r, a) {
                 continue;
             }
-            if let Some(since) = plan.unusable_since(a.node, pop, a.sent)
+            if let Some(since) = plan.unusable_since(a.node, pop, r.service, a.sent)
                 && a.sent > since + bound
             {
                 bad.push((r, a, pop, since));
@@ -515,7 +693,7 @@ pub fn check(
             .iter()
             .filter_map(|r| {
                 let a = r.last()?;
-                let want = baseline.get(&(r.client, a.node)).copied().flatten();
+                let want = no_fault(baseline, r, a);
                 (r.pop != want).then_some((r, a, want))
             })
             .collect();
@@ -613,6 +791,35 @@ pub fn check(
             }
         }
     }
+    for &s in &x.unchanged {
+        let checked: Vec<(&QueryRecord, &Attempt, usize)> = records
+            .iter()
+            .filter(|r| r.service == s)
+            .filter_map(|r| Some((r, r.last()?, r.pop?)))
+            .collect();
+        let bad: Vec<_> = checked
+            .iter()
+            .filter(|(r, a, pop)| no_fault(baseline, r, a) != Some(*pop))
+            .collect();
+        let service = &plan.services[s];
+        if checked.is_empty() {
+            out.push(format!("unchanged: no answer for {service} to check"));
+        } else if let Some((r, a, pop)) = bad.first() {
+            out.push(format!(
+                "unchanged: {} of {} answers for {service} differ from the no-fault answers; the first at {:.1} s: {} answered {} for {}, not {}",
+                bad.len(),
+                checked.len(),
+                secs(a.sent),
+                name(a.node),
+                name(*pop),
+                client(r),
+                no_fault(baseline, r, a).map_or("nothing", name)
+            ));
+        }
+    }
+    for f in &x.failover {
+        out.extend(check_failover(sim, plan, f, records, baseline));
+    }
     for rj in &x.rejoin {
         let Some(t_restart) = step_of(rj.after) else {
             continue;
@@ -659,6 +866,102 @@ pub fn check(
                 }
             }
         }
+    }
+    out
+}
+
+/// A `failover` expectation against the run: the oracle's answers from `within` after the
+/// failure until the recovery, the no-fault answers from `within` after the recovery, and
+/// within `within` of either the answer before or the answer after.
+fn check_failover(
+    sim: &Sim,
+    plan: &Plan,
+    f: &Failover,
+    records: &[QueryRecord],
+    baseline: &Baseline,
+) -> Vec<String> {
+    let name = |i: usize| sim.pops[i].name.as_str();
+    let service = &plan.services[f.service];
+    let Some((down_at, before_down)) = step_and_before(plan, f.after) else {
+        return Vec::new();
+    };
+    let up = f.until.and_then(|u| step_and_before(plan, u));
+    // The recovery's window ends at the next step after it, or at the end of the run.
+    let end = up.map_or(plan.duration, |(u, _)| {
+        plan.steps
+            .iter()
+            .find(|s| s.at > u)
+            .map_or(plan.duration, |s| s.at)
+    });
+    let mut bad_down = Vec::new();
+    let mut bad_up = Vec::new();
+    let mut moved = 0;
+    for r in records.iter().filter(|r| r.service == f.service) {
+        let (Some(a), Some(pop)) = (r.last(), r.pop) else {
+            continue;
+        };
+        let t = a.sent;
+        if t < down_at || t >= end {
+            continue;
+        }
+        let now = plan.state_at(t);
+        let owed_now = owed_in(plan, now, baseline, r);
+        match up {
+            Some((u, before_up)) if t >= u => {
+                let ok = if t < u + f.within {
+                    owed_now || owed_in(plan, before_up, baseline, r)
+                } else {
+                    no_fault(baseline, r, a) == Some(pop)
+                };
+                if !ok {
+                    bad_up.push((r, a, pop));
+                }
+            }
+            _ => {
+                let ok = if t < down_at + f.within {
+                    owed_now || owed_in(plan, before_down, baseline, r)
+                } else {
+                    owed_now
+                };
+                if !ok {
+                    bad_down.push((r, a, pop));
+                }
+                if t >= down_at + f.within && no_fault(baseline, r, a) != Some(pop) {
+                    moved += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some((r, a, pop)) = bad_down.first() {
+        out.push(format!(
+            "failover: {} answers for {service} after it went down at {:.1} s were not the oracle's (the nearest POPs where it is up, a client keeping its POP while it can); the first at {:.1} s: {} answered {} for {}, no-fault answer {}",
+            bad_down.len(),
+            secs(down_at),
+            secs(a.sent),
+            name(a.node),
+            name(*pop),
+            plan.clients[r.client].subnet,
+            no_fault(baseline, r, a).map_or("nothing", name)
+        ));
+    }
+    if moved == 0 {
+        out.push(format!(
+            "failover: no answer for {service} moved while it was down: no client had a failed POP as its answer, so the run shows nothing"
+        ));
+    }
+    if let (Some((r, a, pop)), Some((u, _))) = (bad_up.first(), up) {
+        out.push(format!(
+            "failover: {} answers for {service} after it came back at {:.1} s were not the no-fault answers (allowed delay {:?}); the first at {:.1} s: {} answered {} for {}, not {}",
+            bad_up.len(),
+            secs(u),
+            f.within,
+            secs(a.sent),
+            name(a.node),
+            name(*pop),
+            plan.clients[r.client].subnet,
+            no_fault(baseline, r, a).map_or("nothing", name)
+        ));
     }
     out
 }
@@ -717,6 +1020,41 @@ pub fn render(s: &Summary) -> String {
             "answers equal the no-fault answers from {t:.1} s after the last event"
         );
     }
+    if s.services.len() > 1 {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7} {:>8} {:>15} {:>10}",
+            "name", "queries", "answered", "differ/no-fault", "off-oracle"
+        );
+        for n in &s.services {
+            let _ = writeln!(
+                out,
+                "{:<16} {:>7} {:>7.2}% {:>15} {:>10}",
+                n.name,
+                n.queries,
+                n.availability * 100.0,
+                n.differ_from_no_fault,
+                n.off_oracle
+            );
+        }
+    }
+    for f in &s.failovers_by_service {
+        let _ = writeln!(
+            out,
+            "{} down at {} from {:.1} s: {} answers moved; a failed POP last handed out {}; no-fault answers again {}",
+            f.service,
+            f.pops.join(","),
+            f.down_at_s,
+            f.moved,
+            f.last_failed_answer_s
+                .map_or_else(|| "never".to_owned(), |t| format!("{t:.1} s after")),
+            match (f.up_at_s, f.back_after_s) {
+                (None, _) => "(it stayed down)".to_owned(),
+                (Some(u), None) => format!("at once after {u:.1} s"),
+                (Some(u), Some(b)) => format!("{b:.1} s after {u:.1} s"),
+            }
+        );
+    }
     let lo: Vec<String> = s
         .local_only_s
         .iter()
@@ -765,7 +1103,7 @@ pub fn queries_text(sim: &Sim, plan: &Plan, records: &[QueryRecord]) -> String {
             .join(",")
     };
     let mut out = String::from(
-        "# time_ms\tclient\tresolver\tecs\tnode\tanswer\tpop\ttruth_hops\ttruth_latency\toutcome\tattempts\n",
+        "# time_ms\tclient\tresolver\tecs\tnode\tanswer\tpop\ttruth_hops\ttruth_latency\toutcome\tattempts\tname\n",
     );
     for r in records {
         let c = &plan.clients[r.client];
@@ -773,6 +1111,7 @@ pub fn queries_text(sim: &Sim, plan: &Plan, records: &[QueryRecord]) -> String {
         let resolver = &plan.resolvers[c.resolver];
         let last = r.last();
         let answer = last.map_or_else(String::new, |a| match &a.reply {
+            Reply::Answer { cname: Some(c), .. } => c.clone(),
             Reply::Answer { addresses, .. } => addresses
                 .iter()
                 .map(ToString::to_string)
@@ -794,7 +1133,7 @@ pub fn queries_text(sim: &Sim, plan: &Plan, records: &[QueryRecord]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{}\t{}\tr{:02}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\tr{:02}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             last.map_or(r.at, |a| a.sent).as_millis(),
             c.subnet,
             c.resolver,
@@ -805,7 +1144,8 @@ pub fn queries_text(sim: &Sim, plan: &Plan, records: &[QueryRecord]) -> String {
             names(&e.by_hops),
             names(&e.by_latency),
             r.outcome(),
-            trail.join(" ")
+            trail.join(" "),
+            plan.services.get(r.service).map_or("-", String::as_str)
         );
     }
     out

@@ -38,6 +38,7 @@ fn every_shipped_scenario_parses_and_the_suite_is_complete() {
             "majority-loss",
             "restarts",
             "rolling-restart",
+            "service-down",
             "split-brain",
         ]
     );
@@ -201,6 +202,50 @@ fn bad_scenarios_are_refused_with_line_column_and_reason() {
             "[[cluster.pop]]\nname = \"x1\"\nregion = \"mars\"\n",
             "s.toml:16:10: unknown region `mars`",
         ),
+        (
+            "[[cluster.service]]\nname = \"api.v2\"\ntargets = \"cname\"\n",
+            "s.toml:15:8: service name `api.v2` must be one DNS label",
+        ),
+        (
+            "[[cluster.service]]\nname = \"WWW\"\ntargets = \"cname\"\n",
+            "s.toml:15:8: service `WWW` is declared twice",
+        ),
+        (
+            "[[cluster.service]]\nname = \"api\"\ntargets = \"mx\"\n",
+            "s.toml:16:11: targets must be \"addresses\" or \"cname\", not \"mx\"",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nkind = \"service-down\"\npops = [\"fra\"]\n",
+            "s.toml:14:1: a `service-down` event needs `service`",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nkind = \"service-down\"\nservice = \"api\"\npops = [\"fra\"]\n",
+            "s.toml:17:11: no service is named `api`; services: www",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nkind = \"crash\"\nservice = \"www\"\npops = [\"fra\"]\n",
+            "s.toml:17:11: `service` does not apply to a `crash` event",
+        ),
+        (
+            "[expect]\nunchanged = [\"www\", \"www\"]\n",
+            "s.toml:15:21: service `www` is listed twice",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nkind = \"service-down\"\nservice = \"www\"\npops = [\"fra\"]\n\
+             [expect]\nunchanged = [\"www\"]\n",
+            "s.toml:20:14: service `www` goes down on line 14: its answers change",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nlabel = \"c\"\nkind = \"crash\"\npops = [\"fra\"]\n\
+             [[expect.failover]]\nservice = \"www\"\nafter = \"c\"\nwithin = \"2s\"\n",
+            "s.toml:21:9: `failover` follows a `service-down` event",
+        ),
+        (
+            "[[event]]\nat = \"5s\"\nlabel = \"d\"\nkind = \"service-down\"\nservice = \"www\"\npops = [\"fra\"]\n\
+             [[event]]\nat = \"9s\"\nlabel = \"u\"\nkind = \"service-up\"\nservice = \"www\"\npops = [\"nyc\"]\n\
+             [[expect.failover]]\nservice = \"www\"\nafter = \"d\"\nuntil = \"u\"\nwithin = \"2s\"\n",
+            "s.toml:29:9: `until` names the `service-up` of the same service and POPs",
+        ),
     ];
     for &(extra, want) in cases {
         let err = parse(extra).expect_err(extra).to_string();
@@ -240,4 +285,52 @@ fn a_flap_expands_into_link_down_and_up_events() {
     };
     assert!(links.contains(1, 0) && !links.contains(0, 2));
     assert!(Links::All.contains(0, 2) && !Links::All.contains(1, 1));
+}
+
+#[test]
+fn services_their_faults_and_their_expectations_are_typed_as_written() {
+    let s = Scenario::load(&scenarios_dir().join("service-down.toml")).unwrap();
+    let services: Vec<(&str, Targets)> = s
+        .cluster
+        .services
+        .iter()
+        .map(|v| (v.name.as_str(), v.targets))
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("www", Targets::PopAddresses),
+            ("api", Targets::Addresses),
+            ("cdn", Targets::Cname)
+        ]
+    );
+    assert_eq!(
+        s.events[0].action,
+        Action::ServiceDown {
+            pops: vec![0],
+            service: 1
+        }
+    );
+    assert_eq!(s.events[0].action.kind(), "service-down");
+    assert_eq!(
+        s.events[1].action,
+        Action::ServiceUp {
+            pops: vec![0],
+            service: 1
+        }
+    );
+    assert_eq!(s.expect.unchanged, [0, 2]);
+    assert_eq!(
+        s.expect.failover,
+        [Failover {
+            service: 1,
+            after: 0,
+            until: Some(1),
+            within: Duration::from_secs(2)
+        }]
+    );
+    // Without services a scenario serves `www` alone.
+    let plain = parse("").unwrap();
+    assert_eq!(plain.cluster.services.len(), 1);
+    assert_eq!(plain.cluster.services[0].name, WWW);
 }

@@ -143,3 +143,38 @@ fn scores_count_right_answers_and_baselines_differ() {
     );
     assert_eq!(Score::default().share_by_hops(), 0.0);
 }
+
+#[test]
+fn the_oracle_sends_a_client_to_the_nearest_usable_pops() {
+    let all = [true; 4];
+    let hops = [Some(3), Some(2), Some(2), Some(4)];
+    // Fewest hops among usable POPs; a tie is a set.
+    assert_eq!(expected(&hops, &all, 0), [1, 2]);
+    // A service down at 1 and 2: the next POP by hops, whatever the node.
+    let down = [true, false, false, true];
+    assert_eq!(expected(&hops, &down, 1), [0]);
+    // Nothing usable: fail open, every POP is treated as usable.
+    assert_eq!(expected(&hops, &[false; 4], 0), [1, 2]);
+    // Routed POPs before unrouted ones, even when farther.
+    assert_eq!(
+        expected(&[None, Some(9), None, None], &all, 0),
+        [1],
+        "a route beats the node's own POP"
+    );
+    // No route at all (a query without ECS): the node's own POP, else any usable POP.
+    let none = [None; 4];
+    assert_eq!(expected(&none, &all, 2), [2]);
+    assert_eq!(expected(&none, &[true, true, false, true], 2), [0, 1, 3]);
+}
+
+#[test]
+fn a_client_keeps_its_pop_while_the_oracle_allows_it() {
+    // Its no-fault POP is still allowed: only it.
+    assert!(owed(2, Some(2), &[1, 2]));
+    assert!(!owed(1, Some(2), &[1, 2]), "a tie is no licence to move");
+    // Its POP is gone: any allowed POP, nothing else.
+    assert!(owed(1, Some(3), &[1, 2]) && owed(2, Some(3), &[1, 2]));
+    assert!(!owed(3, Some(3), &[1, 2]) && !owed(0, Some(3), &[1, 2]));
+    // Without a no-fault answer: any allowed POP.
+    assert!(owed(1, None, &[1]) && !owed(0, None, &[1]));
+}

@@ -20,6 +20,7 @@ fn answer(sim: &Sim, pop: usize) -> Reply {
     Reply::Answer {
         rcode: ResponseCode::NoError,
         addresses: vec![sim.pops[pop].addresses[0]],
+        cname: None,
         ttl: 30,
     }
 }
@@ -31,6 +32,7 @@ fn record(sim: &Sim, q: usize, c: usize, secs: u64, node: usize, pop: usize) -> 
         query: q,
         at,
         client: c,
+        service: 0,
         attempts: vec![Attempt {
             node,
             sent: at,
@@ -43,7 +45,7 @@ fn record(sim: &Sim, q: usize, c: usize, secs: u64, node: usize, pop: usize) -> 
 /// Every client's no-fault answer from every node: `pop`.
 fn baseline_all(plan: &Plan, n: usize, pop: usize) -> Baseline {
     (0..plan.clients.len())
-        .flat_map(|c| (0..n).map(move |x| ((c, x), Some(pop))))
+        .flat_map(|c| (0..n).map(move |x| ((c, x, 0), Some(pop))))
         .collect()
 }
 
@@ -62,6 +64,7 @@ fn samples(plan: &Plan, end: u64, minority_leaves_at: u64) -> Vec<Sample> {
                 local_only: split && node < 2,
                 alive: if split { state.heard_by(node) } else { 5 },
                 usable: (0..5).map(|p| !state.unusable_for(node, p)).collect(),
+                serving: Vec::new(),
             });
         }
     }
@@ -86,7 +89,7 @@ fn a_clean_run_meets_every_expectation() {
         .collect();
     let mut base = baseline_all(&p, 5, 0);
     for c in 0..p.clients.len() {
-        base.insert((c, 2), Some(2));
+        base.insert((c, 2, 0), Some(2));
     }
     let failures = check(&s, &sim, &p, &records, &samples(&p, 100, 60), &[], &base);
     assert_eq!(failures, Vec::<String>::new());
@@ -101,6 +104,7 @@ fn servfail_timeouts_late_dead_answers_and_unsettled_answers_are_each_reported()
     r.attempts[0].reply = Reply::Answer {
         rcode: ResponseCode::ServFail,
         addresses: vec![],
+        cname: None,
         ttl: 0,
     };
     r.pop = None;
@@ -157,7 +161,7 @@ fn a_timeout_from_a_crashed_node_is_no_failure() {
         },
     ];
     let mut base = baseline_all(&p, 5, 2);
-    base.insert((0, 3), Some(2));
+    base.insert((0, 3, 0), Some(2));
     let failures = check(
         &s,
         &sim,
@@ -263,7 +267,7 @@ fn the_query_log_has_one_line_per_query_with_the_truth_beside_the_answer() {
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("# time_ms\tclient"));
     let fields: Vec<&str> = lines[1].split('\t').collect();
-    assert_eq!(fields.len(), 11);
+    assert_eq!(fields.len(), 12);
     assert_eq!(fields[0], "1000");
     assert_eq!(fields[1], p.clients[0].subnet.to_string());
     assert_eq!(fields[4], "fra");
@@ -273,6 +277,7 @@ fn the_query_log_has_one_line_per_query_with_the_truth_beside_the_answer() {
     );
     assert_eq!(fields[9], "NOERROR");
     assert_eq!(fields[10], "fra@1000:NOERROR");
+    assert_eq!(fields[11], "www");
 }
 
 #[test]
@@ -290,4 +295,170 @@ fn the_timeline_marks_wrong_answers_and_local_only_spans_and_names_the_node_aske
     let first = &sim.pops[p.resolvers[0].primary].name;
     assert!(svg.contains(&format!(", asks {first}</text>")), "{svg}");
     assert!(svg.contains("wrong answer") && svg.contains("first node local-only"));
+}
+
+/// The service-down scenario on its own world, planned with seed 7 at full time: api
+/// (service 1) down at fra (POP 0) from 15 s to 35 s.
+fn services_world() -> (Scenario, Sim, Plan) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/service-down.toml");
+    let s = Scenario::load(&path).unwrap();
+    let requests: Vec<PopRequest> = s.cluster.pops.iter().map(|p| p.request.clone()).collect();
+    let sim = Sim::generate(s.topology.ases, 1, &requests).unwrap();
+    let p = plan::plan(&s, &sim, 7, 1.0).unwrap();
+    (s, sim, p)
+}
+
+/// What node `node` owes client `c` for `service` at `secs`, by the oracle, a client
+/// keeping its no-fault POP while it may.
+fn owed_answer(p: &Plan, c: usize, node: usize, service: usize, secs: u64) -> usize {
+    let client = &p.clients[c];
+    let hops: Vec<Option<usize>> = if p.resolvers[client.resolver].ecs {
+        client.hops.iter().copied().map(Some).collect()
+    } else {
+        vec![None; 5]
+    };
+    let all = truth::expected(&hops, &[true; 5], node)[0];
+    let now = p.state_at(Duration::from_secs(secs));
+    let allowed = truth::expected(&hops, &now.usable_for_service(node, service), node);
+    if allowed.contains(&all) {
+        all
+    } else {
+        allowed[0]
+    }
+}
+
+/// Every client's no-fault answers by the oracle, for every node and service.
+fn oracle_baseline(p: &Plan) -> Baseline {
+    let mut b = Baseline::new();
+    for c in 0..p.clients.len() {
+        for x in 0..5 {
+            for s in 0..3 {
+                b.insert((c, x, s), Some(owed_answer(p, c, x, s, 0)));
+            }
+        }
+    }
+    b
+}
+
+/// Queries of every service from every client at `secs` (through its resolver's primary),
+/// answered as `answer(client, node, service)` says.
+fn queries_at(
+    sim: &Sim,
+    p: &Plan,
+    secs: u64,
+    answer: impl Fn(usize, usize, usize) -> usize,
+) -> Vec<QueryRecord> {
+    let mut out = Vec::new();
+    for c in 0..p.clients.len() {
+        let node = p.resolvers[p.clients[c].resolver].primary;
+        for s in 0..3 {
+            let mut r = record(sim, out.len(), c, secs, node, 0);
+            r.service = s;
+            r.pop = Some(answer(c, node, s));
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// A run whose every answer is the oracle's, with `late` seconds of fra still handed out
+/// for api after it went down.
+fn service_run(sim: &Sim, p: &Plan, late: u64) -> Vec<QueryRecord> {
+    let mut out = Vec::new();
+    for secs in [5, 14, 16, 20, 30, 36, 40, 45] {
+        out.extend(queries_at(sim, p, secs, |c, x, s| {
+            if (15..15 + late).contains(&secs) {
+                owed_answer(p, c, x, s, 0)
+            } else {
+                owed_answer(p, c, x, s, secs)
+            }
+        }));
+    }
+    out
+}
+
+#[test]
+fn a_service_that_fails_over_by_the_oracle_and_leaves_the_others_alone_passes() {
+    let (s, sim, p) = services_world();
+    let base = oracle_baseline(&p);
+    let records = service_run(&sim, &p, 0);
+    let failures = check(&s, &sim, &p, &records, &[], &[], &base);
+    assert_eq!(failures, Vec::<String>::new());
+    let summary = summarize(&s, &sim, &p, 7, "inproc", &records, &[], &base);
+    let names: Vec<(&str, usize, usize)> = summary
+        .services
+        .iter()
+        .map(|n| (n.name.as_str(), n.differ_from_no_fault, n.off_oracle))
+        .collect();
+    let moved = summary.failovers_by_service[0].moved;
+    assert!(moved > 0, "some clients had fra as api's answer");
+    assert_eq!(names, [("www", 0, 0), ("api", moved, 0), ("cdn", 0, 0)]);
+    assert_eq!(summary.failovers_by_service[0].last_failed_answer_s, None);
+    assert_eq!(summary.failovers_by_service[0].back_after_s, None);
+    assert!(render(&summary).contains("api down at fra from 15.0 s"));
+}
+
+#[test]
+fn another_name_moving_a_slow_failover_and_a_slow_return_are_each_reported() {
+    let (s, sim, p) = services_world();
+    let base = oracle_baseline(&p);
+    // A node that withdraws the whole POP when one service fails: www and cdn move too.
+    let mut records = service_run(&sim, &p, 0);
+    for r in &mut records {
+        if r.service != 1 && (15..35).contains(&r.at.as_secs()) {
+            let (c, x) = (r.client, r.attempts[0].node);
+            r.pop = Some(owed_answer(&p, c, x, 1, r.at.as_secs()));
+        }
+    }
+    let failures = check(&s, &sim, &p, &records, &[], &[], &base);
+    let has = |what: &str| failures.iter().any(|f| f.starts_with(what));
+    assert!(
+        has("unchanged: ") && failures.iter().any(|f| f.contains("for www differ")),
+        "{failures:#?}"
+    );
+    assert!(
+        failures.iter().any(|f| f.contains("for cdn differ")),
+        "{failures:#?}"
+    );
+    // fra handed out for api 6 s after it went down: later than `within` (2 s).
+    let failures = check(&s, &sim, &p, &service_run(&sim, &p, 6), &[], &[], &base);
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with("failover: ") && f.contains("after it went down at 15.0 s")),
+        "{failures:#?}"
+    );
+    assert!(
+        failures.iter().any(|f| f.starts_with("detection_bound: ")),
+        "{failures:#?}"
+    );
+    // Within `within`, the answer before is fine.
+    let failures = check(&s, &sim, &p, &service_run(&sim, &p, 2), &[], &[], &base);
+    assert_eq!(failures, Vec::<String>::new());
+    // Clients not back on fra 5 s after api came back.
+    let mut records = service_run(&sim, &p, 0);
+    for r in &mut records {
+        if r.service == 1 && r.at.as_secs() == 40 {
+            r.pop = Some(owed_answer(&p, r.client, r.attempts[0].node, 1, 20));
+        }
+    }
+    let failures = check(&s, &sim, &p, &records, &[], &[], &base);
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with("failover: ") && f.contains("after it came back at 35.0 s")),
+        "{failures:#?}"
+    );
+    // Nobody moved: the run shows nothing.
+    let records: Vec<QueryRecord> = service_run(&sim, &p, 0)
+        .into_iter()
+        .filter(|r| r.service != 1)
+        .collect();
+    let failures = check(&s, &sim, &p, &records, &[], &[], &base);
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("moved while it was down")),
+        "{failures:#?}"
+    );
 }
