@@ -222,6 +222,42 @@ fn semantic_refusals() {
 }
 
 #[test]
+fn a_record_a_zone_file_cannot_hold_is_refused_with_its_file_and_line() {
+    let text = MINIMAL.replace(
+        "origin = \"example.net\"",
+        "origin = \"example.net\"\nfile = \"zone.db\"",
+    );
+    let load =
+        |zone: &str| match load_text(&text, &Files::default().with("/etc/sparrow/zone.db", zone)) {
+            Ok(_) => panic!("accepted: {zone}"),
+            Err(e) => e.to_string(),
+        };
+    // A CNAME beside other data, both orders; a second SOA; a record outside the zone.
+    let e = load("mail 60 IN A 192.0.2.25\n; a comment\n\nmail 60 IN CNAME www\n");
+    assert!(
+        e.contains(
+            "/etc/sparrow/zone.db:4: mail.example.net.: a CNAME cannot stand beside other records"
+        ),
+        "{e}"
+    );
+    let e = load("$TTL 60\nalias CNAME www\nalias (\n  TXT \"x\" )\n");
+    assert!(
+        e.contains("/etc/sparrow/zone.db:3: alias.example.net.: a CNAME"),
+        "{e}"
+    );
+    let e = load("@ 60 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 60 IN SOA ns1 hostmaster 2 2 3 4 5\n");
+    assert!(
+        e.contains("/etc/sparrow/zone.db:2: a second SOA record"),
+        "{e}"
+    );
+    let e = load("$TTL 60\nok TXT \"x\"\nwww.example.org. TXT \"y\"\n");
+    assert!(
+        e.contains("/etc/sparrow/zone.db:3: www.example.org. is outside the zone"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unreadable_files_refuse_the_config_at_the_line_naming_them() {
     let e = refused(
         "addresses = [\"192.0.2.10\"]",

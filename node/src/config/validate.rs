@@ -1066,16 +1066,20 @@ impl Cx<'_> {
         let mut zone = ZoneBuilder::new(origin.clone());
         if let Some(file) = &raw.file {
             let (path, text) = self.read(file, "zone file")?;
-            for record in parse_zone_file(&text, &path, origin)
-                .map_err(|reason| self.error(Some(file.span()), reason))?
-            {
-                let owner = record.name.clone();
-                zone.add(record).map_err(|reason| {
-                    self.error(
-                        Some(file.span()),
-                        format!("{}: {owner}: {reason}", path.display()),
-                    )
-                })?;
+            let file_name = path.display().to_string();
+            // Records go into the zone as they are read; the first that does not fit there
+            // (a CNAME beside other data, a second SOA...) is reported with its line.
+            let mut refused: Option<String> = None;
+            zonefile::parse_each(&text, origin, |line, record| {
+                if refused.is_none()
+                    && let Err(reason) = zone.add(record)
+                {
+                    refused = Some(format!("{file_name}:{line}: {reason}"));
+                }
+            })
+            .map_err(|e| self.error(Some(file.span()), e.render(&file_name)))?;
+            if let Some(reason) = refused {
+                return Err(self.error(Some(file.span()), reason));
             }
         }
         if let Some(soa) = &raw.soa {
@@ -1216,10 +1220,6 @@ fn parse_zone_text(text: &str, origin: &Name) -> Result<Vec<Record>, String> {
 }
 
 /// A zone file, in one linear pass; every error (up to a cap) as `file:line: reason`.
-fn parse_zone_file(text: &str, path: &Path, origin: &Name) -> Result<Vec<Record>, String> {
-    zonefile::parse_file(text, &path.display().to_string(), origin)
-}
-
 /// 32 hexadecimal digits as 16 bytes.
 fn parse_secret(hex: &str) -> Option<[u8; 16]> {
     if hex.len() != 32 || !hex.is_ascii() {
