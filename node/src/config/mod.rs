@@ -190,7 +190,8 @@ pub struct NodeSettings {
     pub pop: usize,
     /// Addresses served over both UDP and TCP.
     pub listen: Vec<SocketAddr>,
-    /// Idle timeout of TCP connections.
+    /// Idle timeout of TCP connections; also the longest a query may take to arrive and a
+    /// response to be taken.
     pub tcp_idle_timeout: Duration,
     /// Largest UDP response sent, whatever the client offers.
     pub max_udp_payload: u16,

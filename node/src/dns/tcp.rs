@@ -170,8 +170,8 @@ const READ_CHUNK: usize = 4096;
 /// idle for `idle_timeout`, or it sends something that is not a DNS message. Every query
 /// already read is answered before the next read, and their responses are written
 /// together: a client that pipelines queries costs a read and a write per batch, not per
-/// query. A message must arrive whole within `idle_timeout` of its first byte, and at
-/// most one message (64 KiB) is buffered.
+/// query. A message must arrive whole within `idle_timeout` of its first byte, responses
+/// must be taken within it too, and at most one message (64 KiB) is buffered.
 async fn connection(
     handler: &DnsHandler,
     mut stream: TcpStream,
@@ -204,7 +204,7 @@ async fn connection(
                             return;
                         }
                         if out.len() >= WRITE_BATCH {
-                            if stream.write_all(&out).await.is_err() {
+                            if !send(&mut stream, &out, idle_timeout).await {
                                 return;
                             }
                             out.clear();
@@ -214,14 +214,14 @@ async fn connection(
                     return;
                 }
                 if out.len() >= WRITE_BATCH {
-                    if stream.write_all(&out).await.is_err() {
+                    if !send(&mut stream, &out, idle_timeout).await {
                         return;
                     }
                     out.clear();
                 }
             }
             if !out.is_empty() {
-                if stream.write_all(&out).await.is_err() {
+                if !send(&mut stream, &out, idle_timeout).await {
                     return;
                 }
                 out.clear();
@@ -240,6 +240,15 @@ async fn connection(
             _ => return,
         }
     }
+}
+
+/// Writes `bytes` within `timeout`: a client that stops reading its responses is
+/// disconnected instead of holding its connection (and a slot of the limit) busy.
+async fn send(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Of the bytes read so far, how many make whole length-prefixed messages, and how many
@@ -451,6 +460,33 @@ mod tests {
             "closed before the message could be whole: {closed:?}"
         );
         trickle.abort();
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_responses_is_disconnected() {
+        let (addr, shutdown, server) = server(Duration::from_millis(300), 10).await;
+        // A small receive buffer, so that unread responses fill it soon.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (_rx, mut tx) = stream.into_split();
+        let queries: Vec<u8> = (0..1000).flat_map(|i| query((i % 250) as u8)).collect();
+        // Queries until the server hangs up: it stops reading while its responses cannot
+        // be written, and must give up on the connection within the timeout.
+        let sent = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut batches = 0u64;
+            while tx.write_all(&queries).await.is_ok() {
+                batches += 1;
+            }
+            batches
+        })
+        .await;
+        assert!(
+            sent.is_ok(),
+            "the connection stayed open with its responses unread"
+        );
         shutdown.cancel();
         server.await.unwrap();
     }
