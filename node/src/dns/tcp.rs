@@ -245,10 +245,17 @@ async fn connection(
 /// Writes `bytes` within `timeout`: a client that stops reading its responses is
 /// disconnected instead of holding its connection (and a slot of the limit) busy.
 async fn send(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, stream.write_all(bytes)).await,
-        Ok(Ok(()))
-    )
+    // Most writes fit the socket's buffer at once: no timer for those.
+    let written = match stream.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return false,
+    };
+    written == bytes.len()
+        || matches!(
+            tokio::time::timeout(timeout, stream.write_all(&bytes[written..])).await,
+            Ok(Ok(()))
+        )
 }
 
 /// Of the bytes read so far, how many make whole length-prefixed messages, and how many
