@@ -32,13 +32,12 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use ipnet::IpNet;
+use sparrow_cluster_tests::scale::{Pulled, pops_config_text, pulled};
 use sparrow_netsim::fulltable::{self, TableSpec};
 use sparrow_node::cluster::state::ServiceStatus;
 use sparrow_node::config::{Config, FileSource};
 use sparrow_node::dns::answer::{self, Client};
-use sparrow_node::routes::transfer::{self, ViewDecoder};
-use sparrow_node::routes::{HopRanges, RouteView};
-use sparrow_node::snapshot::{Snapshot, ViewInfo};
+use sparrow_node::snapshot::Snapshot;
 
 const CONFIG: &str = include_str!("../../deploy/examples/single-node/sparrow.toml");
 const ZONE: &str = include_str!("../../deploy/examples/single-node/example.net.zone");
@@ -264,20 +263,7 @@ fn bench_plan(c: &mut Criterion, f: &Fixture) {
 /// The 100-POP config with services: POP `pNN` answers `www` with 198.18.x.y, `api` with
 /// its own target 198.19.x.y (and a steered HTTPS record), `cdn` with `pNN.cdn.example.com.`.
 fn services_config(pops: usize) -> Config {
-    let mut text = String::from(
-        "[node]\npop = \"p00\"\nlisten = [\"127.0.0.1:0\"]\n\n\
-         [zone]\norigin = \"example.net.\"\nns = [\"ns1\"]\n\n\
-         [zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n\n\
-         [[zone.record]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n\n",
-    );
-    for i in 0..pops {
-        text.push_str(&format!(
-            "[[pop]]\nname = \"p{i:02}\"\nasn = {}\naddresses = [\"198.18.{}.{}\", \"2001:db8:{i:x}::1\"]\n\n",
-            65_000 + i,
-            i / 256,
-            i % 256
-        ));
-    }
+    let mut text = pops_config_text(pops);
     text.push_str("[[geo]]\nname = \"www\"\nttl = 30\n\n");
     text.push_str(
         "[[geo]]\nname = \"api\"\nttl = 30\nanswers = 1\nhttps = { alpn = [\"h2\", \"h3\"] }\n\n",
@@ -302,31 +288,6 @@ fn services_config(pops: usize) -> Config {
     )
     .expect("services config loads")
     .config
-}
-
-/// POP `pop`'s view as its peers take it in: encoded by its node, checked and decoded.
-fn pulled(prefixes: &[IpNet], pop: usize, seed: u64) -> (usize, Arc<HopRanges>, ViewInfo) {
-    let view = RouteView::new(
-        fulltable::pop_view_entries(prefixes, pop as u32, seed)
-            .into_iter()
-            .map(|(net, path)| (net, path.into_boxed_slice()))
-            .collect(),
-    );
-    let encoded = transfer::encode(&view, 1);
-    drop(view);
-    let mut decoder = ViewDecoder::new(encoded.header).expect("header");
-    let mut hops = None;
-    for f in &encoded.frames {
-        hops = decoder.push(&f[4..]).expect("frame");
-    }
-    let info = ViewInfo {
-        version: Some(1),
-        digest: Some(encoded.header.digest),
-        prefixes: encoded.header.prefixes,
-        source: format!("pulled from p{pop:02}"),
-        stale_since_ms: None,
-    };
-    (pop, Arc::new(hops.expect("End frame")), info)
 }
 
 /// A node of a `pops`-POP cluster with every view in, and `api` down at every fourth POP
@@ -361,7 +322,8 @@ fn services_snapshot(pops: usize, seed: u64, (v4, v6): (usize, usize)) -> (Snaps
     snap = snap.with_services(services);
     let mut batch = Vec::new();
     for pop in 0..pops {
-        batch.push(pulled(&prefixes, pop, seed));
+        let Pulled { hops, info, .. } = pulled(&prefixes, pop, seed);
+        batch.push((pop, Arc::new(hops), info));
         // Four at a time, as the node's pulls arrive.
         if batch.len() == 4 || pop + 1 == pops {
             snap = snap.with_tables(snap.tables().with_pulled(&snap.config, &batch));

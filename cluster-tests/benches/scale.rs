@@ -23,11 +23,10 @@ use std::time::Instant;
 use criterion::Criterion;
 use hickory_proto::rr::RecordType;
 use ipnet::IpNet;
+use sparrow_cluster_tests::scale::{Pulled, pops_config_text, pulled};
 use sparrow_netsim::fulltable::{self, TableSpec};
 use sparrow_node::config::{Config, FileSource};
-use sparrow_node::routes::transfer::{self, ViewDecoder};
-use sparrow_node::routes::{HopRanges, RouteView};
-use sparrow_node::snapshot::{Snapshot, ViewInfo};
+use sparrow_node::snapshot::Snapshot;
 
 /// Views applied per pass, as the pull loop sees them arrive (at most 4 pulls run at once).
 const BATCH: usize = 4;
@@ -44,52 +43,10 @@ impl FileSource for NoFiles {
 }
 
 fn config(pops: usize) -> Config {
-    let mut text = String::from(
-        "[node]\npop = \"p00\"\nlisten = [\"127.0.0.1:0\"]\n\n\
-         [zone]\norigin = \"example.net.\"\nns = [\"ns1\"]\n\n\
-         [zone.soa]\nmname = \"ns1\"\nrname = \"hostmaster\"\nserial = 1\n\n\
-         [[zone.record]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n\n",
-    );
-    for i in 0..pops {
-        text.push_str(&format!(
-            "[[pop]]\nname = \"p{i:02}\"\nasn = {}\naddresses = [\"198.18.{}.{}\", \"2001:db8:{i:x}::1\"]\n\n",
-            65_000 + i,
-            i / 256,
-            i % 256
-        ));
-    }
-    text.push_str("[[geo]]\nname = \"www\"\nttl = 30\n");
+    let text = pops_config_text(pops) + "[[geo]]\nname = \"www\"\nttl = 30\n";
     Config::from_str(&text, Path::new("/bench/sparrow.toml"), &NoFiles)
         .expect("bench config loads")
         .config
-}
-
-/// POP `pop`'s view as a peer would receive it: encoded by the owner, checked and rebuilt.
-fn pulled(prefixes: &[IpNet], pop: u32, seed: u64) -> (HopRanges, ViewInfo, f64, usize) {
-    let view = RouteView::new(
-        fulltable::pop_view_entries(prefixes, pop, seed)
-            .into_iter()
-            .map(|(net, path)| (net, path.into_boxed_slice()))
-            .collect(),
-    );
-    let encoded = transfer::encode(&view, 1);
-    drop(view);
-    let bytes = encoded.body_bytes();
-    let started = Instant::now();
-    let mut decoder = ViewDecoder::new(encoded.header).expect("header");
-    let mut hops = None;
-    for f in &encoded.frames {
-        hops = decoder.push(&f[4..]).expect("frame");
-    }
-    let took = started.elapsed().as_secs_f64();
-    let info = ViewInfo {
-        version: Some(1),
-        digest: Some(encoded.header.digest),
-        prefixes: encoded.header.prefixes,
-        source: format!("pulled from p{pop:02}"),
-        stale_since_ms: None,
-    };
-    (hops.expect("End frame"), info, took, bytes)
 }
 
 fn main() {
@@ -119,7 +76,12 @@ fn main() {
     let mut wire = 0;
     let mut batch = Vec::new();
     for pop in 0..pops {
-        let (hops, info, took, bytes) = pulled(&prefixes, pop as u32, seed);
+        let Pulled {
+            hops,
+            info,
+            decode_secs: took,
+            bytes,
+        } = pulled(&prefixes, pop, seed);
         decode_secs += took;
         wire += bytes;
         batch.push((pop, Arc::new(hops), info));
@@ -150,7 +112,7 @@ fn main() {
         sparrow_cluster_tests::process_memory()
     );
     // One more view replaced, as when a peer's view changes.
-    let (hops, info, _, _) = pulled(&prefixes, 1000, seed);
+    let Pulled { hops, info, .. } = pulled(&prefixes, 1000, seed);
     let started = Instant::now();
     snap = snap.with_tables(
         snap.tables()

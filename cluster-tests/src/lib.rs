@@ -7,6 +7,7 @@
 
 pub mod bird;
 pub mod knot;
+pub mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
