@@ -200,31 +200,20 @@ async fn connection(
                 if xfr::transfer_type(message).is_some() {
                     // A transfer's messages go out as they are framed (it can be long).
                     for bytes in transfer(handler, message, peer) {
-                        if !frame(&mut out, &bytes) {
+                        if !frame(&mut out, &bytes)
+                            || !flush(&mut stream, &mut out, WRITE_BATCH, idle_timeout).await
+                        {
                             return;
                         }
-                        if out.len() >= WRITE_BATCH {
-                            if !send(&mut stream, &out, idle_timeout).await {
-                                return;
-                            }
-                            out.clear();
-                        }
                     }
-                } else if !answer(handler, &mut fast, message, peer, &mut out) {
+                } else if !answer(handler, &mut fast, message, peer, &mut out)
+                    || !flush(&mut stream, &mut out, WRITE_BATCH, idle_timeout).await
+                {
                     return;
-                }
-                if out.len() >= WRITE_BATCH {
-                    if !send(&mut stream, &out, idle_timeout).await {
-                        return;
-                    }
-                    out.clear();
                 }
             }
-            if !out.is_empty() {
-                if !send(&mut stream, &out, idle_timeout).await {
-                    return;
-                }
-                out.clear();
+            if !flush(&mut stream, &mut out, 1, idle_timeout).await {
+                return;
             }
             input.drain(..complete);
             table
@@ -242,20 +231,31 @@ async fn connection(
     }
 }
 
-/// Writes `bytes` within `timeout`: a client that stops reading its responses is
+/// Writes `out` within `timeout` and empties it, once it holds `at_least` bytes; `false`
+/// if the write fails or times out. A client that stops reading its responses is thus
 /// disconnected instead of holding its connection (and a slot of the limit) busy.
-async fn send(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
+async fn flush(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    at_least: usize,
+    timeout: Duration,
+) -> bool {
+    if out.is_empty() || out.len() < at_least {
+        return true;
+    }
     // Most writes fit the socket's buffer at once: no timer for those.
-    let written = match stream.try_write(bytes) {
+    let written = match stream.try_write(out) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(_) => return false,
     };
-    written == bytes.len()
+    let sent = written == out.len()
         || matches!(
-            tokio::time::timeout(timeout, stream.write_all(&bytes[written..])).await,
+            tokio::time::timeout(timeout, stream.write_all(&out[written..])).await,
             Ok(Ok(()))
-        )
+        );
+    out.clear();
+    sent
 }
 
 /// Of the bytes read so far, how many make whole length-prefixed messages, and how many
